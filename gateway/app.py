@@ -1,0 +1,66 @@
+"""The Starlette application: webhook ingest, health and metrics, wired to one store.
+
+`create_app` is the single place where the gateway's parts are put together.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from gateway import __version__
+from gateway.config import Config
+from gateway.ingest.endpoint import IngestEndpoint
+from gateway.metrics import Metrics
+from gateway.store import Store
+
+
+def create_app(
+    config: Config,
+    *,
+    clock: Callable[[], float] = time.time,
+    migrate: bool = True,
+) -> Starlette:
+    store = Store(config.store_url)
+    metrics = Metrics()
+    ingest = IngestEndpoint(config, store, metrics, clock)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await store.open(migrate=migrate)
+        try:
+            yield
+        finally:
+            await store.close()
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    async def readyz(request: Request) -> Response:
+        if await store.ping():
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "store unavailable"}, status_code=503)
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app = Starlette(
+        routes=[
+            Route("/hooks/{source}", ingest, methods=["POST"]),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics_endpoint),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.config = config
+    app.state.store = store
+    app.state.metrics = metrics
+    return app

@@ -1,0 +1,232 @@
+"""The `gateway` command line: serve, check, send, and look into the store.
+
+Commands that read the store open it directly from the config; no server needs to run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gateway import __version__
+from gateway import config as config_module
+from gateway.config import Config
+from gateway.errors import ConfigError, GatewayError
+
+app = typer.Typer(help="Webhook-to-assistant automation gateway.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+console = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Config file (default: $GATEWAY_CONFIG or ./gateway.yaml)"),
+]
+
+
+def main() -> None:
+    app()
+
+
+def _load(path: Path | None) -> Config:
+    try:
+        return config_module.load(path)
+    except ConfigError as exc:
+        err.print(f"[red]{len(exc.problems)} problem(s) in the configuration:[/red]")
+        for problem in exc.problems:
+            err.print(f"  - {problem}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _run(make: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return asyncio.run(make())  # type: ignore[arg-type]
+    except GatewayError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def version() -> None:
+    """Print the gateway's version."""
+    console.print(__version__)
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Listen address (default from config)")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (default from config)")] = None,
+    migrate: Annotated[bool, typer.Option(help="Apply schema migrations at start")] = True,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
+) -> None:
+    """Run the gateway: webhook ingest, health and metrics."""
+    import uvicorn
+
+    from gateway import log
+    from gateway.app import create_app
+
+    cfg = _load(config)
+    log.configure(log_level)
+    uvicorn.run(
+        create_app(cfg, migrate=migrate),
+        host=host or cfg.host,
+        port=port if port is not None else cfg.port,
+        log_level="warning",
+        access_log=False,
+        loop="auto",
+        http="auto",
+        lifespan="on",
+    )
+
+
+@app.command()
+def check(config: ConfigOption = None) -> None:
+    """Validate the configuration; exit 1 listing every problem."""
+    cfg = _load(config)
+    console.print(f"[green]ok[/green]: {len(cfg.sources)} source(s), store {cfg.store}")
+
+
+@app.command()
+def events(
+    config: ConfigOption = None,
+    source: Annotated[str | None, typer.Option(help="Only this source")] = None,
+    status: Annotated[str | None, typer.Option(help="Only events in this status")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array")] = False,
+) -> None:
+    """List stored events, newest first."""
+    from gateway.store import Store
+
+    cfg = _load(config)
+
+    async def fetch() -> list[dict[str, Any]]:
+        store = Store(cfg.store_url)
+        try:
+            await store.open()
+            return [e.summary() for e in await store.events(source=source, status=status,
+                                                            limit=limit)]
+        finally:
+            await store.close()
+
+    rows = _run(fetch)
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table("id", "source", "type", "delivery id", "status", "received at")
+    for row in rows:
+        table.add_row(str(row["id"]), row["source"], row["type"], row["delivery_id"],
+                      row["status"], row["received_at"])
+    console.print(table)
+
+
+@app.command()
+def send(
+    file: Annotated[Path, typer.Argument(help="The payload to post, byte for byte", exists=True)],
+    source: Annotated[str, typer.Option(help="The configured source to sign for")],
+    config: ConfigOption = None,
+    headers: Annotated[
+        Path | None,
+        typer.Option(help="JSON object of headers to send (default: FILE's .headers.json)"),
+    ] = None,
+    header: Annotated[
+        list[str] | None, typer.Option("--header", "-H", help="Extra header, 'Name: value'")
+    ] = None,
+    url: Annotated[str | None, typer.Option(help="Where to post (default: this config's server)")]
+    = None,
+) -> None:
+    """Sign a payload as the source's provider would (fresh timestamp) and post it."""
+    import httpx2
+
+    import gateway.ingest.providers  # noqa: F401
+    from gateway.ingest.provider import PROVIDERS
+
+    cfg = _load(config)
+    if source not in cfg.sources:
+        err.print(f"[red]error:[/red] no source named {source!r} in the config")
+        raise typer.Exit(1)
+    body = file.read_bytes()
+    if headers is None:
+        sibling = file.with_name(file.name.removesuffix(".json") + ".headers.json")
+        headers = sibling if sibling.exists() else None
+    sent = merge_headers(json.loads(headers.read_text()) if headers else {}, _parse(header or []))
+    provider = PROVIDERS[cfg.sources[source].provider](cfg.sources[source])
+    sent = merge_headers(sent, provider.sign(body, sent, time.time()))
+    sent.setdefault("Content-Type", "application/json")
+    target = url or f"http://{cfg.host}:{cfg.port}/hooks/{source}"
+    try:
+        response = httpx2.post(target, content=body, headers=sent, timeout=30)
+    except httpx2.HTTPError as exc:
+        err.print(f"[red]error:[/red] could not post to {target}: {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"{response.status_code} {response.text}", highlight=False, markup=False)
+    if response.status_code >= 400:
+        raise typer.Exit(1)
+
+
+def merge_headers(base: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
+    """Header names are case-insensitive: a new value replaces any spelling of the old name."""
+    lowered = {name.lower() for name in extra}
+    merged = {k: v for k, v in base.items() if k.lower() not in lowered}
+    merged.update(extra)
+    return merged
+
+
+def _parse(pairs: list[str]) -> dict[str, str]:
+    parsed = {}
+    for pair in pairs:
+        name, sep, value = pair.partition(":")
+        if not sep:
+            raise typer.BadParameter(f"header {pair!r} is not 'Name: value'")
+        parsed[name.strip()] = value.strip()
+    return parsed
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOption = None) -> None:
+    """Apply every pending migration."""
+    from gateway.store import database
+
+    cfg = _load(config)
+
+    async def upgrade() -> str | None:
+        engine, _ = database.connect(cfg.store_url)
+        try:
+            await database.upgrade(engine)
+            return await database.current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    console.print(f"schema at revision {_run(upgrade)}")
+
+
+@db_app.command("current")
+def db_current(config: ConfigOption = None) -> None:
+    """Print the schema revision of the database and of this gateway."""
+    from gateway.store import database
+
+    cfg = _load(config)
+
+    async def current() -> str | None:
+        engine, _ = database.connect(cfg.store_url)
+        try:
+            return await database.current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    console.print(f"database: {_run(current)}  gateway: {database.head_revision()}")
+
+
+if __name__ == "__main__":
+    main()

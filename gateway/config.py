@@ -1,0 +1,201 @@
+"""The gateway's configuration: `gateway.yaml`, with `${VAR}` read from the environment.
+
+Every problem is collected, not just the first, so `gateway check` can list them all.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from dotenv import load_dotenv
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gateway import yamlfile
+from gateway.errors import ConfigError
+
+DEFAULT_PATH = Path("gateway.yaml")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class SourceConfig(BaseModel):
+    """One webhook source: a name in the URL, a provider that verifies it, its secrets.
+
+    Provider-specific settings (e.g. the generic provider's header names) are extra keys,
+    validated by the provider's own settings model.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    provider: str
+    secret: str | None = None
+    secrets: list[str] = Field(default_factory=list)
+    tolerance: int = Field(300, ge=0, description="seconds a signed timestamp may be off")
+
+    @property
+    def all_secrets(self) -> list[str]:
+        """Every active secret, the single `secret` first: several at once allow rotation."""
+        found = ([self.secret] if self.secret else []) + list(self.secrets)
+        return [s for s in found if s]
+
+
+class WorkerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    concurrency: int = Field(16, ge=1)
+    max_attempts: int = Field(5, ge=1)
+    backoff_base: float = Field(1.0, gt=0)
+    backoff_max: float = Field(300.0, gt=0)
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    store: str = "sqlite:///gateway.db"
+    admin_token: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = Field(1024 * 1024, gt=0)
+    rules: str = "rules"
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    models: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    handlers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    # Where relative paths (store file, rules directory) are resolved; set by `load`.
+    base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    @field_validator("sources")
+    @classmethod
+    def _source_names(cls, sources: dict[str, SourceConfig]) -> dict[str, SourceConfig]:
+        for name in sources:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+                raise ValueError(f"source name {name!r} may only use letters, digits, . _ -")
+        return sources
+
+    @property
+    def rules_dir(self) -> Path:
+        return (self.base_dir / self.rules).resolve()
+
+    @property
+    def store_url(self) -> str:
+        """The store URL with relative SQLite paths resolved against the config's folder."""
+        prefix = "sqlite:///"
+        if self.store.startswith(prefix) and not self.store.startswith(prefix + "/"):
+            rest = self.store[len(prefix) :]
+            if rest and rest != ":memory:":
+                return prefix + str((self.base_dir / rest).resolve())
+        return self.store
+
+
+def resolve_path(path: str | Path | None) -> Path:
+    """`--config`, else `$GATEWAY_CONFIG`, else `./gateway.yaml`."""
+    if path:
+        return Path(path)
+    return Path(os.environ.get("GATEWAY_CONFIG") or DEFAULT_PATH)
+
+
+def load(path: str | Path | None = None, *, environ: dict[str, str] | None = None) -> Config:
+    """Read, expand and validate the config; raise `ConfigError` listing every problem."""
+    file = resolve_path(path)
+    if not file.exists():
+        raise ConfigError([f"{file}: config file not found (use --config or GATEWAY_CONFIG)"])
+    load_dotenv(file.parent / ".env", override=False)
+    env = dict(os.environ) if environ is None else environ
+    try:
+        doc = yamlfile.load(file)
+    except yamlfile.YamlSyntaxError as exc:
+        raise ConfigError([str(exc)]) from None
+    raw = doc.data if doc.data is not None else {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{doc.where(())}: the config must be a mapping"])
+
+    problems: list[str] = []
+    duplicates = _duplicate_keys(file, ("sources",))
+    problems += [f"{file}:{line}: sources.{name}: duplicate source name" for name, line in duplicates]
+    expanded = _expand(raw, (), env, doc, problems)
+    expanded["base_dir"] = file.parent.resolve()
+    config: Config | None = None
+    try:
+        config = Config.model_validate(expanded)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            field = ".".join(str(p) for p in loc)
+            problems.append(f"{doc.where(loc)}: {field}: {err['msg']}")
+    sources = expanded.get("sources")
+    if isinstance(sources, dict):
+        problems += _check_sources(sources, doc)
+    if problems:
+        raise ConfigError(problems)
+    assert config is not None
+    return config
+
+
+def _expand(
+    value: Any, at: yamlfile.Location, env: dict[str, str], doc: yamlfile.Document, problems: list[str]
+) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand(v, (*at, k), env, doc, problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, (*at, i), env, doc, problems) for i, v in enumerate(value)]
+    if isinstance(value, str) and "${" in value:
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            field = ".".join(str(p) for p in at)
+            problems.append(f"{doc.where(at)}: {field}: environment variable {name} is not set")
+            return match.group(0)  # left as written, so no second problem follows from it
+
+        return _VAR.sub(substitute, value)
+    return value
+
+
+def _duplicate_keys(file: Path, under: tuple[str, ...]) -> list[tuple[str, int]]:
+    """YAML silently keeps the last of two equal keys; a duplicate source is a mistake."""
+    import yaml
+
+    node = yaml.compose(file.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    for key in under:
+        if not isinstance(node, yaml.MappingNode):
+            return []
+        node = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
+    if not isinstance(node, yaml.MappingNode):
+        return []
+    seen: set[str] = set()
+    found = []
+    for key_node, _ in node.value:
+        if key_node.value in seen:
+            found.append((key_node.value, key_node.start_mark.line + 1))
+        seen.add(key_node.value)
+    return found
+
+
+def _check_sources(sources: dict[str, Any], doc: yamlfile.Document) -> list[str]:
+    """Each source against its provider, even when other parts of the config are invalid."""
+    import gateway.ingest.providers  # noqa: F401  (registers the built-in providers)
+    from gateway.ingest.provider import PROVIDERS
+
+    problems = []
+    for name, raw in sources.items():
+        at: yamlfile.Location = ("sources", name)
+        try:
+            source = SourceConfig.model_validate(raw)
+        except ValidationError:
+            continue  # already reported by the Config validation
+        provider = PROVIDERS.get(source.provider)
+        if provider is None:
+            known = ", ".join(sorted(PROVIDERS))
+            problems.append(
+                f"{doc.where((*at, 'provider'))}: sources.{name}.provider: unknown provider "
+                f"{source.provider!r} (known: {known})"
+            )
+            continue
+        for message in provider.check(source):
+            problems.append(f"{doc.where(at)}: sources.{name}: {message}")
+    return problems

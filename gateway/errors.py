@@ -1,0 +1,82 @@
+"""The gateway's exception hierarchy, rooted at one `GatewayError`.
+
+    GatewayError
+    ├── ConfigError            config or rules do not validate (carries every problem)
+    ├── RejectedDelivery       a webhook request is refused (carries the reason)
+    │   ├── UnknownSource
+    │   ├── BodyTooLarge
+    │   ├── SignatureInvalid   missing, malformed, stale or wrong signature
+    │   ├── UnsupportedMediaType
+    │   └── MalformedPayload   body is not what the provider sends (bad JSON, bad UTF-8)
+    └── StoreError
+        ├── StoreUnavailable   the database cannot be reached or cannot commit
+        └── SchemaMismatch     the database schema is not one this version knows
+
+HTTP status codes are chosen only at the edge (`gateway.ingest.endpoint`, `gateway.api`).
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Root of every error the gateway raises on purpose."""
+
+
+class ConfigError(GatewayError):
+    """The configuration (or a rule file) is invalid; `problems` lists each one."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class RejectedDelivery(GatewayError):
+    """A webhook request that is refused; `reason` is a short stable label for logs and metrics."""
+
+    reason = "rejected"
+
+    def __init__(self, detail: str, *, reason: str | None = None) -> None:
+        if reason is not None:
+            self.reason = reason
+        self.detail = detail
+        super().__init__(detail)
+
+
+class UnknownSource(RejectedDelivery):
+    reason = "unknown_source"
+
+
+class BodyTooLarge(RejectedDelivery):
+    reason = "body_too_large"
+
+
+class SignatureInvalid(RejectedDelivery):
+    reason = "bad_signature"
+
+
+class UnsupportedMediaType(RejectedDelivery):
+    reason = "unsupported_media_type"
+
+
+class MalformedPayload(RejectedDelivery):
+    reason = "malformed_payload"
+
+
+class StoreError(GatewayError):
+    """A failure of the event store."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or cannot commit right now."""
+
+
+class SchemaMismatch(StoreError):
+    """The database holds a schema revision this version does not know."""
+
+    def __init__(self, revision: str | None, expected: str) -> None:
+        self.revision = revision
+        self.expected = expected
+        super().__init__(
+            f"database schema is at revision {revision!r}, this gateway expects {expected!r}: "
+            "run `gateway db upgrade` (or upgrade the gateway)"
+        )

@@ -1,0 +1,1 @@
+"""Webhook ingest: sources, the providers that verify them, and the HTTP endpoint."""

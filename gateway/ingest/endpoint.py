@@ -1,0 +1,160 @@
+"""`POST /hooks/{source}`: verify, store, and only then answer 202.
+
+A raw ASGI endpoint: it reads the body itself so an oversized one is refused before it is read,
+and keeps the hot path to verify → parse once → insert → commit → answer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import structlog
+from starlette.types import Receive, Scope, Send
+
+from gateway.config import Config
+from gateway.errors import (
+    BodyTooLarge,
+    MalformedPayload,
+    RejectedDelivery,
+    SignatureInvalid,
+    StoreUnavailable,
+    UnknownSource,
+    UnsupportedMediaType,
+)
+from gateway.ingest.provider import PROVIDERS, Provider
+from gateway.metrics import Metrics
+from gateway.store import NewEvent, Store
+
+log = structlog.get_logger("gateway.ingest")
+
+STATUS: dict[type[RejectedDelivery], int] = {
+    SignatureInvalid: 401,
+    UnknownSource: 404,
+    BodyTooLarge: 413,
+    UnsupportedMediaType: 415,
+    MalformedPayload: 400,
+}
+# Credentials a sender may put in headers; never stored, whatever the provider.
+ALWAYS_SECRET = frozenset({"authorization", "proxy-authorization", "cookie"})
+
+
+class ClientGone(Exception):
+    """The sender disconnected before the body was complete: there is nobody to answer."""
+
+
+class IngestEndpoint:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        import gateway.ingest.providers  # noqa: F401  (registers the built-in providers)
+
+        self.sources: dict[str, Provider] = {
+            name: PROVIDERS[source.provider](source) for name, source in config.sources.items()
+        }
+        self.store = store
+        self.metrics = metrics
+        self.clock = clock
+        self.max_body = config.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        name: str = scope["path_params"]["source"]
+        started = time.perf_counter()
+        label = name if name in self.sources else "unknown"
+        try:
+            status, answer = await self._handle(name, scope, receive)
+        except ClientGone:
+            return
+        except RejectedDelivery as exc:
+            status = STATUS.get(type(exc), 400)
+            answer = {"error": exc.reason, "detail": exc.detail}
+            self.metrics.rejections.labels(label, exc.reason).inc()
+            log.warning("ingest.rejected", source=name, reason=exc.reason, detail=exc.detail,
+                        status=status, client=_client(scope))
+        except StoreUnavailable as exc:
+            status, answer = 503, {"error": "store_unavailable", "detail": "try again later"}
+            self.metrics.rejections.labels(label, "store_unavailable").inc()
+            log.error("ingest.store_unavailable", source=name, error=str(exc))
+        else:
+            self.metrics.ingest_seconds.labels(label).observe(time.perf_counter() - started)
+        self.metrics.requests.labels(label, str(status)).inc()
+        await _respond(send, status, answer)
+
+    async def _handle(self, name: str, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
+        provider = self.sources.get(name)
+        if provider is None:
+            raise UnknownSource(f"no source named {name!r}")
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        body = await self._read_body(headers, receive)
+        provider.verify(headers, body, self.clock())
+        content_type = headers.get("content-type", "")
+        if provider.json_body and content_type and "json" not in content_type.lower():
+            raise UnsupportedMediaType(f"expected a JSON body, got {content_type!r}")
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedPayload(f"body is not valid JSON: {exc}") from None
+        challenge = provider.challenge(payload)
+        if challenge is not None:
+            return 200, challenge
+        hidden = ALWAYS_SECRET | provider.secret_headers
+        stored = await self.store.add_event(
+            NewEvent(
+                source=name,
+                provider=provider.name,
+                type=provider.event_type(headers, payload),
+                delivery_id=provider.delivery_id(headers, payload, body),
+                headers={k: v for k, v in headers.items() if k not in hidden},
+                body=body,
+                received_at=datetime.now(UTC),
+            )
+        )
+        if stored.duplicate:
+            self.metrics.duplicates.labels(name).inc()
+            log.info("ingest.duplicate", source=name, event_id=stored.id,
+                     delivery_id=stored.event.delivery_id)
+            return 200, {"id": stored.id, "duplicate": True}
+        log.debug("ingest.stored", source=name, event_id=stored.id, type=stored.event.type)
+        return 202, {"id": stored.id, "duplicate": False}
+
+    async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes:
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            raise BodyTooLarge(f"body of {declared} bytes exceeds the {self.max_body}-byte limit")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise BodyTooLarge(f"body exceeds the {self.max_body}-byte limit")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+async def _respond(send: Send, status: int, answer: dict[str, Any]) -> None:
+    body = orjson.dumps(answer)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if status == 503:
+        headers.append((b"retry-after", b"5"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _client(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else None

@@ -1,0 +1,72 @@
+"""The durable store: events (and, later, runs, steps, threads) in SQLite or PostgreSQL.
+
+`Store` is the one object the rest of the gateway talks to.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select, text
+
+from gateway.errors import SchemaMismatch
+from gateway.store import database
+from gateway.store.records import Event, NewEvent, Stored
+from gateway.store.schema import events
+from gateway.store.writer import EventWriter
+
+__all__ = ["Event", "NewEvent", "Store", "Stored"]
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine, self.dialect = database.connect(url)
+        self.writer = EventWriter(self.engine, self.dialect)
+
+    async def open(self, *, migrate: bool = True) -> None:
+        """Bring the schema to the head revision (if `migrate`) and start the writer.
+
+        Refuses a schema it does not know, and one that is behind when not migrating.
+        """
+        if migrate:
+            await database.upgrade(self.engine)
+        else:
+            revision = await database.check_known(self.engine)
+            head = database.head_revision()
+            if revision != head:
+                raise SchemaMismatch(revision, head)
+        self.writer.start()
+
+    async def close(self) -> None:
+        await self.writer.stop()
+        await self.engine.dispose()
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    async def add_event(self, new: NewEvent) -> Stored:
+        return await self.writer.add(new)
+
+    async def events(
+        self, *, source: str | None = None, status: str | None = None, limit: int = 50
+    ) -> list[Event]:
+        query = select(events).order_by(events.c.id.desc()).limit(limit)
+        if source:
+            query = query.where(events.c.source == source)
+        if status:
+            query = query.where(events.c.status == status)
+        async with self.engine.connect() as conn:
+            return [Event.from_row(row) for row in await conn.execute(query)]
+
+    async def event(self, event_id: int) -> Event | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(events).where(events.c.id == event_id))).first()
+        return Event.from_row(row) if row else None
+
+    async def count_events(self) -> int:
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(select(func.count()).select_from(events))).scalar_one())

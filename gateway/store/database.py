@@ -1,0 +1,105 @@
+"""Connecting to the store's database, and keeping its schema current with Alembic.
+
+SQLite and PostgreSQL share all code; the differences are the few flags in `Dialect`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from gateway.errors import SchemaMismatch
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    # SQLite has one writer at a time: only one worker process may claim work there.
+    single_writer: bool
+    # `SELECT ... FOR UPDATE SKIP LOCKED` and LISTEN/NOTIFY are PostgreSQL's.
+    skip_locked: bool
+
+
+def async_url(url: str) -> str:
+    """Accept plain URLs from users and pick the async driver the gateway uses."""
+    if url.startswith("sqlite:"):
+        return "sqlite+aiosqlite:" + url[len("sqlite:") :]
+    for plain in ("postgresql:", "postgres:", "postgresql+psycopg:", "postgresql+psycopg2:"):
+        if url.startswith(plain):
+            return "postgresql+asyncpg:" + url[len(plain) :]
+    return url
+
+
+def connect(url: str, **kwargs: Any) -> tuple[AsyncEngine, Dialect]:
+    full = async_url(url)
+    if full.startswith("sqlite"):
+        if ":memory:" in full:
+            raise ValueError("an in-memory SQLite store would lose every event: use a file")
+        engine = create_async_engine(full, poolclass=NullPool, **kwargs)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine, Dialect("sqlite", single_writer=True, skip_locked=False)
+    engine = create_async_engine(full, pool_size=16, max_overflow=8, pool_pre_ping=True, **kwargs)
+    return engine, Dialect("postgresql", single_writer=False, skip_locked=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers run beside the writer; FULL makes every commit survive power loss.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def known_revisions() -> set[str]:
+    return {s.revision for s in ScriptDirectory.from_config(_alembic_config()).walk_revisions()}
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    async with engine.connect() as conn:
+        return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+    """Apply migrations up to `revision` (idempotent)."""
+    await check_known(engine)
+    async with engine.begin() as conn:
+        await conn.run_sync(_upgrade, revision)
+
+
+async def check_known(engine: AsyncEngine) -> str | None:
+    """Refuse a database whose schema revision this version does not know (a newer gateway's)."""
+    revision = await current_revision(engine)
+    if revision is not None and revision not in known_revisions():
+        raise SchemaMismatch(revision, head_revision())
+    return revision
+
+
+def _upgrade(connection: Connection, revision: str) -> None:
+    config = _alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
+
+
+def _alembic_config() -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config

@@ -1,0 +1,77 @@
+"""YAML documents that remember where each value came from.
+
+Config and rule errors name the file and line of the offending field; this keeps the marks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+Location = tuple[str | int, ...]
+
+
+@dataclass
+class Document:
+    """Parsed YAML data plus the line of every mapping key and sequence item."""
+
+    path: Path
+    data: Any
+    lines: dict[Location, int] = field(default_factory=dict)
+
+    def line(self, location: Location) -> int | None:
+        """The line of `location`, or of its nearest ancestor that has one."""
+        while location:
+            if location in self.lines:
+                return self.lines[location]
+            location = location[:-1]
+        return self.lines.get((), None)
+
+    def where(self, location: Location) -> str:
+        """`file:line` for a location, as problems print it."""
+        line = self.line(location)
+        return f"{self.path}:{line}" if line else str(self.path)
+
+
+class YamlSyntaxError(Exception):
+    def __init__(self, path: Path, line: int | None, message: str) -> None:
+        self.path, self.line = path, line
+        super().__init__(f"{path}:{line or '?'}: invalid YAML: {message}")
+
+
+def load(path: Path) -> Document:
+    """Parse one YAML file; raise `YamlSyntaxError` with the line on bad syntax."""
+    text = path.read_text(encoding="utf-8")
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return Document(path, None)
+        lines: dict[Location, int] = {}
+        _walk(loader, node, (), lines)
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise YamlSyntaxError(
+            path, mark.line + 1 if mark else None, str(exc.problem or exc)
+        ) from None
+    finally:
+        loader.dispose()
+    return Document(path, data, lines)
+
+
+def _walk(loader: yaml.SafeLoader, node: yaml.Node, at: Location, lines: dict[Location, int]) -> None:
+    lines[at] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if isinstance(key, str | int):
+                lines[(*at, key)] = key_node.start_mark.line + 1
+                _walk(loader, value_node, (*at, key), lines)
+                lines[(*at, key)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _walk(loader, item, (*at, index), lines)

@@ -1,0 +1,114 @@
+"""`gateway.yaml` validation: every problem listed with file and line, `${VAR}` from the env."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway import config as config_module
+from gateway.errors import ConfigError
+
+BROKEN = """\
+store: sqlite:///gateway.db
+sources:
+  shop: {provider: shopify, secret: x}
+  pay:  {provider: paypal, secret: x}
+  shop: {provider: shopify, secret: "${SHOP_SECRET}"}
+  gen:  {provider: generic, secret: z, mode: carrier-pigeon}
+  bare: {provider: github}
+worker: {concurrency: 0}
+"""
+
+
+def problems_of(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> list[str]:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        config_module.load(path, environ=env or {})
+    return caught.value.problems
+
+
+def test_every_problem_is_listed_with_file_and_line(tmp_path: Path) -> None:
+    problems = "\n".join(problems_of(tmp_path, BROKEN))
+
+    assert "gateway.yaml:5: sources.shop: duplicate source name" in problems
+    assert "gateway.yaml:5: sources.shop.secret: environment variable SHOP_SECRET is not set" in (
+        problems
+    )
+    assert "gateway.yaml:4: sources.pay.provider: unknown provider 'paypal'" in problems
+    assert "sources.gen: mode:" in problems
+    assert "sources.bare: provider github needs `secret` or `secrets`" in problems
+    assert "gateway.yaml:8: worker.concurrency" in problems
+
+
+def test_variables_come_from_the_environment_with_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        'sources:\n  shop: {provider: shopify, secrets: ["${NEW}", "${OLD:-fallback}"]}\n'
+    )
+
+    cfg = config_module.load(path, environ={"NEW": "s3cret"})
+
+    assert cfg.sources["shop"].all_secrets == ["s3cret", "fallback"]
+
+
+def test_dotenv_beside_the_config_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DOTENV_SECRET", raising=False)
+    (tmp_path / ".env").write_text("DOTENV_SECRET=from-dotenv\n")
+    path = tmp_path / "gateway.yaml"
+    path.write_text('sources:\n  shop: {provider: shopify, secret: "${DOTENV_SECRET}"}\n')
+
+    cfg = config_module.load(path)
+
+    assert cfg.sources["shop"].secret == "from-dotenv"
+    monkeypatch.delenv("DOTENV_SECRET")
+
+
+def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
+    [problem] = problems_of(tmp_path, "sources:\n  shop: {provider: shopify\n")
+
+    assert "gateway.yaml:3" in problem or "gateway.yaml:2" in problem
+    assert "invalid YAML" in problem
+
+
+def test_relative_sqlite_path_is_resolved_beside_the_config(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text("store: sqlite:///data/gw.db\n")
+
+    cfg = config_module.load(path, environ={})
+
+    assert cfg.store_url == f"sqlite:///{tmp_path}/data/gw.db"
+
+
+def test_gateway_check_exits_1_listing_every_problem(tmp_path: Path) -> None:
+    (tmp_path / "gateway.yaml").write_text(BROKEN)
+
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "check", "--config", str(tmp_path / "gateway.yaml")],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert "6 problem(s)" in result.stderr
+    assert "unknown provider 'paypal'" in result.stderr
+    assert "SHOP_SECRET" in result.stderr
+
+
+def test_gateway_check_accepts_the_example_config() -> None:
+    example = Path(__file__).parents[1] / "gateway.yaml"
+
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "check", "--config", str(example)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "12 source(s)" in result.stdout
