@@ -113,7 +113,9 @@ def load(path: str | Path | None = None, *, environ: dict[str, str] | None = Non
 
     problems: list[str] = []
     duplicates = _duplicate_keys(file, ("sources",))
-    problems += [f"{file}:{line}: sources.{name}: duplicate source name" for name, line in duplicates]
+    problems += [
+        f"{file}:{line}: sources.{name}: duplicate source name" for name, line in duplicates
+    ]
     expanded = _expand(raw, (), env, doc, problems)
     expanded["base_dir"] = file.parent.resolve()
     config: Config | None = None
@@ -134,7 +136,11 @@ def load(path: str | Path | None = None, *, environ: dict[str, str] | None = Non
 
 
 def _expand(
-    value: Any, at: yamlfile.Location, env: dict[str, str], doc: yamlfile.Document, problems: list[str]
+    value: Any,
+    at: yamlfile.Location,
+    env: dict[str, str],
+    doc: yamlfile.Document,
+    problems: list[str],
 ) -> Any:
     if isinstance(value, dict):
         return {k: _expand(v, (*at, k), env, doc, problems) for k, v in value.items()}

@@ -5,6 +5,7 @@ Config and rule errors name the file and line of the offending field; this keeps
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,10 +43,25 @@ class YamlSyntaxError(Exception):
         super().__init__(f"{path}:{line or '?'}: invalid YAML: {message}")
 
 
+class Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. YAML 1.1 reads `on:` (a rule's trigger) as True."""
+
+
+Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+
+
 def load(path: Path) -> Document:
     """Parse one YAML file; raise `YamlSyntaxError` with the line on bad syntax."""
     text = path.read_text(encoding="utf-8")
-    loader = yaml.SafeLoader(text)
+    loader = Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -63,7 +79,7 @@ def load(path: Path) -> Document:
     return Document(path, data, lines)
 
 
-def _walk(loader: yaml.SafeLoader, node: yaml.Node, at: Location, lines: dict[Location, int]) -> None:
+def _walk(loader: Loader, node: yaml.Node, at: Location, lines: dict[Location, int]) -> None:
     lines[at] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:

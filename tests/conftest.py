@@ -12,7 +12,7 @@ from gateway import config as config_module
 from gateway.app import create_app
 from gateway.config import Config
 from gateway.testing.server import serve_in_thread
-from tests.fixtures import SIGNED_AT, TEST_SOURCES
+from tests.fixtures import SIGNED_AT, TEST_SOURCES, Fixture
 
 
 @pytest.fixture
@@ -41,13 +41,27 @@ def config(write_config: Callable[..., Path]) -> Config:
 class Gateway:
     """A running gateway (real uvicorn on loopback) and a client for it."""
 
-    def __init__(self, url: str, app: Any) -> None:
+    def __init__(self, url: str, app: Any, clock: list[float]) -> None:
         self.url = url
         self.app = app
+        self._clock = clock  # the frozen instant the app reads; tests move it with `now`
         self.client = httpx2.Client(base_url=url, timeout=30)
 
     def post(self, source: str, body: bytes, headers: dict[str, str]) -> httpx2.Response:
         return self.client.post(f"/hooks/{source}", content=body, headers=headers)
+
+    @property
+    def now(self) -> float:
+        return self._clock[0]
+
+    @now.setter
+    def now(self, value: float) -> None:
+        self._clock[0] = value
+
+    def deliver(self, fixture: Fixture) -> httpx2.Response:
+        """Post a fixture as its provider sent it, with the clock at its signing time."""
+        self.now = fixture.signed_at
+        return self.post(fixture.source, fixture.body, fixture.headers)
 
     def count(self) -> int:
         import asyncio
@@ -67,8 +81,9 @@ class Gateway:
 @pytest.fixture
 def gateway(config: Config) -> Iterator[Gateway]:
     """The gateway with its clock frozen at the fixtures' signing time."""
-    app = create_app(config, clock=lambda: float(SIGNED_AT))
+    now = [float(SIGNED_AT)]
+    app = create_app(config, clock=lambda: now[0])
     with serve_in_thread(app) as url:
-        gw = Gateway(url, app)
+        gw = Gateway(url, app, now)
         yield gw
         gw.client.close()

@@ -10,7 +10,7 @@ import pytest
 from gateway.config import SourceConfig
 from gateway.ingest.provider import PROVIDERS
 from tests.conftest import Gateway
-from tests.fixtures import SIGNED_AT, TEST_SOURCES, load, requires_fixtures
+from tests.fixtures import SIGNED_AT, TEST_SOURCES, requires_fixtures
 
 pytestmark = requires_fixtures
 
@@ -21,8 +21,11 @@ def signed(source: str, body: bytes, **headers: str) -> dict[str, str]:
 
     settings = SourceConfig.model_validate(TEST_SOURCES[source])
     provider = PROVIDERS[settings.provider](settings)
-    return {"Content-Type": "application/json", **headers,
-            **provider.sign(body, dict(headers), float(SIGNED_AT))}
+    return {
+        "Content-Type": "application/json",
+        **headers,
+        **provider.sign(body, dict(headers), float(SIGNED_AT)),
+    }
 
 
 GITHUB = {"X-GitHub-Event": "push", "X-GitHub-Delivery": "d-1"}
@@ -30,35 +33,95 @@ GITHUB = {"X-GitHub-Event": "push", "X-GitHub-Delivery": "d-1"}
 CASES = [
     # (name, source, body, headers, status, error)
     ("bad JSON", "ci", b'{"a": ', signed("ci", b'{"a": ', **GITHUB), 400, "malformed_payload"),
-    ("invalid UTF-8", "ci", b'{"a": "\xff\xfe"}', signed("ci", b'{"a": "\xff\xfe"}', **GITHUB),
-     400, "malformed_payload"),
+    (
+        "invalid UTF-8",
+        "ci",
+        b'{"a": "\xff\xfe"}',
+        signed("ci", b'{"a": "\xff\xfe"}', **GITHUB),
+        400,
+        "malformed_payload",
+    ),
     ("empty body", "ci", b"", signed("ci", b"", **GITHUB), 400, "malformed_payload"),
-    ("wrong content type", "ci", b'{"a": 1}',
-     {**signed("ci", b'{"a": 1}', **GITHUB), "Content-Type": "text/plain"},
-     415, "unsupported_media_type"),
-    ("no signature header", "ci", b'{"a": 1}', {"Content-Type": "application/json", **GITHUB},
-     401, "missing_signature"),
-    ("garbage signature", "ci", b'{"a": 1}',
-     {"Content-Type": "application/json", "X-Hub-Signature-256": "sha256=zz", **GITHUB},
-     401, "signature_mismatch"),
-    ("signature without scheme", "ci", b'{"a": 1}',
-     {"Content-Type": "application/json", "X-Hub-Signature-256": "deadbeef", **GITHUB},
-     401, "malformed_signature"),
-    ("stripe header without t=", "stripe", b'{"id": "evt_1"}',
-     {"Content-Type": "application/json", "Stripe-Signature": "v1=abc"},
-     401, "malformed_signature"),
-    ("stripe timestamp not a number", "stripe", b'{"id": "evt_1"}',
-     {"Content-Type": "application/json", "Stripe-Signature": "t=soon,v1=abc"},
-     401, "malformed_signature"),
-    ("gitlab token wrong", "gitlab", b'{"a": 1}',
-     {"Content-Type": "application/json", "X-Gitlab-Token": "guess"}, 401, "signature_mismatch"),
-    ("jenkins without credentials", "jenkins", b'{"name": "x"}',
-     {"Content-Type": "application/json"}, 401, "missing_signature"),
-    ("jenkins basic auth garbage", "jenkins", b'{"name": "x"}',
-     {"Content-Type": "application/json", "Authorization": "Basic !!!"}, 401, None),
-    ("header with non-ASCII bytes", "shop", b'{"a": 1}',
-     {"Content-Type": "application/json", "X-Shopify-Hmac-Sha256": "é".encode().decode("latin-1")},
-     401, None),
+    (
+        "wrong content type",
+        "ci",
+        b'{"a": 1}',
+        {**signed("ci", b'{"a": 1}', **GITHUB), "Content-Type": "text/plain"},
+        415,
+        "unsupported_media_type",
+    ),
+    (
+        "no signature header",
+        "ci",
+        b'{"a": 1}',
+        {"Content-Type": "application/json", **GITHUB},
+        401,
+        "missing_signature",
+    ),
+    (
+        "garbage signature",
+        "ci",
+        b'{"a": 1}',
+        {"Content-Type": "application/json", "X-Hub-Signature-256": "sha256=zz", **GITHUB},
+        401,
+        "signature_mismatch",
+    ),
+    (
+        "signature without scheme",
+        "ci",
+        b'{"a": 1}',
+        {"Content-Type": "application/json", "X-Hub-Signature-256": "deadbeef", **GITHUB},
+        401,
+        "malformed_signature",
+    ),
+    (
+        "stripe header without t=",
+        "stripe",
+        b'{"id": "evt_1"}',
+        {"Content-Type": "application/json", "Stripe-Signature": "v1=abc"},
+        401,
+        "malformed_signature",
+    ),
+    (
+        "stripe timestamp not a number",
+        "stripe",
+        b'{"id": "evt_1"}',
+        {"Content-Type": "application/json", "Stripe-Signature": "t=soon,v1=abc"},
+        401,
+        "malformed_signature",
+    ),
+    (
+        "gitlab token wrong",
+        "gitlab",
+        b'{"a": 1}',
+        {"Content-Type": "application/json", "X-Gitlab-Token": "guess"},
+        401,
+        "signature_mismatch",
+    ),
+    (
+        "jenkins without credentials",
+        "jenkins",
+        b'{"name": "x"}',
+        {"Content-Type": "application/json"},
+        401,
+        "missing_signature",
+    ),
+    (
+        "jenkins basic auth garbage",
+        "jenkins",
+        b'{"name": "x"}',
+        {"Content-Type": "application/json", "Authorization": "Basic !!!"},
+        401,
+        None,
+    ),
+    (
+        "header with non-ASCII bytes",
+        "shop",
+        b'{"a": 1}',
+        {"Content-Type": "application/json", "X-Shopify-Hmac-Sha256": "é".encode()},
+        401,
+        None,
+    ),
 ]
 
 
@@ -97,7 +160,7 @@ def test_chunked_body_over_the_limit_is_413_without_reading_it_all(gateway: Gate
 
     def chunks():  # type: ignore[no-untyped-def]
         nonlocal sent
-        for _ in range(64):  # 64 × 64 KiB = 4 MiB offered, four times the limit
+        for _ in range(64):  # 64 x 64 KiB = 4 MiB offered, four times the limit
             sent += 1
             yield b" " * 65536
 

@@ -76,8 +76,14 @@ class IngestEndpoint:
             status = STATUS.get(type(exc), 400)
             answer = {"error": exc.reason, "detail": exc.detail}
             self.metrics.rejections.labels(label, exc.reason).inc()
-            log.warning("ingest.rejected", source=name, reason=exc.reason, detail=exc.detail,
-                        status=status, client=_client(scope))
+            log.warning(
+                "ingest.rejected",
+                source=name,
+                reason=exc.reason,
+                detail=exc.detail,
+                status=status,
+                client=_client(scope),
+            )
         except StoreUnavailable as exc:
             status, answer = 503, {"error": "store_unavailable", "detail": "try again later"}
             self.metrics.rejections.labels(label, "store_unavailable").inc()
@@ -87,7 +93,9 @@ class IngestEndpoint:
         self.metrics.requests.labels(label, str(status)).inc()
         await _respond(send, status, answer)
 
-    async def _handle(self, name: str, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
+    async def _handle(
+        self, name: str, scope: Scope, receive: Receive
+    ) -> tuple[int, dict[str, Any]]:
         provider = self.sources.get(name)
         if provider is None:
             raise UnknownSource(f"no source named {name!r}")
@@ -118,8 +126,12 @@ class IngestEndpoint:
         )
         if stored.duplicate:
             self.metrics.duplicates.labels(name).inc()
-            log.info("ingest.duplicate", source=name, event_id=stored.id,
-                     delivery_id=stored.event.delivery_id)
+            log.info(
+                "ingest.duplicate",
+                source=name,
+                event_id=stored.id,
+                delivery_id=stored.event.delivery_id,
+            )
             return 200, {"id": stored.id, "duplicate": True}
         log.debug("ingest.stored", source=name, event_id=stored.id, type=stored.event.type)
         return 202, {"id": stored.id, "duplicate": False}

@@ -35,8 +35,9 @@ class Provider:
     name: ClassVar[str]
     Settings: ClassVar[type[BaseModel]] = NoSettings
     needs_secret: ClassVar[bool] = True
-    # Header names (lower case) that carry credentials: never stored, never logged.
-    secret_headers: ClassVar[frozenset[str]] = frozenset()
+    # Header names (lower case) that carry credentials: never stored, never logged. Usually
+    # set on the class; a provider whose header names are configurable sets it per instance.
+    secret_headers: frozenset[str] = frozenset()
     # Whether the body must be JSON (all built-ins send JSON).
     json_body: ClassVar[bool] = True
 
@@ -140,7 +141,9 @@ def parse_int_timestamp(value: str) -> int:
     try:
         return int(value)
     except ValueError:
-        raise SignatureInvalid("timestamp is not an integer", reason="malformed_signature") from None
+        raise SignatureInvalid(
+            "timestamp is not an integer", reason="malformed_signature"
+        ) from None
 
 
 def dig(payload: Any, *path: str) -> Any:

@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from gateway.errors import SchemaMismatch
 
@@ -41,12 +42,22 @@ def async_url(url: str) -> str:
     return url
 
 
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
 def connect(url: str, **kwargs: Any) -> tuple[AsyncEngine, Dialect]:
     full = async_url(url)
+    kwargs.setdefault("json_serializer", _json)
+    kwargs.setdefault("json_deserializer", orjson.loads)
     if full.startswith("sqlite"):
         if ":memory:" in full:
             raise ValueError("an in-memory SQLite store would lose every event: use a file")
-        engine = create_async_engine(full, poolclass=NullPool, **kwargs)
+        # Pooled: opening an aiosqlite connection starts a thread and sets pragmas, which
+        # costs more than the insert itself on the ingest path.
+        engine = create_async_engine(
+            full, poolclass=AsyncAdaptedQueuePool, pool_size=8, max_overflow=8, **kwargs
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine, Dialect("sqlite", single_writer=True, skip_locked=False)
     engine = create_async_engine(full, pool_size=16, max_overflow=8, pool_pre_ping=True, **kwargs)

@@ -43,16 +43,13 @@ class Event:
 
     @classmethod
     def from_row(cls, row: Any) -> Event:
-        received = row.received_at
-        if received.tzinfo is None:  # SQLite keeps no zone; the store writes UTC only
-            received = received.replace(tzinfo=UTC)
         return cls(
             id=row.id,
             source=row.source,
             provider=row.provider,
             type=row.type,
             delivery_id=row.delivery_id,
-            received_at=received,
+            received_at=utc(row.received_at),  # type: ignore[arg-type]
             headers=dict(row.headers),
             body=bytes(row.body),
             status=row.status,
@@ -68,4 +65,124 @@ class Event:
             "delivery_id": self.delivery_id,
             "status": self.status,
             "received_at": self.received_at.isoformat(),
+        }
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """Datetimes read back from SQLite have no zone; the store writes UTC only."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    event_id: int
+    rule: str
+    kind: str
+    mode: str = "live"
+    ordering_key: str | None = None
+    status: str = "pending"
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    id: int
+    event_id: int
+    rule: str
+    kind: str
+    mode: str
+    status: str
+    ordering_key: str | None
+    attempt: int
+    next_attempt_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Run:
+        return cls(
+            id=row.id,
+            event_id=row.event_id,
+            rule=row.rule,
+            kind=row.kind,
+            mode=row.mode,
+            status=row.status,
+            ordering_key=row.ordering_key,
+            attempt=row.attempt,
+            next_attempt_at=utc(row.next_attempt_at),
+            created_at=utc(row.created_at),  # type: ignore[arg-type]
+            started_at=utc(row.started_at),
+            finished_at=utc(row.finished_at),
+            error=row.error,
+        )
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "event_id": self.event_id,
+            "rule": self.rule,
+            "kind": self.kind,
+            "mode": self.mode,
+            "status": self.status,
+            "ordering_key": self.ordering_key,
+            "attempt": self.attempt,
+            "created_at": self.created_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    id: int
+    run_id: int
+    position: int
+    kind: str
+    tool: str | None
+    arguments: Any
+    idempotency_key: str
+    status: str
+    result: Any
+    error: str | None
+    attempt: int
+    started_at: datetime
+    finished_at: datetime | None
+    duration_ms: float | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Step:
+        return cls(
+            id=row.id,
+            run_id=row.run_id,
+            position=row.position,
+            kind=row.kind,
+            tool=row.tool,
+            arguments=row.arguments,
+            idempotency_key=row.idempotency_key,
+            status=row.status,
+            result=row.result,
+            error=row.error,
+            attempt=row.attempt,
+            started_at=utc(row.started_at),  # type: ignore[arg-type]
+            finished_at=utc(row.finished_at),
+            duration_ms=row.duration_ms,
+        )
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "position": self.position,
+            "kind": self.kind,
+            "tool": self.tool,
+            "arguments": self.arguments,
+            "idempotency_key": self.idempotency_key,
+            "status": self.status,
+            "result": self.result,
+            "error": self.error,
+            "attempt": self.attempt,
+            "duration_ms": self.duration_ms,
         }

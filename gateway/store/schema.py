@@ -10,12 +10,15 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Float,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 
@@ -39,4 +42,94 @@ events = Table(
     UniqueConstraint("source", "delivery_id", name="uq_events_source_delivery"),
     Index("ix_events_status_id", "status", "id"),
     Index("ix_events_received_at", "received_at"),
+)
+
+# One run per matched rule per event (or per scheduled firing): the unit of work of the worker.
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_id", Id, ForeignKey("events.id"), nullable=False),
+    Column("rule", String(200), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("mode", String(20), nullable=False, server_default="live"),
+    # pending → running → succeeded | failed | dead; pending again to retry after a backoff.
+    Column("status", String(20), nullable=False, server_default="pending"),
+    Column("ordering_key", String(300), nullable=True),
+    Column("attempt", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("lease_owner", String(100), nullable=True),
+    Column("lease_expires_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("error", Text, nullable=True),
+    # Assistant runs: the conversation they continue, and what the model cost.
+    Column("thread_key", String(300), nullable=True),
+    Column("input_tokens", Integer, nullable=False, server_default="0"),
+    Column("output_tokens", Integer, nullable=False, server_default="0"),
+    Column("cost", Float, nullable=False, server_default="0"),
+    Index("ix_runs_status_id", "status", "id"),
+    Index("ix_runs_ordering_key_id", "ordering_key", "id"),
+    Index("ix_runs_event_id", "event_id"),
+)
+
+# Every tool call (and, for assistants, every model turn) of a run, recorded before it happens.
+steps = Table(
+    "steps",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("run_id", Id, ForeignKey("runs.id"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("tool", String(200), nullable=True),
+    Column("arguments", JSON, nullable=True),
+    Column("idempotency_key", String(200), nullable=False),
+    # started (outcome unknown until it ends) → succeeded | failed | skipped
+    Column("status", String(30), nullable=False),
+    Column("result", JSON, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("attempt", Integer, nullable=False, server_default="1"),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("duration_ms", Float, nullable=True),
+    # Model turns: which model, what it cost. Tool calls proposed by a model: its call id.
+    Column("model", String(200), nullable=True),
+    Column("call_id", String(200), nullable=True),
+    Column("input_tokens", Integer, nullable=False, server_default="0"),
+    Column("output_tokens", Integer, nullable=False, server_default="0"),
+    Column("cost", Float, nullable=False, server_default="0"),
+    # Approval of a step in `awaiting_approval`: approved | rejected, by whom, why.
+    Column("decision", String(20), nullable=True),
+    Column("decided_by", String(200), nullable=True),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("reason", Text, nullable=True),
+    UniqueConstraint("run_id", "position", name="uq_steps_run_position"),
+    UniqueConstraint("idempotency_key", name="uq_steps_idempotency_key"),
+    Index("ix_steps_status", "status"),
+)
+
+# Conversation memory of assistants, by rendered thread key: one row per item, in order.
+thread_items = Table(
+    "thread_items",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("thread_key", String(300), nullable=False),
+    Column("run_id", Id, ForeignKey("runs.id"), nullable=True),
+    # A Responses API input item (message, function_call, function_call_output) as JSON.
+    Column("item", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_thread_items_key_id", "thread_key", "id"),
+)
+
+# What the scheduler knows of each scheduled rule, for `gateway schedules`, the API and the UI.
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("rule", String(200), primary_key=True),
+    Column("last_fire_at", DateTime(timezone=True), nullable=True),
+    Column("last_event_id", Id, nullable=True),
+    Column("last_result", String(30), nullable=True),
+    Column("next_fire_at", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )

@@ -7,9 +7,12 @@ request commits at once and a burst shares one fsync.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC
 
+import orjson
 import structlog
 from sqlalchemy import select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
@@ -27,6 +30,7 @@ Pending = tuple[NewEvent, "asyncio.Future[Stored]"]
 class EventWriter:
     def __init__(self, engine: AsyncEngine, dialect: Dialect, max_batch: int = 500) -> None:
         self._engine = engine
+        self._sqlite = SqliteBatchWriter(engine.url.database) if dialect.name == "sqlite" else None
         self._max_batch = max_batch
         self._queue: list[Pending] = []
         self._wake = asyncio.Event()
@@ -44,6 +48,8 @@ class EventWriter:
         self._on_commit.append(callback)
 
     def start(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.open()
         self._task = asyncio.create_task(self._run(), name="event-writer")
 
     async def stop(self) -> None:
@@ -55,6 +61,8 @@ class EventWriter:
             if not future.done():
                 future.set_exception(StoreUnavailable("the store is shutting down"))
         self._queue.clear()
+        if self._sqlite is not None:
+            self._sqlite.close()
 
     async def add(self, new: NewEvent) -> Stored:
         """Store one event; returns once it is committed (or found already stored)."""
@@ -92,7 +100,21 @@ class EventWriter:
                 callback(fresh)
 
     async def _write(self, batch: list[NewEvent]) -> list[Stored]:
-        rows = [asdict(new) for new in batch]
+        if self._sqlite is not None:
+            return await self._sqlite.write(batch)
+        # Plain dicts: dataclasses.asdict deep-copies every header map.
+        rows = [
+            {
+                "source": n.source,
+                "provider": n.provider,
+                "type": n.type,
+                "delivery_id": n.delivery_id,
+                "headers": n.headers,
+                "body": n.body,
+                "received_at": n.received_at,
+            }
+            for n in batch
+        ]
         async with self._engine.begin() as conn:
             inserted = {
                 (r.source, r.delivery_id): r.id for r in await conn.execute(self._insert, rows)
@@ -113,4 +135,110 @@ class EventWriter:
                 existing[key] = results[-1].id
             else:
                 results.append(Stored(existing[key], new, duplicate=True))
+        return results
+
+
+class SqliteBatchWriter:
+    """SQLite's ingest path: one stdlib connection on one thread, one statement per batch.
+
+    Measured (bench/ingest) at about a fifth of the CPU per event of the same insert through
+    SQLAlchemy and aiosqlite; `sqlite3` releases the GIL while SQLite works, so the commit
+    runs beside the event loop instead of competing with it. Same table, same semantics.
+    """
+
+    def __init__(self, path: str | None) -> None:
+        if not path:
+            raise ValueError("the SQLite store needs a file path")
+        self._path = path
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-ingest")
+        self._db: sqlite3.Connection | None = None
+        self._columns = (
+            "source",
+            "provider",
+            "type",
+            "delivery_id",
+            "headers",
+            "body",
+            "received_at",
+        )
+
+    def open(self) -> None:
+        self._thread.submit(self._connect).result()
+
+    def close(self) -> None:
+        def disconnect() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        self._thread.submit(disconnect).result()
+
+    def _connect(self) -> None:
+        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=10000")
+        self._db = db
+
+    async def write(self, batch: list[NewEvent]) -> list[Stored]:
+        # Parameters are built here, on the event loop, so the writer thread needs the GIL as
+        # little as possible: it mostly waits in SQLite, which runs without it.
+        params: list[object] = []
+        for new in batch:
+            params += (
+                new.source,
+                new.provider,
+                new.type,
+                new.delivery_id,
+                orjson.dumps(new.headers).decode(),
+                new.body,
+                # The text form SQLAlchemy's SQLite DateTime reads back (naive UTC).
+                new.received_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f"),
+            )
+        keys = [(new.source, new.delivery_id) for new in batch]
+        loop = asyncio.get_running_loop()
+        ids = await loop.run_in_executor(self._thread, self._insert, keys, params)
+        return [
+            Stored(event_id, new, duplicate=is_duplicate)
+            for new, (event_id, is_duplicate) in zip(batch, ids, strict=True)
+        ]
+
+    def _insert(self, keys: list[tuple[str, str]], params: list[object]) -> list[tuple[int, bool]]:
+        db = self._db
+        if db is None:
+            raise StoreUnavailable("the SQLite ingest connection is closed")
+        row = "(" + ",".join("?" * len(self._columns)) + ")"
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            inserted = {
+                (source, delivery_id): event_id
+                for event_id, source, delivery_id in db.execute(
+                    f"INSERT INTO events ({','.join(self._columns)}) VALUES "
+                    + ",".join([row] * len(keys))
+                    + " ON CONFLICT (source, delivery_id) DO NOTHING"
+                    " RETURNING id, source, delivery_id",
+                    params,
+                ).fetchall()
+            }
+            missing = sorted({k for k in keys if k not in inserted})
+            existing: dict[tuple[str, str], int] = {}
+            for source, delivery_id in missing:
+                found = db.execute(
+                    "SELECT id FROM events WHERE source = ? AND delivery_id = ?",
+                    (source, delivery_id),
+                ).fetchone()
+                existing[(source, delivery_id)] = found[0]
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        results: list[tuple[int, bool]] = []
+        for key in keys:
+            if key in inserted:
+                # The first of several equal deliveries in one batch is the stored one.
+                existing[key] = inserted.pop(key)
+                results.append((existing[key], False))
+            else:
+                results.append((existing[key], True))
         return results

@@ -1,0 +1,43 @@
+"""CircleCI: `circleci-signature: v1=HEX[,v1=HEX]`, HMAC-SHA256 of the body with the secret.
+
+`circleci-event-type` (e.g. `workflow-completed`) is the event type, the body's `id` the id.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.ingest.provider import (
+    Headers,
+    Provider,
+    dig,
+    hmac_hex,
+    malformed,
+    match_any,
+    require,
+)
+
+
+class CircleCI(Provider):
+    name = "circleci"
+
+    def verify(self, headers: Headers, body: bytes, now: float) -> None:
+        header = require(headers, "circleci-signature")
+        signatures = [
+            value
+            for key, _, value in (item.strip().partition("=") for item in header.split(","))
+            if key == "v1"
+        ]
+        if not signatures:
+            raise malformed("circleci-signature needs at least one v1=")
+        match_any(self.secrets, lambda secret: hmac_hex(secret, body), signatures)
+
+    def event_type(self, headers: Headers, payload: Any) -> str:
+        return headers.get("circleci-event-type") or str(dig(payload, "type") or "unknown")
+
+    def delivery_id(self, headers: Headers, payload: Any, body: bytes) -> str:
+        event_id = dig(payload, "id")
+        return str(event_id) if event_id else super().delivery_id(headers, payload, body)
+
+    def sign(self, body: bytes, headers: dict[str, str], now: float) -> dict[str, str]:
+        return {"circleci-signature": "v1=" + hmac_hex(self.secrets[0], body)}
