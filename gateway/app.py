@@ -19,7 +19,12 @@ from gateway import __version__
 from gateway.config import Config
 from gateway.ingest.endpoint import IngestEndpoint
 from gateway.metrics import Metrics
+from gateway.rules.loader import RuleSet
+from gateway.rules.loader import load as load_rules
 from gateway.store import Store
+from gateway.worker import Worker
+
+ROLES = frozenset({"ingest", "worker", "scheduler"})
 
 
 def create_app(
@@ -27,17 +32,30 @@ def create_app(
     *,
     clock: Callable[[], float] = time.time,
     migrate: bool = True,
+    rules: RuleSet | None = None,
+    roles: frozenset[str] = ROLES,
 ) -> Starlette:
+    """The gateway for `config`; raises `ConfigError` (every problem) on a bad rule file."""
+    if rules is None:
+        rules = load_rules(config.rules_dir)
     store = Store(config.store_url)
     metrics = Metrics()
     ingest = IngestEndpoint(config, store, metrics, clock)
+    worker = Worker(store, rules, config) if "worker" in roles else None
+    if worker is not None:
+        # New events wake the worker the moment they are committed.
+        store.writer.on_commit(worker.notify_events)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.open(migrate=migrate)
         try:
+            if worker is not None:
+                await worker.start()
             yield
         finally:
+            if worker is not None:
+                await worker.stop()
             await store.close()
 
     async def healthz(request: Request) -> Response:
@@ -63,4 +81,6 @@ def create_app(
     app.state.config = config
     app.state.store = store
     app.state.metrics = metrics
+    app.state.rules = rules
+    app.state.worker = worker
     return app

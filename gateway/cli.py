@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -29,6 +29,10 @@ app.add_typer(db_app, name="db")
 console = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from gateway.rules.loader import RuleSet
+    from gateway.store import Store
 
 ConfigOption = Annotated[
     Path | None,
@@ -71,6 +75,10 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Listen port (default from config)")] = None,
     migrate: Annotated[bool, typer.Option(help="Apply schema migrations at start")] = True,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
+    role: Annotated[
+        list[str] | None,
+        typer.Option(help="all (default), ingest, worker or scheduler; repeatable"),
+    ] = None,
 ) -> None:
     """Run the gateway: webhook ingest, health and metrics."""
     import uvicorn
@@ -80,7 +88,15 @@ def serve(
 
     cfg = _load(config)
     log.configure(log_level)
-    application = create_app(cfg, migrate=migrate)
+    from gateway.app import ROLES
+
+    roles = set(role or ["all"])
+    unknown = roles - ROLES - {"all"}
+    if unknown:
+        err.print(f"[red]error:[/red] unknown role(s) {sorted(unknown)}; use all, {sorted(ROLES)}")
+        raise typer.Exit(2)
+    chosen = ROLES if "all" in roles else frozenset(roles)
+    application = create_app(cfg, migrate=migrate, rules=_rules(cfg), roles=chosen)
     # Everything loaded so far lives as long as the process: keep it out of the collector's
     # scans, and collect less often. Parsing a webhook allocates hundreds of objects that die
     # young; with the default thresholds, collections cost more than the parse (bench/ingest).
@@ -101,9 +117,174 @@ def serve(
 
 @app.command()
 def check(config: ConfigOption = None) -> None:
-    """Validate the configuration; exit 1 listing every problem."""
+    """Validate the configuration and the rules; exit 1 listing every problem."""
     cfg = _load(config)
-    console.print(f"[green]ok[/green]: {len(cfg.sources)} source(s), store {cfg.store}")
+    rules = _rules(cfg)
+    console.print(
+        f"[green]ok[/green]: {len(cfg.sources)} source(s), {len(rules.rules)} rule(s) "
+        f"from {cfg.rules_dir}, store {cfg.store}"
+    )
+
+
+def _rules(cfg: Config) -> RuleSet:
+    from gateway.rules.loader import load as load_rules
+
+    try:
+        return load_rules(cfg.rules_dir)
+    except ConfigError as exc:
+        err.print(f"[red]{len(exc.problems)} problem(s) in the rules:[/red]")
+        for problem in exc.problems:
+            err.print(f"  - {problem}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _with_store(cfg: Config, use: Callable[[Store], Awaitable[T]]) -> T:
+    async def go() -> T:
+        from gateway.store import Store
+
+        store = Store(cfg.store_url)
+        try:
+            await store.open(migrate=False)
+            return await use(store)
+        finally:
+            await store.close()
+
+    return _run(go)
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+@app.command()
+def runs(
+    config: ConfigOption = None,
+    status: Annotated[str | None, typer.Option(help="Only runs in this status (e.g. dead)")] = None,
+    rule: Annotated[str | None, typer.Option(help="Only runs of this rule")] = None,
+    event: Annotated[int | None, typer.Option(help="Only runs of this event")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array")] = False,
+) -> None:
+    """List runs, newest first (tokens and cost included)."""
+    cfg = _load(config)
+
+    async def fetch(store: Store) -> list[dict[str, Any]]:
+        found = await store.runs(status=status, rule=rule, event_id=event, limit=limit)
+        return [r.summary() for r in found]
+
+    rows = _with_store(cfg, fetch)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("id", "event", "rule", "status", "attempt", "tokens", "cost", "error")
+    for row in rows:
+        tokens = row["tokens"]["input"] + row["tokens"]["output"]
+        table.add_row(
+            str(row["id"]),
+            str(row["event_id"]),
+            row["rule"],
+            row["status"],
+            str(row["attempt"]),
+            str(tokens),
+            f"{row['cost']:.4f}",
+            (row["error"] or "")[:60],
+        )
+    console.print(table)
+
+
+@app.command()
+def run(
+    run_id: Annotated[int, typer.Argument(help="The run to show")],
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Show one run and every step it took."""
+    cfg = _load(config)
+
+    async def fetch(store: Store) -> dict[str, Any] | None:
+        found = await store.run(run_id)
+        if found is None:
+            return None
+        return {**found.summary(), "steps": [s.summary() for s in await store.steps(run_id)]}
+
+    detail = _with_store(cfg, fetch)
+    if detail is None:
+        err.print(f"[red]error:[/red] no run {run_id}")
+        raise typer.Exit(1)
+    if as_json:
+        _print_json(detail)
+        return
+    console.print(
+        f"run {detail['id']} ({detail['rule']}) on event {detail['event_id']}: "
+        f"[bold]{detail['status']}[/bold] after {detail['attempt']} attempt(s)"
+    )
+    if detail["error"]:
+        console.print(f"error: {detail['error']}", markup=False)
+    table = Table("#", "id", "kind", "tool", "status", "attempt", "ms", "result / error")
+    for step in detail["steps"]:
+        outcome = step["error"] or json.dumps(step["result"], default=str)
+        table.add_row(
+            str(step["position"]),
+            str(step["id"]),
+            step["kind"],
+            step["tool"] or "",
+            step["status"],
+            str(step["attempt"]),
+            f"{step['duration_ms'] or 0:.1f}",
+            outcome[:80],
+        )
+    console.print(table)
+
+
+@app.command()
+def retry(
+    run_id: Annotated[int, typer.Argument(help="A failed or dead run")],
+    config: ConfigOption = None,
+) -> None:
+    """Run a failed or dead run again: finished steps are kept, the rest resume."""
+    cfg = _load(config)
+
+    async def requeue(store: Store) -> str | None:
+        found = await store.run(run_id)
+        if found is None:
+            return f"no run {run_id}"
+        if found.status not in ("failed", "dead"):
+            return f"run {run_id} is {found.status}: only failed or dead runs are retried"
+        await store.requeue(run_id, reset_attempts=True)
+        return None
+
+    problem = _with_store(cfg, requeue)
+    if problem:
+        err.print(f"[red]error:[/red] {problem}")
+        raise typer.Exit(1)
+    console.print(f"run {run_id} queued again")
+
+
+@app.command()
+def replay(
+    event_id: Annotated[int, typer.Argument(help="A stored event")],
+    config: ConfigOption = None,
+) -> None:
+    """Run the rules again on a stored event: new runs, new idempotency keys."""
+    from gateway.worker import plan_runs
+
+    cfg = _load(config)
+    rules = _rules(cfg)
+
+    async def again(store: Store) -> list[int] | None:
+        event = await store.event(event_id)
+        if event is None:
+            return None
+        return await store.add_runs(plan_runs(rules, event))
+
+    created = _with_store(cfg, again)
+    if created is None:
+        err.print(f"[red]error:[/red] no event {event_id}")
+        raise typer.Exit(1)
+    if not created:
+        console.print(f"event {event_id} matches no rule now: no run created")
+        return
+    console.print(f"event {event_id} replayed: run(s) {', '.join(map(str, created))}")
 
 
 @app.command()

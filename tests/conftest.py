@@ -26,6 +26,7 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
             "rules": str(tmp_path / "rules"),
         }
         document.update(overrides)
+        (tmp_path / "rules").mkdir(exist_ok=True)
         path = tmp_path / "gateway.yaml"
         path.write_text(yaml.safe_dump(document, sort_keys=False))
         return path
@@ -80,9 +81,9 @@ class Gateway:
 
 @pytest.fixture
 def gateway(config: Config) -> Iterator[Gateway]:
-    """The gateway with its clock frozen at the fixtures' signing time."""
+    """The ingest role only (events stay pending), its clock frozen at the signing time."""
     now = [float(SIGNED_AT)]
-    app = create_app(config, clock=lambda: now[0])
+    app = create_app(config, clock=lambda: now[0], roles=frozenset({"ingest"}))
     with serve_in_thread(app) as url:
         gw = Gateway(url, app, now)
         yield gw

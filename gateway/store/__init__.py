@@ -5,21 +5,24 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.errors import SchemaMismatch
 from gateway.store import database
-from gateway.store.records import Event, NewEvent, Stored
+from gateway.store.records import Event, NewEvent, NewRun, Run, Step, Stored
 from gateway.store.schema import events
+from gateway.store.work import WorkStore
 from gateway.store.writer import EventWriter
 
-__all__ = ["Event", "NewEvent", "Store", "Stored"]
+__all__ = ["Event", "NewEvent", "NewRun", "Run", "Step", "Store", "Stored"]
 
 
-class Store:
+class Store(WorkStore):
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine, self.dialect = database.connect(url)
+        engine, dialect = database.connect(url)
+        super().__init__(engine, database.write_engine(engine, dialect), dialect)
         self.writer = EventWriter(self.engine, self.dialect)
 
     async def open(self, *, migrate: bool = True) -> None:
@@ -28,17 +31,21 @@ class Store:
         Refuses a schema it does not know, and one that is behind when not migrating.
         """
         if migrate:
-            await database.upgrade(self.engine)
+            await database.upgrade(self.write_engine)
         else:
             revision = await database.check_known(self.engine)
             head = database.head_revision()
             if revision != head:
                 raise SchemaMismatch(revision, head)
         self.writer.start()
+        self.journal.start()
 
     async def close(self) -> None:
+        await self.journal.stop()
         await self.writer.stop()
         await self.engine.dispose()
+        if self.write_engine is not self.engine:
+            await self.write_engine.dispose()
 
     async def ping(self) -> bool:
         try:
@@ -61,6 +68,12 @@ class Store:
             query = query.where(events.c.status == status)
         async with self.engine.connect() as conn:
             return [Event.from_row(row) for row in await conn.execute(query)]
+
+    async def set_event_status(self, event_id: int, status: str) -> None:
+        async def change(conn: AsyncConnection) -> None:
+            await conn.execute(update(events).where(events.c.id == event_id).values(status=status))
+
+        await self.journal.apply(change)
 
     async def event(self, event_id: int) -> Event | None:
         async with self.engine.connect() as conn:

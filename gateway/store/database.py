@@ -64,6 +64,37 @@ def connect(url: str, **kwargs: Any) -> tuple[AsyncEngine, Dialect]:
     return engine, Dialect("postgresql", single_writer=False, skip_locked=True)
 
 
+def write_engine(engine: AsyncEngine, dialect: Dialect) -> AsyncEngine:
+    """The engine for work writes. On SQLite: one connection whose transactions begin
+    IMMEDIATE, so writers queue for the lock (busy_timeout) instead of failing when a
+    read snapshot would have to be upgraded; its pool of one serialises the process's writes.
+    """
+    if dialect.name != "sqlite":
+        return engine
+    writer = create_async_engine(
+        engine.url,
+        poolclass=AsyncAdaptedQueuePool,
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=60,
+        json_serializer=_json,
+        json_deserializer=orjson.loads,
+    )
+    event.listen(writer.sync_engine, "connect", _sqlite_pragmas)
+    event.listen(writer.sync_engine, "connect", _manual_transactions)
+    event.listen(writer.sync_engine, "begin", _begin_immediate)
+    return writer
+
+
+def _manual_transactions(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event say how a transaction starts (pysqlite would not).
+    dbapi_connection.isolation_level = None
+
+
+def _begin_immediate(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers run beside the writer; FULL makes every commit survive power loss.

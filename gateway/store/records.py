@@ -84,6 +84,7 @@ class NewRun:
     ordering_key: str | None = None
     status: str = "pending"
     error: str | None = None
+    thread_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +102,10 @@ class Run:
     started_at: datetime | None
     finished_at: datetime | None
     error: str | None
+    thread_key: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
 
     @classmethod
     def from_row(cls, row: Any) -> Run:
@@ -118,6 +123,10 @@ class Run:
             started_at=utc(row.started_at),
             finished_at=utc(row.finished_at),
             error=row.error,
+            thread_key=row.thread_key,
+            input_tokens=row.input_tokens,
+            output_tokens=row.output_tokens,
+            cost=row.cost,
         )
 
     def summary(self) -> dict[str, Any]:
@@ -131,8 +140,12 @@ class Run:
             "ordering_key": self.ordering_key,
             "attempt": self.attempt,
             "created_at": self.created_at.isoformat(),
+            "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "error": self.error,
+            "thread_key": self.thread_key,
+            "tokens": {"input": self.input_tokens, "output": self.output_tokens},
+            "cost": round(self.cost, 6),
         }
 
 
@@ -152,6 +165,14 @@ class Step:
     started_at: datetime
     finished_at: datetime | None
     duration_ms: float | None
+    model: str | None = None
+    call_id: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+    decision: str | None = None
+    decided_by: str | None = None
+    reason: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Step:
@@ -170,11 +191,20 @@ class Step:
             started_at=utc(row.started_at),  # type: ignore[arg-type]
             finished_at=utc(row.finished_at),
             duration_ms=row.duration_ms,
+            model=row.model,
+            call_id=row.call_id,
+            input_tokens=row.input_tokens,
+            output_tokens=row.output_tokens,
+            cost=row.cost,
+            decision=row.decision,
+            decided_by=row.decided_by,
+            reason=row.reason,
         )
 
     def summary(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "run_id": self.run_id,
             "position": self.position,
             "kind": self.kind,
             "tool": self.tool,
@@ -184,5 +214,13 @@ class Step:
             "result": self.result,
             "error": self.error,
             "attempt": self.attempt,
+            "started_at": self.started_at.isoformat(),
             "duration_ms": self.duration_ms,
+            "model": self.model,
+            "call_id": self.call_id,
+            "tokens": {"input": self.input_tokens, "output": self.output_tokens},
+            "cost": round(self.cost, 6),
+            "decision": self.decision,
+            "decided_by": self.decided_by,
+            "reason": self.reason,
         }

@@ -11,6 +11,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC
+from typing import Generic, TypeVar
 
 import orjson
 import structlog
@@ -25,16 +26,66 @@ from gateway.store.schema import events
 
 log = structlog.get_logger(__name__)
 Pending = tuple[NewEvent, "asyncio.Future[Stored]"]
+Item = TypeVar("Item")
+Outcome = TypeVar("Outcome")
 
 
-class EventWriter:
-    def __init__(self, engine: AsyncEngine, dialect: Dialect, max_batch: int = 500) -> None:
-        self._engine = engine
-        self._sqlite = SqliteBatchWriter(engine.url.database) if dialect.name == "sqlite" else None
+class GroupCommit(Generic[Item, Outcome]):
+    """A queue of items, each awaited by its caller, committed in batches by one task.
+
+    No fixed wait: each batch is whatever queued while the previous one was committing.
+    Subclasses implement `_commit(batch)` and resolve every future in it.
+    """
+
+    name = "group-commit"
+
+    def __init__(self, max_batch: int) -> None:
         self._max_batch = max_batch
-        self._queue: list[Pending] = []
+        self._queue: list[tuple[Item, asyncio.Future[Outcome]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        for _, future in self._queue:
+            if not future.done():
+                future.set_exception(StoreUnavailable("the store is shutting down"))
+        self._queue.clear()
+
+    async def _submit(self, item: Item) -> Outcome:
+        if self._task is None:
+            raise StoreUnavailable(f"the {self.name} is not running")
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, future))
+        self._wake.set()
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch = self._queue[: self._max_batch]
+                del self._queue[: self._max_batch]
+                await self._commit(batch)
+
+    async def _commit(self, batch: list[tuple[Item, asyncio.Future[Outcome]]]) -> None:
+        raise NotImplementedError
+
+
+class EventWriter(GroupCommit[NewEvent, Stored]):
+    name = "event writer"
+
+    def __init__(self, engine: AsyncEngine, dialect: Dialect, max_batch: int = 500) -> None:
+        super().__init__(max_batch)
+        self._engine = engine
+        self._sqlite = SqliteBatchWriter(engine.url.database) if dialect.name == "sqlite" else None
         self._on_commit: list[Callable[[Sequence[Stored]], None]] = []
         insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
         self._insert = (
@@ -50,37 +101,16 @@ class EventWriter:
     def start(self) -> None:
         if self._sqlite is not None:
             self._sqlite.open()
-        self._task = asyncio.create_task(self._run(), name="event-writer")
+        super().start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-        for _, future in self._queue:
-            if not future.done():
-                future.set_exception(StoreUnavailable("the store is shutting down"))
-        self._queue.clear()
+        await super().stop()
         if self._sqlite is not None:
             self._sqlite.close()
 
     async def add(self, new: NewEvent) -> Stored:
         """Store one event; returns once it is committed (or found already stored)."""
-        if self._task is None:
-            raise StoreUnavailable("the event writer is not running")
-        future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
-        self._queue.append((new, future))
-        self._wake.set()
-        return await future
-
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue:
-                batch = self._queue[: self._max_batch]
-                del self._queue[: self._max_batch]
-                await self._commit(batch)
+        return await self._submit(new)
 
     async def _commit(self, batch: list[Pending]) -> None:
         try:

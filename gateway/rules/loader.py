@@ -1,0 +1,156 @@
+"""Load `rules/*.yaml` into a `RuleSet`, or fail naming file, line, rule and field.
+
+Checks what pydantic cannot: unique names, known tools, argument names, template syntax.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from gateway import yamlfile
+from gateway.errors import ConfigError
+from gateway.rules import templates
+from gateway.rules.model import Rule
+from gateway.tools import TOOLS, load_builtin
+
+
+@dataclass
+class RuleSet:
+    rules: list[Rule] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.by_name = {rule.name: rule for rule in self.rules}
+
+    def matching(self, source: str, event_type: str) -> list[Rule]:
+        """Enabled event rules whose `on` matches, in file order (`when` is checked later)."""
+        return [
+            r
+            for r in self.rules
+            if r.enabled and r.trigger is not None and r.trigger.matches(source, event_type)
+        ]
+
+    @property
+    def scheduled(self) -> list[Rule]:
+        return [r for r in self.rules if r.enabled and r.schedule is not None]
+
+
+def load(directory: Path) -> RuleSet:
+    """Every `*.yaml`/`*.yml` file in `directory` (sorted); `ConfigError` lists all problems."""
+    load_builtin()
+    problems: list[str] = []
+    rules: list[Rule] = []
+    files: dict[str, Path] = {}
+    if not directory.is_dir():
+        raise ConfigError([f"{directory}: rules directory not found"])
+    paths = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+    for path in paths:
+        try:
+            doc = yamlfile.load(path)
+        except yamlfile.YamlSyntaxError as exc:
+            problems.append(str(exc))
+            continue
+        if doc.data is None:
+            continue
+        if not isinstance(doc.data, list):
+            problems.append(f"{doc.where(())}: a rule file is a list of rules (`- name: ...`)")
+            continue
+        for index, raw in enumerate(doc.data):
+            rule = _parse(doc, index, raw, problems)
+            if rule is None:
+                continue
+            if rule.name in files:
+                problems.append(
+                    f"{doc.where((index, 'name'))}: rule {rule.name}: name already used in "
+                    f"{files[rule.name]}"
+                )
+                continue
+            files[rule.name] = path
+            rules.append(rule)
+    if problems:
+        raise ConfigError(problems)
+    return RuleSet(rules, files)
+
+
+def _parse(doc: yamlfile.Document, index: int, raw: Any, problems: list[str]) -> Rule | None:
+    name = raw.get("name", f"#{index + 1}") if isinstance(raw, dict) else f"#{index + 1}"
+    try:
+        rule = Rule.model_validate(raw)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if not isinstance(p, str) or not p.startswith("["))
+            where = doc.where((index, *loc))
+            field_name = ".".join(str(p) for p in loc) or "(rule)"
+            problems.append(f"{where}: rule {name}: {field_name}: {err['msg']}")
+        return None
+    before = len(problems)
+    for at, message in _semantic_problems(rule):
+        problems.append(
+            f"{doc.where((index, *at))}: rule {name}: {'.'.join(map(str, at))}: {message}"
+        )
+    return rule if len(problems) == before else None
+
+
+def _semantic_problems(rule: Rule) -> list[tuple[tuple[str | int, ...], str]]:
+    found: list[tuple[tuple[str | int, ...], str]] = []
+
+    def template(at: tuple[str | int, ...], value: Any) -> None:
+        if isinstance(value, str):
+            if ("{{" in value or "{%" in value) and (error := templates.check(value)):
+                found.append((at, error))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                template((*at, key), item)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                template((*at, i), item)
+
+    for key in ("when", "order_by"):
+        text = getattr(rule, key)
+        if text is not None and (error := templates.check(text)):
+            found.append(((key,), error))
+    for position, action in enumerate(rule.actions):
+        at: tuple[str | int, ...] = ("actions", position)
+        tool = TOOLS.get(action.tool)
+        if tool is None:
+            found.append(((*at, action.tool), f"unknown tool {action.tool!r} ({_known()})"))
+            continue
+        fields = tool.arguments.model_fields
+        for argument in action.arguments:
+            if argument not in fields:
+                found.append(
+                    (
+                        (*at, action.tool, argument),
+                        f"{action.tool} has no argument {argument!r} "
+                        f"(it takes {', '.join(fields)})",
+                    )
+                )
+        for argument, info in fields.items():
+            if info.is_required() and argument not in action.arguments:
+                found.append(((*at, action.tool), f"{action.tool} needs argument {argument!r}"))
+        template((*at, action.tool), action.arguments)
+        if action.when and (error := templates.check(action.when)):
+            found.append(((*at, "when"), error))
+    if rule.assistant is not None:
+        for key in ("prompt", "instructions", "thread"):
+            template(("assistant", key), getattr(rule.assistant, key))
+        for i, name in enumerate(rule.assistant.tools):
+            if name not in TOOLS:
+                found.append((("assistant", "tools", i), f"unknown tool {name!r} ({_known()})"))
+        for name in rule.assistant.policy:
+            if name not in rule.assistant.tools:
+                found.append(
+                    (
+                        ("assistant", "policy", name),
+                        f"policy for {name!r}, which is not in the tools allowlist",
+                    )
+                )
+    return found
+
+
+def _known() -> str:
+    return "known: " + ", ".join(sorted(TOOLS))

@@ -1,0 +1,124 @@
+"""What a rule file says, as pydantic models: triggers, conditions, actions, assistants.
+
+See docs/rules.md for the reference; `gateway.rules.loader` turns files into these.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Trigger(BaseModel):
+    """`on:` which events a rule sees; `*` globs in both fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = "*"
+    event: str = "*"
+
+    def matches(self, source: str, event_type: str) -> bool:
+        return fnmatch.fnmatchcase(source, self.source) and fnmatch.fnmatchcase(
+            event_type, self.event
+        )
+
+
+class Action(BaseModel):
+    """One tool call: `{tool.name: {arguments}}`, with an optional `when` and `as` name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tool: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    when: str | None = None
+    name: str | None = Field(None, alias="as")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_shorthand(cls, value: Any) -> Any:
+        if not isinstance(value, dict) or "tool" in value:
+            return value
+        extras = {k: value[k] for k in ("when", "as") if k in value}
+        calls = [k for k in value if k not in ("when", "as")]
+        if len(calls) != 1:
+            raise ValueError(
+                "an action is one `tool.name: {arguments}` mapping (plus optional when/as), "
+                f"got keys {sorted(value)}"
+            )
+        arguments = value[calls[0]]
+        if arguments is None:
+            arguments = {}
+        if not isinstance(arguments, dict):
+            raise ValueError(f"the arguments of {calls[0]} must be a mapping")
+        return {"tool": calls[0], "arguments": arguments, **extras}
+
+
+class Limits(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int = Field(10, ge=1)
+    tokens: int | None = Field(None, ge=1)
+    cost: float | None = Field(None, gt=0)
+    seconds: float | None = Field(None, gt=0)
+    invalid_calls: int = Field(3, ge=0)
+
+
+class Assistant(BaseModel):
+    """`assistant:` hand the event to a model with instructions and a tool allowlist."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = "default"
+    instructions: str = ""
+    prompt: str
+    thread: str | None = None
+    tools: list[str] = Field(default_factory=list)
+    policy: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    limits: Limits = Field(default_factory=Limits)
+
+
+class Schedule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cron: str | None = None
+    every: str | None = None
+    timezone: str = "UTC"
+    jitter: int | None = None
+    misfire_grace: int | None = None
+    catch_up: bool = False
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str | None = None
+    trigger: Trigger | None = Field(None, alias="on")
+    schedule: Schedule | None = None
+    when: str | None = None
+    order_by: str | None = None
+    actions: list[Action] = Field(default_factory=list)
+    assistant: Assistant | None = None
+    mode: Literal["live", "shadow"] = "live"
+    enabled: bool = True
+
+    @field_validator("when", "order_by", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        return value if value is None or isinstance(value, str) else str(value)
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> Rule:
+        if (self.trigger is None) == (self.schedule is None):
+            raise ValueError("a rule needs exactly one of `on` or `schedule`")
+        if not self.actions and self.assistant is None:
+            raise ValueError("a rule needs `actions` or an `assistant`")
+        if self.actions and self.assistant is not None:
+            raise ValueError("a rule has `actions` or an `assistant`, not both")
+        return self
+
+    @property
+    def kind(self) -> Literal["actions", "assistant"]:
+        return "assistant" if self.assistant is not None else "actions"

@@ -1,0 +1,80 @@
+"""The one expression language for conditions and arguments: sandboxed, immutable Jinja2.
+
+Templates cannot reach Python internals, cannot mutate what they see, and fail loudly on an
+undefined name. A string that is exactly `{{ expression }}` evaluates to the native value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from gateway.errors import GatewayError
+
+_WHOLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.DOTALL)
+
+environment = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+class TemplateError(GatewayError):
+    """A template failed to compile or to evaluate; the message says where and why."""
+
+
+def _is_expression(text: str) -> re.Match[str] | None:
+    match = _WHOLE.match(text)
+    # `{{ a }} and {{ b }}` also matches the pattern but is a template, not one expression.
+    if match and "{{" not in match.group(1) and "}}" not in match.group(1):
+        return match
+    return None
+
+
+def check(text: str) -> str | None:
+    """Compile without evaluating: the syntax error message, or None if the text is valid."""
+    try:
+        match = _is_expression(text)
+        if match:
+            environment.compile_expression(match.group(1))
+        else:
+            environment.from_string(text)
+    except TemplateSyntaxError as exc:
+        return f"template syntax error: {exc.message}"
+    return None
+
+
+def evaluate(text: str, scope: Mapping[str, Any]) -> Any:
+    """Render `text` in `scope`; a lone `{{ expression }}` gives its native value."""
+    try:
+        match = _is_expression(text)
+        if match:
+            return environment.compile_expression(match.group(1), undefined_to_none=False)(**scope)
+        return environment.from_string(text).render(**scope)
+    except TemplateError:
+        raise
+    except Exception as exc:  # undefined names, sandbox refusals, type errors in expressions
+        raise TemplateError(f"{type(exc).__name__}: {exc}") from None
+
+
+def render(value: Any, scope: Mapping[str, Any]) -> Any:
+    """Render every string inside a value (dicts and lists recursively)."""
+    if isinstance(value, str):
+        return evaluate(value, scope) if "{{" in value or "{%" in value else value
+    if isinstance(value, dict):
+        return {k: render(v, scope) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render(v, scope) for v in value]
+    return value
+
+
+def truthy(value: Any) -> bool:
+    """A rendered condition's truth: native values as Python sees them, text as written."""
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "false", "0", "no", "none", "null")
+    if value is None:
+        return False
+    if isinstance(value, StrictUndefined):
+        return False
+    return bool(value)

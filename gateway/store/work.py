@@ -1,0 +1,442 @@
+"""Runs and steps in the store: routing events into runs, claiming them, journaling each call.
+
+Writes from many concurrent runs are group-committed by one `Journal` task: every caller
+awaits the commit of its own change, and a burst of them shares one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import structlog
+from sqlalchemy import and_, exists, func, insert, not_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.orm import aliased
+
+from gateway.store.database import Dialect
+from gateway.store.records import Event, NewRun, Run, Step
+from gateway.store.schema import events, runs, steps
+from gateway.store.writer import GroupCommit
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+Change = Callable[[AsyncConnection], Awaitable[Any]]
+
+# A run in one of these states no longer holds back later runs with its ordering key.
+FINISHED = ("succeeded", "failed", "dead", "cancelled")
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+class Journal(GroupCommit[Change, Any]):
+    """Group commit for work: each `apply(change)` runs in a shared transaction, then returns.
+
+    If a shared transaction fails, its changes are retried one by one, so one bad change
+    fails only its own caller.
+    """
+
+    name = "journal"
+
+    def __init__(self, engine: AsyncEngine, max_batch: int = 200) -> None:
+        super().__init__(max_batch)
+        self._engine = engine
+
+    async def apply(self, change: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        result: T = await self._submit(change)
+        return result
+
+    async def _commit(self, batch: list[tuple[Change, asyncio.Future[Any]]]) -> None:
+        try:
+            async with self._engine.begin() as conn:
+                results = [await change(conn) for change, _ in batch]
+        except Exception as exc:
+            if len(batch) > 1:
+                for one in batch:
+                    await self._commit([one])
+                return
+            _, future = batch[0]
+            if not future.done():
+                future.set_exception(exc)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+
+class WorkStore:
+    """Queries and changes on runs and steps. Reads use `engine`; writes go through the journal."""
+
+    def __init__(self, engine: AsyncEngine, write_engine: AsyncEngine, dialect: Dialect) -> None:
+        self.engine = engine
+        self.write_engine = write_engine
+        self.dialect = dialect
+        self.journal = Journal(write_engine)
+
+    # ------------------------------------------------------------------ routing
+
+    async def pending_events(self, limit: int = 500) -> list[Event]:
+        query = (
+            select(events).where(events.c.status == "pending").order_by(events.c.id).limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [Event.from_row(row) for row in await conn.execute(query)]
+
+    async def route(self, event_id: int, new_runs: Sequence[NewRun], status: str) -> list[int]:
+        """Create the runs an event matched and mark it routed (or unmatched), atomically."""
+
+        async def change(conn: AsyncConnection) -> list[int]:
+            claimed = await conn.execute(
+                update(events)
+                .where(events.c.id == event_id, events.c.status == "pending")
+                .values(status=status)
+            )
+            if claimed.rowcount == 0:  # routed already (another worker, or a replay race)
+                return []
+            return await _insert_runs(conn, new_runs)
+
+        return await self.journal.apply(change)
+
+    async def add_runs(self, new_runs: Sequence[NewRun]) -> list[int]:
+        """New runs for an event that is already routed (replay)."""
+
+        async def change(conn: AsyncConnection) -> list[int]:
+            return await _insert_runs(conn, new_runs)
+
+        return await self.journal.apply(change)
+
+    # ------------------------------------------------------------------ claiming
+
+    async def claim(self, owner: str, limit: int, lease: float) -> list[Run]:
+        """Take up to `limit` runs that are due, whose ordering key is free, under a lease.
+
+        A run is claimable when it is pending and due, or running under an expired lease (its
+        worker died). A run waits while an earlier run with its ordering key is unfinished.
+        """
+        if limit <= 0:
+            return []
+
+        async def change(conn: AsyncConnection) -> list[Run]:
+            now = now_utc()
+            earlier = aliased(runs)
+            blocked = exists().where(
+                earlier.c.ordering_key == runs.c.ordering_key,
+                earlier.c.id < runs.c.id,
+                earlier.c.status.not_in(FINISHED),
+            )
+            due = or_(
+                and_(
+                    runs.c.status == "pending",
+                    or_(runs.c.next_attempt_at.is_(None), runs.c.next_attempt_at <= now),
+                ),
+                and_(runs.c.status == "running", runs.c.lease_expires_at < now),
+            )
+            query = (
+                select(runs.c.id)
+                .where(due, or_(runs.c.ordering_key.is_(None), not_(blocked)))
+                .order_by(runs.c.id)
+                .limit(limit)
+            )
+            if self.dialect.skip_locked:
+                query = query.with_for_update(skip_locked=True, of=runs)
+            ids = [row.id for row in await conn.execute(query)]
+            if not ids:
+                return []
+            await conn.execute(
+                update(runs)
+                .where(runs.c.id.in_(ids))
+                .values(
+                    status="running",
+                    lease_owner=owner,
+                    lease_expires_at=now + timedelta(seconds=lease),
+                    attempt=runs.c.attempt + 1,
+                    started_at=func.coalesce(runs.c.started_at, now),
+                )
+            )
+            rows = await conn.execute(select(runs).where(runs.c.id.in_(ids)).order_by(runs.c.id))
+            return [Run.from_row(row) for row in rows]
+
+        return await self.journal.apply(change)
+
+    async def renew(self, owner: str, run_ids: Sequence[int], lease: float) -> None:
+        if not run_ids:
+            return
+
+        async def change(conn: AsyncConnection) -> None:
+            await conn.execute(
+                update(runs)
+                .where(runs.c.id.in_(list(run_ids)), runs.c.lease_owner == owner)
+                .values(lease_expires_at=now_utc() + timedelta(seconds=lease))
+            )
+
+        await self.journal.apply(change)
+
+    async def expire_leases(self) -> int:
+        """Make every running run claimable now (SQLite at start: no other worker can exist)."""
+
+        async def change(conn: AsyncConnection) -> int:
+            result = await conn.execute(
+                update(runs).where(runs.c.status == "running").values(lease_expires_at=now_utc())
+            )
+            return int(result.rowcount)
+
+        return await self.journal.apply(change)
+
+    async def next_due(self) -> datetime | None:
+        """When the earliest waiting retry becomes due (for the worker's timer)."""
+        query = select(func.min(runs.c.next_attempt_at)).where(
+            runs.c.status == "pending", runs.c.next_attempt_at.is_not(None)
+        )
+        async with self.engine.connect() as conn:
+            value: datetime | None = (await conn.execute(query)).scalar_one_or_none()
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+    # ------------------------------------------------------------------ finishing runs
+
+    async def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
+        async def change(conn: AsyncConnection) -> None:
+            await conn.execute(
+                update(runs)
+                .where(runs.c.id == run_id)
+                .values(
+                    status=status,
+                    error=error,
+                    finished_at=now_utc(),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    next_attempt_at=None,
+                )
+            )
+
+        await self.journal.apply(change)
+
+    async def retry_later(self, run_id: int, at: datetime, error: str) -> None:
+        async def change(conn: AsyncConnection) -> None:
+            await conn.execute(
+                update(runs)
+                .where(runs.c.id == run_id)
+                .values(
+                    status="pending",
+                    error=error,
+                    next_attempt_at=at,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
+            )
+
+        await self.journal.apply(change)
+
+    async def pause_run(self, run_id: int, status: str) -> None:
+        """Leave a run waiting for someone (awaiting_approval): no lease, no retry timer."""
+
+        async def change(conn: AsyncConnection) -> None:
+            await conn.execute(
+                update(runs)
+                .where(runs.c.id == run_id)
+                .values(status=status, lease_owner=None, lease_expires_at=None)
+            )
+
+        await self.journal.apply(change)
+
+    async def requeue(self, run_id: int, *, reset_attempts: bool) -> bool:
+        """Put a run back to pending now (operator retry, or an approval decision)."""
+
+        async def change(conn: AsyncConnection) -> bool:
+            values: dict[str, Any] = {
+                "status": "pending",
+                "next_attempt_at": None,
+                "finished_at": None,
+                "lease_owner": None,
+                "lease_expires_at": None,
+            }
+            if reset_attempts:
+                values["attempt"] = 0
+            result = await conn.execute(
+                update(runs).where(runs.c.id == run_id, runs.c.status != "running").values(values)
+            )
+            return bool(result.rowcount)
+
+        return await self.journal.apply(change)
+
+    async def add_usage(
+        self, run_id: int, input_tokens: int, output_tokens: int, cost: float
+    ) -> None:
+        async def change(conn: AsyncConnection) -> None:
+            await conn.execute(
+                update(runs)
+                .where(runs.c.id == run_id)
+                .values(
+                    input_tokens=runs.c.input_tokens + input_tokens,
+                    output_tokens=runs.c.output_tokens + output_tokens,
+                    cost=runs.c.cost + cost,
+                )
+            )
+
+        await self.journal.apply(change)
+
+    # ------------------------------------------------------------------ steps
+
+    async def start_step(self, run_id: int, position: int, **values: Any) -> None:
+        """Record a step as started (its outcome unknown) before the call it stands for."""
+
+        async def change(conn: AsyncConnection) -> None:
+            await conn.execute(
+                insert(steps).values(
+                    run_id=run_id, position=position, started_at=now_utc(), **values
+                )
+            )
+
+        await self.journal.apply(change)
+
+    async def update_step(self, run_id: int, position: int, **values: Any) -> None:
+        async def change(conn: AsyncConnection) -> None:
+            await conn.execute(
+                update(steps)
+                .where(steps.c.run_id == run_id, steps.c.position == position)
+                .values(**values)
+            )
+
+        await self.journal.apply(change)
+
+    async def finish(
+        self,
+        run_id: int,
+        position: int,
+        step_values: dict[str, Any],
+        run_status: str | None = None,
+        run_error: str | None = None,
+        *,
+        new: bool = False,
+    ) -> None:
+        """End a step, and optionally its run, in one commit.
+
+        `new`: the step was not recorded as started (a call without side effects, a skip):
+        it is inserted whole.
+        """
+
+        async def change(conn: AsyncConnection) -> None:
+            now = now_utc()
+            if new:
+                await conn.execute(
+                    insert(steps).values(
+                        run_id=run_id,
+                        position=position,
+                        started_at=step_values.pop("started_at", now),
+                        finished_at=now,
+                        **step_values,
+                    )
+                )
+            else:
+                await conn.execute(
+                    update(steps)
+                    .where(steps.c.run_id == run_id, steps.c.position == position)
+                    .values(finished_at=now, **step_values)
+                )
+            if run_status is not None:
+                await conn.execute(
+                    update(runs)
+                    .where(runs.c.id == run_id)
+                    .values(
+                        status=run_status,
+                        error=run_error,
+                        finished_at=now_utc(),
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        next_attempt_at=None,
+                    )
+                )
+
+        await self.journal.apply(change)
+
+    async def steps(self, run_id: int) -> list[Step]:
+        query = select(steps).where(steps.c.run_id == run_id).order_by(steps.c.position)
+        async with self.engine.connect() as conn:
+            return [Step.from_row(row) for row in await conn.execute(query)]
+
+    async def step(self, step_id: int) -> Step | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(steps).where(steps.c.id == step_id))).first()
+        return Step.from_row(row) if row else None
+
+    async def decide(self, step_id: int, decision: str, by: str, reason: str | None) -> Step | None:
+        """Approve or reject a step awaiting approval; returns it, or None if not awaiting."""
+
+        async def change(conn: AsyncConnection) -> bool:
+            result = await conn.execute(
+                update(steps)
+                .where(steps.c.id == step_id, steps.c.status == "awaiting_approval")
+                .values(
+                    status="approved" if decision == "approved" else "rejected",
+                    decision=decision,
+                    decided_by=by,
+                    decided_at=now_utc(),
+                    reason=reason,
+                )
+            )
+            return bool(result.rowcount)
+
+        if not await self.journal.apply(change):
+            return None
+        return await self.step(step_id)
+
+    # ------------------------------------------------------------------ reading runs
+
+    async def run(self, run_id: int) -> Run | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(runs).where(runs.c.id == run_id))).first()
+        return Run.from_row(row) if row else None
+
+    async def runs(
+        self,
+        *,
+        status: str | None = None,
+        rule: str | None = None,
+        event_id: int | None = None,
+        limit: int = 50,
+    ) -> list[Run]:
+        query = select(runs).order_by(runs.c.id.desc()).limit(limit)
+        if status:
+            query = query.where(runs.c.status == status)
+        if rule:
+            query = query.where(runs.c.rule == rule)
+        if event_id is not None:
+            query = query.where(runs.c.event_id == event_id)
+        async with self.engine.connect() as conn:
+            return [Run.from_row(row) for row in await conn.execute(query)]
+
+    async def count_runs(self, status: str | None = None) -> int:
+        query = select(func.count()).select_from(runs)
+        if status:
+            query = query.where(runs.c.status == status)
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+
+async def _insert_runs(conn: AsyncConnection, new_runs: Sequence[NewRun]) -> list[int]:
+    ids = []
+    now = now_utc()
+    for new in new_runs:
+        result = await conn.execute(
+            insert(runs)
+            .values(
+                event_id=new.event_id,
+                rule=new.rule,
+                kind=new.kind,
+                mode=new.mode,
+                ordering_key=new.ordering_key,
+                status=new.status,
+                error=new.error,
+                thread_key=new.thread_key,
+                created_at=now,
+                finished_at=now if new.status in FINISHED else None,
+            )
+            .returning(runs.c.id)
+        )
+        ids.append(int(result.scalar_one()))
+    return ids

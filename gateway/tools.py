@@ -1,0 +1,195 @@
+"""Tools: typed async functions that rules and assistants call, one registry for all of them.
+
+A tool's JSON schema (strict, as OpenAI function calling wants it) and its argument validation
+both come from the function's signature through pydantic; its docstring is its description.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, get_type_hints
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from gateway.errors import GatewayError
+
+TOOLS: dict[str, Tool] = {}
+
+
+class ToolError(GatewayError):
+    """A tool call failed. `retryable` says whether trying again may succeed.
+
+    A retryable failure of a tool with side effects leaves its outcome unknown: before it is
+    tried again, the tool's `recover` check (if any) decides whether it already happened.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True, retry_after: float | None = None):
+        self.retryable = retryable
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class PermanentToolError(ToolError):
+    """The remote refused the call for good (bad request, unknown project): do not retry."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
+@dataclass
+class ToolContext:
+    """What a tool is given besides its arguments."""
+
+    # Stable across every retry of one step, and across a crash: the idempotency key.
+    key: str
+    # The tool family's block from `handlers:` in gateway.yaml (e.g. handlers.jira).
+    settings: dict[str, Any] = field(default_factory=dict)
+    run_id: int | None = None
+    # Files produced earlier in the run (name → bytes), e.g. a CSV to attach to an email.
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+ToolFunction = Callable[..., Awaitable[Any]]
+RecoverFunction = Callable[[ToolContext, dict[str, Any]], Awaitable[Any | None]]
+
+
+@dataclass
+class Tool:
+    name: str
+    function: ToolFunction
+    description: str
+    arguments: type[BaseModel]
+    side_effects: bool
+    recover_function: RecoverFunction | None = None
+
+    @property
+    def family(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    def recover(self, function: RecoverFunction) -> RecoverFunction:
+        """Register the check that resolves an unknown outcome (decorator).
+
+        It gets the context (same key) and the validated arguments, and returns the earlier
+        call's result if the side effect already happened, or None to let the call run again.
+        """
+        self.recover_function = function
+        return function
+
+    def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """Validated arguments, defaults filled in; raises pydantic's ValidationError."""
+        fields = self.arguments.model_fields
+        # Strict function calling sends every property; null for an optional one means default.
+        given = {
+            k: v
+            for k, v in arguments.items()
+            if not (v is None and k in fields and not fields[k].is_required())
+        }
+        return dict(self.arguments.model_validate(given))
+
+    async def call(self, context: ToolContext, arguments: dict[str, Any]) -> Any:
+        return await self.function(context, **self.validate(arguments))
+
+    def schema(self) -> dict[str, Any]:
+        """The strict JSON schema of the arguments: every property required, no extras.
+
+        Optional parameters become `type | null`; a null means "use the default".
+        """
+        schema = self.arguments.model_json_schema()
+        return _strict(schema, schema.get("$defs", {}))
+
+    def definition(self) -> dict[str, Any]:
+        """The tool as a Responses API function definition."""
+        return {
+            "type": "function",
+            "name": self.name.replace(".", "__"),
+            "description": self.description,
+            "parameters": self.schema(),
+            "strict": True,
+        }
+
+
+def tool(name: str, *, side_effects: bool = True) -> Callable[[ToolFunction], Tool]:
+    """Register an async function `(context, **arguments)` as the tool `name` (decorator)."""
+
+    def register(function: ToolFunction) -> Tool:
+        if name in TOOLS:
+            raise ValueError(f"tool {name!r} is registered twice")
+        registered = Tool(
+            name=name,
+            function=function,
+            description=inspect.cleandoc(function.__doc__ or name),
+            arguments=_arguments_model(name, function),
+            side_effects=side_effects,
+        )
+        TOOLS[name] = registered
+        return registered
+
+    return register
+
+
+def load_builtin() -> dict[str, Tool]:
+    """Import every module in `handlers/`, which registers the built-in tools."""
+    import handlers  # noqa: F401
+
+    return TOOLS
+
+
+def describe_error(error: ValidationError) -> str:
+    """A validation error as one line per field, for logs and for the model to correct."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '(arguments)'}: {e['msg']}" for e in error.errors()
+    )
+
+
+def _arguments_model(name: str, function: ToolFunction) -> type[BaseModel]:
+    signature = inspect.signature(function)
+    hints = get_type_hints(function, include_extras=True)
+    parameters = list(signature.parameters.values())
+    if not parameters or parameters[0].name != "context":
+        raise TypeError(f"tool {name}: the first parameter must be `context: ToolContext`")
+    fields: dict[str, Any] = {}
+    for parameter in parameters[1:]:
+        if parameter.name not in hints:
+            raise TypeError(f"tool {name}: parameter {parameter.name!r} has no type hint")
+        default = ... if parameter.default is inspect.Parameter.empty else parameter.default
+        fields[parameter.name] = (hints[parameter.name], default)
+    model_name = "".join(part.title() for part in name.replace("_", ".").split("."))
+    return create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields)
+
+
+def _strict(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" in schema:
+        return _strict(dict(defs[schema["$ref"].split("/")[-1]]), defs)
+    out = {k: v for k, v in schema.items() if k not in ("$defs", "title", "default")}
+    if out.get("type") == "object" and "properties" in out:
+        required = set(out.get("required", []))
+        properties = {}
+        for key, value in out["properties"].items():
+            prop = _strict(value, defs)
+            if key not in required:
+                prop = _nullable(prop)
+            properties[key] = prop
+        out["properties"] = properties
+        out["required"] = list(properties)
+        out["additionalProperties"] = False
+    if "items" in out:
+        out["items"] = _strict(out["items"], defs)
+    if "anyOf" in out:
+        out["anyOf"] = [_strict(v, defs) for v in out["anyOf"]]
+    if "additionalProperties" in out and isinstance(out["additionalProperties"], dict):
+        out["additionalProperties"] = _strict(out["additionalProperties"], defs)
+    return out
+
+
+def _nullable(prop: dict[str, Any]) -> dict[str, Any]:
+    if "anyOf" in prop:
+        if not any(v.get("type") == "null" for v in prop["anyOf"]):
+            prop["anyOf"] = [*prop["anyOf"], {"type": "null"}]
+        return prop
+    description = prop.pop("description", None)
+    result: dict[str, Any] = {"anyOf": [prop, {"type": "null"}]}
+    if description:
+        result["description"] = description
+    return result

@@ -1,0 +1,499 @@
+"""The worker: routes stored events into runs by the rules, and executes the runs.
+
+Every tool call is journaled as a step before it happens, under a stable idempotency key, so
+a retry or a restart never repeats a side effect whose outcome it cannot prove absent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import random
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import structlog
+from pydantic import ValidationError
+
+from gateway.config import Config
+from gateway.rules import templates
+from gateway.rules.loader import RuleSet
+from gateway.rules.model import Rule
+from gateway.rules.templates import TemplateError
+from gateway.store import Event, NewRun, Run, Step, Store
+from gateway.tools import TOOLS, Tool, ToolContext, ToolError, describe_error
+
+log = structlog.get_logger(__name__)
+
+# Executes an assistant run; given by the assistant package when it is configured.
+AssistantExecutor = Callable[[Run, Rule, Event, dict[str, Any]], Awaitable[None]]
+
+LEASE_SECONDS = 60.0
+# Only a fallback for work written by another process (CLI, another replica): in-process
+# events and finished runs wake the worker at once.
+FALLBACK_POLL_SECONDS = 1.0
+
+
+def scope_for(event: Event, now: datetime | None = None) -> dict[str, Any]:
+    """What templates see: `payload`, `event`, `headers`, `now`."""
+    try:
+        payload = orjson.loads(event.body)
+    except orjson.JSONDecodeError:
+        payload = event.body.decode("utf-8", "replace")
+    info: dict[str, Any] = {**event.summary(), "received_at": event.received_at}
+    if event.source == "schedule" and isinstance(payload, dict):
+        fired = payload.get("fired_at")
+        info["fired_at"] = datetime.fromisoformat(fired) if isinstance(fired, str) else None
+        info["manual"] = bool(payload.get("manual"))
+    return {
+        "payload": payload,
+        "event": info,
+        "headers": event.headers,
+        "now": now or datetime.now(UTC),
+    }
+
+
+def matching_rules(rules: RuleSet, event: Event) -> list[Rule]:
+    if event.source == "schedule":
+        rule = rules.by_name.get(event.type)
+        return [rule] if rule is not None and rule.enabled and rule.schedule else []
+    return rules.matching(event.source, event.type)
+
+
+def plan_runs(rules: RuleSet, event: Event) -> list[NewRun]:
+    """The runs an event starts: one per matching rule whose `when` holds.
+
+    A rule whose templates fail on this event still gets a run, already failed, naming the
+    error: nothing is dropped silently.
+    """
+    scope = scope_for(event)
+    planned = []
+    for rule in matching_rules(rules, event):
+        base = NewRun(event_id=event.id, rule=rule.name, kind=rule.kind, mode=rule.mode)
+        try:
+            if rule.when is not None and not templates.truthy(templates.evaluate(rule.when, scope)):
+                continue
+            key = templates.evaluate(rule.order_by, scope) if rule.order_by else None
+            thread = None
+            if rule.assistant is not None and rule.assistant.thread:
+                thread = str(templates.evaluate(rule.assistant.thread, scope))
+        except TemplateError as exc:
+            planned.append(replace(base, status="failed", error=f"when/order_by: {exc}"))
+            continue
+        ordering = None if key is None or key == "" else f"{rule.name}:{key}"
+        planned.append(replace(base, ordering_key=ordering, thread_key=thread))
+    return planned
+
+
+class Worker:
+    """Routes and runs, in the gateway process (or in a worker-only replica)."""
+
+    def __init__(
+        self,
+        store: Store,
+        rules: RuleSet,
+        config: Config,
+        *,
+        assistant: AssistantExecutor | None = None,
+        tools: dict[str, Tool] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.store = store
+        self.rules = rules
+        self.config = config
+        self.assistant = assistant
+        self.tools = tools if tools is not None else TOOLS
+        self.concurrency = config.worker.concurrency
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._sleep = sleep
+        self._events_ready = asyncio.Event()
+        self._runs_ready = asyncio.Event()
+        self._active: dict[int, asyncio.Task[None]] = {}
+        # Files produced during a run (name → bytes), for later steps such as an attachment.
+        self.files: dict[int, dict[str, bytes]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        # Callbacks told about each run that ends (metrics, tests).
+        self.on_run_end: list[Callable[[int, str], None]] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        if self.store.dialect.single_writer:
+            # One worker per SQLite database: whatever was running belonged to a dead process.
+            resumed = await self.store.expire_leases()
+            if resumed:
+                log.info("worker.resume", runs=resumed)
+        self._tasks = [
+            asyncio.create_task(self._route_loop(), name="worker-route"),
+            asyncio.create_task(self._run_loop(), name="worker-runs"),
+            asyncio.create_task(self._renew_loop(), name="worker-leases"),
+        ]
+        self.notify_events()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        active = list(self._active.values())
+        for task in active:
+            task.cancel()
+        # A cancelled run keeps its journal; its lease expires and it resumes after restart.
+        await asyncio.gather(*active, return_exceptions=True)
+        self._tasks = []
+
+    def notify_events(self, *_: Any) -> None:
+        self._events_ready.set()
+
+    def notify_runs(self) -> None:
+        self._runs_ready.set()
+
+    # ------------------------------------------------------------------ routing
+
+    async def _route_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._events_ready.wait(), FALLBACK_POLL_SECONDS)
+            self._events_ready.clear()
+            try:
+                while await self.route_pending():
+                    pass
+            except Exception as exc:  # the store is down: try again on the next wake
+                log.error("worker.route_failed", error=str(exc))
+                await self._sleep(FALLBACK_POLL_SECONDS)
+
+    async def route_pending(self, limit: int = 500) -> int:
+        """Route every pending event (up to `limit`); returns how many were routed."""
+        pending = await self.store.pending_events(limit)
+        routed = await asyncio.gather(*(self.route(event) for event in pending))
+        if any(routed):
+            self.notify_runs()
+        return len(pending)
+
+    async def route(self, event: Event) -> list[int]:
+        planned = plan_runs(self.rules, event)
+        status = "routed" if planned else "unmatched"
+        run_ids = await self.store.route(event.id, planned, status)
+        log.info("event.routed", event_id=event.id, rules=[r.rule for r in planned], runs=run_ids)
+        return run_ids
+
+    async def replay(self, event: Event) -> list[int]:
+        """Run the rules again on a stored event: new runs, new idempotency keys."""
+        run_ids = await self.store.add_runs(plan_runs(self.rules, event))
+        self.notify_runs()
+        return run_ids
+
+    # ------------------------------------------------------------------ running
+
+    async def _run_loop(self) -> None:
+        while True:
+            claimed: list[Run] = []
+            free = self.concurrency - len(self._active)
+            if free > 0:
+                try:
+                    claimed = await self.store.claim(self.owner, free, LEASE_SECONDS)
+                except Exception as exc:
+                    log.error("worker.claim_failed", error=str(exc))
+            for run in claimed:
+                task = asyncio.create_task(self._execute_guarded(run), name=f"run-{run.id}")
+                self._active[run.id] = task
+                task.add_done_callback(functools.partial(self._done, run.id))
+            if claimed and len(claimed) == free:
+                continue  # there may be more: claim again once slots free up
+            await self._wait_for_work()
+
+    def _done(self, run_id: int, _task: asyncio.Task[None]) -> None:
+        self._active.pop(run_id, None)
+        # A finished run frees a slot, and perhaps the next run with its ordering key.
+        self._runs_ready.set()
+
+    async def _wait_for_work(self) -> None:
+        timeout = FALLBACK_POLL_SECONDS
+        if len(self._active) < self.concurrency:
+            due = await self.store.next_due()
+            if due is not None:
+                timeout = min(timeout, max(0.0, (due - datetime.now(UTC)).total_seconds()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._runs_ready.wait(), timeout)
+        self._runs_ready.clear()
+
+    async def _renew_loop(self) -> None:
+        while True:
+            await asyncio.sleep(LEASE_SECONDS / 3)
+            with contextlib.suppress(Exception):
+                await self.store.renew(self.owner, list(self._active), LEASE_SECONDS)
+
+    async def _execute_guarded(self, run: Run) -> None:
+        try:
+            await self.execute(run)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug or the store failing: retry the run later
+            log.exception("run.crashed", run_id=run.id)
+            with contextlib.suppress(Exception):
+                await self._retry_or_dead(run, f"internal error: {exc}", None)
+
+    async def execute(self, run: Run) -> None:
+        started = time.perf_counter()
+        rule = self.rules.by_name.get(run.rule)
+        event = await self.store.event(run.event_id)
+        if rule is None or event is None:
+            missing = f"rule {run.rule!r} is not loaded" if rule is None else "event is gone"
+            await self._end(run, "failed", missing)
+            return
+        scope = scope_for(event, now=run.created_at)
+        structlog.contextvars.bind_contextvars(run_id=run.id, event_id=event.id)
+        try:
+            if rule.assistant is not None:
+                if self.assistant is None:
+                    await self._end(run, "failed", "no assistant backend is configured")
+                    return
+                await self.assistant(run, rule, event, scope)
+                return
+            await self._run_actions(run, rule, scope)
+        finally:
+            log.debug("run.executed", ms=round((time.perf_counter() - started) * 1000, 2))
+            structlog.contextvars.unbind_contextvars("run_id", "event_id")
+
+    async def _run_actions(self, run: Run, rule: Rule, scope: dict[str, Any]) -> None:
+        journal = {step.position: step for step in await self.store.steps(run.id)}
+        results: dict[str, Any] = {}
+        scope = {**scope, "results": results}
+        last = len(rule.actions) - 1
+        for position, action in enumerate(rule.actions):
+            step = journal.get(position)
+            name = action.name or action.tool
+            end_run = "succeeded" if position == last else None
+            if step is not None and step.status in ("succeeded", "skipped", "shadowed"):
+                results[name] = step.result
+                if end_run:
+                    await self._end(run, end_run)
+                continue
+            tool = self.tools.get(action.tool)
+            if tool is None:
+                await self._end(run, "failed", f"unknown tool {action.tool!r}")
+                return
+            try:
+                skip = (
+                    step is None
+                    and action.when is not None
+                    and not templates.truthy(templates.evaluate(action.when, scope))
+                )
+                if skip:
+                    await self._record(run, position, tool, None, "skipped", end_run)
+                    continue
+                arguments = (
+                    step.arguments
+                    if step is not None
+                    else templates.render(action.arguments, scope)
+                )
+                arguments = tool.validate(arguments)
+            except (TemplateError, ValidationError) as exc:
+                error = describe_error(exc) if isinstance(exc, ValidationError) else str(exc)
+                await self._record(
+                    run, position, tool, None, "failed", "failed", error=f"{action.tool}: {error}"
+                )
+                return
+            if rule.mode == "shadow" and tool.side_effects:
+                # Shadow mode: record what would have been done, do nothing.
+                shadow = {"shadow": True, "would_call": tool.name}
+                await self._record(run, position, tool, arguments, "shadowed", end_run, shadow)
+                results[name] = shadow
+                continue
+            outcome = await self.call_tool(run, position, tool, arguments, step, end_run)
+            if outcome is _STOP:
+                return
+            results[name] = outcome
+
+    async def call_tool(
+        self,
+        run: Run,
+        position: int,
+        tool: Tool,
+        arguments: dict[str, Any],
+        step: Step | None,
+        end_run: str | None,
+        *,
+        kind: str = "tool",
+        call_id: str | None = None,
+    ) -> Any:
+        """Call a tool exactly once across retries and crashes; `_STOP` if the run ended."""
+        key = step.idempotency_key if step is not None else f"{run.id}.{position}.{_nonce()}"
+        context = ToolContext(
+            key=key,
+            settings=self.config.handlers.get(tool.family, {}),
+            run_id=run.id,
+            files=self.files.get(run.id, {}),
+        )
+        attempt = (step.attempt + 1) if step is not None else 1
+        clock = time.perf_counter()
+        if tool.side_effects:
+            # Journal first: from here on, a crash leaves an outcome we must check, not guess.
+            if step is None:
+                await self.store.start_step(
+                    run.id,
+                    position,
+                    kind=kind,
+                    tool=tool.name,
+                    arguments=arguments,
+                    idempotency_key=key,
+                    status="started",
+                    attempt=attempt,
+                    call_id=call_id,
+                )
+            else:
+                await self.store.update_step(
+                    run.id, position, status="started", attempt=attempt, error=None
+                )
+        new = not tool.side_effects and step is None
+        try:
+            result = None
+            if step is not None and tool.side_effects and tool.recover_function is not None:
+                result = await tool.recover_function(context, arguments)
+                if result is not None:
+                    log.info("step.recovered", tool=tool.name, key=key)
+            if result is None:
+                result = await tool.call(context, arguments)
+        except ToolError as exc:
+            values = self._step_values(tool, arguments, key, attempt, clock, kind, call_id, new)
+            if not exc.retryable:
+                await self.store.finish(
+                    run.id,
+                    position,
+                    {**values, "status": "failed", "error": str(exc)},
+                    "failed",
+                    f"{tool.name}: {exc}",
+                    new=new,
+                )
+                self._ended(run, "failed")
+                return _STOP
+            await self.store.finish(
+                run.id, position, {**values, "status": "error", "error": str(exc)}, new=new
+            )
+            await self._retry_or_dead(run, f"{tool.name}: {exc}", exc.retry_after)
+            return _STOP
+        except Exception as exc:  # an unexpected failure inside a handler: retry like any
+            values = self._step_values(tool, arguments, key, attempt, clock, kind, call_id, new)
+            error = f"{type(exc).__name__}: {exc}"
+            await self.store.finish(
+                run.id, position, {**values, "status": "error", "error": error}, new=new
+            )
+            await self._retry_or_dead(run, f"{tool.name}: {error}", None)
+            return _STOP
+        values = self._step_values(tool, arguments, key, attempt, clock, kind, call_id, new)
+        result = _jsonable(result)
+        await self.store.finish(
+            run.id,
+            position,
+            {**values, "status": "succeeded", "result": result, "error": None},
+            end_run,
+            new=new,
+        )
+        if end_run:
+            self._ended(run, end_run)
+        return result
+
+    def _step_values(
+        self,
+        tool: Tool,
+        arguments: dict[str, Any],
+        key: str,
+        attempt: int,
+        clock: float,
+        kind: str,
+        call_id: str | None,
+        new: bool,
+    ) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            "duration_ms": round((time.perf_counter() - clock) * 1000, 3),
+            "attempt": attempt,
+        }
+        if new:
+            values |= {
+                "kind": kind,
+                "tool": tool.name,
+                "arguments": arguments,
+                "idempotency_key": key,
+                "call_id": call_id,
+            }
+        return values
+
+    async def _record(
+        self,
+        run: Run,
+        position: int,
+        tool: Tool,
+        arguments: dict[str, Any] | None,
+        status: str,
+        run_status: str | None,
+        result: Any = None,
+        *,
+        error: str | None = None,
+    ) -> None:
+        await self.store.finish(
+            run.id,
+            position,
+            {
+                "kind": "tool",
+                "tool": tool.name,
+                "arguments": arguments,
+                "idempotency_key": f"{run.id}.{position}.{_nonce()}",
+                "status": status,
+                "result": result,
+                "error": error,
+            },
+            run_status,
+            error,
+            new=True,
+        )
+        if run_status:
+            self._ended(run, run_status)
+
+    async def _retry_or_dead(self, run: Run, error: str, retry_after: float | None) -> None:
+        worker = self.config.worker
+        if run.attempt >= worker.max_attempts:
+            await self._end(run, "dead", f"gave up after {run.attempt} attempts: {error}")
+            return
+        delay = min(worker.backoff_max, worker.backoff_base * 2 ** (run.attempt - 1))
+        delay *= 0.5 + random.random() / 2  # jitter: retries of many runs do not align
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        at = datetime.now(UTC) + timedelta(seconds=delay)
+        await self.store.retry_later(run.id, at, error)
+        log.warning("run.retry", attempt=run.attempt, delay=round(delay, 3), error=error)
+        self.notify_runs()
+
+    async def _end(self, run: Run, status: str, error: str | None = None) -> None:
+        await self.store.finish_run(run.id, status, error)
+        self._ended(run, status)
+
+    def _ended(self, run: Run, status: str) -> None:
+        self.files.pop(run.id, None)
+        log.info("run.ended", run_id=run.id, rule=run.rule, status=status)
+        for callback in self.on_run_end:
+            callback(run.id, status)
+
+
+class _Stop:
+    def __repr__(self) -> str:
+        return "STOP"
+
+
+_STOP: Any = _Stop()
+
+
+def _nonce() -> str:
+    # Part of every idempotency key: a key must never repeat, even in a database restored
+    # from an old backup whose run ids are handed out again.
+    return secrets.token_hex(4)
+
+
+def _jsonable(value: Any) -> Any:
+    return orjson.loads(orjson.dumps(value, default=str))

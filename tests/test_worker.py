@@ -1,0 +1,225 @@
+"""The worker: stored events become runs by the rules; every action call is a journaled step."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from gateway import cli
+from gateway.tools import TOOLS, PermanentToolError, ToolContext, ToolError, tool
+from tests.fixtures import requires_fixtures
+from tests.live import live_gateway
+
+pytestmark = requires_fixtures
+
+# Test tools: they record what they were asked, and fail on demand.
+CALLS: list[dict[str, Any]] = []
+FAILURES: dict[str, list[Exception]] = defaultdict(list)
+RECOVERED: dict[str, Any] = {}
+
+if "test.record" not in TOOLS:
+
+    @tool("test.record")
+    async def record(
+        context: ToolContext, label: str, delay_ms: int = 0, order: int | None = None
+    ) -> dict[str, Any]:
+        """Record a call (a side effect the tests can count)."""
+        call = {"label": label, "key": context.key, "start": time.monotonic()}
+        CALLS.append(call)
+        if delay_ms:
+            await asyncio.sleep(delay_ms / 1000)
+        if FAILURES[label]:
+            raise FAILURES[label].pop(0)
+        call["end"] = time.monotonic()
+        return {"label": label, "order": order}
+
+    @record.recover
+    async def _recover(context: ToolContext, arguments: dict[str, Any]) -> Any:
+        return RECOVERED.get(context.key)
+
+
+@pytest.fixture(autouse=True)
+def _reset() -> None:
+    CALLS.clear()
+    FAILURES.clear()
+    RECOVERED.clear()
+
+
+ORDER_RULE = """
+- name: big-order
+  on: {source: shop, event: orders/create}
+  when: "{{ payload.total_price | float > 100 }}"
+  actions:
+    - test.record: {label: "order {{ payload.name }}"}
+      as: first
+    - test.record: {label: "then {{ results.first.label }}"}
+"""
+
+
+def test_matching_event_runs_its_actions_in_order_and_journals_each_step(
+    tmp_path: Path,
+) -> None:
+    with live_gateway(tmp_path, ORDER_RULE) as gw:
+        gw.post_order("e1", total_price="250.00", name="#1001")
+        [run] = gw.finished_runs(1)
+        steps = gw.steps(run.id)
+
+    assert run.status == "succeeded"
+    assert [c["label"] for c in CALLS] == ["order #1001", "then order #1001"]
+    assert [(s.tool, s.status, s.arguments) for s in steps] == [
+        ("test.record", "succeeded", {"label": "order #1001", "delay_ms": 0, "order": None}),
+        ("test.record", "succeeded", {"label": "then order #1001", "delay_ms": 0, "order": None}),
+    ]
+    assert steps[0].idempotency_key != steps[1].idempotency_key
+
+
+def test_event_whose_condition_is_false_starts_no_run_and_is_marked_unmatched(
+    tmp_path: Path,
+) -> None:
+    with live_gateway(tmp_path, ORDER_RULE) as gw:
+        event_id = gw.post_order("e1", total_price="5.00").json()["id"]
+        event = gw.wait_for(lambda: (e := gw.event(event_id)).status != "pending" and e)
+
+        assert event.status == "unmatched"
+        assert gw.runs() == []
+
+
+def test_failing_condition_template_fails_the_run_with_the_reason(tmp_path: Path) -> None:
+    rules = ORDER_RULE.replace("payload.total_price", "payload.no_such_field.deeper")
+    with live_gateway(tmp_path, rules) as gw:
+        gw.post_order("e1")
+        [run] = gw.finished_runs(1)
+
+    assert run.status == "failed"
+    assert "no_such_field" in (run.error or "")
+    assert CALLS == []
+
+
+def test_retryable_failure_is_retried_with_the_same_idempotency_key(tmp_path: Path) -> None:
+    FAILURES["order #1"] = [ToolError("503 from remote"), ToolError("timeout", retry_after=0.05)]
+    with live_gateway(tmp_path, ORDER_RULE) as gw:
+        gw.post_order("e1", total_price="500", name="#1")
+        [run] = gw.finished_runs(1)
+        [first, second] = gw.steps(run.id)
+
+    assert run.status == "succeeded"
+    assert run.attempt == 3
+    assert first.attempt == 3
+    assert len({c["key"] for c in CALLS if c["label"] == "order #1"}) == 1
+    assert second.status == "succeeded"
+
+
+def test_exhausted_retries_leave_the_run_dead_with_the_last_error(tmp_path: Path) -> None:
+    FAILURES["order #1"] = [ToolError(f"down {n}") for n in range(5)]
+    with live_gateway(tmp_path, ORDER_RULE, worker={"max_attempts": 3}) as gw:
+        gw.post_order("e1", total_price="500", name="#1")
+        [run] = gw.finished_runs(1)
+        [step] = gw.steps(run.id)
+
+    assert run.status == "dead"
+    assert "down 2" in (run.error or "")
+    assert step.status == "error"
+    assert len(CALLS) == 3
+
+
+def test_permanent_failure_fails_the_run_at_once(tmp_path: Path) -> None:
+    FAILURES["order #1"] = [PermanentToolError("project does not exist")]
+    with live_gateway(tmp_path, ORDER_RULE) as gw:
+        gw.post_order("e1", total_price="500", name="#1")
+        [run] = gw.finished_runs(1)
+
+    assert run.status == "failed"
+    assert run.attempt == 1
+    assert "project does not exist" in (run.error or "")
+
+
+def test_unknown_outcome_is_resolved_by_the_tool_check_not_by_calling_again(
+    tmp_path: Path,
+) -> None:
+    # The first call times out after the remote acted: its outcome is unknown. The tool's
+    # recover check finds the side effect, so the retry records it instead of acting again.
+    def acted_then_lost() -> Exception:
+        RECOVERED[CALLS[-1]["key"]] = {"label": "order #1", "recovered": True}
+        return ToolError("response lost")
+
+    class Lost(ToolError):
+        def __init__(self) -> None:
+            super().__init__("response lost")
+
+    FAILURES["order #1"] = [Lost()]
+    original = TOOLS["test.record"].function
+
+    async def wrapped(context: ToolContext, **arguments: Any) -> Any:
+        try:
+            return await original(context, **arguments)
+        except Lost:
+            raise acted_then_lost() from None
+
+    TOOLS["test.record"].function = wrapped
+    try:
+        with live_gateway(tmp_path, ORDER_RULE) as gw:
+            gw.post_order("e1", total_price="500", name="#1")
+            [run] = gw.finished_runs(1)
+            [first, _] = gw.steps(run.id)
+    finally:
+        TOOLS["test.record"].function = original
+
+    assert run.status == "succeeded"
+    assert first.result == {"label": "order #1", "recovered": True}
+    assert [c["label"] for c in CALLS] == ["order #1", "then order #1"]
+
+
+ORDERED_RULE = """
+- name: per-customer
+  on: {source: shop, event: orders/create}
+  order_by: "{{ payload.customer_key }}"
+  actions:
+    - test.record: {label: "{{ payload.customer_key }}", order: "{{ payload.seq }}", delay_ms: 5}
+"""
+
+
+def test_runs_with_one_ordering_key_run_one_at_a_time_in_arrival_order(tmp_path: Path) -> None:
+    with live_gateway(tmp_path, ORDERED_RULE, worker={"concurrency": 16}) as gw:
+        for seq in range(50):
+            gw.post_order(f"same-{seq}", customer_key="alice", seq=seq)
+        gw.finished_runs(50, timeout=60)
+
+    alice = [c for c in CALLS if c["label"] == "alice"]
+    assert len(alice) == 50
+    for earlier, later in itertools.pairwise(alice):
+        assert earlier["end"] <= later["start"]
+    steps_order = [c["key"] for c in alice]
+    assert steps_order == sorted(steps_order, key=lambda k: int(k.split(".")[0]))
+
+
+def test_runs_with_different_ordering_keys_overlap(tmp_path: Path) -> None:
+    rules = ORDERED_RULE.replace("delay_ms: 5", "delay_ms: 200")
+    with live_gateway(tmp_path, rules, worker={"concurrency": 8}) as gw:
+        for n in range(4):
+            gw.post_order(f"key-{n}", customer_key=f"customer-{n}", seq=n)
+        gw.finished_runs(4)
+
+    starts = sorted(c["start"] for c in CALLS)
+    ends = sorted(c["end"] for c in CALLS)
+    assert starts[-1] < ends[0], "all four should have been running at the same time"
+
+
+def test_replay_runs_the_rules_again_with_new_idempotency_keys(tmp_path: Path) -> None:
+    with live_gateway(tmp_path, ORDER_RULE) as gw:
+        event_id = gw.post_order("e1", total_price="500", name="#1").json()["id"]
+        gw.finished_runs(1)
+        replayed = CliRunner().invoke(
+            cli.app, ["replay", str(event_id), "--config", str(tmp_path / "gateway.yaml")]
+        )
+        assert replayed.exit_code == 0, replayed.output
+        runs = gw.finished_runs(2)
+
+    assert [r.status for r in runs] == ["succeeded", "succeeded"]
+    assert len({c["key"] for c in CALLS}) == 4
