@@ -1,0 +1,241 @@
+"""`http.request`: call an outside HTTP API, refusing private addresses unless they are allowlisted.
+
+The step's idempotency key goes out as `Idempotency-Key`, so APIs that honour it dedupe our retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import socket
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from fnmatch import fnmatchcase
+from typing import Annotated, Any, Literal
+
+import httpx2
+from pydantic import Field
+
+from gateway.tools import PermanentToolError, ToolContext, ToolError, tool
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+DEFAULT_TIMEOUT = 10.0
+MAX_BODY = 64 * 1024
+# The response headers worth handing back to a rule or a model; the rest is noise.
+KEPT_HEADERS = ("content-type", "location", "retry-after", "etag", "last-modified", "x-request-id")
+RETRYABLE_STATUSES = frozenset({408, 425, 429})
+
+
+@tool("http.request")
+async def request(
+    context: ToolContext,
+    method: Annotated[
+        Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"], Field(description="HTTP method")
+    ],
+    url: Annotated[str, Field(description="Absolute http:// or https:// URL")],
+    headers: Annotated[dict[str, str] | None, Field(description="Request headers")] = None,
+    # Named `json` in the schema; `json_body` here, as `json` would shadow BaseModel.json.
+    json_body: Annotated[
+        dict[str, Any] | list[Any] | None, Field(alias="json", description="JSON request body")
+    ] = None,
+    body: Annotated[str | None, Field(description="Raw request body (instead of json)")] = None,
+) -> dict[str, Any]:
+    """Send an HTTP request and return its status, main headers and body (JSON or text).
+
+    Private, loopback, link-local and multicast addresses are refused unless allowlisted in
+    `handlers.http.allow_hosts`; redirects are not followed (the 3xx is returned).
+    """
+    if json_body is not None and body is not None:
+        raise PermanentToolError("give either json or body, not both")
+    settings = context.settings
+    target = _parse_url(url)
+    allowed = AllowList.parse(settings.get("allow_hosts") or [])
+    addresses = await _checked_addresses(target, allowed)
+
+    # Host is ours to set (below): it must name the host whose addresses were checked.
+    sent_headers = {k: v for k, v in (headers or {}).items() if k.lower() != "host"}
+    if not any(name.lower() == "idempotency-key" for name in sent_headers):
+        sent_headers["Idempotency-Key"] = context.key
+    # Connect to the addresses we checked, not to a second DNS answer (DNS rebinding), while
+    # the server still sees the real host name in Host and in TLS SNI.
+    sent_headers["Host"] = target.netloc.decode("ascii")
+    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+
+    timeout = float(settings.get("timeout", DEFAULT_TIMEOUT))
+    # trust_env=False: a proxy from the environment would bypass the address check.
+    async with httpx2.AsyncClient(
+        timeout=timeout, follow_redirects=False, trust_env=False
+    ) as client:
+        for attempt, address in enumerate(addresses, start=1):
+            try:
+                async with client.stream(
+                    method,
+                    target.copy_with(host=str(address)),
+                    headers=sent_headers,
+                    json=json_body,
+                    content=body,
+                    extensions=extensions,
+                ) as response:
+                    raw, truncated = await _read_limited(response, MAX_BODY)
+                break
+            except httpx2.ConnectError as error:
+                # Nothing was sent yet, so the host's next address is safe to try.
+                if attempt == len(addresses):
+                    raise ToolError(f"{method} {url} failed: {error!r}") from error
+            except httpx2.TimeoutException as error:
+                raise ToolError(f"{method} {url} timed out after {timeout:g} s") from error
+            except httpx2.TransportError as error:
+                raise ToolError(f"{method} {url} failed: {error!r}") from error
+
+    status = response.status_code
+    if status in RETRYABLE_STATUSES or status >= 500:
+        raise ToolError(
+            f"{method} {url} answered HTTP {status}",
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
+        )
+    if status >= 400:
+        snippet = raw[:500].decode("utf-8", errors="replace")
+        raise PermanentToolError(f"{method} {url} answered HTTP {status}: {snippet}")
+    return {
+        "status": status,
+        "headers": {k: response.headers[k] for k in KEPT_HEADERS if k in response.headers},
+        "body": _decode(response, raw, truncated),
+        "truncated": truncated,
+    }
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+@dataclass(frozen=True)
+class AllowList:
+    """`allow_hosts`: host names (globs such as `*.internal.example`) and CIDR networks."""
+
+    hosts: tuple[str, ...] = ()
+    networks: tuple[IPNetwork, ...] = ()
+
+    @classmethod
+    def parse(cls, entries: list[str]) -> AllowList:
+        hosts: list[str] = []
+        networks: list[IPNetwork] = []
+        for entry in entries:
+            try:
+                networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                hosts.append(entry.lower().rstrip("."))
+        return cls(tuple(hosts), tuple(networks))
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.hosts or self.networks)
+
+    def names(self, host: str) -> bool:
+        return any(fnmatchcase(host, pattern) for pattern in self.hosts)
+
+    def covers(self, address: IPAddress) -> bool:
+        return any(address in network for network in self.networks)
+
+
+def _parse_url(url: str) -> httpx2.URL:
+    try:
+        target = httpx2.URL(url)
+    except httpx2.InvalidURL as error:
+        raise PermanentToolError(f"invalid URL {url!r}: {error}") from error
+    if target.scheme not in ("http", "https") or not target.host:
+        raise PermanentToolError(
+            f"only absolute http:// and https:// URLs are allowed, not {url!r}"
+        )
+    return target
+
+
+async def _checked_addresses(target: httpx2.URL, allowed: AllowList) -> list[IPAddress]:
+    """The addresses to connect to, once every address the host resolves to has passed."""
+    host = target.host.lower().rstrip(".")
+    named = allowed.names(host)
+    addresses = await _resolve(host, target.port or (443 if target.scheme == "https" else 80))
+    for address in addresses:
+        if allowed.configured and not named and not allowed.covers(address):
+            raise PermanentToolError(f"host {host} ({address}) is not in handlers.http.allow_hosts")
+        kind = _special_kind(address)
+        if kind and not named and not allowed.covers(address):
+            raise PermanentToolError(
+                f"refusing {host}: it resolves to {address}, a {kind} address; "
+                "add the host or network to handlers.http.allow_hosts to allow it"
+            )
+    return addresses
+
+
+async def _resolve(host: str, port: int) -> list[IPAddress]:
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        if error.errno == socket.EAI_NONAME:
+            raise PermanentToolError(f"host {host} does not exist") from error
+        raise ToolError(f"cannot resolve {host}: {error}") from error
+    addresses: list[IPAddress] = []
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise ToolError(f"cannot resolve {host}: no addresses")
+    return addresses
+
+
+def _special_kind(address: IPAddress) -> str | None:
+    """Why an address is off limits by default (None if it is a public unicast address)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_loopback:
+        return "loopback"
+    if address.is_link_local:
+        return "link-local"
+    if address.is_multicast:
+        return "multicast"
+    if address.is_unspecified:
+        return "unspecified"
+    if address.is_private or address.is_reserved or not address.is_global:
+        return "private"
+    return None
+
+
+async def _read_limited(response: httpx2.Response, limit: int) -> tuple[bytes, bool]:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return b"".join(chunks)[:limit], True
+    return b"".join(chunks), False
+
+
+def _decode(response: httpx2.Response, raw: bytes, truncated: bool) -> Any:
+    content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not truncated and (content_type == "application/json" or content_type.endswith("+json")):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            pass
+    return raw.decode(response.encoding or "utf-8", errors="replace")

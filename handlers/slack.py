@@ -1,0 +1,99 @@
+"""`slack.post`: post a message to Slack, by incoming webhook or by bot token (chat.postMessage).
+
+Slack has no idempotency key for posting, so a retry after a lost response may post twice.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import httpx2
+from pydantic import Field
+
+from gateway.tools import PermanentToolError, ToolContext, ToolError, tool
+from handlers.http import parse_retry_after
+
+DEFAULT_API_URL = "https://slack.com/api"
+DEFAULT_TIMEOUT = 10.0
+# Web API error codes worth another try; every other `error` is a mistake to fix, not to retry.
+RETRYABLE_ERRORS = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+
+
+@tool("slack.post")
+async def post(
+    context: ToolContext,
+    text: Annotated[str, Field(description="Message text (mrkdwn); the fallback if blocks given")],
+    channel: Annotated[
+        str | None, Field(description="Channel id or #name; default from settings")
+    ] = None,
+    blocks: Annotated[list[dict[str, Any]] | None, Field(description="Block Kit blocks")] = None,
+) -> dict[str, Any]:
+    """Post a message to a Slack channel."""
+    settings = context.settings
+    payload: dict[str, Any] = {"text": text}
+    if blocks:
+        payload["blocks"] = blocks
+    channel = channel or settings.get("channel")
+    if channel:
+        payload["channel"] = channel
+    timeout = float(settings.get("timeout", DEFAULT_TIMEOUT))
+    async with httpx2.AsyncClient(timeout=timeout) as client:
+        if settings.get("webhook_url"):
+            return await _post_webhook(client, str(settings["webhook_url"]), payload)
+        if settings.get("token"):
+            if not channel:
+                raise PermanentToolError("slack.post needs a channel (or handlers.slack.channel)")
+            api_url = str(settings.get("api_url") or DEFAULT_API_URL).rstrip("/")
+            return await _post_message(client, api_url, str(settings["token"]), payload)
+    raise PermanentToolError("handlers.slack needs `webhook_url` or `token`")
+
+
+async def _post_webhook(
+    client: httpx2.AsyncClient, url: str, payload: dict[str, Any]
+) -> dict[str, Any]:
+    response = await _send(client, url, payload, headers={})
+    if response.status_code == 429 or response.status_code >= 500:
+        raise ToolError(
+            f"Slack webhook answered HTTP {response.status_code}: {response.text[:200]}",
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
+        )
+    if response.status_code >= 400:
+        # Webhooks answer a bare error code: invalid_payload, channel_not_found, no_service...
+        raise PermanentToolError(
+            f"Slack webhook refused the message (HTTP {response.status_code}): "
+            f"{response.text[:200]}"
+        )
+    return {"ok": True}
+
+
+async def _post_message(
+    client: httpx2.AsyncClient, api_url: str, token: str, payload: dict[str, Any]
+) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"}
+    response = await _send(client, f"{api_url}/chat.postMessage", payload, headers=headers)
+    retry_after = parse_retry_after(response.headers.get("retry-after"))
+    if response.status_code == 429 or response.status_code >= 500:
+        raise ToolError(f"Slack answered HTTP {response.status_code}", retry_after=retry_after)
+    try:
+        document = response.json()
+    except ValueError:
+        raise ToolError(f"Slack answered HTTP {response.status_code} without JSON") from None
+    if not isinstance(document, dict) or not document.get("ok"):
+        error = document.get("error", "unknown_error") if isinstance(document, dict) else "?"
+        if error in RETRYABLE_ERRORS:
+            raise ToolError(f"Slack chat.postMessage failed: {error}", retry_after=retry_after)
+        raise PermanentToolError(f"Slack chat.postMessage failed: {error}")
+    return {"ok": True, "channel": document.get("channel"), "ts": document.get("ts")}
+
+
+async def _send(
+    client: httpx2.AsyncClient, url: str, payload: dict[str, Any], *, headers: dict[str, str]
+) -> httpx2.Response:
+    try:
+        return await client.post(url, json=payload, headers=headers)
+    except httpx2.TimeoutException as error:
+        raise ToolError("Slack did not answer in time") from error
+    except httpx2.TransportError as error:
+        raise ToolError(f"cannot reach Slack: {error!r}") from error
