@@ -1,0 +1,189 @@
+"""The scheduler: turns due fire times of scheduled rules into `schedule` events in the store.
+
+`Scheduler.tick(now)` is the whole decision, clock injected; `start()` runs it under APScheduler.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from gateway.errors import GatewayError
+from gateway.rules.model import Rule
+from gateway.scheduler import state
+from gateway.scheduler.timing import Timing
+from gateway.store import NewEvent, Store, Stored
+
+log = structlog.get_logger(__name__)
+
+SOURCE = "schedule"
+
+
+class UnknownSchedule(GatewayError):
+    """No enabled scheduled rule has this name."""
+
+    def __init__(self, rule: str) -> None:
+        self.rule = rule
+        super().__init__(f"no scheduled rule named {rule!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Firing:
+    """One firing of a rule: the fire time it stands for and the event it stored."""
+
+    rule: str
+    fired_at: datetime
+    stored: Stored
+    manual: bool = False
+
+    @property
+    def duplicate(self) -> bool:
+        """Another process (or an earlier life of this one) already fired this period."""
+        return self.stored.duplicate
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def schedule_event(rule: Rule, fired_at: datetime, now: datetime, *, manual: bool) -> NewEvent:
+    """The event of a firing; its delivery id is the rule and fire time, unless manual."""
+    assert rule.schedule is not None
+    fired = fired_at.astimezone(UTC).isoformat()
+    delivery_id = f"{rule.name}@{fired}"
+    if manual:
+        delivery_id += f"#manual-{secrets.token_hex(6)}"
+    body = {"rule": rule.name, "fired_at": fired, "timezone": rule.schedule.timezone}
+    return NewEvent(
+        source=SOURCE,
+        provider=SOURCE,
+        type=rule.name,
+        delivery_id=delivery_id,
+        headers={},
+        body=orjson.dumps({**body, "manual": manual}),
+        received_at=now,
+    )
+
+
+async def fire_now(store: Store, rule: Rule, *, now: datetime | None = None) -> Firing:
+    """Fire `rule` at once, outside its schedule: always a new event, marked manual."""
+    now = (now or utcnow()).astimezone(UTC)
+    stored = await store.add_event(schedule_event(rule, now, now, manual=True))
+    await state.record_manual(store, rule.name, event_id=stored.id, now=now)
+    log.info("scheduler.fired", rule=rule.name, event_id=stored.id, manual=True)
+    return Firing(rule.name, now, stored, manual=True)
+
+
+class Scheduler:
+    """Fires the scheduled rules of a rule set into one store.
+
+    Any number of processes may run one against the same store: a firing's delivery id is
+    (rule, fire time), which the store keeps once, so each period makes one event.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        rules: Iterable[Rule],
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.rules = {r.name: r for r in rules if r.enabled and r.schedule is not None}
+        # Validates every schedule up front: a bad one fails start-up with a ConfigError.
+        self.timings = {name: Timing.of(rule) for name, rule in self.rules.items()}
+        self._runtime: Any = None
+
+    async def tick(self, now: datetime | None = None) -> list[Firing]:
+        """Fire every rule that is due at `now` (the clock if not given); return the firings."""
+        now = (now or self.clock()).astimezone(UTC)
+        fired = []
+        for name in self.rules:
+            firing = await self.fire_due(name, now)
+            if firing is not None:
+                fired.append(firing)
+        return fired
+
+    async def fire_due(self, name: str, now: datetime | None = None) -> Firing | None:
+        """Fire rule `name` if one of its fire times is due at `now`, at most once."""
+        now = (now or self.clock()).astimezone(UTC)
+        rule, timing = self._get(name)
+        fire_time = timing.due(await state.last_fire(self.store, name), now)
+        if fire_time is None:
+            return None
+        stored = await self.store.add_event(schedule_event(rule, fire_time, now, manual=False))
+        await state.record_fire(
+            self.store,
+            name,
+            fired_at=fire_time,
+            event_id=stored.id,
+            result="duplicate" if stored.duplicate else "fired",
+            next_fire_at=timing.next_after(now),
+            now=now,
+        )
+        log.info(
+            "scheduler.fired",
+            rule=name,
+            fired_at=fire_time.isoformat(),
+            event_id=stored.id,
+            duplicate=stored.duplicate,
+        )
+        return Firing(name, fire_time, stored)
+
+    async def fire_now(self, name: str, now: datetime | None = None) -> Firing:
+        """Fire rule `name` at once (`gateway fire`): a new event, marked manual."""
+        rule, _ = self._get(name)
+        return await fire_now(self.store, rule, now=now or self.clock())
+
+    async def start(self) -> None:
+        """Fire what is due now (catching up after downtime), then run under APScheduler.
+
+        Call from the running event loop of a process with the scheduler role.
+        """
+        now = self.clock().astimezone(UTC)
+        for name, timing in self.timings.items():
+            await state.record_next(self.store, name, timing.next_after(now), now)
+        await self.tick(now)
+        runtime = AsyncIOScheduler(timezone=UTC)
+        for name, timing in self.timings.items():
+            runtime.add_job(
+                self._wake,
+                trigger=timing.apscheduler_trigger(),
+                args=[name],
+                id=name,
+                name=f"schedule:{name}",
+                misfire_grace_time=int(timing.grace.total_seconds()) or 1,
+                coalesce=True,
+                max_instances=1,
+                replace_existing=True,
+            )
+        runtime.start()
+        self._runtime = runtime
+        log.info("scheduler.started", rules=sorted(self.rules))
+
+    async def stop(self) -> None:
+        if self._runtime is not None:
+            self._runtime.shutdown(wait=False)
+            self._runtime = None
+            log.info("scheduler.stopped")
+
+    async def _wake(self, name: str) -> None:
+        # APScheduler woke us at a (jittered) fire time; which period it is comes from the
+        # clock and the store, so a late wake, another process or a restart cannot fire twice.
+        try:
+            await self.fire_due(name)
+        except Exception as exc:  # keep the schedule alive; the next period tries again
+            log.error("scheduler.fire_failed", rule=name, error=str(exc))
+
+    def _get(self, name: str) -> tuple[Rule, Timing]:
+        if name not in self.rules:
+            raise UnknownSchedule(name)
+        return self.rules[name], self.timings[name]

@@ -1,0 +1,212 @@
+"""When a scheduled rule fires: its APScheduler trigger, and which fire time is due at an instant.
+
+Pure functions of (schedule, last fire, now), so the scheduler is testable with any clock.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from gateway.errors import ConfigError
+from gateway.rules.model import Rule
+
+# How late a firing may still run when the rule sets no `misfire_grace` (seconds).
+DEFAULT_MISFIRE_GRACE = 60
+# Interval schedules count from here, not from process start, so every scheduler process
+# computes the same fire times (a Monday at midnight, in the rule's zone).
+INTERVAL_ANCHOR = datetime(2001, 1, 1)
+
+# Longer than any DST shift: a cron chain started this early crosses a change as APScheduler's
+# own chain (from the previous fire time) does.
+CRON_LOOKBEHIND = timedelta(hours=3)
+
+_EVERY = re.compile(r"(\d+)\s*([smhdw])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_TICK = timedelta(microseconds=1)
+
+
+def parse_every(text: str) -> timedelta:
+    """`30s`, `5m`, `1h`, `1d`, `2w`, or a sum such as `1h30m`."""
+    compact = text.strip().lower()
+    parts = _EVERY.findall(compact)
+    if not parts or _EVERY.sub("", compact).strip():
+        raise ValueError(f"every: {text!r} is not an interval such as 30s, 5m, 1h, 1d or 1h30m")
+    interval = timedelta()
+    for amount, unit in parts:
+        interval += timedelta(**{_UNITS[unit]: int(amount)})
+    if interval <= timedelta(0):
+        raise ValueError(f"every: {text!r} must be longer than zero")
+    return interval
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A rule's `schedule:` block made executable: fire times without jitter, zone, grace."""
+
+    rule: str
+    expression: str
+    zone: ZoneInfo
+    trigger: Any  # an APScheduler 3 trigger, jitter-free: fire times that identify firings
+    jitter: int
+    grace: timedelta
+    catch_up: bool
+    lookbehind: timedelta = timedelta(0)
+
+    @classmethod
+    def of(cls, rule: Rule) -> Timing:
+        """Build from a rule; `ConfigError` if its schedule cannot run."""
+        schedule = rule.schedule
+        if schedule is None:
+            raise ConfigError([f"rule {rule.name}: has no schedule"])
+        problems: list[str] = []
+        try:
+            zone = ZoneInfo(schedule.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.append(
+                f"rule {rule.name}: schedule.timezone: unknown zone {schedule.timezone!r}"
+            )
+            zone = ZoneInfo("UTC")
+        trigger: Any = None
+        expression = ""
+        if (schedule.cron is None) == (schedule.every is None):
+            problems.append(f"rule {rule.name}: schedule: needs exactly one of `cron` or `every`")
+        elif schedule.cron is not None:
+            expression = f"cron {schedule.cron}"
+            try:
+                trigger = CronTrigger.from_crontab(schedule.cron, timezone=zone)
+            except ValueError as exc:
+                problems.append(f"rule {rule.name}: schedule.cron: {exc}")
+        elif schedule.every is not None:
+            expression = f"every {schedule.every}"
+            try:
+                interval = parse_every(schedule.every)
+            except ValueError as exc:
+                problems.append(f"rule {rule.name}: schedule.{exc}")
+            else:
+                trigger = IntervalTrigger(
+                    seconds=interval.total_seconds(),
+                    start_date=INTERVAL_ANCHOR.replace(tzinfo=zone),
+                    timezone=zone,
+                )
+        for key in ("jitter", "misfire_grace"):
+            value = getattr(schedule, key)
+            if value is not None and value < 0:
+                problems.append(f"rule {rule.name}: schedule.{key}: must be zero or more seconds")
+        if problems:
+            raise ConfigError(problems)
+        grace = schedule.misfire_grace
+        return cls(
+            rule=rule.name,
+            expression=expression,
+            zone=zone,
+            trigger=trigger,
+            jitter=schedule.jitter or 0,
+            grace=timedelta(seconds=DEFAULT_MISFIRE_GRACE if grace is None else grace),
+            catch_up=schedule.catch_up,
+            # Intervals count elapsed time; cron wall times need a run-up past DST changes.
+            lookbehind=CRON_LOOKBEHIND if schedule.cron is not None else timedelta(0),
+        )
+
+    def next_after(self, instant: datetime) -> datetime | None:
+        """The first fire time strictly after `instant`, in UTC (None if there is none)."""
+        return next(self._chain(instant), None)
+
+    def fires(self, since: datetime, until: datetime) -> Iterator[datetime]:
+        """Fire times in (since, until], in UTC, oldest first."""
+        return itertools.takewhile(lambda found: found <= until, self._chain(since))
+
+    def upcoming(self, now: datetime, count: int) -> list[datetime]:
+        """The next `count` fire times after `now`, in UTC."""
+        return list(itertools.islice(self._chain(now), count))
+
+    def latest(self, since: datetime, until: datetime) -> datetime | None:
+        """The last fire time in (since, until], without walking every period since `since`."""
+        window = timedelta(minutes=1)
+        while True:
+            start = max(since, until - window)
+            last = max(self.fires(start, until), default=None)
+            if last is not None or start == since:
+                return last
+            # The window grows fourfold until it holds a fire time, so it holds only a few.
+            window *= 4
+
+    def _chain(self, after: datetime) -> Iterator[datetime]:
+        """Fire times after `after` (UTC), each computed from the one before, as APScheduler does.
+
+        A wall time skipped by a DST change is only found from a fire time before the change,
+        so a cron chain starts a few hours early: every process then agrees on the fire times.
+        """
+        after = after.astimezone(UTC)
+        found = self.trigger.get_next_fire_time(None, after - self.lookbehind + _TICK)
+        last = after - self.lookbehind
+        stuck = timedelta(minutes=1)
+        while found is not None:
+            instant = found.astimezone(UTC)
+            if instant <= last:
+                # Never loop on a time that does not advance: probe further on.
+                found = self.trigger.get_next_fire_time(None, last + stuck)
+                stuck *= 2
+                continue
+            stuck = timedelta(minutes=1)
+            last = instant
+            if instant > after:
+                yield instant
+            # Chained from the trigger's own value, not the UTC one: in a repeated (fold)
+            # hour the UTC one leads back to the same fire time.
+            found = self.trigger.get_next_fire_time(found, found)
+
+    def due(self, last_fire: datetime | None, now: datetime) -> datetime | None:
+        """The fire time to fire at `now`, given the last one fired (by any process).
+
+        A fire time counts if it is newer than `last_fire` and either no older than the
+        jitter plus the misfire grace, or (with `catch_up`) missed while nothing ran: missed
+        periods coalesce into their latest fire time, fired once.
+        """
+        now = now.astimezone(UTC)
+        since = now - self.grace - timedelta(seconds=self.jitter)
+        if last_fire is not None:
+            last_fire = last_fire.astimezone(UTC)
+            since = last_fire if self.catch_up else max(since, last_fire)
+        if since >= now:
+            return None
+        return self.latest(since, now)
+
+    def apscheduler_trigger(self) -> BaseTrigger:
+        """The trigger the APScheduler runtime wakes this rule with (jitter applied)."""
+        return JitteredTrigger(self)
+
+
+class JitteredTrigger(BaseTrigger):  # type: ignore[misc]
+    """A rule's fire times, each delayed by up to `jitter` seconds: APScheduler's trigger.
+
+    APScheduler 3 computes an interval's next fire time from the previous (jittered) one, so
+    jitter would accumulate as drift; here the next fire time comes from the rule's grid.
+    Jitter is meant to be shorter than the period.
+    """
+
+    def __init__(self, timing: Timing) -> None:
+        self.timing = timing
+        self.jitter = timing.jitter
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        if previous_fire_time is None:
+            found = self.timing.next_after(now - _TICK)
+        else:
+            found = self.timing.next_after(previous_fire_time)
+        jittered: datetime | None = self._apply_jitter(found, self.jitter, now)
+        return jittered
+
+    def __str__(self) -> str:
+        return f"{self.timing.expression} in {self.timing.zone} (jitter {self.jitter}s)"
