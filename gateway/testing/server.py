@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Literal
 
 import uvicorn
 from starlette.types import ASGIApp
 
 
 @contextmanager
-def serve_in_thread(app: ASGIApp, *, lifespan: Literal["auto", "on", "off"] = "on") -> Iterator[str]:
+def serve_in_thread(
+    app: ASGIApp, *, lifespan: Literal["auto", "on", "off"] = "on"
+) -> Iterator[str]:
     """Serve `app` on 127.0.0.1:<free port>; yields its base URL, stops it on exit."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
