@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from gateway import __version__
+from gateway.assistant.loop import AssistantRunner
 from gateway.config import Config
 from gateway.ingest.endpoint import IngestEndpoint
 from gateway.metrics import Metrics
@@ -42,6 +43,10 @@ def create_app(
     metrics = Metrics()
     ingest = IngestEndpoint(config, store, metrics, clock)
     worker = Worker(store, rules, config) if "worker" in roles else None
+    assistants = None
+    if worker is not None and (config.models or any(r.assistant for r in rules.rules)):
+        assistants = AssistantRunner(config)
+        assistants.bind(worker)
     if worker is not None:
         # New events wake the worker the moment they are committed.
         store.writer.on_commit(worker.notify_events)
@@ -56,6 +61,8 @@ def create_app(
         finally:
             if worker is not None:
                 await worker.stop()
+            if assistants is not None:
+                await assistants.close()
             await store.close()
 
     async def healthz(request: Request) -> Response:

@@ -260,6 +260,47 @@ def retry(
     console.print(f"run {run_id} queued again")
 
 
+def _decide(step_id: int, decision: str, by: str, reason: str | None, config: Path | None) -> None:
+    cfg = _load(config)
+
+    async def decide(store: Store) -> str | None:
+        step = await store.decide(step_id, decision, by, reason)
+        if step is None:
+            found = await store.step(step_id)
+            return f"step {step_id} is not awaiting approval" + (
+                f" (it is {found.status})" if found else " (no such step)"
+            )
+        await store.requeue(step.run_id, reset_attempts=True)
+        return None
+
+    problem = _with_store(cfg, decide)
+    if problem:
+        err.print(f"[red]error:[/red] {problem}")
+        raise typer.Exit(1)
+    console.print(f"step {step_id} {decision}; its run resumes")
+
+
+@app.command()
+def approve(
+    step_id: Annotated[int, typer.Argument(help="A step awaiting approval")],
+    config: ConfigOption = None,
+    by: Annotated[str, typer.Option(help="Who approves (recorded)")] = "cli",
+) -> None:
+    """Approve a tool call that waits for a human; the run goes on and makes the call."""
+    _decide(step_id, "approved", by, None, config)
+
+
+@app.command()
+def reject(
+    step_id: Annotated[int, typer.Argument(help="A step awaiting approval")],
+    reason: Annotated[str, typer.Option(help="Why (the model is told)")],
+    config: ConfigOption = None,
+    by: Annotated[str, typer.Option(help="Who rejects (recorded)")] = "cli",
+) -> None:
+    """Reject a tool call that waits for a human; the model is told, with the reason."""
+    _decide(step_id, "rejected", by, reason, config)
+
+
 @app.command()
 def replay(
     event_id: Annotated[int, typer.Argument(help="A stored event")],

@@ -8,6 +8,10 @@
     │   ├── SignatureInvalid   missing, malformed, stale or wrong signature
     │   ├── UnsupportedMediaType
     │   └── MalformedPayload   body is not what the provider sends (bad JSON, bad UTF-8)
+    ├── ModelError             a model request failed (gateway.assistant.backends; `retryable`)
+    ├── ToolError              a tool call failed (gateway.tools; `retryable`, `retry_after`)
+    │   └── PermanentToolError the remote refused for good
+    ├── TemplateError          a rule template failed to compile or evaluate
     └── StoreError
         ├── StoreUnavailable   the database cannot be reached or cannot commit
         └── SchemaMismatch     the database schema is not one this version knows

@@ -78,18 +78,23 @@ class Tool:
         return function
 
     def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
-        """Validated arguments, defaults filled in; raises pydantic's ValidationError."""
-        fields = self.arguments.model_fields
-        # Strict function calling sends every property; null for an optional one means default.
-        given = {
-            k: v
-            for k, v in arguments.items()
-            if not (v is None and k in fields and not fields[k].is_required())
-        }
-        return dict(self.arguments.model_validate(given))
+        """Validated arguments in their wire form (schema names, JSON values), defaults filled
+        in: what is journaled, and what `call` accepts again. Raises pydantic's ValidationError.
+        """
+        return self._model(arguments).model_dump(mode="json", by_alias=True)
 
     async def call(self, context: ToolContext, arguments: dict[str, Any]) -> Any:
-        return await self.function(context, **self.validate(arguments))
+        model = self._model(arguments)
+        return await self.function(
+            context, **{name: getattr(model, name) for name in type(model).model_fields}
+        )
+
+    def _model(self, arguments: dict[str, Any]) -> BaseModel:
+        fields = self.arguments.model_fields
+        optional = {f.alias or name for name, f in fields.items() if not f.is_required()}
+        # Strict function calling sends every property; null for an optional one means default.
+        given = {k: v for k, v in arguments.items() if not (v is None and k in optional)}
+        return self.arguments.model_validate(given)
 
     def schema(self) -> dict[str, Any]:
         """The strict JSON schema of the arguments: every property required, no extras.

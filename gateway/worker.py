@@ -15,7 +15,7 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -89,6 +89,9 @@ def plan_runs(rules: RuleSet, event: Event) -> list[NewRun]:
             planned.append(replace(base, status="failed", error=f"when/order_by: {exc}"))
             continue
         ordering = None if key is None or key == "" else f"{rule.name}:{key}"
+        if ordering is None and thread:
+            # Runs continuing one conversation must not interleave their turns.
+            ordering = f"thread:{thread}"
         planned.append(replace(base, ordering_key=ordering, thread_key=thread))
     return planned
 
@@ -238,7 +241,7 @@ class Worker:
         except Exception as exc:  # a bug or the store failing: retry the run later
             log.exception("run.crashed", run_id=run.id)
             with contextlib.suppress(Exception):
-                await self._retry_or_dead(run, f"internal error: {exc}", None)
+                await self.retry_or_dead(run, f"internal error: {exc}", None)
 
     async def execute(self, run: Run) -> None:
         started = time.perf_counter()
@@ -246,14 +249,14 @@ class Worker:
         event = await self.store.event(run.event_id)
         if rule is None or event is None:
             missing = f"rule {run.rule!r} is not loaded" if rule is None else "event is gone"
-            await self._end(run, "failed", missing)
+            await self.end(run, "failed", missing)
             return
         scope = scope_for(event, now=run.created_at)
         structlog.contextvars.bind_contextvars(run_id=run.id, event_id=event.id)
         try:
             if rule.assistant is not None:
                 if self.assistant is None:
-                    await self._end(run, "failed", "no assistant backend is configured")
+                    await self.end(run, "failed", "no assistant backend is configured")
                     return
                 await self.assistant(run, rule, event, scope)
                 return
@@ -274,11 +277,11 @@ class Worker:
             if step is not None and step.status in ("succeeded", "skipped", "shadowed"):
                 results[name] = step.result
                 if end_run:
-                    await self._end(run, end_run)
+                    await self.end(run, end_run)
                 continue
             tool = self.tools.get(action.tool)
             if tool is None:
-                await self._end(run, "failed", f"unknown tool {action.tool!r}")
+                await self.end(run, "failed", f"unknown tool {action.tool!r}")
                 return
             try:
                 skip = (
@@ -323,8 +326,13 @@ class Worker:
         *,
         kind: str = "tool",
         call_id: str | None = None,
+        refusal_ends_run: bool = True,
     ) -> Any:
-        """Call a tool exactly once across retries and crashes; `_STOP` if the run ended."""
+        """Call a tool exactly once across retries and crashes; `STOP` if the run stopped.
+
+        A permanent refusal fails the run, or, with `refusal_ends_run=False` (an assistant's
+        call, which the model may correct), is returned as a `ToolRefused`.
+        """
         key = step.idempotency_key if step is not None else f"{run.id}.{position}.{_nonce()}"
         context = ToolContext(
             key=key,
@@ -363,6 +371,11 @@ class Worker:
                 result = await tool.call(context, arguments)
         except ToolError as exc:
             values = self._step_values(tool, arguments, key, attempt, clock, kind, call_id, new)
+            if not exc.retryable and not refusal_ends_run:
+                await self.store.finish(
+                    run.id, position, {**values, "status": "failed", "error": str(exc)}, new=new
+                )
+                return ToolRefused(str(exc))
             if not exc.retryable:
                 await self.store.finish(
                     run.id,
@@ -372,12 +385,12 @@ class Worker:
                     f"{tool.name}: {exc}",
                     new=new,
                 )
-                self._ended(run, "failed")
+                self.ended(run, "failed")
                 return _STOP
             await self.store.finish(
                 run.id, position, {**values, "status": "error", "error": str(exc)}, new=new
             )
-            await self._retry_or_dead(run, f"{tool.name}: {exc}", exc.retry_after)
+            await self.retry_or_dead(run, f"{tool.name}: {exc}", exc.retry_after)
             return _STOP
         except Exception as exc:  # an unexpected failure inside a handler: retry like any
             values = self._step_values(tool, arguments, key, attempt, clock, kind, call_id, new)
@@ -385,7 +398,7 @@ class Worker:
             await self.store.finish(
                 run.id, position, {**values, "status": "error", "error": error}, new=new
             )
-            await self._retry_or_dead(run, f"{tool.name}: {error}", None)
+            await self.retry_or_dead(run, f"{tool.name}: {error}", None)
             return _STOP
         values = self._step_values(tool, arguments, key, attempt, clock, kind, call_id, new)
         result = _jsonable(result)
@@ -397,7 +410,7 @@ class Worker:
             new=new,
         )
         if end_run:
-            self._ended(run, end_run)
+            self.ended(run, end_run)
         return result
 
     def _step_values(
@@ -454,12 +467,12 @@ class Worker:
             new=True,
         )
         if run_status:
-            self._ended(run, run_status)
+            self.ended(run, run_status)
 
-    async def _retry_or_dead(self, run: Run, error: str, retry_after: float | None) -> None:
+    async def retry_or_dead(self, run: Run, error: str, retry_after: float | None) -> None:
         worker = self.config.worker
         if run.attempt >= worker.max_attempts:
-            await self._end(run, "dead", f"gave up after {run.attempt} attempts: {error}")
+            await self.end(run, "dead", f"gave up after {run.attempt} attempts: {error}")
             return
         delay = min(worker.backoff_max, worker.backoff_base * 2 ** (run.attempt - 1))
         delay *= 0.5 + random.random() / 2  # jitter: retries of many runs do not align
@@ -470,11 +483,11 @@ class Worker:
         log.warning("run.retry", attempt=run.attempt, delay=round(delay, 3), error=error)
         self.notify_runs()
 
-    async def _end(self, run: Run, status: str, error: str | None = None) -> None:
+    async def end(self, run: Run, status: str, error: str | None = None) -> None:
         await self.store.finish_run(run.id, status, error)
-        self._ended(run, status)
+        self.ended(run, status)
 
-    def _ended(self, run: Run, status: str) -> None:
+    def ended(self, run: Run, status: str) -> None:
         self.files.pop(run.id, None)
         log.info("run.ended", run_id=run.id, rule=run.rule, status=status)
         for callback in self.on_run_end:
@@ -486,7 +499,16 @@ class _Stop:
         return "STOP"
 
 
-_STOP: Any = _Stop()
+# What `call_tool` returns when the run stopped (ended, or waits for a retry).
+STOP: Any = _Stop()
+_STOP = STOP
+
+
+@dataclass(frozen=True)
+class ToolRefused:
+    """A call the remote refused for good; its message goes back to the model."""
+
+    message: str
 
 
 def _nonce() -> str:

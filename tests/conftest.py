@@ -88,3 +88,11 @@ def gateway(config: Config) -> Iterator[Gateway]:
         gw = Gateway(url, app, now)
         yield gw
         gw.client.close()
+
+
+@pytest.fixture
+def recording() -> None:
+    """The test tools (tests/recording.py) start with no recorded call, no planned failure."""
+    from tests import recording as tools
+
+    tools.reset()

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -13,43 +10,12 @@ import pytest
 from typer.testing import CliRunner
 
 from gateway import cli
-from gateway.tools import TOOLS, PermanentToolError, ToolContext, ToolError, tool
+from gateway.tools import TOOLS, PermanentToolError, ToolContext, ToolError
 from tests.fixtures import requires_fixtures
 from tests.live import live_gateway
+from tests.recording import CALLS, FAILURES, RECOVERED
 
-pytestmark = requires_fixtures
-
-# Test tools: they record what they were asked, and fail on demand.
-CALLS: list[dict[str, Any]] = []
-FAILURES: dict[str, list[Exception]] = defaultdict(list)
-RECOVERED: dict[str, Any] = {}
-
-if "test.record" not in TOOLS:
-
-    @tool("test.record")
-    async def record(
-        context: ToolContext, label: str, delay_ms: int = 0, order: int | None = None
-    ) -> dict[str, Any]:
-        """Record a call (a side effect the tests can count)."""
-        call = {"label": label, "key": context.key, "start": time.monotonic()}
-        CALLS.append(call)
-        if delay_ms:
-            await asyncio.sleep(delay_ms / 1000)
-        if FAILURES[label]:
-            raise FAILURES[label].pop(0)
-        call["end"] = time.monotonic()
-        return {"label": label, "order": order}
-
-    @record.recover
-    async def _recover(context: ToolContext, arguments: dict[str, Any]) -> Any:
-        return RECOVERED.get(context.key)
-
-
-@pytest.fixture(autouse=True)
-def _reset() -> None:
-    CALLS.clear()
-    FAILURES.clear()
-    RECOVERED.clear()
+pytestmark = [requires_fixtures, pytest.mark.usefixtures("recording")]
 
 
 ORDER_RULE = """

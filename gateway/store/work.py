@@ -18,7 +18,7 @@ from sqlalchemy.orm import aliased
 
 from gateway.store.database import Dialect
 from gateway.store.records import Event, NewRun, Run, Step
-from gateway.store.schema import events, runs, steps
+from gateway.store.schema import events, runs, steps, thread_items
 from gateway.store.writer import GroupCommit
 
 log = structlog.get_logger(__name__)
@@ -313,23 +313,27 @@ class WorkStore:
         run_error: str | None = None,
         *,
         new: bool = False,
+        usage: tuple[int, int, float] | None = None,
+        thread: tuple[str, list[Any]] | None = None,
     ) -> None:
         """End a step, and optionally its run, in one commit.
 
-        `new`: the step was not recorded as started (a call without side effects, a skip):
-        it is inserted whole.
+        `new`: the step was not recorded as started (a call without side effects, a skip, a
+        model turn): it is inserted whole. `usage` (input tokens, output tokens, cost) is added
+        to the run's totals; `thread` (key, items) appends the run's conversation to memory.
         """
 
         async def change(conn: AsyncConnection) -> None:
             now = now_utc()
             if new:
+                values = dict(step_values)
                 await conn.execute(
                     insert(steps).values(
                         run_id=run_id,
                         position=position,
-                        started_at=step_values.pop("started_at", now),
+                        started_at=values.pop("started_at", now),
                         finished_at=now,
-                        **step_values,
+                        **values,
                     )
                 )
             else:
@@ -337,6 +341,24 @@ class WorkStore:
                     update(steps)
                     .where(steps.c.run_id == run_id, steps.c.position == position)
                     .values(finished_at=now, **step_values)
+                )
+            if usage is not None:
+                await conn.execute(
+                    update(runs)
+                    .where(runs.c.id == run_id)
+                    .values(
+                        input_tokens=runs.c.input_tokens + usage[0],
+                        output_tokens=runs.c.output_tokens + usage[1],
+                        cost=runs.c.cost + usage[2],
+                    )
+                )
+            if thread is not None and thread[1]:
+                await conn.execute(
+                    insert(thread_items),
+                    [
+                        {"thread_key": thread[0], "run_id": run_id, "item": item, "created_at": now}
+                        for item in thread[1]
+                    ],
                 )
             if run_status is not None:
                 await conn.execute(
@@ -353,6 +375,14 @@ class WorkStore:
                 )
 
         await self.journal.apply(change)
+
+    async def thread(self, key: str, *, before_run: int | None = None) -> list[Any]:
+        """The conversation items stored under a thread key, oldest first."""
+        query = select(thread_items.c.item).where(thread_items.c.thread_key == key)
+        if before_run is not None:
+            query = query.where(thread_items.c.run_id < before_run)
+        async with self.engine.connect() as conn:
+            return [row.item for row in await conn.execute(query.order_by(thread_items.c.id))]
 
     async def steps(self, run_id: int) -> list[Step]:
         query = select(steps).where(steps.c.run_id == run_id).order_by(steps.c.position)

@@ -1,0 +1,399 @@
+"""The assistant loop: the model proposes tool calls, the gateway checks, journals and acts.
+
+Every model turn and every call is a stored step, so a run rebuilds its conversation from the
+journal after a crash: turns already stored are not asked again, calls already made are not
+made again. The conversation continues across events through the thread key.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from gateway.assistant import policy as policies
+from gateway.assistant.backends import Backend, ModelError, Turn, make_backend
+from gateway.assistant.models import ModelProfile, cost, load_profiles
+from gateway.config import Config
+from gateway.errors import ConfigError
+from gateway.rules import templates
+from gateway.rules.model import Rule
+from gateway.rules.templates import TemplateError
+from gateway.store import Event, Run, Step
+from gateway.tools import TOOLS, Tool, describe_error
+from gateway.worker import STOP, ToolRefused, Worker
+
+log = structlog.get_logger(__name__)
+Item = dict[str, Any]
+
+# Steps whose outcome is settled: their output is part of the conversation.
+SETTLED = ("succeeded", "failed", "invalid", "refused", "rejected", "duplicate", "shadowed")
+# Thread memory keeps at most this many items; older turns are dropped whole (a call is never
+# separated from its output), starting at a user message.
+MAX_THREAD_ITEMS = 60
+
+
+class AssistantRunner:
+    """Executes assistant runs for a worker: `Worker(..., assistant=runner)` after `bind`."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        make: Callable[[ModelProfile], Backend] = make_backend,
+        tools: dict[str, Tool] | None = None,
+    ) -> None:
+        self.profiles = load_profiles(config.models)
+        self.tools = tools if tools is not None else TOOLS
+        self._make = make
+        self._backends: dict[str, Backend] = {}
+        self.worker: Worker | None = None
+
+    def bind(self, worker: Worker) -> None:
+        self.worker = worker
+        worker.assistant = self
+
+    async def close(self) -> None:
+        for backend in self._backends.values():
+            await backend.aclose()
+        self._backends.clear()
+
+    def backend(self, name: str) -> Backend:
+        if name not in self._backends:
+            profile = self.profiles.get(name)
+            if profile is None:
+                raise ConfigError([f"no model profile named {name!r} under `models:`"])
+            self._backends[name] = self._make(profile)
+        return self._backends[name]
+
+    async def __call__(self, run: Run, rule: Rule, event: Event, scope: dict[str, Any]) -> None:
+        assert self.worker is not None, "bind() the runner to a worker first"
+        await _Conversation(self, self.worker, run, rule, scope).run()
+
+
+class _Conversation:
+    """One assistant run, rebuilt from its journal and driven to its end or its next pause."""
+
+    def __init__(
+        self, runner: AssistantRunner, worker: Worker, run: Run, rule: Rule, scope: dict[str, Any]
+    ) -> None:
+        assert rule.assistant is not None
+        self.runner = runner
+        self.worker = worker
+        self.store = worker.store
+        self.run_ = run
+        self.rule = rule
+        self.spec = rule.assistant
+        self.scope = scope
+        self.allowed = {name: runner.tools[name] for name in self.spec.tools}
+        self.definitions = [tool.definition() for tool in self.allowed.values()]
+
+    async def run(self) -> None:
+        run, spec = self.run_, self.spec
+        journal = await self.store.steps(run.id)
+        history = await self._history()
+        if not journal:
+            try:
+                prompt = str(templates.evaluate(spec.prompt, self.scope))
+                instructions = str(templates.evaluate(spec.instructions, self.scope))
+            except TemplateError as exc:
+                await self.worker.end(run, "failed", f"prompt: {exc}")
+                return
+            item = {"type": "message", "role": "user", "content": prompt}
+            await self.store.finish(
+                run.id,
+                0,
+                self._values("prompt", result={"items": [item], "instructions": instructions}),
+                new=True,
+            )
+            journal = await self.store.steps(run.id)
+        instructions = journal[0].result.get("instructions", "")
+        own: list[Item] = list(journal[0].result["items"])  # this run's part of the thread
+        turns = 0
+        tokens = 0
+        invalid = 0
+        spent = 0.0
+        done: dict[str, Any] = {}  # canonical call → result, to spot repeated calls
+        pending: list[dict[str, Any]] = []
+        last_turn: dict[str, Any] | None = None
+        by_call = {s.call_id: s for s in journal if s.kind == "tool" and s.call_id}
+        for step in journal[1:]:
+            if step.kind != "model":
+                continue
+            turns += 1
+            tokens += step.input_tokens + step.output_tokens
+            spent += step.cost
+            last_turn = step.result
+            own += step.result["items"]
+            for call in step.result["calls"]:
+                settled = by_call.get(call["call_id"])
+                if settled is not None and settled.status in SETTLED:
+                    own.append(_output(call["call_id"], _step_output(settled)))
+                    invalid += settled.status in ("invalid", "refused")
+                    if settled.status == "succeeded" and settled.tool:
+                        done[_canonical(settled.tool, settled.arguments)] = settled.result
+                else:
+                    pending.append(call)
+        position = max(s.position for s in journal) + 1
+        while True:
+            # Calls the model asked for and that have no settled outcome yet, in order.
+            for call in pending:
+                existing = by_call.get(call["call_id"])
+                outcome = await self._handle(
+                    call, existing, position if existing is None else None, done
+                )
+                if outcome is STOP:
+                    return
+                if existing is None:
+                    position += 1
+                status, output = outcome
+                invalid += status in ("invalid", "refused")
+                own.append(_output(call["call_id"], output))
+            pending = []
+            if last_turn is not None and not last_turn["calls"]:
+                await self._succeed(own, last_turn.get("text"))
+                return
+            limit = self._over_limit(turns, tokens, spent, invalid)
+            if limit:
+                await self.worker.end(run, "failed", f"limit reached: {limit}")
+                return
+            turn = await self._turn(instructions, history + own, position)
+            if turn is None:
+                return
+            position += 1
+            turns += 1
+            tokens += turn.input_tokens + turn.output_tokens
+            spent += cost(self._profile(), turn.input_tokens, turn.output_tokens)
+            last_turn = _turn_record(turn)
+            own += turn.items
+            pending = last_turn["calls"]
+
+    # ------------------------------------------------------------------ one model turn
+
+    async def _turn(self, instructions: str, items: list[Item], position: int) -> Turn | None:
+        run = self.run_
+        clock = time.perf_counter()
+        started = datetime.now(UTC)
+        try:
+            backend = self.runner.backend(self.spec.model)
+            turn = await backend.turn(instructions, items, self.definitions)
+        except ConfigError as exc:
+            await self.worker.end(run, "failed", f"model: {exc}")
+            return None
+        except ModelError as exc:
+            if exc.retryable:
+                await self.worker.retry_or_dead(run, f"model: {exc}", exc.retry_after)
+            else:
+                await self.worker.end(run, "failed", f"model: {exc}")
+            return None
+        price = cost(self._profile(), turn.input_tokens, turn.output_tokens)
+        await self.store.finish(
+            run.id,
+            position,
+            {
+                **self._values("model", result=_turn_record(turn)),
+                "started_at": started,
+                "model": turn.model or self._profile().model,
+                "input_tokens": turn.input_tokens,
+                "output_tokens": turn.output_tokens,
+                "cost": price,
+                "duration_ms": round((time.perf_counter() - clock) * 1000, 3),
+            },
+            new=True,
+            usage=(turn.input_tokens, turn.output_tokens, price),
+        )
+        log.info(
+            "assistant.turn",
+            calls=[c.tool for c in turn.calls],
+            tokens=turn.input_tokens + turn.output_tokens,
+        )
+        return turn
+
+    # ------------------------------------------------------------------ one proposed call
+
+    async def _handle(
+        self,
+        call: dict[str, Any],
+        step: Step | None,
+        position: int | None,
+        done: dict[str, Any],
+    ) -> Any:
+        """Settle one call: `(status, output)` for the model, or STOP if the run paused."""
+        run = self.run_
+        at = step.position if step is not None else position
+        assert at is not None
+        name = call["name"].replace("__", ".")
+        tool = self.allowed.get(name)
+
+        async def settle(status: str, output: str, arguments: Any = None) -> tuple[str, str]:
+            await self.store.finish(
+                run.id,
+                at,
+                {
+                    **self._values("tool", tool=name, arguments=arguments, call_id=call["call_id"]),
+                    "status": status,
+                    "error": output if status != "duplicate" else None,
+                },
+                new=step is None,
+            )
+            return status, output
+
+        if tool is None:
+            allowed = ", ".join(sorted(self.allowed)) or "none"
+            return await settle("invalid", f"error: unknown tool {name!r}; available: {allowed}")
+        try:
+            raw = json.loads(call["arguments"] or "{}")
+            if not isinstance(raw, dict):
+                raise ValueError("arguments must be a JSON object")
+            arguments = tool.validate(raw)
+        except (ValueError, ValidationError) as exc:
+            detail = describe_error(exc) if isinstance(exc, ValidationError) else str(exc)
+            return await settle(
+                "invalid", f"error: invalid arguments for {name}: {detail}", call["arguments"]
+            )
+        decision = policies.check(name, arguments, self.spec.policy)
+        if not decision.allowed:
+            return await settle(
+                "refused", f"error: refused by policy: {decision.reason}", arguments
+            )
+        canonical = _canonical(name, arguments)
+        if canonical in done:
+            earlier = json.dumps(done[canonical], default=str)
+            return await settle(
+                "duplicate",
+                f"already done earlier in this run (not repeated): {earlier}",
+                arguments,
+            )
+        if self.rule.mode == "shadow" and tool.side_effects:
+            return await settle(
+                "shadowed", f"shadow mode: {name} was not executed (it would have been)", arguments
+            )
+        if decision.needs_approval:
+            if step is None or step.status == "awaiting_approval":
+                if step is None:
+                    await self.store.start_step(
+                        run.id,
+                        at,
+                        kind="tool",
+                        tool=name,
+                        arguments=arguments,
+                        idempotency_key=f"{run.id}.{at}.{_nonce()}",
+                        status="awaiting_approval",
+                        call_id=call["call_id"],
+                    )
+                await self.store.pause_run(run.id, "awaiting_approval")
+                log.info("assistant.awaiting_approval", tool=name, position=at)
+                return STOP
+            if step.status == "rejected":
+                because = f": {step.reason}" if step.reason else ""
+                return await settle("rejected", f"rejected by an operator{because}", arguments)
+        result = await self.worker.call_tool(
+            run, at, tool, arguments, step, None, call_id=call["call_id"], refusal_ends_run=False
+        )
+        if result is STOP:
+            return STOP
+        if isinstance(result, ToolRefused):
+            return "failed", f"error: {name} failed: {result.message}"
+        done[canonical] = result
+        return "succeeded", json.dumps(result, default=str)
+
+    # ------------------------------------------------------------------ ending
+
+    async def _succeed(self, own: list[Item], text: str | None) -> None:
+        run = self.run_
+        thread = (run.thread_key, own) if run.thread_key else None
+        position = max(s.position for s in await self.store.steps(run.id)) + 1
+        await self.store.finish(
+            run.id,
+            position,
+            self._values("answer", result={"text": text}),
+            "succeeded",
+            new=True,
+            thread=thread,
+        )
+        self.worker.ended(run, "succeeded")
+
+    def _over_limit(self, turns: int, tokens: int, spent: float, invalid: int) -> str | None:
+        limits = self.spec.limits
+        if turns >= limits.steps:
+            return f"{turns} model turns (limit {limits.steps})"
+        if limits.tokens is not None and tokens >= limits.tokens:
+            return f"{tokens} tokens (limit {limits.tokens})"
+        if limits.cost is not None and spent >= limits.cost:
+            return f"cost {spent:.4f} (limit {limits.cost})"
+        if invalid > limits.invalid_calls:
+            return f"{invalid} invalid or refused calls (limit {limits.invalid_calls})"
+        if limits.seconds is not None and self.run_.started_at is not None:
+            elapsed = (datetime.now(UTC) - self.run_.started_at).total_seconds()
+            if elapsed >= limits.seconds:
+                return f"{elapsed:.0f} s of wall time (limit {limits.seconds:.0f} s)"
+        return None
+
+    async def _history(self) -> list[Item]:
+        if not self.run_.thread_key:
+            return []
+        return trim(await self.store.thread(self.run_.thread_key, before_run=self.run_.id))
+
+    def _profile(self) -> ModelProfile:
+        return self.runner.profiles.get(self.spec.model) or ModelProfile(model="unknown")
+
+    def _values(self, kind: str, **values: Any) -> dict[str, Any]:
+        return {
+            "kind": kind,
+            "idempotency_key": f"{self.run_.id}.{kind}.{_nonce()}",
+            "status": "succeeded",
+            **values,
+        }
+
+
+def trim(items: list[Item], keep: int = MAX_THREAD_ITEMS) -> list[Item]:
+    """The newest `keep` items at most, cut at a user message so no call loses its output."""
+    if len(items) <= keep:
+        return items
+    start = len(items) - keep
+    while start < len(items) and not _is_user_message(items[start]):
+        start += 1
+    return items[start:]
+
+
+def _is_user_message(item: Item) -> bool:
+    return item.get("type") == "message" and item.get("role") == "user"
+
+
+def _output(call_id: str, output: str) -> Item:
+    return {"type": "function_call_output", "call_id": call_id, "output": output}
+
+
+def _step_output(step: Step) -> str:
+    if step.status == "succeeded":
+        return json.dumps(step.result, default=str)
+    if step.status == "rejected":
+        return f"rejected by an operator{': ' + step.reason if step.reason else ''}"
+    return step.error or step.status
+
+
+def _turn_record(turn: Turn) -> dict[str, Any]:
+    return {
+        "text": turn.text,
+        "items": turn.items,
+        "calls": [
+            {"call_id": c.call_id, "name": c.name, "arguments": c.arguments} for c in turn.calls
+        ],
+        "response_id": turn.response_id,
+    }
+
+
+def _canonical(tool: str, arguments: Any) -> str:
+    """The identity of a call: the same tool with the same validated arguments."""
+    return f"{tool}:{json.dumps(arguments, sort_keys=True, default=str)}"
+
+
+def _nonce() -> str:
+    import secrets
+
+    return secrets.token_hex(4)
