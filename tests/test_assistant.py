@@ -96,6 +96,24 @@ def test_model_calls_a_tool_and_answers_and_the_run_succeeds(
     assert "New order #1" in conversation_text(model.requests[0])
 
 
+def test_parallel_calls_in_one_turn_all_run_and_all_outputs_go_back(
+    tmp_path: Path, model: ScriptedModel, smtp: SmtpServer
+) -> None:
+    model.script(
+        turn(
+            call("test__record", {"label": "vip", "delay_ms": 0, "order": 1}),
+            call("test__record", {"label": "normal", "delay_ms": 0, "order": 2}),
+        ),
+        answer("Both recorded."),
+    )
+    with gateway_for(tmp_path, model, smtp, rule()) as gw:
+        run, _ = one_run(gw, name="#1", email="a@example.com", note="", customer_key="c")
+
+    assert run.status == "succeeded"
+    assert [c["label"] for c in CALLS] == ["vip", "normal"]
+    assert len(outputs(model.requests[1])) == 2
+
+
 def test_unknown_tool_goes_back_to_the_model_as_an_error(
     tmp_path: Path, model: ScriptedModel, smtp: SmtpServer
 ) -> None:
