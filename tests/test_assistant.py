@@ -164,6 +164,7 @@ def test_a_tool_outside_the_allowlist_is_not_run(
         run, steps = one_run(gw, name="#1", email="a@example.com", note="", customer_key="c")
 
     assert run.status == "succeeded"
+    assert steps[2].status == "invalid"
     assert "unknown tool 'log.record'" in outputs(model.requests[1])[0]
     assert "test.record" in outputs(model.requests[1])[0]  # it is told what it may use
 
