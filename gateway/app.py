@@ -8,7 +8,9 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
+import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,6 +27,7 @@ from gateway.rules.loader import load as load_rules
 from gateway.store import Store
 from gateway.worker import Worker
 
+log = structlog.get_logger(__name__)
 ROLES = frozenset({"ingest", "worker", "scheduler"})
 
 
@@ -42,7 +45,7 @@ def create_app(
     store = Store(config.store_url)
     metrics = Metrics()
     ingest = IngestEndpoint(config, store, metrics, clock)
-    worker = Worker(store, rules, config) if "worker" in roles else None
+    worker = Worker(store, rules, config, metrics=metrics) if "worker" in roles else None
     assistants = None
     if worker is not None and (config.models or any(r.assistant for r in rules.rules)):
         assistants = AssistantRunner(config)
@@ -74,6 +77,14 @@ def create_app(
         return JSONResponse({"status": "store unavailable"}, status_code=503)
 
     async def metrics_endpoint(request: Request) -> Response:
+        try:
+            now = datetime.now(UTC)
+            for queue, (count, oldest) in (await store.queue_stats()).items():
+                metrics.queue_depth.labels(queue).set(count)
+                age = (now - oldest).total_seconds() if oldest else 0.0
+                metrics.queue_age.labels(queue).set(max(0.0, age))
+        except Exception as exc:  # the store is down: /readyz says so; metrics still answer
+            log.warning("metrics.queue_stats_failed", error=str(exc))
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app = Starlette(

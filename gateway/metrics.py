@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class Metrics:
@@ -31,5 +31,55 @@ class Metrics:
             "Time from first body byte to the answer, for stored events",
             ["source"],
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=self.registry,
+        )
+        self.runs = Counter(
+            "gateway_runs",
+            "Runs that ended, by rule and final status (succeeded, failed, dead)",
+            ["rule", "status"],
+            registry=self.registry,
+        )
+        self.retries = Counter(
+            "gateway_run_retries",
+            "Runs put back to wait for another attempt, by rule",
+            ["rule"],
+            registry=self.registry,
+        )
+        self.step_seconds = Histogram(
+            "gateway_step_seconds",
+            "Duration of tool calls, by tool and outcome",
+            ["tool", "outcome"],
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=self.registry,
+        )
+        self.model_tokens = Counter(
+            "gateway_model_tokens",
+            "Tokens used by assistants, by rule, model and direction (input/output)",
+            ["rule", "model", "direction"],
+            registry=self.registry,
+        )
+        self.model_cost = Counter(
+            "gateway_model_cost_usd",
+            "Model cost in USD (from the configured price table), by rule and model",
+            ["rule", "model"],
+            registry=self.registry,
+        )
+        self.model_seconds = Histogram(
+            "gateway_model_turn_seconds",
+            "Duration of model turns (including the backend's own retries), by model",
+            ["model"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "gateway_queue_depth",
+            "Work waiting: pending events, pending runs, runs awaiting approval",
+            ["queue"],
+            registry=self.registry,
+        )
+        self.queue_age = Gauge(
+            "gateway_queue_oldest_seconds",
+            "Age of the oldest waiting item, by queue",
+            ["queue"],
             registry=self.registry,
         )

@@ -24,6 +24,7 @@ import structlog
 from pydantic import ValidationError
 
 from gateway.config import Config
+from gateway.metrics import Metrics
 from gateway.rules import templates
 from gateway.rules.loader import RuleSet
 from gateway.rules.model import Rule
@@ -108,8 +109,10 @@ class Worker:
         assistant: AssistantExecutor | None = None,
         tools: dict[str, Tool] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics or Metrics()
         self.rules = rules
         self.config = config
         self.assistant = assistant
@@ -371,6 +374,10 @@ class Worker:
                 result = await tool.call(context, arguments)
         except ToolError as exc:
             values = self._step_values(tool, arguments, key, attempt, clock, kind, call_id, new)
+            outcome = "error" if exc.retryable else "failed"
+            self.metrics.step_seconds.labels(tool.name, outcome).observe(
+                values["duration_ms"] / 1000
+            )
             if not exc.retryable and not refusal_ends_run:
                 await self.store.finish(
                     run.id, position, {**values, "status": "failed", "error": str(exc)}, new=new
@@ -401,6 +408,9 @@ class Worker:
             await self.retry_or_dead(run, f"{tool.name}: {error}", None)
             return _STOP
         values = self._step_values(tool, arguments, key, attempt, clock, kind, call_id, new)
+        self.metrics.step_seconds.labels(tool.name, "succeeded").observe(
+            values["duration_ms"] / 1000
+        )
         result = _jsonable(result)
         await self.store.finish(
             run.id,
@@ -480,6 +490,7 @@ class Worker:
             delay = max(delay, retry_after)
         at = datetime.now(UTC) + timedelta(seconds=delay)
         await self.store.retry_later(run.id, at, error)
+        self.metrics.retries.labels(run.rule).inc()
         log.warning("run.retry", attempt=run.attempt, delay=round(delay, 3), error=error)
         self.notify_runs()
 
@@ -490,6 +501,7 @@ class Worker:
     def ended(self, run: Run, status: str) -> None:
         self.files.pop(run.id, None)
         log.info("run.ended", run_id=run.id, rule=run.rule, status=status)
+        self.metrics.runs.labels(run.rule, status).inc()
         for callback in self.on_run_end:
             callback(run.id, status)
 

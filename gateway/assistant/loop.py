@@ -192,13 +192,19 @@ class _Conversation:
                 await self.worker.end(run, "failed", f"model: {exc}")
             return None
         price = cost(self._profile(), turn.input_tokens, turn.output_tokens)
+        model = turn.model or self._profile().model
+        metrics = self.worker.metrics
+        metrics.model_tokens.labels(run.rule, model, "input").inc(turn.input_tokens)
+        metrics.model_tokens.labels(run.rule, model, "output").inc(turn.output_tokens)
+        metrics.model_cost.labels(run.rule, model).inc(price)
+        metrics.model_seconds.labels(model).observe(time.perf_counter() - clock)
         await self.store.finish(
             run.id,
             position,
             {
                 **self._values("model", result=_turn_record(turn)),
                 "started_at": started,
-                "model": turn.model or self._profile().model,
+                "model": model,
                 "input_tokens": turn.input_tokens,
                 "output_tokens": turn.output_tokens,
                 "cost": price,

@@ -440,6 +440,30 @@ class WorkStore:
         async with self.engine.connect() as conn:
             return [Run.from_row(row) for row in await conn.execute(query)]
 
+    async def queue_stats(self) -> dict[str, tuple[int, datetime | None]]:
+        """For each queue (events, runs, approvals): how many wait, and since when."""
+        queries = {
+            "events": select(func.count(), func.min(events.c.received_at)).where(
+                events.c.status == "pending"
+            ),
+            "runs": select(func.count(), func.min(runs.c.created_at)).where(
+                runs.c.status.in_(("pending", "running"))
+            ),
+            "approvals": select(func.count(), func.min(runs.c.created_at)).where(
+                runs.c.status == "awaiting_approval"
+            ),
+        }
+        stats: dict[str, tuple[int, datetime | None]] = {}
+        async with self.engine.connect() as conn:
+            for name, query in queries.items():
+                count, oldest = (await conn.execute(query)).one()
+                if isinstance(oldest, str):  # SQLite's min() over a DateTime gives its text
+                    oldest = datetime.fromisoformat(oldest)
+                if oldest is not None and oldest.tzinfo is None:
+                    oldest = oldest.replace(tzinfo=UTC)
+                stats[name] = (int(count), oldest)
+        return stats
+
     async def count_runs(self, status: str | None = None) -> int:
         query = select(func.count()).select_from(runs)
         if status:
