@@ -6,8 +6,9 @@ both come from the function's signature through pydantic; its docstring is its d
 
 from __future__ import annotations
 
+import copy
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
@@ -49,10 +50,13 @@ class ToolContext:
     run_id: int | None = None
     # Files produced earlier in the run (name → bytes), e.g. a CSV to attach to an email.
     files: dict[str, bytes] = field(default_factory=dict)
+    # The gateway's own store, for tools that read it (`gateway.runs`); set by the worker.
+    store: Any = None
 
 
 ToolFunction = Callable[..., Awaitable[Any]]
 RecoverFunction = Callable[[ToolContext, dict[str, Any]], Awaitable[Any | None]]
+DescribeFunction = Callable[[Mapping[str, Any]], str]
 
 
 @dataclass
@@ -63,6 +67,8 @@ class Tool:
     arguments: type[BaseModel]
     side_effects: bool
     recover_function: RecoverFunction | None = None
+    describe_function: DescribeFunction | None = None
+    _schema: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def family(self) -> str:
@@ -75,6 +81,12 @@ class Tool:
         call's result if the side effect already happened, or None to let the call run again.
         """
         self.recover_function = function
+        return function
+
+    def describe(self, function: DescribeFunction) -> DescribeFunction:
+        """Register what builds the description from the family's settings (decorator), for
+        a tool whose description depends on config (e.g. `sql.query` and its schema)."""
+        self.describe_function = function
         return function
 
     def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -97,6 +109,11 @@ class Tool:
         return self.arguments.model_validate(given)
 
     def schema(self) -> dict[str, Any]:
+        if self._schema is None:
+            self._schema = self._build_schema()
+        return copy.deepcopy(self._schema)
+
+    def _build_schema(self) -> dict[str, Any]:
         """The strict JSON schema of the arguments: every property required, no extras.
 
         Optional parameters become `type | null`; a null means "use the default".
@@ -104,12 +121,16 @@ class Tool:
         schema = self.arguments.model_json_schema()
         return _strict(schema, schema.get("$defs", {}))
 
-    def definition(self) -> dict[str, Any]:
-        """The tool as a Responses API function definition."""
+    def definition(self, settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The tool as a Responses API function definition; `settings` (the family's block
+        under `handlers:`) feed the description of a tool that has a `describe` hook."""
+        description = self.description
+        if self.describe_function is not None and settings is not None:
+            description = self.describe_function(settings)
         return {
             "type": "function",
             "name": self.name.replace(".", "__"),
-            "description": self.description,
+            "description": description,
             "parameters": self.schema(),
             "strict": True,
         }

@@ -91,7 +91,8 @@ def test_model_calls_a_tool_and_answers_and_the_run_succeeds(
 
     assert run.status == "succeeded"
     assert [c["label"] for c in CALLS] == ["vip"]
-    assert [s.kind for s in steps] == ["prompt", "model", "tool", "model", "answer"]
+    assert [s.kind for s in steps] == ["prompt", "model", "tool", "model"]
+    assert steps[-1].result["text"] == "Recorded."
     assert (run.input_tokens, run.output_tokens) == (250, 25)
     assert "New order #1" in conversation_text(model.requests[0])
 
@@ -261,7 +262,7 @@ def test_model_failures_with_retry_after_are_retried_until_it_recovers(
         run, steps = one_run(gw, name="#1", email="a@example.com", note="", customer_key="c")
 
     assert run.status == "succeeded"
-    assert steps[-1].result == {"text": "Fine now."}
+    assert steps[-1].result["text"] == "Fine now."
 
 
 def test_second_event_on_a_thread_continues_the_conversation_and_keys_do_not_mix(

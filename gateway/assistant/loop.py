@@ -7,6 +7,7 @@ made again. The conversation continues across events through the thread key.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -91,29 +92,32 @@ class _Conversation:
         self.spec = rule.assistant
         self.scope = scope
         self.allowed = {name: runner.tools[name] for name in self.spec.tools}
-        self.definitions = [tool.definition() for tool in self.allowed.values()]
+        # Steps made but not yet journaled (the prompt, until the first turn is stored).
+        self.unsaved: list[tuple[int, dict[str, Any]]] = []
+        handlers = worker.config.handlers
+        self.definitions = [
+            tool.definition(handlers.get(tool.family, {})) for tool in self.allowed.values()
+        ]
 
     async def run(self) -> None:
         run, spec = self.run_, self.spec
-        journal = await self.store.steps(run.id)
-        history = await self._history()
-        if not journal:
+        journal, history = await asyncio.gather(self.store.steps(run.id), self._history())
+        if journal:
+            instructions = journal[0].result.get("instructions", "")
+            own: list[Item] = list(journal[0].result["items"])  # this run's part of the thread
+        else:
             try:
                 prompt = str(templates.evaluate(spec.prompt, self.scope))
                 instructions = str(templates.evaluate(spec.instructions, self.scope))
             except TemplateError as exc:
                 await self.worker.end(run, "failed", f"prompt: {exc}")
                 return
-            item = {"type": "message", "role": "user", "content": prompt}
-            await self.store.finish(
-                run.id,
-                0,
-                self._values("prompt", result={"items": [item], "instructions": instructions}),
-                new=True,
+            own = [{"type": "message", "role": "user", "content": prompt}]
+            # Saved with the first model turn: until then, a restart renders it again, the same
+            # (templates see the run's creation time as `now`).
+            self.unsaved.append(
+                (0, self._values("prompt", result={"items": own, "instructions": instructions}))
             )
-            journal = await self.store.steps(run.id)
-        instructions = journal[0].result.get("instructions", "")
-        own: list[Item] = list(journal[0].result["items"])  # this run's part of the thread
         turns = 0
         tokens = 0
         invalid = 0
@@ -139,7 +143,7 @@ class _Conversation:
                         done[_canonical(settled.tool, settled.arguments)] = settled.result
                 else:
                     pending.append(call)
-        position = max(s.position for s in journal) + 1
+        position = max((s.position for s in journal), default=0) + 1
         while True:
             # Calls the model asked for and that have no settled outcome yet, in order.
             for call in pending:
@@ -156,15 +160,18 @@ class _Conversation:
                 own.append(_output(call["call_id"], output))
             pending = []
             if last_turn is not None and not last_turn["calls"]:
-                await self._succeed(own, last_turn.get("text"))
+                # Only after a crash between the last turn and the run's end: end it now.
+                await self._stop("succeeded", None, own)
                 return
             limit = self._over_limit(turns, tokens, spent, invalid)
             if limit:
-                await self.worker.end(run, "failed", f"limit reached: {limit}")
+                await self._stop("failed", f"limit reached: {limit}")
                 return
-            turn = await self._turn(instructions, history + own, position)
+            turn = await self._turn(instructions, history + own, position, own)
             if turn is None:
                 return
+            if not turn.calls:
+                return  # the answer: recorded with the run's end in `_turn`
             position += 1
             turns += 1
             tokens += turn.input_tokens + turn.output_tokens
@@ -175,7 +182,10 @@ class _Conversation:
 
     # ------------------------------------------------------------------ one model turn
 
-    async def _turn(self, instructions: str, items: list[Item], position: int) -> Turn | None:
+    async def _turn(
+        self, instructions: str, items: list[Item], position: int, own: list[Item]
+    ) -> Turn | None:
+        """One model turn, journaled; a turn without calls ends the run in the same commit."""
         run = self.run_
         clock = time.perf_counter()
         started = datetime.now(UTC)
@@ -183,13 +193,13 @@ class _Conversation:
             backend = self.runner.backend(self.spec.model)
             turn = await backend.turn(instructions, items, self.definitions)
         except ConfigError as exc:
-            await self.worker.end(run, "failed", f"model: {exc}")
+            await self._stop("failed", f"model: {exc}")
             return None
         except ModelError as exc:
             if exc.retryable:
                 await self.worker.retry_or_dead(run, f"model: {exc}", exc.retry_after)
             else:
-                await self.worker.end(run, "failed", f"model: {exc}")
+                await self._stop("failed", f"model: {exc}")
             return None
         price = cost(self._profile(), turn.input_tokens, turn.output_tokens)
         model = turn.model or self._profile().model
@@ -198,21 +208,26 @@ class _Conversation:
         metrics.model_tokens.labels(run.rule, model, "output").inc(turn.output_tokens)
         metrics.model_cost.labels(run.rule, model).inc(price)
         metrics.model_seconds.labels(model).observe(time.perf_counter() - clock)
-        await self.store.finish(
-            run.id,
-            position,
-            {
-                **self._values("model", result=_turn_record(turn)),
-                "started_at": started,
-                "model": model,
-                "input_tokens": turn.input_tokens,
-                "output_tokens": turn.output_tokens,
-                "cost": price,
-                "duration_ms": round((time.perf_counter() - clock) * 1000, 3),
-            },
-            new=True,
-            usage=(turn.input_tokens, turn.output_tokens, price),
-        )
+        step = {
+            **self._values("model", result=_turn_record(turn)),
+            "started_at": started,
+            "model": model,
+            "input_tokens": turn.input_tokens,
+            "output_tokens": turn.output_tokens,
+            "cost": price,
+            "duration_ms": round((time.perf_counter() - clock) * 1000, 3),
+        }
+        new_steps = [*self.unsaved, (position, step)]
+        self.unsaved.clear()
+        usage = (turn.input_tokens, turn.output_tokens, price)
+        if turn.calls:
+            await self.store.record_steps(run.id, new_steps, usage=usage)
+        else:
+            thread = (run.thread_key, own + turn.items) if run.thread_key else None
+            await self.store.record_steps(
+                run.id, new_steps, "succeeded", usage=usage, thread=thread
+            )
+            self.worker.ended(run, "succeeded")
         log.info(
             "assistant.turn",
             calls=[c.tool for c in turn.calls],
@@ -310,19 +325,13 @@ class _Conversation:
 
     # ------------------------------------------------------------------ ending
 
-    async def _succeed(self, own: list[Item], text: str | None) -> None:
+    async def _stop(self, status: str, error: str | None, own: list[Item] | None = None) -> None:
+        """End the run (with the prompt if it was not saved yet, and its thread on success)."""
         run = self.run_
-        thread = (run.thread_key, own) if run.thread_key else None
-        position = max(s.position for s in await self.store.steps(run.id)) + 1
-        await self.store.finish(
-            run.id,
-            position,
-            self._values("answer", result={"text": text}),
-            "succeeded",
-            new=True,
-            thread=thread,
-        )
-        self.worker.ended(run, "succeeded")
+        thread = (run.thread_key, own) if run.thread_key and own is not None else None
+        await self.store.record_steps(run.id, list(self.unsaved), status, error, thread=thread)
+        self.unsaved.clear()
+        self.worker.ended(run, status)
 
     def _over_limit(self, turns: int, tokens: int, spent: float, invalid: int) -> str | None:
         limits = self.spec.limits

@@ -6,8 +6,9 @@ undefined name. A string that is exactly `{{ expression }}` evaluates to the nat
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError
@@ -45,13 +46,19 @@ def check(text: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
+def _compiled(text: str) -> Callable[..., Any]:
+    """Rules are few and their templates fixed: compile each text once."""
+    match = _is_expression(text)
+    if match:
+        return environment.compile_expression(match.group(1), undefined_to_none=False)
+    return environment.from_string(text).render
+
+
 def evaluate(text: str, scope: Mapping[str, Any]) -> Any:
     """Render `text` in `scope`; a lone `{{ expression }}` gives its native value."""
     try:
-        match = _is_expression(text)
-        if match:
-            return environment.compile_expression(match.group(1), undefined_to_none=False)(**scope)
-        return environment.from_string(text).render(**scope)
+        return _compiled(text)(**scope)
     except TemplateError:
         raise
     except Exception as exc:  # undefined names, sandbox refusals, type errors in expressions

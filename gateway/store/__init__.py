@@ -5,8 +5,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, func, select, text, update
 
 from gateway.errors import SchemaMismatch
 from gateway.store import database
@@ -59,19 +60,36 @@ class Store(WorkStore):
         return await self.writer.add(new)
 
     async def events(
-        self, *, source: str | None = None, status: str | None = None, limit: int = 50
+        self,
+        *,
+        source: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        type: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: int | None = None,
     ) -> list[Event]:
+        """Newest first; `since`/`until` bound `received_at`, `before` pages by id."""
         query = select(events).order_by(events.c.id.desc()).limit(limit)
         if source:
             query = query.where(events.c.source == source)
         if status:
             query = query.where(events.c.status == status)
+        if type:
+            query = query.where(events.c.type == type)
+        if since is not None:
+            query = query.where(events.c.received_at >= since.astimezone(UTC))
+        if until is not None:
+            query = query.where(events.c.received_at < until.astimezone(UTC))
+        if before is not None:
+            query = query.where(events.c.id < before)
         async with self.engine.connect() as conn:
             return [Event.from_row(row) for row in await conn.execute(query)]
 
     async def set_event_status(self, event_id: int, status: str) -> None:
-        async def change(conn: AsyncConnection) -> None:
-            await conn.execute(update(events).where(events.c.id == event_id).values(status=status))
+        def change(conn: Connection) -> None:
+            conn.execute(update(events).where(events.c.id == event_id).values(status=status))
 
         await self.journal.apply(change)
 

@@ -14,13 +14,15 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, StaticPool
 
 from gateway.errors import SchemaMismatch
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# The PostgreSQL advisory lock key held while migrating (any constant unlikely to collide).
+MIGRATION_LOCK = 0x6761746577617931
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,27 @@ def write_engine(engine: AsyncEngine, dialect: Dialect) -> AsyncEngine:
     return writer
 
 
+def sqlite_sync_engine(path: str | None) -> Engine:
+    """A synchronous engine on one pysqlite connection, for the journal's own thread.
+
+    Its transactions begin IMMEDIATE, like the async write engine's, and it stores values
+    exactly as the async engines read them (same dialect, same JSON serializer).
+    """
+    if not path:
+        raise ValueError("the SQLite store needs a file path")
+    engine = create_engine(
+        f"sqlite:///{path}",
+        poolclass=StaticPool,
+        connect_args={"check_same_thread": False},
+        json_serializer=_json,
+        json_deserializer=orjson.loads,
+    )
+    event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "connect", _manual_transactions)
+    event.listen(engine, "begin", _begin_immediate)
+    return engine
+
+
 def _manual_transactions(dbapi_connection: Any, _record: Any) -> None:
     # Let SQLAlchemy's "begin" event say how a transaction starts (pysqlite would not).
     dbapi_connection.isolation_level = None
@@ -124,6 +147,9 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     """Apply migrations up to `revision` (idempotent)."""
     await check_known(engine)
     async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Replicas starting together migrate one after the other, not into each other.
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         await conn.run_sync(_upgrade, revision)
 
 
