@@ -1,0 +1,59 @@
+"""The one-worker rule of SQLite: an exclusive lock file beside the database.
+
+SQLite has a single writer and no `SKIP LOCKED`, and a worker starting there takes over every
+running run, so a second worker process on the same file must refuse to start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+
+from gateway.errors import StoreError
+
+
+class WorkerAlreadyRunning(StoreError):
+    """Another process already runs the worker on this SQLite database."""
+
+    def __init__(self, database: str, holder: str) -> None:
+        self.database = database
+        self.holder = holder
+        super().__init__(
+            f"another gateway worker ({holder}) already uses the SQLite database {database}: "
+            "SQLite allows one worker process; start this one with --role ingest (or "
+            "--role scheduler), or move the store to PostgreSQL to run several workers"
+        )
+
+
+class WorkerLock:
+    """`<database>.worker.lock`, held with `flock` while the worker runs.
+
+    The kernel releases it when the process dies, even by `kill -9`: no stale lock to clean up.
+    """
+
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self.path = Path(database + ".worker.lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown process"
+            os.close(fd)
+            raise WorkerAlreadyRunning(self.database, holder) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, 0)
+        os.close(self._fd)  # closing the last descriptor drops the lock
+        self._fd = None

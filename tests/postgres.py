@@ -1,0 +1,49 @@
+"""Throwaway PostgreSQL databases for tests: one fresh database each, dropped afterwards.
+
+The server is the machine's (127.0.0.1:5432, trust auth) or `GATEWAY_TEST_POSTGRES`. When it
+cannot be reached the tests are skipped with the reason, except in CI (CI=true): there they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+from sqlalchemy.engine import make_url
+
+ADMIN_URL = os.environ.get("GATEWAY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _unreachable(exc: BaseException) -> None:
+    reason = f"PostgreSQL at {ADMIN_URL} is unreachable: {type(exc).__name__}: {exc}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(reason + " (CI=true: PostgreSQL tests must run)", pytrace=False)
+    pytest.skip(reason)
+
+
+@asynccontextmanager
+async def fresh_database() -> AsyncIterator[str]:
+    """Create `gw_test_<random>`, yield its gateway store URL, drop it (even if still in use)."""
+    name = f"gw_test_{secrets.token_hex(6)}"
+    try:
+        admin = await asyncpg.connect(ADMIN_URL, timeout=5)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        _unreachable(exc)
+        raise  # unreachable: skip and fail raise
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = make_url(ADMIN_URL).set(drivername="postgresql+asyncpg", database=name)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        admin = await asyncpg.connect(ADMIN_URL, timeout=5)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()

@@ -1,0 +1,359 @@
+"""The store on every backend: one suite, run on SQLite and on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+
+from gateway.errors import SchemaMismatch
+from gateway.store import NewEvent, NewRun, Store, database
+from gateway.store.notify import Notifier
+from tests.postgres import fresh_database
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A store URL on an empty database of each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'gateway.db'}"
+        return
+    async with fresh_database() as url:
+        yield url
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    opened = Store(store_url)
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    async with fresh_database() as url:
+        yield url
+
+
+def new_event(delivery_id: str, source: str = "shop", body: bytes = b'{"id": 1}') -> NewEvent:
+    return NewEvent(
+        source=source,
+        provider="shopify",
+        type="orders/create",
+        delivery_id=delivery_id,
+        headers={"X-Shopify-Topic": "orders/create", "X-Other": "ünïcode"},
+        body=body,
+        received_at=datetime(2026, 11, 25, 12, 30, 15, 123456, tzinfo=UTC),
+    )
+
+
+async def routed_runs(store: Store, keys: list[str | None]) -> list[int]:
+    """One event and one pending run per ordering key, in this order."""
+    stored = await store.add_event(new_event(f"d-{len(keys)}-{keys}"))
+    plan = [NewRun(event_id=stored.id, rule="r", kind="actions", ordering_key=k) for k in keys]
+    return await store.route(stored.id, plan, "routed")
+
+
+# ---------------------------------------------------------------------- schema
+
+
+async def test_migrations_bring_an_empty_database_to_the_head_revision(store_url: str) -> None:
+    store = Store(store_url)
+    try:
+        with pytest.raises(SchemaMismatch):
+            await store.open(migrate=False)  # an empty database is not a schema it knows
+        await database.upgrade(store.write_engine)
+        await database.upgrade(store.write_engine)  # idempotent
+        assert await database.current_revision(store.engine) == database.head_revision()
+        await store.open(migrate=False)
+        assert await store.ping()
+    finally:
+        await store.close()
+
+
+async def test_concurrent_upgrades_of_one_database_both_succeed(store_url: str) -> None:
+    engines = [database.write_engine(*database.connect(store_url)) for _ in range(2)]
+    try:
+        await asyncio.gather(*(database.upgrade(engine) for engine in engines))
+        assert await database.current_revision(engines[0]) == database.head_revision()
+    finally:
+        for engine in engines:
+            await engine.dispose()
+
+
+# ---------------------------------------------------------------------- events
+
+
+async def test_added_event_is_stored_with_its_headers_body_and_time(store: Store) -> None:
+    new = new_event("d1", body=b"\x00binary\xff")
+    stored = await store.add_event(new)
+    event = await store.event(stored.id)
+
+    assert not stored.duplicate
+    assert event is not None
+    assert (event.source, event.delivery_id, event.status) == ("shop", "d1", "pending")
+    assert event.headers == new.headers
+    assert event.body == b"\x00binary\xff"
+    assert event.received_at == new.received_at
+    assert event.received_at.tzinfo is not None
+
+
+async def test_redelivered_event_is_stored_once(store: Store) -> None:
+    first = await store.add_event(new_event("d1"))
+    again = await store.add_event(new_event("d1"))
+
+    assert again.duplicate and again.id == first.id
+    assert await store.count_events() == 1
+
+
+async def test_concurrent_duplicates_in_one_batch_are_stored_once(store: Store) -> None:
+    news = [new_event(f"d{n % 7}") for n in range(60)] + [new_event("d0", source="other")]
+    results = await asyncio.gather(*(store.add_event(new) for new in news))
+
+    assert await store.count_events() == 8
+    by_key: dict[tuple[str, str], set[int]] = {}
+    for result in results:
+        by_key.setdefault((result.event.source, result.event.delivery_id), set()).add(result.id)
+    assert all(len(ids) == 1 for ids in by_key.values())
+    assert sum(not r.duplicate for r in results) == 8
+
+
+async def test_events_are_listed_newest_first_and_filtered(store: Store) -> None:
+    ids = [(await store.add_event(new_event(f"d{n}", source=f"s{n % 2}"))).id for n in range(5)]
+    await store.set_event_status(ids[0], "routed")
+
+    assert [e.id for e in await store.events()] == ids[::-1]
+    assert [e.id for e in await store.events(limit=2)] == ids[:2:-1]
+    assert [e.id for e in await store.events(source="s1")] == [ids[3], ids[1]]
+    assert [e.id for e in await store.events(status="routed")] == [ids[0]]
+    assert [e.id for e in await store.pending_events()] == ids[1:]
+
+
+# ---------------------------------------------------------------------- routing
+
+
+async def test_routing_an_event_creates_its_runs_once(store: Store) -> None:
+    stored = await store.add_event(new_event("d1"))
+    plan = [
+        NewRun(event_id=stored.id, rule="a", kind="actions", ordering_key="k"),
+        NewRun(event_id=stored.id, rule="b", kind="assistant", thread_key="t", status="failed"),
+    ]
+    run_ids = await store.route(stored.id, plan, "routed")
+    again = await store.route(stored.id, plan, "routed")
+
+    assert again == []
+    event = await store.event(stored.id)
+    assert event is not None and event.status == "routed"
+    runs = {run.id: run for run in await store.runs(event_id=stored.id)}
+    assert set(runs) == set(run_ids)
+    first, second = (runs[i] for i in run_ids)
+    assert (first.rule, first.status, first.ordering_key) == ("a", "pending", "k")
+    assert (second.status, second.thread_key) == ("failed", "t")
+    assert second.finished_at is not None and second.created_at.tzinfo is not None
+
+
+# ---------------------------------------------------------------------- claiming
+
+
+async def test_claim_takes_one_run_per_ordering_key_in_arrival_order(store: Store) -> None:
+    a1, b1, a2, free, a3 = await routed_runs(store, ["a", "b", "a", None, "a"])
+
+    claimed = await store.claim("w1", 10, 60)
+    assert [r.id for r in claimed] == [a1, b1, free]
+    assert all(r.status == "running" and r.attempt == 1 for r in claimed)
+    assert await store.claim("w1", 10, 60) == []
+
+    await store.finish_run(a1, "succeeded")
+    assert [r.id for r in await store.claim("w2", 10, 60)] == [a2]
+    await store.finish_run(a2, "failed", "boom")
+    assert [r.id for r in await store.claim("w2", 10, 60)] == [a3]
+
+
+async def test_concurrent_claimers_never_get_the_same_run(store_url: str, store: Store) -> None:
+    total = 120
+    stored = await store.add_event(new_event("d1"))
+    plan = [NewRun(event_id=stored.id, rule="r", kind="actions") for _ in range(total)]
+    await store.route(stored.id, plan, "routed")
+    other = Store(store_url)
+    await other.open(migrate=False)
+
+    async def drain(replica: Store, owner: str) -> list[int]:
+        taken: list[int] = []
+        while batch := await replica.claim(owner, 7, 60):
+            taken += [run.id for run in batch]
+        return taken
+
+    try:
+        results = await asyncio.gather(
+            *(drain(replica, f"w{n}") for n, replica in enumerate([store, other, store, other]))
+        )
+    finally:
+        await other.close()
+    claimed = [run_id for taken in results for run_id in taken]
+    assert len(claimed) == len(set(claimed)) == total
+
+
+async def test_expired_lease_makes_a_running_run_claimable_again(store: Store) -> None:
+    [run_id] = await routed_runs(store, ["k"])
+    [held] = await store.claim("dead-replica", 1, lease=0.2)
+    assert await store.claim("alive", 1, 60) == []  # its lease still holds
+
+    await asyncio.sleep(0.3)
+    [taken] = await store.claim("alive", 1, 60)
+
+    assert taken.id == held.id == run_id
+    assert taken.attempt == 2
+    assert taken.started_at == held.started_at
+
+
+async def test_renewed_lease_keeps_the_run(store: Store) -> None:
+    await routed_runs(store, [None])
+    [held] = await store.claim("w1", 1, lease=0.3)
+    await store.renew("w1", [held.id], 60)
+    await asyncio.sleep(0.4)
+
+    assert await store.claim("w2", 1, 60) == []
+
+
+async def test_retry_later_waits_until_due(store: Store) -> None:
+    [run_id] = await routed_runs(store, [None])
+    await store.claim("w1", 1, 60)
+    at = datetime.now(UTC) + timedelta(seconds=0.3)
+    await store.retry_later(run_id, at, "503")
+
+    assert await store.claim("w1", 1, 60) == []
+    due = await store.next_due()
+    assert due is not None and abs((due - at).total_seconds()) < 0.001
+    await asyncio.sleep(0.4)
+    [again] = await store.claim("w1", 1, 60)
+    assert (again.id, again.attempt, again.error) == (run_id, 2, "503")
+
+
+# ---------------------------------------------------------------------- steps
+
+
+async def test_started_step_is_finished_with_its_run_in_one_commit(store: Store) -> None:
+    [run_id] = await routed_runs(store, [None])
+    await store.claim("w1", 1, 60)
+    arguments = {"project": "OPS", "labels": ["a", "ü"], "n": 1.5}
+    await store.start_step(
+        run_id,
+        0,
+        kind="tool",
+        tool="jira.create_issue",
+        arguments=arguments,
+        idempotency_key=f"{run_id}.0.x",
+        status="started",
+    )
+    [started] = await store.steps(run_id)
+    assert (started.status, started.arguments, started.finished_at) == ("started", arguments, None)
+
+    await store.finish(
+        run_id,
+        0,
+        {"status": "succeeded", "result": {"key": "OPS-1"}, "duration_ms": 3.5},
+        "succeeded",
+        usage=(10, 5, 0.25),
+        thread=("t1", [{"role": "user", "content": "hi"}]),
+    )
+    await store.finish(
+        run_id,
+        1,
+        {"kind": "model", "idempotency_key": f"{run_id}.1.x", "status": "succeeded"},
+        new=True,
+    )
+
+    first, second = await store.steps(run_id)
+    assert (first.status, first.result, first.duration_ms) == ("succeeded", {"key": "OPS-1"}, 3.5)
+    assert first.finished_at is not None and first.finished_at >= first.started_at
+    assert (second.position, second.kind) == (1, "model")
+    run = await store.run(run_id)
+    assert run is not None
+    assert (run.status, run.input_tokens, run.output_tokens, run.cost) == ("succeeded", 10, 5, 0.25)
+    assert await store.thread("t1") == [{"role": "user", "content": "hi"}]
+    assert await store.thread("t1", before_run=run_id) == []
+
+
+async def test_requeue_puts_a_finished_run_back_but_never_a_running_one(store: Store) -> None:
+    [run_id] = await routed_runs(store, [None])
+    await store.claim("w1", 1, 60)
+    assert await store.requeue(run_id, reset_attempts=True) is False
+
+    await store.finish_run(run_id, "dead", "gave up")
+    assert await store.requeue(run_id, reset_attempts=True) is True
+
+    run = await store.run(run_id)
+    assert run is not None
+    assert (run.status, run.attempt, run.finished_at) == ("pending", 0, None)
+    assert [r.id for r in await store.claim("w2", 1, 60)] == [run_id]
+
+
+async def test_decision_on_a_step_awaiting_approval_is_taken_once(store: Store) -> None:
+    [run_id] = await routed_runs(store, [None])
+    await store.start_step(
+        run_id,
+        0,
+        kind="tool",
+        tool="email.send",
+        arguments={"to": "a@example.com"},
+        idempotency_key=f"{run_id}.0.y",
+        status="awaiting_approval",
+    )
+    await store.pause_run(run_id, "awaiting_approval")
+    [step] = await store.steps(run_id)
+
+    decided = await store.decide(step.id, "approved", "alice", "looks right")
+    again = await store.decide(step.id, "rejected", "bob", None)
+
+    assert decided is not None
+    assert (decided.status, decided.decision) == ("approved", "approved")
+    assert (decided.decided_by, decided.reason) == ("alice", "looks right")
+    assert again is None
+    stats = await store.queue_stats()
+    assert stats["approvals"][0] == 1
+    assert stats["approvals"][1] is not None and stats["approvals"][1].tzinfo is not None
+
+
+# ---------------------------------------------------------------------- LISTEN/NOTIFY
+
+
+async def test_notify_from_one_replica_wakes_the_other(postgres_url: str) -> None:
+    sender, listener = Notifier(postgres_url), Notifier(postgres_url)
+    woken = asyncio.Event()
+    listener.start(woken.set)
+    try:
+        await asyncio.wait_for(listener.listening(), 5)
+        woken.clear()  # (re)connecting wakes the callback once: work may have been missed
+        await sender.notify()
+        await asyncio.wait_for(woken.wait(), 5)
+    finally:
+        await listener.stop()
+        await sender.stop()
+
+
+async def test_listener_reconnects_after_its_connection_is_killed(postgres_url: str) -> None:
+    sender, listener = Notifier(postgres_url), Notifier(postgres_url)
+    woken = asyncio.Event()
+    listener.start(woken.set)
+    try:
+        pid = await asyncio.wait_for(listener.listening(), 5)
+        admin = await asyncpg.connect(postgres_url.replace("+asyncpg", ""))
+        try:
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await admin.close()
+        new_pid = await asyncio.wait_for(listener.listening(other_than=pid), 10)
+        assert new_pid != pid
+        woken.clear()
+        await sender.notify()
+        await asyncio.wait_for(woken.wait(), 5)
+    finally:
+        await listener.stop()
+        await sender.stop()
