@@ -17,14 +17,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from gateway import __version__
+from gateway import __version__, tracing
+from gateway.api import api_routes
 from gateway.assistant.loop import AssistantRunner
 from gateway.config import Config
 from gateway.ingest.endpoint import IngestEndpoint
 from gateway.metrics import Metrics
 from gateway.rules.loader import RuleSet
 from gateway.rules.loader import load as load_rules
+from gateway.scheduler import Scheduler
 from gateway.store import Store
+from gateway.store.lock import WorkerLock
+from gateway.store.notify import Notifier
+from gateway.ui import ui_routes
 from gateway.worker import Worker
 
 log = structlog.get_logger(__name__)
@@ -42,6 +47,8 @@ def create_app(
     """The gateway for `config`; raises `ConfigError` (every problem) on a bad rule file."""
     if rules is None:
         rules = load_rules(config.rules_dir)
+    if config.tracing:
+        tracing.configure(config.tracing)
     store = Store(config.store_url)
     metrics = Metrics()
     ingest = IngestEndpoint(config, store, metrics, clock)
@@ -53,20 +60,52 @@ def create_app(
     if worker is not None:
         # New events wake the worker the moment they are committed.
         store.writer.on_commit(worker.notify_events)
+    # Fires scheduled rules into the store; validates every schedule now (ConfigError).
+    scheduler = (
+        Scheduler(store, rules.scheduled) if "scheduler" in roles and rules.scheduled else None
+    )
+    # PostgreSQL: other replicas' workers wake on NOTIFY; SQLite: one worker process per file.
+    notifier = Notifier(config.store_url) if store.dialect.skip_locked else None
+    if notifier is not None:
+        store.writer.on_commit(notifier.notify_soon)
+    single = worker is not None and store.dialect.single_writer
+    lock = WorkerLock(str(store.engine.url.database)) if single else None
+
+    def wake() -> None:
+        if worker is not None:
+            worker.notify_events()
+            worker.notify_runs()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await store.open(migrate=migrate)
+        if lock is not None:
+            lock.acquire()
+        try:
+            await store.open(migrate=migrate)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
         try:
             if worker is not None:
                 await worker.start()
+                if notifier is not None:
+                    notifier.start(wake)
+            if scheduler is not None:
+                await scheduler.start()
             yield
         finally:
+            if scheduler is not None:
+                await scheduler.stop()
+            if notifier is not None:
+                await notifier.stop()
             if worker is not None:
                 await worker.stop()
             if assistants is not None:
                 await assistants.close()
             await store.close()
+            if lock is not None:
+                lock.release()
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
@@ -93,6 +132,9 @@ def create_app(
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
+            # The admin API and dashboard: present only when `admin_token` is configured.
+            *api_routes(config),
+            *ui_routes(config),
         ],
         lifespan=lifespan,
     )
@@ -101,4 +143,5 @@ def create_app(
     app.state.metrics = metrics
     app.state.rules = rules
     app.state.worker = worker
+    app.state.scheduler = scheduler
     return app

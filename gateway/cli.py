@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from gateway import __version__
 from gateway import config as config_module
@@ -50,7 +50,7 @@ def _load(path: Path | None) -> Config:
     except ConfigError as exc:
         err.print(f"[red]{len(exc.problems)} problem(s) in the configuration:[/red]")
         for problem in exc.problems:
-            err.print(f"  - {problem}", markup=False, highlight=False)
+            err.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -87,7 +87,7 @@ def serve(
     from gateway.app import create_app
 
     cfg = _load(config)
-    log.configure(log_level)
+    log.configure(log_level, redact_fields=cfg.redact_fields)
     from gateway.app import ROLES
 
     roles = set(role or ["all"])
@@ -134,7 +134,7 @@ def _rules(cfg: Config) -> RuleSet:
     except ConfigError as exc:
         err.print(f"[red]{len(exc.problems)} problem(s) in the rules:[/red]")
         for problem in exc.problems:
-            err.print(f"  - {problem}", markup=False, highlight=False)
+            err.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -429,6 +429,100 @@ def _parse(pairs: list[str]) -> dict[str, str]:
             raise typer.BadParameter(f"header {pair!r} is not 'Name: value'")
         parsed[name.strip()] = value.strip()
     return parsed
+
+
+@app.command()
+def schedules(
+    config: ConfigOption = None,
+    count: Annotated[int, typer.Option(help="Next fire times to show per rule")] = 3,
+    now: Annotated[
+        str | None, typer.Option(help="List as of this instant (ISO 8601; default: now)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array")] = False,
+) -> None:
+    """List every scheduled rule: next fire times (its zone and UTC), last firing and result."""
+    from datetime import UTC, datetime
+
+    from gateway.scheduler import list_schedules
+
+    cfg = _load(config)
+    rules = _rules(cfg)
+    try:
+        instant = datetime.fromisoformat(now) if now else datetime.now(UTC)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{now!r} is not an ISO 8601 instant", param_hint="--now"
+        ) from None
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=UTC)
+
+    async def fetch(store: Store) -> list[dict[str, Any]]:
+        return await list_schedules(store, rules.rules, instant, count=count)
+
+    rows = _with_open_store(cfg, fetch)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(
+        Column("rule", no_wrap=True),
+        "schedule",
+        "zone",
+        "next (zone)",
+        "next (UTC)",
+        "last fire",
+        "result",
+    )
+    for row in rows:
+        upcoming = row["next"][0] if row["next"] else {"local": "-", "utc": "-"}
+        table.add_row(
+            row["rule"],
+            f"cron {row['cron']}" if row["cron"] else f"every {row['every']}",
+            row["timezone"],
+            upcoming["local"],
+            upcoming["utc"],
+            row["last_fire_at"] or "-",
+            row["last_result"] or "-",
+        )
+    console.print(table)
+
+
+@app.command()
+def fire(
+    rule: Annotated[str, typer.Argument(help="A scheduled rule")],
+    config: ConfigOption = None,
+) -> None:
+    """Fire a scheduled rule now (a new, manual event); prints the event id."""
+    from gateway.scheduler import fire as fire_rule
+
+    cfg = _load(config)
+    rules = _rules(cfg)
+    found = next((r for r in rules.scheduled if r.name == rule), None)
+    if found is None:
+        known = ", ".join(r.name for r in rules.scheduled) or "none"
+        err.print(f"[red]error:[/red] no enabled scheduled rule named {rule!r} (known: {known})")
+        raise typer.Exit(1)
+
+    async def go(store: Store) -> int:
+        return (await fire_rule(store, found)).id
+
+    event_id = _with_open_store(cfg, go)
+    console.print(f"rule {rule} fired: event {event_id}")
+
+
+def _with_open_store(cfg: Config, use: Callable[[Store], Awaitable[T]]) -> T:
+    """Like `_with_store`, but brings the schema up to date first (a new database works)."""
+
+    async def go() -> T:
+        from gateway.store import Store
+
+        store = Store(cfg.store_url)
+        try:
+            await store.open()
+            return await use(store)
+        finally:
+            await store.close()
+
+    return _run(go)
 
 
 @db_app.command("upgrade")

@@ -63,6 +63,11 @@ class Config(BaseModel):
     models: dict[str, dict[str, Any]] = Field(default_factory=dict)
     handlers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    # OpenTelemetry: {exporter: console|otlp, endpoint, service_name}; needs the tracing extra.
+    tracing: dict[str, Any] | None = None
+    # Extra field names (in log lines) whose values are always redacted, beside the built-in
+    # secret-looking names.
+    redact_fields: list[str] = Field(default_factory=list)
     # Where relative paths (store file, rules directory) are resolved; set by `load`.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 

@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
 from typing import Any
 
 import structlog
 
-SENSITIVE = ("secret", "token", "password", "authorization", "api_key", "signature")
+SENSITIVE = ("secret", "token", "password", "authorization", "api_key", "signature", "cookie")
+_extra: tuple[str, ...] = ()
 
 
 def redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Replace the value of every field whose name looks secret, or is configured as such."""
     for key in list(event):
-        if any(word in key.lower() for word in SENSITIVE):
+        lowered = key.lower()
+        if any(word in lowered for word in SENSITIVE) or lowered in _extra:
             event[key] = "[redacted]"
     return event
 
 
-def configure(level: str = "info", *, json: bool = True) -> None:
+def configure(level: str = "info", *, json: bool = True, redact_fields: Sequence[str] = ()) -> None:
+    global _extra
+    _extra = tuple(name.lower() for name in redact_fields)
     renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     structlog.configure(
         processors=[

@@ -132,7 +132,10 @@ class Tool:
             "name": self.name.replace(".", "__"),
             "description": description,
             "parameters": self.schema(),
-            "strict": True,
+            # Strict mode needs every object closed; a free-form map (HTTP headers, SQL
+            # parameters) cannot be, so such a tool is sent non-strict and relies on our own
+            # validation, which runs on every call either way.
+            "strict": _closed(self.schema()),
         }
 
 
@@ -207,6 +210,21 @@ def _strict(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     if "additionalProperties" in out and isinstance(out["additionalProperties"], dict):
         out["additionalProperties"] = _strict(out["additionalProperties"], defs)
     return out
+
+
+def _closed(schema: Any) -> bool:
+    """Whether every object in a schema lists its properties and forbids others."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "object" and (
+            "properties" not in schema or schema.get("additionalProperties") is not False
+        ):
+            return False
+        if "items" in schema and schema["items"] in ({}, True):
+            return False
+        return all(_closed(v) for v in schema.values() if isinstance(v, (dict, list)))
+    if isinstance(schema, list):
+        return all(_closed(v) for v in schema)
+    return True
 
 
 def _nullable(prop: dict[str, Any]) -> dict[str, Any]:

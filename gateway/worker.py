@@ -23,12 +23,14 @@ import orjson
 import structlog
 from pydantic import ValidationError
 
+from gateway import tracing
 from gateway.config import Config
 from gateway.metrics import Metrics
 from gateway.rules import templates
 from gateway.rules.loader import RuleSet
 from gateway.rules.model import Rule
 from gateway.rules.templates import TemplateError
+from gateway.scheduler.periods import periods as calendar_periods
 from gateway.store import Event, NewRun, Run, Step, Store
 from gateway.tools import TOOLS, Tool, ToolContext, ToolError, describe_error
 
@@ -50,16 +52,29 @@ def scope_for(event: Event, now: datetime | None = None) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         payload = event.body.decode("utf-8", "replace")
     info: dict[str, Any] = {**event.summary(), "received_at": event.received_at}
+    # `periods.last_week.start_date` and the like: around the fire time, in the rule's zone,
+    # for a scheduled event; around the arrival, in UTC, for any other.
+    anchor, zone = event.received_at, "UTC"
     if event.source == "schedule" and isinstance(payload, dict):
         fired = payload.get("fired_at")
         info["fired_at"] = datetime.fromisoformat(fired) if isinstance(fired, str) else None
         info["manual"] = bool(payload.get("manual"))
+        anchor = info["fired_at"] or anchor
+        zone = str(payload.get("timezone") or zone)
     return {
         "payload": payload,
         "event": info,
         "headers": event.headers,
         "now": now or datetime.now(UTC),
+        "periods": _periods(anchor, zone),
     }
+
+
+def _periods(anchor: datetime, zone: str) -> dict[str, dict[str, str]]:
+    try:
+        return calendar_periods(anchor, zone)
+    except (ValueError, KeyError):  # a zone unknown here (checked at load): fall back to UTC
+        return calendar_periods(anchor, "UTC")
 
 
 def matching_rules(rules: RuleSet, event: Event) -> list[Rule]:
@@ -256,6 +271,15 @@ class Worker:
             return
         scope = scope_for(event, now=run.created_at)
         structlog.contextvars.bind_contextvars(run_id=run.id, event_id=event.id)
+        with (
+            tracing.span("event", event_id=event.id, source=event.source, type=event.type),
+            tracing.span("run", run_id=run.id, rule=run.rule, attempt=run.attempt),
+        ):
+            await self._execute(run, rule, event, scope, started)
+
+    async def _execute(
+        self, run: Run, rule: Rule, event: Event, scope: dict[str, Any], started: float
+    ) -> None:
         try:
             if rule.assistant is not None:
                 if self.assistant is None:
@@ -341,7 +365,9 @@ class Worker:
             key=key,
             settings=self.config.handlers.get(tool.family, {}),
             run_id=run.id,
-            files=self.files.get(run.id, {}),
+            # setdefault: files a tool writes (report.csv) stay for later steps of the run.
+            files=self.files.setdefault(run.id, {}),
+            store=self.store,
         )
         attempt = (step.attempt + 1) if step is not None else 1
         clock = time.perf_counter()
@@ -364,6 +390,29 @@ class Worker:
                     run.id, position, status="started", attempt=attempt, error=None
                 )
         new = not tool.side_effects and step is None
+        with tracing.span("tool", tool=tool.name, position=position, attempt=attempt):
+            return await self._call(
+                run, position, tool, arguments, step, end_run, context, key, attempt, clock,
+                kind, call_id, new, refusal_ends_run,
+            )  # fmt: skip
+
+    async def _call(
+        self,
+        run: Run,
+        position: int,
+        tool: Tool,
+        arguments: dict[str, Any],
+        step: Step | None,
+        end_run: str | None,
+        context: ToolContext,
+        key: str,
+        attempt: int,
+        clock: float,
+        kind: str,
+        call_id: str | None,
+        new: bool,
+        refusal_ends_run: bool,
+    ) -> Any:
         try:
             result = None
             if step is not None and tool.side_effects and tool.recover_function is not None:

@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
+from gateway import tracing
 from gateway.assistant import policy as policies
 from gateway.assistant.backends import Backend, ModelError, Turn, make_backend
 from gateway.assistant.models import ModelProfile, cost, load_profiles
@@ -191,7 +192,11 @@ class _Conversation:
         started = datetime.now(UTC)
         try:
             backend = self.runner.backend(self.spec.model)
-            turn = await backend.turn(instructions, items, self.definitions)
+            with tracing.span("model", model=self.spec.model, position=position) as current:
+                turn = await backend.turn(instructions, items, self.definitions)
+                if current is not None:
+                    current.set_attribute("gateway.input_tokens", turn.input_tokens)
+                    current.set_attribute("gateway.output_tokens", turn.output_tokens)
         except ConfigError as exc:
             await self._stop("failed", f"model: {exc}")
             return None

@@ -88,11 +88,31 @@ def _parse(doc: yamlfile.Document, index: int, raw: Any, problems: list[str]) ->
             problems.append(f"{where}: rule {name}: {field_name}: {err['msg']}")
         return None
     before = len(problems)
-    for at, message in _semantic_problems(rule):
+    for at, message in [*_semantic_problems(rule), *_schedule_problems(rule)]:
         problems.append(
             f"{doc.where((index, *at))}: rule {name}: {'.'.join(map(str, at))}: {message}"
         )
     return rule if len(problems) == before else None
+
+
+def _schedule_problems(rule: Rule) -> list[tuple[tuple[str | int, ...], str]]:
+    """A cron, interval or zone the scheduler could not run, found at load, not at start."""
+    if rule.schedule is None:
+        return []
+    from gateway.scheduler.timing import Timing
+
+    try:
+        Timing.of(rule)
+    except ConfigError as exc:
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        for problem in exc.problems:
+            # "rule NAME: schedule.cron: message": point at the field it names.
+            detail = problem.removeprefix(f"rule {rule.name}: ")
+            field, sep, message = detail.partition(": ")
+            path = tuple(field.split(".")) if sep and field.startswith("schedule") else ()
+            found.append((path or ("schedule",), message if path else detail))
+        return found
+    return []
 
 
 def _semantic_problems(rule: Rule) -> list[tuple[tuple[str | int, ...], str]]:

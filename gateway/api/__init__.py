@@ -1,0 +1,126 @@
+"""The admin API under `/api`: events, runs, steps, schedules, dead letters and rules, as JSON.
+
+Off unless `admin_token` is configured; every endpoint wants `Authorization: Bearer <token>`.
+Errors: 401 without the token, 404 for an unknown id, 409 for a change the state forbids,
+422 for bad input. The OpenAPI document is at `/api/openapi.json`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import structlog
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway.api import endpoints
+from gateway.api.auth import bearer, token_matches
+from gateway.api.endpoints import Admin
+from gateway.api.openapi import document
+from gateway.api.params import InvalidInput, OutOfRange
+from gateway.config import Config
+from gateway.errors import ConfigError
+from gateway.operations import IllegalState, NotFound
+
+__all__ = ["ENDPOINTS", "api_routes", "json_response", "outer_state"]
+
+log = structlog.get_logger(__name__)
+Handler = Callable[[Admin, Request], Awaitable[Any]]
+# The scope key under which the gateway's own Starlette app travels into mounted sub-apps.
+GATEWAY_APP = "gateway.app"
+
+# (method, path, handler): the whole API; the OpenAPI document describes the same list.
+ENDPOINTS: list[tuple[str, str, Handler | None]] = [
+    ("GET", "/openapi.json", None),
+    ("GET", "/events", endpoints.list_events),
+    ("GET", "/events/{id:int}", endpoints.get_event),
+    ("POST", "/events/{id:int}/replay", endpoints.replay_event),
+    ("GET", "/runs", endpoints.list_runs),
+    ("GET", "/runs/{id:int}", endpoints.get_run),
+    ("POST", "/runs/{id:int}/retry", endpoints.retry_run),
+    ("POST", "/steps/{id:int}/approve", endpoints.approve_step),
+    ("POST", "/steps/{id:int}/reject", endpoints.reject_step),
+    ("GET", "/schedules", endpoints.list_schedules),
+    ("GET", "/dead", endpoints.list_dead),
+    ("GET", "/rules", endpoints.list_rules),
+    ("POST", "/rules/reload", endpoints.reload_rules),
+    ("POST", "/rules/test", endpoints.test_rules),
+]
+
+
+def json_response(value: Any, status_code: int = 200, **headers: str) -> Response:
+    body = orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
+    return Response(body, status_code, headers=headers or None, media_type="application/json")
+
+
+def error(status: int, code: str, detail: str, **extra: Any) -> Response:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    return json_response({"error": code, "detail": detail, **extra}, status, **headers)
+
+
+def outer_state(request: Request) -> Any:
+    """The gateway app's state (store, rules, worker, config), seen from a mounted sub-app."""
+    return request.scope[GATEWAY_APP].state
+
+
+class _CarryApp:
+    """Passes the gateway's app to a mounted Starlette app, which replaces `scope["app"]`."""
+
+    def __init__(self, inner: ASGIApp) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope.setdefault(GATEWAY_APP, scope.get("app"))
+        await self.inner(scope, receive, send)
+
+
+def mount(path: str, inner: ASGIApp) -> Mount:
+    return Mount(path, app=_CarryApp(inner))
+
+
+def _endpoint(token: str, handler: Handler | None) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        if not token_matches(bearer(request), token):
+            return error(401, "unauthorized", "a valid `Authorization: Bearer` token is required")
+        if handler is None:
+            return json_response(document())
+        try:
+            return json_response(await handler(Admin(outer_state(request)), request))
+        except (NotFound, OutOfRange) as exc:
+            return error(404, "not_found", str(exc) if isinstance(exc, NotFound) else "no such id")
+        except IllegalState as exc:
+            return error(409, "conflict", str(exc))
+        except InvalidInput as exc:
+            return error(422, "invalid_input", str(exc), problems=exc.problems)
+        except ConfigError as exc:  # a rule reload that does not validate
+            return error(422, "invalid_rules", "the rules do not load", problems=exc.problems)
+
+    return endpoint
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    response = error(exc.status_code, code, exc.detail)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+def api_routes(config: Config) -> list[BaseRoute]:
+    """The `/api` mount, or nothing at all when no admin token is configured."""
+    token = config.admin_token
+    if not token:
+        return []
+    routes = [
+        Route(path, _endpoint(token, handler), methods=[method])
+        for method, path, handler in ENDPOINTS
+    ]
+    inner = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    return [mount("/api", inner)]

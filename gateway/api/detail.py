@@ -1,0 +1,121 @@
+"""The JSON shapes of events, runs and steps for operators, with secrets redacted.
+
+Headers that look like credentials and payload fields named sensitive are replaced by
+`[redacted]`; the API and the dashboard both show these shapes and nothing rawer.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from gateway.config import Config
+from gateway.store import Event, Run, Step, Store
+
+REDACTED = "[redacted]"
+# A header whose name contains one of these is a credential (signatures included: a valid
+# signature replayed elsewhere is as good as the secret for that body).
+SECRET_HEADER_WORDS = (
+    "authorization",
+    "cookie",
+    "token",
+    "secret",
+    "password",
+    "signature",
+    "hmac",
+    "api-key",
+    "api_key",
+    "apikey",
+    "session",
+    "credential",
+)
+# Payload fields redacted whatever the configuration says.
+SECRET_FIELD_WORDS = ("password", "secret", "token", "api_key", "apikey", "authorization")
+
+
+class Redactor:
+    """Redacts headers by name and JSON fields by key, at any depth."""
+
+    def __init__(self, fields: Iterable[str] = ()) -> None:
+        self.fields = frozenset(f.lower() for f in fields)
+
+    def header_is_secret(self, name: str) -> bool:
+        lowered = name.lower()
+        return any(word in lowered for word in SECRET_HEADER_WORDS)
+
+    def headers(self, headers: dict[str, str]) -> dict[str, str]:
+        return {k: REDACTED if self.header_is_secret(k) else v for k, v in headers.items()}
+
+    def field_is_secret(self, key: str) -> bool:
+        lowered = key.lower()
+        return lowered in self.fields or any(word in lowered for word in SECRET_FIELD_WORDS)
+
+    def value(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                k: REDACTED if self.field_is_secret(str(k)) else self.value(v)
+                for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [self.value(v) for v in value]
+        return value
+
+
+def redactor_for(config: Config) -> Redactor:
+    """The redactor for a config: the built-in words plus its `redact_fields`."""
+    return Redactor(config.redact_fields)
+
+
+def body_view(body: bytes, redactor: Redactor) -> dict[str, Any]:
+    """The stored body as text (UTF-8) or base64, and its parsed JSON, both redacted."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return {
+            "body": base64.b64encode(body).decode("ascii"),
+            "body_encoding": "base64",
+            "body_redacted": False,
+            "payload": None,
+        }
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {"body": text, "body_encoding": "utf-8", "body_redacted": False, "payload": None}
+    clean = redactor.value(payload)
+    redacted = clean != payload
+    if redacted:
+        text = orjson.dumps(clean, option=orjson.OPT_INDENT_2).decode("utf-8")
+    return {"body": text, "body_encoding": "utf-8", "body_redacted": redacted, "payload": clean}
+
+
+def step_view(step: Step, redactor: Redactor) -> dict[str, Any]:
+    summary = step.summary()
+    summary["arguments"] = redactor.value(summary["arguments"])
+    summary["result"] = redactor.value(summary["result"])
+    summary["finished_at"] = step.finished_at.isoformat() if step.finished_at else None
+    return summary
+
+
+async def run_detail(store: Store, run: Run, redactor: Redactor) -> dict[str, Any]:
+    steps = await store.steps(run.id)
+    return {**run.summary(), "steps": [step_view(s, redactor) for s in steps]}
+
+
+async def event_detail(
+    store: Store, event: Event, redactor: Redactor, *, with_steps: bool = False
+) -> dict[str, Any]:
+    """An event with its redacted headers and body, and its runs (with steps if asked)."""
+    runs = sorted(await store.runs(event_id=event.id, limit=1000), key=lambda r: r.id)
+    detail: dict[str, Any] = {
+        **event.summary(),
+        "headers": redactor.headers(event.headers),
+        **body_view(event.body, redactor),
+    }
+    if with_steps:
+        detail["runs"] = [await run_detail(store, r, redactor) for r in runs]
+    else:
+        detail["runs"] = [r.summary() for r in runs]
+    return detail

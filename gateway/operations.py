@@ -1,0 +1,141 @@
+"""What an operator does to the gateway's work: replay, retry, approve, reject, reload rules.
+
+One implementation for the admin API, the dashboard and the CLI; each edge maps the errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import ConfigError, GatewayError
+from gateway.rules.loader import RuleSet
+from gateway.rules.loader import load as load_rules
+from gateway.store import Run, Step, Store
+from gateway.worker import Worker, plan_runs
+
+# Runs an operator may send round again: finished without success.
+RETRYABLE = ("failed", "dead")
+
+
+class NotFound(GatewayError):
+    """No record of this kind has this id."""
+
+    def __init__(self, kind: str, id: int) -> None:
+        self.kind = kind
+        self.id = id
+        super().__init__(f"no {kind} {id}")
+
+
+class IllegalState(GatewayError):
+    """The record exists, but its state does not allow the change (approve a finished step)."""
+
+    def __init__(self, kind: str, id: int, detail: str) -> None:
+        self.kind = kind
+        self.id = id
+        super().__init__(detail)
+
+
+@dataclass(frozen=True)
+class Replayed:
+    event_id: int
+    run_ids: list[int]
+
+
+async def replay(
+    store: Store, rules: RuleSet, event_id: int, worker: Worker | None = None
+) -> Replayed:
+    """Run the rules again on a stored event: new runs, new idempotency keys."""
+    event = await store.event(event_id)
+    if event is None:
+        raise NotFound("event", event_id)
+    if worker is not None and worker.rules is rules:
+        return Replayed(event_id, await worker.replay(event))
+    return Replayed(event_id, await store.add_runs(plan_runs(rules, event)))
+
+
+async def retry(store: Store, run_id: int, worker: Worker | None = None) -> Run:
+    """Queue a failed or dead run again: finished steps are kept, the rest resume."""
+    run = await store.run(run_id)
+    if run is None:
+        raise NotFound("run", run_id)
+    if run.status not in RETRYABLE:
+        raise IllegalState(
+            "run", run_id, f"run {run_id} is {run.status}: only failed or dead runs are retried"
+        )
+    if not await store.requeue(run_id, reset_attempts=True):
+        raise IllegalState("run", run_id, f"run {run_id} is running")
+    if worker is not None:
+        worker.notify_runs()
+    found = await store.run(run_id)
+    assert found is not None
+    return found
+
+
+async def decide(
+    store: Store,
+    step_id: int,
+    decision: str,
+    *,
+    by: str,
+    reason: str | None = None,
+    worker: Worker | None = None,
+) -> Step:
+    """Approve (`decision="approved"`) or reject a step awaiting approval; its run resumes."""
+    if decision not in ("approved", "rejected"):
+        raise ValueError(f"decision must be approved or rejected, not {decision!r}")
+    step = await store.decide(step_id, decision, by, reason)
+    if step is None:
+        found = await store.step(step_id)
+        if found is None:
+            raise NotFound("step", step_id)
+        raise IllegalState(
+            "step", step_id, f"step {step_id} is not awaiting approval (it is {found.status})"
+        )
+    await store.requeue(step.run_id, reset_attempts=True)
+    if worker is not None:
+        worker.notify_runs()
+    return step
+
+
+async def approve(store: Store, step_id: int, *, by: str, worker: Worker | None = None) -> Step:
+    return await decide(store, step_id, "approved", by=by, worker=worker)
+
+
+async def reject(
+    store: Store, step_id: int, *, by: str, reason: str | None, worker: Worker | None = None
+) -> Step:
+    return await decide(store, step_id, "rejected", by=by, reason=reason, worker=worker)
+
+
+def load_checked(directory: Path) -> RuleSet:
+    """Load the rules and check what the loader leaves to start-up (schedules); all problems."""
+    from gateway.scheduler.timing import Timing
+
+    rules = load_rules(directory)
+    problems = []
+    for rule in rules.scheduled:
+        try:
+            Timing.of(rule)
+        except ConfigError as exc:
+            problems += exc.problems
+        except (ValueError, KeyError) as exc:
+            problems.append(f"rule {rule.name}: schedule: {exc}")
+    if problems:
+        raise ConfigError(problems)
+    return rules
+
+
+def reload_rules(state: Any) -> RuleSet:
+    """Re-read `state.config.rules_dir`; only a rule set that validates replaces the old one.
+
+    `state` is the Starlette app state: its `rules` and its worker's are swapped together.
+    Raises `ConfigError` with every problem, leaving the loaded rules as they were.
+    """
+    rules = load_checked(state.config.rules_dir)
+    state.rules = rules
+    worker: Worker | None = getattr(state, "worker", None)
+    if worker is not None:
+        worker.rules = rules
+    return rules

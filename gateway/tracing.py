@@ -1,0 +1,65 @@
+"""OpenTelemetry spans for event → run → model call → tool call, when tracing is configured.
+
+Optional: install the `tracing` extra and set `tracing:` in gateway.yaml. Without either,
+`span()` costs one attribute lookup and records nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+_tracer: Any = None
+
+
+def configure(settings: dict[str, Any] | None, *, exporter: Any = None) -> bool:
+    """Start tracing per `settings` ({exporter: console|otlp, endpoint, service_name});
+    `exporter` (a SpanExporter) is for tests. Returns whether tracing is on."""
+    global _tracer
+    if not settings and exporter is None:
+        _tracer = None
+        return False
+    try:
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import (
+            BatchSpanProcessor,
+            ConsoleSpanExporter,
+            SimpleSpanProcessor,
+        )
+    except ImportError as exc:  # configured, but the extra is not installed: say so
+        raise RuntimeError(
+            "tracing is configured but OpenTelemetry is not installed: "
+            "pip install 'webhook-gateway[tracing]'"
+        ) from exc
+    settings = settings or {}
+    service = str(settings.get("service_name", "webhook-gateway"))
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    if exporter is not None:
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    elif settings.get("exporter") == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found]
+            OTLPSpanExporter,
+        )
+
+        endpoint = settings.get("endpoint")
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+    else:
+        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+    _tracer = provider.get_tracer("gateway")
+    return True
+
+
+@contextmanager
+def span(name: str, **attributes: Any) -> Iterator[Any]:
+    """A span named `name` under the current one (no-op when tracing is off)."""
+    if _tracer is None:
+        with nullcontext() as nothing:
+            yield nothing
+        return
+    with _tracer.start_as_current_span(name) as current:
+        for key, value in attributes.items():
+            if value is not None:
+                current.set_attribute(f"gateway.{key}", value)
+        yield current

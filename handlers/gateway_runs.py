@@ -1,0 +1,67 @@
+"""`gateway.runs`: read the gateway's own runs (e.g. last week's dead ones) for a digest.
+
+Reads the store the worker runs on; no side effect, so rules and assistants may call it freely.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+from sqlalchemy import select
+
+from gateway.store.records import Run
+from gateway.store.schema import runs as runs_table
+from gateway.tools import PermanentToolError, ToolContext, tool
+
+Status = Literal[
+    "pending", "running", "succeeded", "failed", "dead", "awaiting_approval", "cancelled"
+]
+
+
+@tool("gateway.runs", side_effects=False)
+async def runs(
+    context: ToolContext,
+    status: Annotated[Status, Field(description="Only runs in this status, e.g. dead")],
+    since: Annotated[datetime, Field(description="Runs created at or after this instant")],
+    until: Annotated[
+        datetime | None, Field(description="Runs created before this instant (default: now)")
+    ] = None,
+    limit: Annotated[
+        int, Field(ge=1, le=1000, description="At most this many, oldest first")
+    ] = 100,
+) -> dict[str, Any]:
+    """List the gateway's own runs in a status created in [since, until), oldest first.
+
+    Returns {"runs": [{id, event_id, rule, status, attempt, created_at, finished_at, error}],
+    "count": n, "truncated": bool}.
+    """
+    store = context.store
+    if store is None:
+        raise PermanentToolError("gateway.runs needs the gateway's store (run it in the worker)")
+    query = (
+        select(runs_table)
+        .where(runs_table.c.status == status, runs_table.c.created_at >= _utc(since))
+        .order_by(runs_table.c.id)
+        .limit(limit + 1)
+    )
+    if until is not None:
+        query = query.where(runs_table.c.created_at < _utc(until))
+    async with store.engine.connect() as conn:
+        found = [Run.from_row(row) for row in await conn.execute(query)]
+    listed = [_summary(run) for run in found[:limit]]
+    return {"runs": listed, "count": len(listed), "truncated": len(found) > limit}
+
+
+def _summary(run: Run) -> dict[str, Any]:
+    summary = run.summary()
+    keys = ("id", "event_id", "rule", "status", "attempt", "created_at", "finished_at", "error")
+    return {key: summary[key] for key in keys}
+
+
+def _utc(value: datetime) -> datetime:
+    # The store keeps UTC; SQLite compares its text, so the bound value must be UTC too.
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
