@@ -19,8 +19,10 @@ from starlette.routing import Route
 
 from gateway import __version__, tracing
 from gateway.api import api_routes
+from gateway.assistant.check import problems as assistant_problems
 from gateway.assistant.loop import AssistantRunner
 from gateway.config import Config
+from gateway.errors import ConfigError
 from gateway.ingest.endpoint import IngestEndpoint
 from gateway.metrics import Metrics
 from gateway.rules.loader import RuleSet
@@ -47,12 +49,27 @@ def create_app(
     """The gateway for `config`; raises `ConfigError` (every problem) on a bad rule file."""
     if rules is None:
         rules = load_rules(config.rules_dir)
+    problems = assistant_problems(config, rules)
+    if problems:
+        raise ConfigError(problems)
     if config.tracing:
         tracing.configure(config.tracing)
     store = Store(config.store_url)
     metrics = Metrics()
     ingest = IngestEndpoint(config, store, metrics, clock)
-    worker = Worker(store, rules, config, metrics=metrics) if "worker" in roles else None
+    # PostgreSQL: other replicas' workers wake on NOTIFY; SQLite: one worker process per file.
+    notifier = Notifier(config.store_url) if store.dialect.skip_locked else None
+    worker = (
+        Worker(
+            store,
+            rules,
+            config,
+            metrics=metrics,
+            notify=notifier.notify_soon if notifier is not None else None,
+        )
+        if "worker" in roles
+        else None
+    )
     assistants = None
     if worker is not None and (config.models or any(r.assistant for r in rules.rules)):
         assistants = AssistantRunner(config)
@@ -64,8 +81,6 @@ def create_app(
     scheduler = (
         Scheduler(store, rules.scheduled) if "scheduler" in roles and rules.scheduled else None
     )
-    # PostgreSQL: other replicas' workers wake on NOTIFY; SQLite: one worker process per file.
-    notifier = Notifier(config.store_url) if store.dialect.skip_locked else None
     if notifier is not None:
         store.writer.on_commit(notifier.notify_soon)
     single = worker is not None and store.dialect.single_writer

@@ -96,7 +96,13 @@ def serve(
         err.print(f"[red]error:[/red] unknown role(s) {sorted(unknown)}; use all, {sorted(ROLES)}")
         raise typer.Exit(2)
     chosen = ROLES if "all" in roles else frozenset(roles)
-    application = create_app(cfg, migrate=migrate, rules=_rules(cfg), roles=chosen)
+    try:
+        application = create_app(cfg, migrate=migrate, rules=_rules(cfg), roles=chosen)
+    except ConfigError as exc:
+        err.print(f"[red]{len(exc.problems)} problem(s); not starting:[/red]")
+        for problem in exc.problems:
+            err.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
     # Everything loaded so far lives as long as the process: keep it out of the collector's
     # scans, and collect less often. Parsing a webhook allocates hundreds of objects that die
     # young; with the default thresholds, collections cost more than the parse (bench/ingest).
@@ -118,8 +124,16 @@ def serve(
 @app.command()
 def check(config: ConfigOption = None) -> None:
     """Validate the configuration and the rules; exit 1 listing every problem."""
+    from gateway.assistant.check import problems as assistant_problems
+
     cfg = _load(config)
     rules = _rules(cfg)
+    problems = assistant_problems(cfg, rules)
+    if problems:
+        err.print(f"[red]{len(problems)} problem(s) with models and assistants:[/red]")
+        for problem in problems:
+            err.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
     console.print(
         f"[green]ok[/green]: {len(cfg.sources)} source(s), {len(rules.rules)} rule(s) "
         f"from {cfg.rules_dir}, store {cfg.store}"
@@ -150,6 +164,19 @@ def _with_store(cfg: Config, use: Callable[[Store], Awaitable[T]]) -> T:
             await store.close()
 
     return _run(go)
+
+
+async def _wake_workers(store: Store) -> None:
+    """Requeued runs: on PostgreSQL, NOTIFY the replicas' workers (SQLite's poll finds them)."""
+    if not store.dialect.skip_locked:
+        return
+    from gateway.store.notify import Notifier
+
+    notifier = Notifier(store.url)
+    try:
+        await notifier.notify()
+    finally:
+        await notifier.stop()
 
 
 def _print_json(value: Any) -> None:
@@ -251,6 +278,7 @@ def retry(
         if found.status not in ("failed", "dead"):
             return f"run {run_id} is {found.status}: only failed or dead runs are retried"
         await store.requeue(run_id, reset_attempts=True)
+        await _wake_workers(store)
         return None
 
     problem = _with_store(cfg, requeue)
@@ -271,6 +299,7 @@ def _decide(step_id: int, decision: str, by: str, reason: str | None, config: Pa
                 f" (it is {found.status})" if found else " (no such step)"
             )
         await store.requeue(step.run_id, reset_attempts=True)
+        await _wake_workers(store)
         return None
 
     problem = _with_store(cfg, decide)
@@ -316,7 +345,9 @@ def replay(
         event = await store.event(event_id)
         if event is None:
             return None
-        return await store.add_runs(plan_runs(rules, event))
+        created = await store.add_runs(plan_runs(rules, event))
+        await _wake_workers(store)
+        return created
 
     created = _with_store(cfg, again)
     if created is None:

@@ -67,6 +67,9 @@ class Tool:
     arguments: type[BaseModel]
     side_effects: bool
     recover_function: RecoverFunction | None = None
+    # Writes files into `context.files` (kept in memory for the run); a resumed run rebuilds
+    # them by calling the tool again with its journaled arguments.
+    makes_files: bool = False
     describe_function: DescribeFunction | None = None
     _schema: dict[str, Any] | None = field(default=None, repr=False)
 
@@ -139,7 +142,9 @@ class Tool:
         }
 
 
-def tool(name: str, *, side_effects: bool = True) -> Callable[[ToolFunction], Tool]:
+def tool(
+    name: str, *, side_effects: bool = True, makes_files: bool = False
+) -> Callable[[ToolFunction], Tool]:
     """Register an async function `(context, **arguments)` as the tool `name` (decorator)."""
 
     def register(function: ToolFunction) -> Tool:
@@ -151,7 +156,10 @@ def tool(name: str, *, side_effects: bool = True) -> Callable[[ToolFunction], To
             description=inspect.cleandoc(function.__doc__ or name),
             arguments=_arguments_model(name, function),
             side_effects=side_effects,
+            makes_files=makes_files,
         )
+        if makes_files and side_effects:
+            raise ValueError(f"tool {name!r}: a tool that makes files is called again on resume")
         TOOLS[name] = registered
         return registered
 

@@ -39,7 +39,6 @@ log = structlog.get_logger(__name__)
 # Executes an assistant run; given by the assistant package when it is configured.
 AssistantExecutor = Callable[[Run, Rule, Event, dict[str, Any]], Awaitable[None]]
 
-LEASE_SECONDS = 60.0
 # Only a fallback for work written by another process (CLI, another replica): in-process
 # events and finished runs wake the worker at once.
 FALLBACK_POLL_SECONDS = 1.0
@@ -125,8 +124,12 @@ class Worker:
         tools: dict[str, Tool] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         metrics: Metrics | None = None,
+        notify: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
+        # Tells the other replicas that there are new runs (NOTIFY on PostgreSQL).
+        self._notify_others = notify or (lambda: None)
+        self.lease_seconds = config.worker.lease_seconds
         self.metrics = metrics or Metrics()
         self.rules = rules
         self.config = config
@@ -176,6 +179,11 @@ class Worker:
     def notify_runs(self) -> None:
         self._runs_ready.set()
 
+    def announce_runs(self) -> None:
+        """New or requeued runs: wake this worker and every other replica's."""
+        self._runs_ready.set()
+        self._notify_others()
+
     # ------------------------------------------------------------------ routing
 
     async def _route_loop(self) -> None:
@@ -195,11 +203,16 @@ class Worker:
         pending = await self.store.pending_events(limit)
         routed = await asyncio.gather(*(self.route(event) for event in pending))
         if any(routed):
-            self.notify_runs()
+            self.announce_runs()
         return len(pending)
 
     async def route(self, event: Event) -> list[int]:
-        planned = plan_runs(self.rules, event)
+        try:
+            planned = plan_runs(self.rules, event)
+        except Exception as exc:  # a bug must not leave the event pending, retried forever
+            log.exception("event.route_failed", event_id=event.id)
+            await self.store.route(event.id, [], f"error: {type(exc).__name__}"[:20])
+            return []
         status = "routed" if planned else "unmatched"
         run_ids = await self.store.route(event.id, planned, status)
         log.info("event.routed", event_id=event.id, rules=[r.rule for r in planned], runs=run_ids)
@@ -208,7 +221,7 @@ class Worker:
     async def replay(self, event: Event) -> list[int]:
         """Run the rules again on a stored event: new runs, new idempotency keys."""
         run_ids = await self.store.add_runs(plan_runs(self.rules, event))
-        self.notify_runs()
+        self.announce_runs()
         return run_ids
 
     # ------------------------------------------------------------------ running
@@ -219,7 +232,7 @@ class Worker:
             free = self.concurrency - len(self._active)
             if free > 0:
                 try:
-                    claimed = await self.store.claim(self.owner, free, LEASE_SECONDS)
+                    claimed = await self.store.claim(self.owner, free, self.lease_seconds)
                 except Exception as exc:
                     log.error("worker.claim_failed", error=str(exc))
             for run in claimed:
@@ -238,7 +251,11 @@ class Worker:
     async def _wait_for_work(self) -> None:
         timeout = FALLBACK_POLL_SECONDS
         if len(self._active) < self.concurrency:
-            due = await self.store.next_due()
+            try:
+                due = await self.store.next_due()
+            except Exception as exc:  # the store is down: poll again after the fallback wait
+                log.error("worker.next_due_failed", error=str(exc))
+                due = None
             if due is not None:
                 timeout = min(timeout, max(0.0, (due - datetime.now(UTC)).total_seconds()))
         with contextlib.suppress(TimeoutError):
@@ -247,9 +264,9 @@ class Worker:
 
     async def _renew_loop(self) -> None:
         while True:
-            await asyncio.sleep(LEASE_SECONDS / 3)
+            await asyncio.sleep(self.lease_seconds / 3)
             with contextlib.suppress(Exception):
-                await self.store.renew(self.owner, list(self._active), LEASE_SECONDS)
+                await self.store.renew(self.owner, list(self._active), self.lease_seconds)
 
     async def _execute_guarded(self, run: Run) -> None:
         try:
@@ -280,6 +297,7 @@ class Worker:
     async def _execute(
         self, run: Run, rule: Rule, event: Event, scope: dict[str, Any], started: float
     ) -> None:
+        await self._restore_files(run, rule)
         try:
             if rule.assistant is not None:
                 if self.assistant is None:
@@ -291,6 +309,21 @@ class Worker:
         finally:
             log.debug("run.executed", ms=round((time.perf_counter() - started) * 1000, 2))
             structlog.contextvars.unbind_contextvars("run_id", "event_id")
+
+    async def _restore_files(self, run: Run, rule: Rule) -> None:
+        """Rebuild the files of a resumed run (they live in memory) from its journal."""
+        names = rule.assistant.tools if rule.assistant else [a.tool for a in rule.actions]
+        if run.id in self.files or not any(
+            (t := self.tools.get(name)) is not None and t.makes_files for name in names
+        ):
+            return
+        files = self.files.setdefault(run.id, {})
+        for step in await self.store.steps(run.id):
+            tool = self.tools.get(step.tool or "")
+            if step.status == "succeeded" and tool is not None and tool.makes_files:
+                context = ToolContext(key=step.idempotency_key, run_id=run.id, files=files)
+                context.settings = self.config.handlers.get(tool.family, {})
+                await tool.call(context, step.arguments or {})
 
     async def _run_actions(self, run: Run, rule: Rule, scope: dict[str, Any]) -> None:
         journal = {step.position: step for step in await self.store.steps(run.id)}

@@ -1,7 +1,7 @@
 """Built-in tools, one module per outside system; importing this package registers them all.
 
-To add a tool, add a module here (or in your own package listed under `plugins:`) with an
-async function decorated by `gateway.tools.tool`.
+To add a tool, add a module here with an async function decorated by `gateway.tools.tool`
+(docs/handlers.md shows a whole one).
 """
 
 from importlib import import_module

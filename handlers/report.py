@@ -26,7 +26,7 @@ MAX_CSV_BYTES = 10 * 1024 * 1024
 Cell = str | int | float | bool | None
 
 
-@tool("report.csv", side_effects=False)
+@tool("report.csv", side_effects=False, makes_files=True)
 async def write_csv(
     context: ToolContext,
     name: Annotated[
@@ -59,7 +59,7 @@ async def write_csv(
     return {"name": name, "bytes": len(content), "rows": len(rows), "preview": preview}
 
 
-@tool("report.chart", side_effects=False)
+@tool("report.chart", side_effects=False, makes_files=True)
 async def chart(
     context: ToolContext,
     name: Annotated[

@@ -464,3 +464,21 @@ async def _forget_schedules(store: Store) -> None:
 
     async with store.engine.begin() as conn:
         await conn.execute(schedules.delete())
+
+
+@pytest.mark.parametrize(
+    ("cron", "weekday"),
+    [
+        ("0 8 * * 0", "Sunday"),
+        ("0 8 * * 7", "Sunday"),
+        ("0 8 * * 1", "Monday"),
+        ("0 8 * * 6", "Saturday"),
+    ],
+)
+def test_numeric_days_of_the_week_mean_what_they_mean_in_crontab(cron: str, weekday: str) -> None:
+    timing = Timing.of(rule(cron=cron, timezone="UTC"))
+
+    fire = timing.next_after(datetime(2026, 11, 25, 12, tzinfo=UTC))
+
+    assert fire is not None
+    assert fire.strftime("%A") == weekday

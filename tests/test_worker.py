@@ -189,3 +189,15 @@ def test_replay_runs_the_rules_again_with_new_idempotency_keys(tmp_path: Path) -
 
     assert [r.status for r in runs] == ["succeeded", "succeeded"]
     assert len({c["key"] for c in CALLS}) == 4
+
+
+def test_a_condition_naming_a_missing_field_fails_the_run_instead_of_skipping(
+    tmp_path: Path,
+) -> None:
+    rules = ORDER_RULE.replace("payload.total_price | float > 100", "payload.missing")
+    with live_gateway(tmp_path, rules) as gw:
+        gw.post_order("e1")
+        [run] = gw.finished_runs(1)
+
+    assert run.status == "failed"
+    assert "missing" in (run.error or "")

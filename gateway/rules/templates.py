@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from gateway.errors import GatewayError
@@ -58,7 +58,12 @@ def _compiled(text: str) -> Callable[..., Any]:
 def evaluate(text: str, scope: Mapping[str, Any]) -> Any:
     """Render `text` in `scope`; a lone `{{ expression }}` gives its native value."""
     try:
-        return _compiled(text)(**scope)
+        result = _compiled(text)(**scope)
+        if isinstance(result, Undefined):
+            # A lone `{{ payload.missing }}` yields an Undefined instead of raising: make it
+            # fail like every other use of an undefined name.
+            str(result)
+        return result
     except TemplateError:
         raise
     except Exception as exc:  # undefined names, sandbox refusals, type errors in expressions

@@ -83,7 +83,7 @@ class Timing:
         elif schedule.cron is not None:
             expression = f"cron {schedule.cron}"
             try:
-                trigger = CronTrigger.from_crontab(schedule.cron, timezone=zone)
+                trigger = CronTrigger.from_crontab(crontab_days(schedule.cron), timezone=zone)
             except ValueError as exc:
                 problems.append(f"rule {rule.name}: schedule.cron: {exc}")
         elif schedule.every is not None:
@@ -210,3 +210,21 @@ class JitteredTrigger(BaseTrigger):  # type: ignore[misc]
 
     def __str__(self) -> str:
         return f"{self.timing.expression} in {self.timing.zone} (jitter {self.jitter}s)"
+
+
+_DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def crontab_days(expression: str) -> str:
+    """The expression with crontab's numeric days of the week turned into names.
+
+    In crontab, 0 and 7 are Sunday; APScheduler's `from_crontab` reads 0 as Monday. Names mean
+    the same to both, so `0 8 * * 1-5` keeps its crontab meaning (Monday to Friday).
+    """
+    fields = expression.split()
+    if len(fields) != 5:
+        return expression  # APScheduler reports the wrong field count itself
+    fields[4] = re.sub(
+        r"(?<![/\w])([0-7])(?![\w])", lambda m: _DAY_NAMES[int(m.group(1))], fields[4]
+    )
+    return " ".join(fields)
