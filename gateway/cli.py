@@ -184,6 +184,41 @@ def _print_json(value: Any) -> None:
 
 
 @app.command()
+def tools(
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the definitions as JSON")] = False,
+) -> None:
+    """The tool catalogue: every tool a rule or an assistant may call, with its schema."""
+    from gateway.tools import load_builtin
+
+    cfg = _load(config)
+    catalogue = load_builtin()
+    definitions = [
+        {
+            "tool": name,
+            "side_effects": tool.side_effects,
+            "recoverable": tool.recover_function is not None,
+            **tool.definition(cfg.handlers.get(tool.family, {})),
+        }
+        for name, tool in sorted(catalogue.items())
+    ]
+    if as_json:
+        _print_json(definitions)
+        return
+    table = Table("tool", "side effects", "arguments", "description")
+    for entry in definitions:
+        table.add_row(
+            entry["tool"],
+            ("yes, recoverable" if entry["recoverable"] else "yes")
+            if entry["side_effects"]
+            else "no",
+            ", ".join(entry["parameters"]["properties"]),
+            entry["description"].splitlines()[0],
+        )
+    console.print(table)
+
+
+@app.command()
 def runs(
     config: ConfigOption = None,
     status: Annotated[str | None, typer.Option(help="Only runs in this status (e.g. dead)")] = None,

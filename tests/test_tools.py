@@ -56,3 +56,20 @@ def test_wrong_types_and_unknown_arguments_are_refused() -> None:
         TOOLS["jira.create_issue"].validate({"project": "OPS", "summary": ["not", "text"]})
     with pytest.raises(ValidationError):
         TOOLS["jira.create_issue"].validate({"project": "OPS", "summary": "x", "priority": 1})
+
+
+def test_gateway_tools_lists_the_catalogue_with_schemas() -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from gateway import cli
+
+    result = CliRunner().invoke(cli.app, ["tools", "--json"])
+
+    assert result.exit_code == 0, result.output
+    listed = {entry["tool"]: entry for entry in json.loads(result.output)}
+    assert set(listed) == set(TOOLS)
+    assert listed["jira.create_issue"]["recoverable"] is True
+    assert listed["sql.query"]["side_effects"] is False
+    assert "project" in listed["jira.create_issue"]["parameters"]["properties"]
