@@ -298,50 +298,33 @@ def run(
     console.print(table)
 
 
+def _operate(cfg: Config, use: Callable[[Store], Awaitable[T]]) -> T:
+    """Run an operator action (gateway.operations) and wake the workers of other processes;
+    a missing id or an illegal state is a one-line error and exit status 1."""
+    from gateway import operations
+
+    async def go(store: Store) -> T:
+        result = await use(store)
+        await _wake_workers(store)
+        return result
+
+    try:
+        return _with_store(cfg, go)
+    except (operations.NotFound, operations.IllegalState) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
 @app.command()
 def retry(
     run_id: Annotated[int, typer.Argument(help="A failed or dead run")],
     config: ConfigOption = None,
 ) -> None:
     """Run a failed or dead run again: finished steps are kept, the rest resume."""
-    cfg = _load(config)
+    from gateway import operations
 
-    async def requeue(store: Store) -> str | None:
-        found = await store.run(run_id)
-        if found is None:
-            return f"no run {run_id}"
-        if found.status not in ("failed", "dead"):
-            return f"run {run_id} is {found.status}: only failed or dead runs are retried"
-        await store.requeue(run_id, reset_attempts=True)
-        await _wake_workers(store)
-        return None
-
-    problem = _with_store(cfg, requeue)
-    if problem:
-        err.print(f"[red]error:[/red] {problem}")
-        raise typer.Exit(1)
+    _operate(_load(config), lambda store: operations.retry(store, run_id))
     console.print(f"run {run_id} queued again")
-
-
-def _decide(step_id: int, decision: str, by: str, reason: str | None, config: Path | None) -> None:
-    cfg = _load(config)
-
-    async def decide(store: Store) -> str | None:
-        step = await store.decide(step_id, decision, by, reason)
-        if step is None:
-            found = await store.step(step_id)
-            return f"step {step_id} is not awaiting approval" + (
-                f" (it is {found.status})" if found else " (no such step)"
-            )
-        await store.requeue(step.run_id, reset_attempts=True)
-        await _wake_workers(store)
-        return None
-
-    problem = _with_store(cfg, decide)
-    if problem:
-        err.print(f"[red]error:[/red] {problem}")
-        raise typer.Exit(1)
-    console.print(f"step {step_id} {decision}; its run resumes")
 
 
 @app.command()
@@ -351,7 +334,10 @@ def approve(
     by: Annotated[str, typer.Option(help="Who approves (recorded)")] = "cli",
 ) -> None:
     """Approve a tool call that waits for a human; the run goes on and makes the call."""
-    _decide(step_id, "approved", by, None, config)
+    from gateway import operations
+
+    _operate(_load(config), lambda store: operations.approve(store, step_id, by=by))
+    console.print(f"step {step_id} approved; its run resumes")
 
 
 @app.command()
@@ -362,7 +348,10 @@ def reject(
     by: Annotated[str, typer.Option(help="Who rejects (recorded)")] = "cli",
 ) -> None:
     """Reject a tool call that waits for a human; the model is told, with the reason."""
-    _decide(step_id, "rejected", by, reason, config)
+    from gateway import operations
+
+    _operate(_load(config), lambda store: operations.reject(store, step_id, by=by, reason=reason))
+    console.print(f"step {step_id} rejected; its run resumes")
 
 
 @app.command()
@@ -371,27 +360,15 @@ def replay(
     config: ConfigOption = None,
 ) -> None:
     """Run the rules again on a stored event: new runs, new idempotency keys."""
-    from gateway.worker import plan_runs
+    from gateway import operations
 
     cfg = _load(config)
     rules = _rules(cfg)
-
-    async def again(store: Store) -> list[int] | None:
-        event = await store.event(event_id)
-        if event is None:
-            return None
-        created = await store.add_runs(plan_runs(rules, event))
-        await _wake_workers(store)
-        return created
-
-    created = _with_store(cfg, again)
-    if created is None:
-        err.print(f"[red]error:[/red] no event {event_id}")
-        raise typer.Exit(1)
-    if not created:
+    replayed = _operate(cfg, lambda store: operations.replay(store, rules, event_id))
+    if not replayed.run_ids:
         console.print(f"event {event_id} matches no rule now: no run created")
         return
-    console.print(f"event {event_id} replayed: run(s) {', '.join(map(str, created))}")
+    console.print(f"event {event_id} replayed: run(s) {', '.join(map(str, replayed.run_ids))}")
 
 
 @app.command()

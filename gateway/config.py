@@ -48,6 +48,9 @@ class WorkerConfig(BaseModel):
     max_attempts: int = Field(5, ge=1)
     backoff_base: float = Field(1.0, gt=0)
     backoff_max: float = Field(300.0, gt=0)
+    # How long a claimed run stays the claimer's without renewal (renewed every third of it):
+    # after a replica dies, another takes its runs over once this has passed.
+    lease_seconds: float = Field(30.0, gt=0)
 
 
 class Config(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping, Sequence
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -22,7 +22,13 @@ def redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Mutable
     return event
 
 
-def configure(level: str = "info", *, json: bool = True, redact_fields: Sequence[str] = ()) -> None:
+def configure(
+    level: str = "info",
+    *,
+    json: bool = True,
+    redact_fields: Sequence[str] = (),
+    stream: TextIO | None = None,
+) -> None:
     global _extra
     _extra = tuple(name.lower() for name in redact_fields)
     renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
@@ -37,6 +43,6 @@ def configure(level: str = "info", *, json: bool = True, redact_fields: Sequence
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
         cache_logger_on_first_use=True,
     )

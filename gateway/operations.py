@@ -52,7 +52,10 @@ async def replay(
         raise NotFound("event", event_id)
     if worker is not None and worker.rules is rules:
         return Replayed(event_id, await worker.replay(event))
-    return Replayed(event_id, await store.add_runs(plan_runs(rules, event)))
+    run_ids = await store.add_runs(plan_runs(rules, event))
+    if worker is not None:
+        worker.announce_runs()
+    return Replayed(event_id, run_ids)
 
 
 async def retry(store: Store, run_id: int, worker: Worker | None = None) -> Run:
@@ -67,7 +70,7 @@ async def retry(store: Store, run_id: int, worker: Worker | None = None) -> Run:
     if not await store.requeue(run_id, reset_attempts=True):
         raise IllegalState("run", run_id, f"run {run_id} is running")
     if worker is not None:
-        worker.notify_runs()
+        worker.announce_runs()
     found = await store.run(run_id)
     assert found is not None
     return found
@@ -95,7 +98,7 @@ async def decide(
         )
     await store.requeue(step.run_id, reset_attempts=True)
     if worker is not None:
-        worker.notify_runs()
+        worker.announce_runs()
     return step
 
 

@@ -14,7 +14,8 @@ import random
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -65,8 +66,30 @@ def scope_for(event: Event, now: datetime | None = None) -> dict[str, Any]:
         "event": info,
         "headers": event.headers,
         "now": now or datetime.now(UTC),
-        "periods": _periods(anchor, zone),
+        "periods": LazyPeriods(anchor, zone),
     }
+
+
+class LazyPeriods(Mapping[str, Any]):
+    """`periods` for templates, computed on first use: most rules never look at it."""
+
+    def __init__(self, anchor: datetime, zone: str) -> None:
+        self._anchor, self._zone = anchor, zone
+        self._computed: dict[str, Any] | None = None
+
+    def _all(self) -> dict[str, Any]:
+        if self._computed is None:
+            self._computed = _periods(self._anchor, self._zone)
+        return self._computed
+
+    def __getitem__(self, key: str) -> Any:
+        return self._all()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
 
 
 def _periods(anchor: datetime, zone: str) -> dict[str, dict[str, str]]:
@@ -141,6 +164,8 @@ class Worker:
         self._events_ready = asyncio.Event()
         self._runs_ready = asyncio.Event()
         self._active: dict[int, asyncio.Task[None]] = {}
+        # Events this worker just routed, so running their runs needs no read (bounded).
+        self._routed: OrderedDict[int, Event] = OrderedDict()
         # Files produced during a run (name → bytes), for later steps such as an attachment.
         self.files: dict[int, dict[str, bytes]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -215,6 +240,10 @@ class Worker:
             return []
         status = "routed" if planned else "unmatched"
         run_ids = await self.store.route(event.id, planned, status)
+        if run_ids:
+            self._routed[event.id] = replace(event, status=status)
+            while len(self._routed) > 4096:
+                self._routed.popitem(last=False)
         log.info("event.routed", event_id=event.id, rules=[r.rule for r in planned], runs=run_ids)
         return run_ids
 
@@ -281,7 +310,7 @@ class Worker:
     async def execute(self, run: Run) -> None:
         started = time.perf_counter()
         rule = self.rules.by_name.get(run.rule)
-        event = await self.store.event(run.event_id)
+        event = self._routed.get(run.event_id) or await self.store.event(run.event_id)
         if rule is None or event is None:
             missing = f"rule {run.rule!r} is not loaded" if rule is None else "event is gone"
             await self.end(run, "failed", missing)
@@ -313,8 +342,10 @@ class Worker:
     async def _restore_files(self, run: Run, rule: Rule) -> None:
         """Rebuild the files of a resumed run (they live in memory) from its journal."""
         names = rule.assistant.tools if rule.assistant else [a.tool for a in rule.actions]
-        if run.id in self.files or not any(
-            (t := self.tools.get(name)) is not None and t.makes_files for name in names
+        if (
+            run.fresh
+            or run.id in self.files
+            or not any((t := self.tools.get(name)) is not None and t.makes_files for name in names)
         ):
             return
         files = self.files.setdefault(run.id, {})
@@ -326,7 +357,8 @@ class Worker:
                 await tool.call(context, step.arguments or {})
 
     async def _run_actions(self, run: Run, rule: Rule, scope: dict[str, Any]) -> None:
-        journal = {step.position: step for step in await self.store.steps(run.id)}
+        steps = [] if run.fresh else await self.store.steps(run.id)
+        journal = {step.position: step for step in steps}
         results: dict[str, Any] = {}
         scope = {**scope, "results": results}
         last = len(rule.actions) - 1

@@ -201,3 +201,17 @@ def test_a_condition_naming_a_missing_field_fails_the_run_instead_of_skipping(
 
     assert run.status == "failed"
     assert "missing" in (run.error or "")
+
+
+def test_an_argument_naming_a_missing_field_fails_the_run_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    rules = ORDER_RULE.replace('label: "order {{ payload.name }}"', 'label: "{{ payload.nope }}"')
+    with live_gateway(tmp_path, rules) as gw:
+        gw.post_order("e1", total_price="500")
+        [run] = gw.finished_runs(1)
+
+    assert run.status == "failed"
+    assert run.attempt == 1
+    assert "nope" in (run.error or "")
+    assert CALLS == []

@@ -102,7 +102,7 @@ class _Conversation:
 
     async def run(self) -> None:
         run, spec = self.run_, self.spec
-        journal, history = await asyncio.gather(self.store.steps(run.id), self._history())
+        journal, history = await asyncio.gather(self._journal(), self._history())
         if journal:
             instructions = journal[0].result.get("instructions", "")
             own: list[Item] = list(journal[0].result["items"])  # this run's part of the thread
@@ -353,6 +353,9 @@ class _Conversation:
             if elapsed >= limits.seconds:
                 return f"{elapsed:.0f} s of wall time (limit {limits.seconds:.0f} s)"
         return None
+
+    async def _journal(self) -> list[Step]:
+        return [] if self.run_.fresh else await self.store.steps(self.run_.id)
 
     async def _history(self) -> list[Item]:
         if not self.run_.thread_key:

@@ -55,10 +55,11 @@ def connect(url: str, **kwargs: Any) -> tuple[AsyncEngine, Dialect]:
     if full.startswith("sqlite"):
         if ":memory:" in full:
             raise ValueError("an in-memory SQLite store would lose every event: use a file")
-        # Pooled: opening an aiosqlite connection starts a thread and sets pragmas, which
-        # costs more than the insert itself on the ingest path.
+        # Pooled, and no overflow: opening an aiosqlite connection starts a thread and sets
+        # pragmas, which costs more than a query; overflow connections would be opened and
+        # closed under every burst of the worker's concurrent reads (bench/drain).
         engine = create_async_engine(
-            full, poolclass=AsyncAdaptedQueuePool, pool_size=8, max_overflow=8, **kwargs
+            full, poolclass=AsyncAdaptedQueuePool, pool_size=32, max_overflow=0, **kwargs
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine, Dialect("sqlite", single_writer=True, skip_locked=False)

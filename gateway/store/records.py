@@ -106,6 +106,8 @@ class Run:
     input_tokens: int = 0
     output_tokens: int = 0
     cost: float = 0.0
+    # Set by a claim: the run never started before, so it has no journal yet.
+    fresh: bool = False
 
     @classmethod
     def from_row(cls, row: Any) -> Run:

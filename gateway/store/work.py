@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -173,9 +174,12 @@ class WorkStore:
             )
             if self.dialect.skip_locked:
                 query = query.with_for_update(skip_locked=True, of=runs)
-            ids = [row.id for row in conn.execute(query)]
+            found = list(conn.execute(query.add_columns(runs.c.started_at)))
+            ids = [row.id for row in found]
             if not ids:
                 return []
+            # Never started before: no journal to read back (what the worker skips).
+            fresh = {row.id for row in found if row.started_at is None}
             conn.execute(
                 update(runs)
                 .where(runs.c.id.in_(ids))
@@ -188,7 +192,7 @@ class WorkStore:
                 )
             )
             rows = conn.execute(select(runs).where(runs.c.id.in_(ids)).order_by(runs.c.id))
-            return [Run.from_row(row) for row in rows]
+            return [replace(Run.from_row(row), fresh=row.id in fresh) for row in rows]
 
         return await self.journal.apply(change)
 

@@ -43,14 +43,26 @@ def ui_routes(config: Config) -> list[BaseRoute]:
         if session_of(request, sessions) is not None:
             return RedirectResponse(safe_next(request.query_params.get("next")), 303)
         return pages.render(
-            request, None, "login.html", next=safe_next(request.query_params.get("next"))
+            request,
+            None,
+            "login.html",
+            next=safe_next(request.query_params.get("next")),
+            insecure=_insecure(request),
         )
 
     async def login(request: Request) -> Response:
         form = await read_form(request)
         target = safe_next(form.get("next") if form else None)
         if form is None or not token_matches(form.get("token"), token):
-            return pages.render(request, None, "login.html", 401, next=target, failed=True)
+            return pages.render(
+                request,
+                None,
+                "login.html",
+                401,
+                next=target,
+                failed=True,
+                insecure=_insecure(request),
+            )
         response = RedirectResponse(target, status_code=303)
         start_session(response, sessions)
         return response
@@ -94,3 +106,9 @@ def ui_routes(config: Config) -> list[BaseRoute]:
         page("/rules/reload", pages.reload, "POST"),
     ]
     return [mount("/ui", Starlette(routes=routes))]
+
+
+def _insecure(request: Request) -> bool:
+    """Browsers drop a Secure cookie over plain HTTP, except from localhost."""
+    local = request.url.hostname in ("localhost", "127.0.0.1", "::1")
+    return request.url.scheme == "http" and not local

@@ -1,0 +1,156 @@
+"""`gateway check`: every problem in every rule file, named by file, line, rule and field."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from gateway.cli import app
+from tests.fixtures import TEST_SOURCES
+
+REPO = Path(__file__).resolve().parents[1]
+
+# One file per kind of mistake; each problem is (file, line, rule, field, words of the message).
+BROKEN = {
+    "tools.yaml": """\
+- name: fine
+  on: {source: shop, event: orders/create}
+  actions:
+    - log.record: {message: "order {{ payload.name }}"}
+- name: unknown-tool
+  on: {source: shop, event: orders/create}
+  actions:
+    - jira.create_ticket: {project: OPS, summary: hi}
+""",
+    "arguments.yaml": """\
+- name: wrong-argument
+  on: {source: shop}
+  actions:
+    - jira.create_issue: {project: OPS, summary: hi, title: nope}
+- name: missing-argument
+  on: {source: shop}
+  actions:
+    - email.send:
+        to: [sales@example.com]
+        subject: hi
+""",
+    "templates.yaml": """\
+- name: bad-condition
+  on: {source: shop}
+  when: "{{ payload.total_price > }}"
+  actions:
+    - log.record: {message: hi}
+- name: bad-argument-template
+  on: {source: ci}
+  actions:
+    - log.record:
+        message: "{{ payload.name }"
+""",
+    "triggers.yaml": """\
+- name: on-and-schedule
+  on: {source: shop}
+  schedule: {cron: "0 8 * * MON"}
+  actions:
+    - log.record: {message: hi}
+""",
+    "syntax.yaml": """\
+- name: unclosed
+  on: {source: shop
+  actions: []
+""",
+}
+
+PROBLEMS = [
+    ("tools.yaml", 8, "unknown-tool", "actions.0.jira.create_ticket", "unknown tool"),
+    ("arguments.yaml", 4, "wrong-argument", "actions.0.jira.create_issue.title", "no argument"),
+    ("arguments.yaml", 8, "missing-argument", "actions.0.email.send", "needs argument 'text'"),
+    ("templates.yaml", 3, "bad-condition", "when", "template syntax error"),
+    (
+        "templates.yaml",
+        10,
+        "bad-argument-template",
+        "actions.0.log.record.message",
+        "template syntax error",
+    ),
+    ("triggers.yaml", 1, "on-and-schedule", "(rule)", "exactly one of `on` or `schedule`"),
+]
+
+
+def write_config(directory: Path, rules: dict[str, str]) -> Path:
+    rules_dir = directory / "rules"
+    rules_dir.mkdir()
+    for name, text in rules.items():
+        (rules_dir / name).write_text(text)
+    config = directory / "gateway.yaml"
+    document = {"store": "sqlite:///gateway.db", "rules": "rules", "sources": TEST_SOURCES}
+    config.write_text(yaml.safe_dump(document))
+    return config
+
+
+def check(config: Path) -> tuple[int, list[str]]:
+    result = CliRunner().invoke(app, ["check", "--config", str(config)])
+    return result.exit_code, result.output.splitlines()
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, list[str], Path]:
+    directory = tmp_path_factory.mktemp("broken")
+    code, lines = check(write_config(directory, BROKEN))
+    return code, lines, directory / "rules"
+
+
+def test_broken_rules_fail_the_check_with_exit_status_1(
+    broken: tuple[int, list[str], Path],
+) -> None:
+    code, lines, _ = broken
+
+    assert code == 1
+    assert "7 problem(s) in the rules:" in lines
+
+
+@pytest.mark.parametrize(
+    ("file", "line", "rule", "field", "message"), PROBLEMS, ids=[p[2] for p in PROBLEMS]
+)
+def test_each_problem_is_one_line_naming_file_line_rule_and_field(
+    broken: tuple[int, list[str], Path], file: str, line: int, rule: str, field: str, message: str
+) -> None:
+    _, lines, rules_dir = broken
+    prefix = f"  - {rules_dir / file}:{line}: rule {rule}: {field}: "
+
+    [found] = [text for text in lines if text.startswith(prefix)]
+    assert message in found
+
+
+def test_invalid_yaml_is_reported_with_its_file_and_line(
+    broken: tuple[int, list[str], Path],
+) -> None:
+    _, lines, rules_dir = broken
+
+    [found] = [text for text in lines if str(rules_dir / "syntax.yaml") in text]
+    assert re.match(rf"  - {re.escape(str(rules_dir / 'syntax.yaml'))}:\d+: invalid YAML", found)
+
+
+def test_valid_rules_beside_broken_ones_are_not_reported(
+    broken: tuple[int, list[str], Path],
+) -> None:
+    _, lines, _ = broken
+
+    assert not [text for text in lines if "rule fine:" in text]
+
+
+def test_the_example_config_and_rules_pass_the_check() -> None:
+    code, lines = check(REPO / "gateway.yaml")
+
+    assert code == 0, "\n".join(lines)
+    # The summary line may wrap on a narrow terminal: read it as one text.
+    assert re.search(r"^ok: \d+ source\(s\), \d+ rule\(s\)", " ".join(lines))
+    assert {p.name for p in (REPO / "rules").glob("*.yaml")} >= {
+        "ci.yaml",
+        "log.yaml",
+        "shop.yaml",
+        "stripe.yaml",
+    }
