@@ -224,28 +224,37 @@ class Worker:
                 await self._sleep(FALLBACK_POLL_SECONDS)
 
     async def route_pending(self, limit: int = 500) -> int:
-        """Route every pending event (up to `limit`); returns how many were routed."""
+        """Route every pending event (up to `limit`) in one commit; how many there were."""
         pending = await self.store.pending_events(limit)
-        routed = await asyncio.gather(*(self.route(event) for event in pending))
-        if any(routed):
+        if not pending:
+            return 0
+        routes: list[tuple[int, list[NewRun], str]] = []
+        for event in pending:
+            try:
+                planned = plan_runs(self.rules, event)
+            except Exception as exc:  # a bug must not leave the event pending, retried forever
+                log.exception("event.route_failed", event_id=event.id)
+                routes.append((event.id, [], f"error: {type(exc).__name__}"[:20]))
+                continue
+            routes.append((event.id, planned, "routed" if planned else "unmatched"))
+        created = await self.store.route_many(routes)
+        for event, (_, planned, status), run_ids in zip(pending, routes, created, strict=True):
+            if run_ids:
+                self._routed[event.id] = replace(event, status=status)
+            log.info(
+                "event.routed", event_id=event.id, rules=[r.rule for r in planned], runs=run_ids
+            )
+        while len(self._routed) > 4096:
+            self._routed.popitem(last=False)
+        if any(created):
             self.announce_runs()
         return len(pending)
 
     async def route(self, event: Event) -> list[int]:
-        try:
-            planned = plan_runs(self.rules, event)
-        except Exception as exc:  # a bug must not leave the event pending, retried forever
-            log.exception("event.route_failed", event_id=event.id)
-            await self.store.route(event.id, [], f"error: {type(exc).__name__}"[:20])
-            return []
+        """Route one event (as `route_pending` does a page)."""
+        planned = plan_runs(self.rules, event)
         status = "routed" if planned else "unmatched"
-        run_ids = await self.store.route(event.id, planned, status)
-        if run_ids:
-            self._routed[event.id] = replace(event, status=status)
-            while len(self._routed) > 4096:
-                self._routed.popitem(last=False)
-        log.info("event.routed", event_id=event.id, rules=[r.rule for r in planned], runs=run_ids)
-        return run_ids
+        return await self.store.route(event.id, planned, status)
 
     async def replay(self, event: Event) -> list[int]:
         """Run the rules again on a stored event: new runs, new idempotency keys."""

@@ -6,9 +6,11 @@ The step's idempotency key goes out as `Idempotency-Key`, so APIs that honour it
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import json
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -68,7 +70,7 @@ async def request(
     timeout = float(settings.get("timeout", DEFAULT_TIMEOUT))
     # trust_env=False: a proxy from the environment would bypass the address check.
     async with httpx2.AsyncClient(
-        timeout=timeout, follow_redirects=False, trust_env=False
+        timeout=timeout, follow_redirects=False, trust_env=False, verify=_tls()
     ) as client:
         for attempt, address in enumerate(addresses, start=1):
             try:
@@ -106,6 +108,13 @@ async def request(
         "body": _decode(response, raw, truncated),
         "truncated": truncated,
     }
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context for every call: building one loads the CA bundle (~25 ms of CPU), which
+    a new client per call would otherwise pay each time (bench: 30 calls/s per core)."""
+    return httpx2.create_ssl_context()
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -190,7 +190,13 @@ def seed_runs(database: Path) -> dict[str, int]:
 def test_fired_digest_emails_last_weeks_dead_runs(tmp_path: Path, smtp: SmtpServer) -> None:
     seeded = seed_runs(tmp_path / "gateway.db")
 
-    with live_gateway(tmp_path, REPORTS.read_text(), handlers={"email": smtp.settings()}) as gw:
+    with live_gateway(
+        tmp_path,
+        REPORTS.read_text(),
+        handlers={"email": smtp.settings()},
+        # The sales report's assistant needs a profile to load; this test never calls it.
+        models={"default": {"api": "responses", "model": "gpt-4.1-mini"}},
+    ) as gw:
         fired = runner.invoke(
             cli.app,
             ["fire", "weekly-dead-runs-digest", "--config", str(tmp_path / "gateway.yaml")],

@@ -139,7 +139,8 @@ def _semantic_problems(rule: Rule) -> list[tuple[tuple[str | int, ...], str]]:
         if tool is None:
             found.append(((*at, action.tool), f"unknown tool {action.tool!r} ({_known()})"))
             continue
-        fields = tool.arguments.model_fields
+        # Arguments go by their schema names (an alias such as http.request's `json`).
+        fields = {info.alias or name: info for name, info in tool.arguments.model_fields.items()}
         for argument in action.arguments:
             if argument not in fields:
                 found.append(

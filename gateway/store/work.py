@@ -9,12 +9,24 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import Connection, Engine, and_, exists, func, insert, not_, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import aliased
 
@@ -34,6 +46,57 @@ FINISHED = ("succeeded", "failed", "dead", "cancelled")
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Bulk:
+    """A change made only of rows for prepared statements (no reads, no result): the journal
+    sends the rows of a whole batch as one executemany per statement."""
+
+    rows: tuple[tuple[Any, dict[str, Any]], ...]
+
+    def __call__(self, conn: Connection) -> None:
+        for statement, params in self.rows:
+            conn.execute(statement, params)
+
+
+STEP_COLUMNS = {
+    "kind": None,
+    "tool": None,
+    "arguments": None,
+    "idempotency_key": None,
+    "status": None,
+    "result": None,
+    "error": None,
+    "attempt": 1,
+    "duration_ms": None,
+    "model": None,
+    "call_id": None,
+    "input_tokens": 0,
+    "output_tokens": 0,
+    "cost": 0.0,
+    "decision": None,
+    "decided_by": None,
+    "decided_at": None,
+    "reason": None,
+}
+INSERT_STEP = insert(steps)
+INSERT_RUNS = insert(runs).returning(runs.c.id, sort_by_parameter_order=True)
+MARK_EVENT = (
+    update(events).where(events.c.id == bindparam("b_id")).values(status=bindparam("b_status"))
+)
+END_RUN = (
+    update(runs)
+    .where(runs.c.id == bindparam("b_run_id"))
+    .values(
+        status=bindparam("b_status"),
+        error=bindparam("b_error"),
+        finished_at=bindparam("b_finished_at"),
+        lease_owner=None,
+        lease_expires_at=None,
+        next_attempt_at=None,
+    )
+)
 
 
 class Journal(GroupCommit[Change, Any]):
@@ -69,7 +132,15 @@ class Journal(GroupCommit[Change, Any]):
         return result
 
     def _run_batch(self, conn: Connection, batch: list[Change]) -> list[Any]:
-        return [change(conn) for change in batch]
+        # Rows of the same prepared statement from many runs go out as one executemany.
+        grouped: dict[int, tuple[Any, list[dict[str, Any]]]] = {}
+        for change in batch:
+            if isinstance(change, Bulk):
+                for statement, params in change.rows:
+                    grouped.setdefault(id(statement), (statement, []))[1].append(params)
+        for statement, rows in grouped.values():
+            conn.execute(statement, rows)
+        return [None if isinstance(change, Bulk) else change(conn) for change in batch]
 
     def _commit_sqlite(self, batch: list[Change]) -> list[Any]:
         assert self._sync is not None
@@ -119,16 +190,32 @@ class WorkStore:
 
     async def route(self, event_id: int, new_runs: Sequence[NewRun], status: str) -> list[int]:
         """Create the runs an event matched and mark it routed (or unmatched), atomically."""
+        return (await self.route_many([(event_id, new_runs, status)]))[0]
 
-        def change(conn: Connection) -> list[int]:
-            claimed = conn.execute(
-                update(events)
-                .where(events.c.id == event_id, events.c.status == "pending")
-                .values(status=status)
-            )
-            if claimed.rowcount == 0:  # routed already (another worker, or a replay race)
-                return []
-            return _insert_runs(conn, new_runs)
+    async def route_many(
+        self, routes: Sequence[tuple[int, Sequence[NewRun], str]]
+    ) -> list[list[int]]:
+        """`route` for a page of events in one commit: each event's new run ids, or [] for an
+        event someone else routed first (another worker, or a replay race)."""
+
+        def change(conn: Connection) -> list[list[int]]:
+            ids = [event_id for event_id, _, _ in routes]
+            query = select(events.c.id).where(events.c.id.in_(ids), events.c.status == "pending")
+            if self.dialect.skip_locked:
+                # Replicas routing the same page: each event goes to whoever locks it first;
+                # the others skip it. (SQLite's IMMEDIATE transactions already serialise.)
+                query = query.with_for_update(skip_locked=True)
+            still = {row.id for row in conn.execute(query)}
+            mine = [(e, planned, status) for e, planned, status in routes if e in still]
+            if mine:
+                conn.execute(MARK_EVENT, [{"b_id": e, "b_status": status} for e, _, status in mine])
+            created = _insert_runs(conn, [new for _, planned, _ in mine for new in planned])
+            by_event: dict[int, list[int]] = {}
+            for new, run_id in zip(
+                [new for _, planned, _ in mine for new in planned], created, strict=True
+            ):
+                by_event.setdefault(new.event_id, []).append(run_id)
+            return [by_event.get(event_id, []) for event_id in ids]
 
         return await self.journal.apply(change)
 
@@ -357,6 +444,24 @@ class WorkStore:
         to the run's totals; `thread` (key, items) appends the run's conversation to memory.
         """
 
+        if new and usage is None and thread is None:
+            # The common end of a call without side effects: rows only, batched with others.
+            now = now_utc()
+            values = {**STEP_COLUMNS, **step_values}
+            row = {
+                **values,
+                "run_id": run_id,
+                "position": position,
+                "started_at": values.get("started_at", now),
+                "finished_at": now,
+            }
+            rows: list[tuple[Any, dict[str, Any]]] = [(INSERT_STEP, row)]
+            if run_status is not None:
+                end = {"b_run_id": run_id, "b_status": run_status, "b_error": run_error}
+                rows.append((END_RUN, {**end, "b_finished_at": now}))
+            await self.journal.apply(Bulk(tuple(rows)))
+            return
+
         def change(conn: Connection) -> None:
             now = now_utc()
             if new:
@@ -550,24 +655,24 @@ def _end_run(
 
 
 def _insert_runs(conn: Connection, new_runs: Sequence[NewRun]) -> list[int]:
-    ids = []
+    """Insert runs in one statement; their ids, in the order given."""
+    if not new_runs:
+        return []
     now = now_utc()
-    for new in new_runs:
-        result = conn.execute(
-            insert(runs)
-            .values(
-                event_id=new.event_id,
-                rule=new.rule,
-                kind=new.kind,
-                mode=new.mode,
-                ordering_key=new.ordering_key,
-                status=new.status,
-                error=new.error,
-                thread_key=new.thread_key,
-                created_at=now,
-                finished_at=now if new.status in FINISHED else None,
-            )
-            .returning(runs.c.id)
-        )
-        ids.append(int(result.scalar_one()))
-    return ids
+    rows = [
+        {
+            "event_id": new.event_id,
+            "rule": new.rule,
+            "kind": new.kind,
+            "mode": new.mode,
+            "ordering_key": new.ordering_key,
+            "status": new.status,
+            "error": new.error,
+            "thread_key": new.thread_key,
+            "created_at": now,
+            "finished_at": now if new.status in FINISHED else None,
+        }
+        for new in new_runs
+    ]
+    result = conn.execute(INSERT_RUNS, rows)
+    return [int(row.id) for row in result]
