@@ -434,7 +434,7 @@ class Worker:
         A permanent refusal fails the run, or, with `refusal_ends_run=False` (an assistant's
         call, which the model may correct), is returned as a `ToolRefused`.
         """
-        key = step.idempotency_key if step is not None else f"{run.id}.{position}.{_nonce()}"
+        key = step.idempotency_key if step is not None else f"{run.id}.{position}.{nonce()}"
         context = ToolContext(
             key=key,
             settings=self.config.handlers.get(tool.family, {}),
@@ -590,7 +590,7 @@ class Worker:
                 "kind": "tool",
                 "tool": tool.name,
                 "arguments": arguments,
-                "idempotency_key": f"{run.id}.{position}.{_nonce()}",
+                "idempotency_key": f"{run.id}.{position}.{nonce()}",
                 "status": status,
                 "result": result,
                 "error": error,
@@ -646,7 +646,7 @@ class ToolRefused:
     message: str
 
 
-def _nonce() -> str:
+def nonce() -> str:
     # Part of every idempotency key: a key must never repeat, even in a database restored
     # from an old backup whose run ids are handed out again.
     return secrets.token_hex(4)

@@ -28,7 +28,7 @@ from gateway.rules.model import Rule
 from gateway.rules.templates import TemplateError
 from gateway.store import Event, Run, Step
 from gateway.tools import TOOLS, Tool, describe_error
-from gateway.worker import STOP, ToolRefused, Worker
+from gateway.worker import STOP, ToolRefused, Worker, nonce
 
 log = structlog.get_logger(__name__)
 Item = dict[str, Any]
@@ -308,7 +308,7 @@ class _Conversation:
                         kind="tool",
                         tool=name,
                         arguments=arguments,
-                        idempotency_key=f"{run.id}.{at}.{_nonce()}",
+                        idempotency_key=f"{run.id}.{at}.{nonce()}",
                         status="awaiting_approval",
                         call_id=call["call_id"],
                     )
@@ -368,7 +368,7 @@ class _Conversation:
     def _values(self, kind: str, **values: Any) -> dict[str, Any]:
         return {
             "kind": kind,
-            "idempotency_key": f"{self.run_.id}.{kind}.{_nonce()}",
+            "idempotency_key": f"{self.run_.id}.{kind}.{nonce()}",
             "status": "succeeded",
             **values,
         }
@@ -414,9 +414,3 @@ def _turn_record(turn: Turn) -> dict[str, Any]:
 def _canonical(tool: str, arguments: Any) -> str:
     """The identity of a call: the same tool with the same validated arguments."""
     return f"{tool}:{json.dumps(arguments, sort_keys=True, default=str)}"
-
-
-def _nonce() -> str:
-    import secrets
-
-    return secrets.token_hex(4)

@@ -128,6 +128,16 @@ def match_any(
         raise SignatureInvalid("signature does not match", reason="signature_mismatch")
 
 
+def header_fields(header: str) -> dict[str, list[str]]:
+    """A `key=value,key=value` signature header (Stripe, CircleCI, PagerDuty): every value of
+    each key, in order (several `v1` appear while a secret is being rotated)."""
+    fields: dict[str, list[str]] = {}
+    for item in header.split(","):
+        key, _, value = item.strip().partition("=")
+        fields.setdefault(key, []).append(value)
+    return fields
+
+
 def check_timestamp(timestamp: float, now: float, tolerance: int) -> None:
     if tolerance and abs(now - timestamp) > tolerance:
         raise SignatureInvalid(

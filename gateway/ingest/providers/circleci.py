@@ -11,6 +11,7 @@ from gateway.ingest.provider import (
     Headers,
     Provider,
     dig,
+    header_fields,
     hmac_hex,
     malformed,
     match_any,
@@ -23,11 +24,7 @@ class CircleCI(Provider):
 
     def verify(self, headers: Headers, body: bytes, now: float) -> None:
         header = require(headers, "circleci-signature")
-        signatures = [
-            value
-            for key, _, value in (item.strip().partition("=") for item in header.split(","))
-            if key == "v1"
-        ]
+        signatures = header_fields(header).get("v1", [])
         if not signatures:
             raise malformed("circleci-signature needs at least one v1=")
         match_any(self.secrets, lambda secret: hmac_hex(secret, body), signatures)

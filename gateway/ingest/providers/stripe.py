@@ -12,6 +12,7 @@ from gateway.ingest.provider import (
     Provider,
     check_timestamp,
     dig,
+    header_fields,
     hmac_hex,
     malformed,
     match_any,
@@ -25,14 +26,9 @@ class Stripe(Provider):
 
     def verify(self, headers: Headers, body: bytes, now: float) -> None:
         header = require(headers, "stripe-signature")
-        timestamp: str | None = None
-        signatures: list[str] = []
-        for item in header.split(","):
-            key, _, value = item.strip().partition("=")
-            if key == "t":
-                timestamp = value
-            elif key == "v1":
-                signatures.append(value)
+        fields = header_fields(header)
+        timestamp = fields["t"][-1] if "t" in fields else None
+        signatures = fields.get("v1", [])
         if timestamp is None or not signatures:
             raise malformed("Stripe-Signature needs t= and at least one v1=")
         ts = parse_int_timestamp(timestamp)
