@@ -11,7 +11,7 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from gateway.errors import SchemaMismatch
-from gateway.store import NewEvent, NewRun, Store, database
+from gateway.store import NewEvent, NewRun, Store, Stored, database
 from gateway.store.notify import Notifier
 from tests.postgres import fresh_database
 
@@ -123,6 +123,22 @@ async def test_concurrent_duplicates_in_one_batch_are_stored_once(store: Store) 
         by_key.setdefault((result.event.source, result.event.delivery_id), set()).add(result.id)
     assert all(len(ids) == 1 for ids in by_key.values())
     assert sum(not r.duplicate for r in results) == 8
+
+
+async def test_duplicates_in_batches_committed_side_by_side_are_stored_once(store: Store) -> None:
+    # Staggered waves: on PostgreSQL several batches are in flight at once, and a delivery id
+    # inserted by one is found (not stored again) by the others.
+    async def wave(number: int) -> list[Stored]:
+        await asyncio.sleep(number * 0.002)
+        return await asyncio.gather(*(store.add_event(new_event(f"w{k % 5}")) for k in range(8)))
+
+    results = [stored for wave_results in await asyncio.gather(*map(wave, range(12)))
+               for stored in wave_results]  # fmt: skip
+
+    assert await store.count_events() == 5
+    ids = {r.event.delivery_id: r.id for r in results if not r.duplicate}
+    assert len(ids) == 5 and sum(not r.duplicate for r in results) == 5
+    assert all(r.id == ids[r.event.delivery_id] for r in results)
 
 
 async def test_events_are_listed_newest_first_and_filtered(store: Store) -> None:

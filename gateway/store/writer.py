@@ -15,14 +15,11 @@ from typing import Generic, TypeVar
 
 import orjson
 import structlog
-from sqlalchemy import select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.errors import StoreUnavailable
 from gateway.store.database import Dialect
 from gateway.store.records import NewEvent, Stored
-from gateway.store.schema import events
 
 log = structlog.get_logger(__name__)
 Pending = tuple[NewEvent, "asyncio.Future[Stored]"]
@@ -39,11 +36,13 @@ class GroupCommit(Generic[Item, Outcome]):
 
     name = "group-commit"
 
-    def __init__(self, max_batch: int) -> None:
+    def __init__(self, max_batch: int, concurrency: int = 1) -> None:
         self._max_batch = max_batch
+        self._concurrency = concurrency
         self._queue: list[tuple[Item, asyncio.Future[Outcome]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=self.name)
@@ -53,6 +52,8 @@ class GroupCommit(Generic[Item, Outcome]):
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        # Commits already sent finish: their rows may be in, so their callers hear the outcome.
+        await asyncio.gather(*self._inflight, return_exceptions=True)
         for _, future in self._queue:
             if not future.done():
                 future.set_exception(StoreUnavailable("the store is shutting down"))
@@ -71,9 +72,18 @@ class GroupCommit(Generic[Item, Outcome]):
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
+                if len(self._inflight) >= self._concurrency:
+                    # All commit slots busy: the queue grows into the next, larger batch.
+                    await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
+                    continue
                 batch = self._queue[: self._max_batch]
                 del self._queue[: self._max_batch]
-                await self._commit(batch)
+                if self._concurrency == 1:
+                    await self._commit(batch)
+                    continue
+                task = asyncio.create_task(self._commit(batch))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
 
     async def _commit(self, batch: list[tuple[Item, asyncio.Future[Outcome]]]) -> None:
         raise NotImplementedError
@@ -83,16 +93,13 @@ class EventWriter(GroupCommit[NewEvent, Stored]):
     name = "event writer"
 
     def __init__(self, engine: AsyncEngine, dialect: Dialect, max_batch: int = 500) -> None:
-        super().__init__(max_batch)
+        # SQLite has one writer: one commit at a time. PostgreSQL commits concurrent
+        # transactions side by side, so a few batches may be in flight at once: the commit
+        # round trip, not the CPU, bounds one batch at a time (bench/ingest --store postgresql).
+        super().__init__(max_batch, concurrency=1 if dialect.name == "sqlite" else 4)
         self._engine = engine
         self._sqlite = SqliteBatchWriter(engine.url.database) if dialect.name == "sqlite" else None
         self._on_commit: list[Callable[[Sequence[Stored]], None]] = []
-        insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
-        self._insert = (
-            insert(events)
-            .on_conflict_do_nothing(index_elements=["source", "delivery_id"])
-            .returning(events.c.id, events.c.source, events.c.delivery_id)
-        )
 
     def on_commit(self, callback: Callable[[Sequence[Stored]], None]) -> None:
         """Call `callback` with the newly stored events after each commit (wakes the worker)."""
@@ -132,40 +139,68 @@ class EventWriter(GroupCommit[NewEvent, Stored]):
     async def _write(self, batch: list[NewEvent]) -> list[Stored]:
         if self._sqlite is not None:
             return await self._sqlite.write(batch)
-        # Plain dicts: dataclasses.asdict deep-copies every header map.
-        rows = [
-            {
-                "source": n.source,
-                "provider": n.provider,
-                "type": n.type,
-                "delivery_id": n.delivery_id,
-                "headers": n.headers,
-                "body": n.body,
-                "received_at": n.received_at,
-            }
-            for n in batch
-        ]
-        async with self._engine.begin() as conn:
-            inserted = {
-                (r.source, r.delivery_id): r.id for r in await conn.execute(self._insert, rows)
-            }
-            keys = [(n.source, n.delivery_id) for n in batch]
-            missing = [k for k in keys if k not in inserted]
-            existing = {}
-            if missing:
-                query = select(events.c.id, events.c.source, events.c.delivery_id).where(
-                    tuple_(events.c.source, events.c.delivery_id).in_(missing)
-                )
-                existing = {(r.source, r.delivery_id): r.id for r in await conn.execute(query)}
-        results = []
-        for new, key in zip(batch, keys, strict=True):
-            if key in inserted:
-                # The first of several equal deliveries in one batch is the stored one.
-                results.append(Stored(inserted.pop(key), new, duplicate=False))
-                existing[key] = results[-1].id
-            else:
-                results.append(Stored(existing[key], new, duplicate=True))
-        return results
+        return await write_postgresql(self._engine, batch)
+
+
+# One statement per batch: the rows travel as seven arrays, so the statement text (and
+# asyncpg's prepared statement for it) is the same whatever the batch size. Rows go in
+# batch order, so ids follow arrival order; a delivery id already stored (or twice in the
+# batch) is skipped by ON CONFLICT and looked up afterwards.
+INSERT_EVENTS = """
+INSERT INTO events (source, provider, type, delivery_id, headers, body, received_at)
+SELECT source, provider, type, delivery_id, headers::json, body, received_at
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[],
+            $7::timestamptz[]) WITH ORDINALITY
+     AS new(source, provider, type, delivery_id, headers, body, received_at, n)
+ORDER BY n
+ON CONFLICT (source, delivery_id) DO NOTHING
+RETURNING id, source, delivery_id
+"""
+FIND_EVENTS = """
+SELECT id, source, delivery_id FROM events
+WHERE (source, delivery_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+"""
+
+
+async def write_postgresql(engine: AsyncEngine, batch: list[NewEvent]) -> list[Stored]:
+    """PostgreSQL's ingest path: asyncpg directly, on a connection of the engine's pool.
+
+    The same table and semantics as the SQLAlchemy insert it replaces, at a fraction of the
+    CPU per event (measured with bench/ingest). The insert is one statement, so it commits
+    atomically on its own; the lookup of duplicates runs after it and sees every row that a
+    concurrent batch committed first.
+    """
+    keys = [(n.source, n.delivery_id) for n in batch]
+    async with engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None
+        rows = await raw.fetch(
+            INSERT_EVENTS,
+            [n.source for n in batch],
+            [n.provider for n in batch],
+            [n.type for n in batch],
+            [n.delivery_id for n in batch],
+            [orjson.dumps(n.headers).decode() for n in batch],
+            [n.body for n in batch],
+            [n.received_at for n in batch],
+        )
+        inserted = {(r["source"], r["delivery_id"]): r["id"] for r in rows}
+        missing = sorted({k for k in keys if k not in inserted})
+        existing: dict[tuple[str, str], int] = {}
+        if missing:
+            found = await raw.fetch(
+                FIND_EVENTS, [source for source, _ in missing], [d for _, d in missing]
+            )
+            existing = {(r["source"], r["delivery_id"]): r["id"] for r in found}
+    results = []
+    for new, key in zip(batch, keys, strict=True):
+        if key in inserted:
+            # The first of several equal deliveries in one batch is the stored one.
+            existing[key] = inserted.pop(key)
+            results.append(Stored(existing[key], new, duplicate=False))
+        else:
+            results.append(Stored(existing[key], new, duplicate=True))
+    return results
 
 
 class SqliteBatchWriter:
