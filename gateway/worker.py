@@ -33,6 +33,7 @@ from gateway.rules.model import Rule
 from gateway.rules.templates import TemplateError
 from gateway.scheduler.periods import periods as calendar_periods
 from gateway.store import Event, NewRun, Run, Step, Store
+from gateway.store.notify import wait_until_set
 from gateway.tools import TOOLS, Tool, ToolContext, ToolError, describe_error
 
 log = structlog.get_logger(__name__)
@@ -213,8 +214,7 @@ class Worker:
 
     async def _route_loop(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._events_ready.wait(), FALLBACK_POLL_SECONDS)
+            await wait_until_set(self._events_ready, FALLBACK_POLL_SECONDS)
             self._events_ready.clear()
             try:
                 while await self.route_pending():
@@ -296,8 +296,7 @@ class Worker:
                 due = None
             if due is not None:
                 timeout = min(timeout, max(0.0, (due - datetime.now(UTC)).total_seconds()))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._runs_ready.wait(), timeout)
+        await wait_until_set(self._runs_ready, timeout)
         self._runs_ready.clear()
 
     async def _renew_loop(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from gateway import cli
+from gateway.config import Config
+from gateway.rules.loader import load as load_rules
+from gateway.store import Store
 from gateway.tools import TOOLS, PermanentToolError, ToolContext, ToolError
+from gateway.worker import Worker
 from tests.fixtures import requires_fixtures
 from tests.live import live_gateway
 from tests.recording import CALLS, FAILURES, RECOVERED
@@ -215,3 +220,28 @@ def test_an_argument_naming_a_missing_field_fails_the_run_with_the_reason(
     assert run.attempt == 1
     assert "nope" in (run.error or "")
     assert CALLS == []
+
+
+@pytest.mark.parametrize("turns", [0, 1, 2, 3])
+async def test_stop_returns_when_a_wake_up_races_the_cancellation(
+    tmp_path: Path, turns: int
+) -> None:
+    # Python 3.11's asyncio.wait_for swallows a cancellation that arrives just after the
+    # awaited event fired; the worker's loops then ran on and stop() never returned.
+    config = Config.model_validate(
+        {"store": f"sqlite:///{tmp_path / 'gateway.db'}", "rules": str(tmp_path), "sources": {}}
+    )
+    store = Store(config.store_url)
+    await store.open()
+    try:
+        worker = Worker(store, load_rules(tmp_path), config)
+        await worker.start()
+        for _ in range(20):  # let both loops go idle, waiting for work
+            await asyncio.sleep(0.01)
+        worker.notify_runs()
+        worker.notify_events()
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        await asyncio.wait_for(worker.stop(), 5)
+    finally:
+        await store.close()

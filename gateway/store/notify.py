@@ -32,6 +32,17 @@ def asyncpg_dsn(url: str) -> str:
     return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+async def wait_until_set(event: asyncio.Event, seconds: float) -> None:
+    """Wait for `event`, at most `seconds`.
+
+    Not `asyncio.wait_for`: on Python 3.11 it swallows a cancellation that arrives just after
+    the event fired, so a loop cancelled by `stop()` would run on for ever.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+
+
 class Notifier:
     """Sends and receives the wake-up notifications of one store.
 
@@ -123,8 +134,7 @@ class Notifier:
             log.info("notify.listening", channel=self.channel)
             self._wake()
             while not lost.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(lost.wait(), KEEPALIVE_SECONDS)
+                await wait_until_set(lost, KEEPALIVE_SECONDS)
                 if not lost.is_set():
                     await conn.execute("SELECT 1", timeout=5)
         finally:
