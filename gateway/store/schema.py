@@ -20,9 +20,16 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
+
+# A run in one of these states no longer holds back later runs with its ordering key.
+FINISHED = ("succeeded", "failed", "dead", "cancelled")
+# The same condition as SQL text, exactly as migration 0003 wrote it into the partial index
+# (the planners use a partial index only for a query that repeats its condition).
+UNFINISHED = text("status NOT IN ('succeeded', 'failed', 'dead', 'cancelled')")
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid); PostgreSQL wants BIGINT.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -71,6 +78,14 @@ runs = Table(
     Column("cost", Float, nullable=False, server_default="0"),
     Index("ix_runs_status_id", "status", "id"),
     Index("ix_runs_ordering_key_id", "ordering_key", "id"),
+    # Unfinished runs by key: "is this the first unfinished run of its key?" when claiming.
+    Index(
+        "ix_runs_unfinished_key",
+        "ordering_key",
+        "id",
+        sqlite_where=UNFINISHED,
+        postgresql_where=UNFINISHED,
+    ),
     Index("ix_runs_event_id", "event_id"),
 )
 
