@@ -14,8 +14,8 @@ import random
 import secrets
 import socket
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,7 +32,7 @@ from gateway.rules.loader import RuleSet
 from gateway.rules.model import Rule
 from gateway.rules.templates import TemplateError
 from gateway.scheduler.periods import periods as calendar_periods
-from gateway.store import Event, NewRun, Run, Step, Store
+from gateway.store import Event, NewRun, Run, Step, Store, Stored
 from gateway.store.notify import wait_until_set
 from gateway.tools import TOOLS, Tool, ToolContext, ToolError, describe_error
 
@@ -44,6 +44,8 @@ AssistantExecutor = Callable[[Run, Rule, Event, dict[str, Any]], Awaitable[None]
 # Only a fallback for work written by another process (CLI, another replica): in-process
 # events and finished runs wake the worker at once.
 FALLBACK_POLL_SECONDS = 1.0
+# Events handed over by the writer and not yet routed, at most (the pending scan finds more).
+ARRIVED_MAX = 4096
 
 
 def scope_for(event: Event, now: datetime | None = None) -> dict[str, Any]:
@@ -107,6 +109,22 @@ def matching_rules(rules: RuleSet, event: Event) -> list[Rule]:
     return rules.matching(event.source, event.type)
 
 
+def arrived(stored: Stored) -> Event:
+    """A just-committed event as the store would read it back."""
+    new = stored.event
+    return Event(
+        id=stored.id,
+        source=new.source,
+        provider=new.provider,
+        type=new.type,
+        delivery_id=new.delivery_id,
+        received_at=new.received_at,
+        headers=new.headers,
+        body=new.body,
+        status="pending",
+    )
+
+
 def plan_runs(rules: RuleSet, event: Event) -> list[NewRun]:
     """The runs an event starts: one per matching rule whose `when` holds.
 
@@ -165,6 +183,13 @@ class Worker:
         self._events_ready = asyncio.Event()
         self._runs_ready = asyncio.Event()
         self._active: dict[int, asyncio.Task[None]] = {}
+        # Slots promised to a claim in flight (routing claims too), so two claims never
+        # take more runs than there are slots.
+        self._reserved = 0
+        # Events this process just stored, handed over by the writer: routed without being
+        # read back. The pending scan finds whatever does not fit, and other processes' events.
+        self._arrived: deque[Event] = deque()
+        self._scan = True
         # Events this worker just routed, so running their runs needs no read (bounded).
         self._routed: OrderedDict[int, Event] = OrderedDict()
         # Files produced during a run (name → bytes), for later steps such as an attachment.
@@ -199,7 +224,12 @@ class Worker:
         await asyncio.gather(*active, return_exceptions=True)
         self._tasks = []
 
-    def notify_events(self, *_: Any) -> None:
+    def notify_events(self, stored: Sequence[Stored] = ()) -> None:
+        """New events: `stored` (this process's, just committed), or somewhere in the store."""
+        if stored and len(self._arrived) + len(stored) <= ARRIVED_MAX:
+            self._arrived.extend(arrived(s) for s in stored)
+        else:
+            self._scan = True
         self._events_ready.set()
 
     def notify_runs(self) -> None:
@@ -214,20 +244,32 @@ class Worker:
 
     async def _route_loop(self) -> None:
         while True:
-            await wait_until_set(self._events_ready, FALLBACK_POLL_SECONDS)
+            if not await wait_until_set(self._events_ready, FALLBACK_POLL_SECONDS):
+                self._scan = True  # nothing for a while: look for events nobody announced
             self._events_ready.clear()
             try:
-                while await self.route_pending():
-                    pass
+                while self._arrived:
+                    page = [self._arrived.popleft() for _ in range(min(500, len(self._arrived)))]
+                    await self.route_events(page)
+                if self._scan:
+                    self._scan = False
+                    while await self.route_pending():
+                        pass
             except Exception as exc:  # the store is down: try again on the next wake
                 log.error("worker.route_failed", error=str(exc))
+                self._scan = True  # what was in hand is pending in the store
                 await self._sleep(FALLBACK_POLL_SECONDS)
 
     async def route_pending(self, limit: int = 500) -> int:
         """Route every pending event (up to `limit`) in one commit; how many there were."""
         pending = await self.store.pending_events(limit)
-        if not pending:
-            return 0
+        if pending:
+            await self.route_events(pending)
+        return len(pending)
+
+    async def route_events(self, pending: Sequence[Event]) -> None:
+        """Plan the runs of pending events and create them in one commit, claiming as many as
+        there are free slots in the same commit."""
         routes: list[tuple[int, list[NewRun], str]] = []
         for event in pending:
             try:
@@ -237,7 +279,14 @@ class Worker:
                 routes.append((event.id, [], f"error: {type(exc).__name__}"[:20]))
                 continue
             routes.append((event.id, planned, "routed" if planned else "unmatched"))
-        created = await self.store.route_many(routes)
+        free = self._free()
+        self._reserved += free
+        try:
+            created, claimed = await self.store.route_and_claim(
+                routes, (self.owner, free, self.lease_seconds)
+            )
+        finally:
+            self._reserved -= free
         for event, (_, planned, status), run_ids in zip(pending, routes, created, strict=True):
             if run_ids:
                 self._routed[event.id] = replace(event, status=status)
@@ -246,9 +295,10 @@ class Worker:
             )
         while len(self._routed) > 4096:
             self._routed.popitem(last=False)
-        if any(created):
-            self.announce_runs()
-        return len(pending)
+        self._start(claimed)
+        taken = {run.id for run in claimed}
+        if any(run_id not in taken for run_ids in created for run_id in run_ids):
+            self.announce_runs()  # runs left for this worker's next claim or another replica
 
     async def route(self, event: Event) -> list[int]:
         """Route one event (as `route_pending` does a page)."""
@@ -267,19 +317,28 @@ class Worker:
     async def _run_loop(self) -> None:
         while True:
             claimed: list[Run] = []
-            free = self.concurrency - len(self._active)
+            free = self._free()
             if free > 0:
+                self._reserved += free
                 try:
                     claimed = await self.store.claim(self.owner, free, self.lease_seconds)
                 except Exception as exc:
                     log.error("worker.claim_failed", error=str(exc))
-            for run in claimed:
-                task = asyncio.create_task(self._execute_guarded(run), name=f"run-{run.id}")
-                self._active[run.id] = task
-                task.add_done_callback(functools.partial(self._done, run.id))
+                finally:
+                    self._reserved -= free
+            self._start(claimed)
             if claimed and len(claimed) == free:
                 continue  # there may be more: claim again once slots free up
             await self._wait_for_work()
+
+    def _free(self) -> int:
+        return max(0, self.concurrency - len(self._active) - self._reserved)
+
+    def _start(self, claimed: list[Run]) -> None:
+        for run in claimed:
+            task = asyncio.create_task(self._execute_guarded(run), name=f"run-{run.id}")
+            self._active[run.id] = task
+            task.add_done_callback(functools.partial(self._done, run.id))
 
     def _done(self, run_id: int, _task: asyncio.Task[None]) -> None:
         self._active.pop(run_id, None)

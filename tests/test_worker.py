@@ -182,6 +182,21 @@ def test_runs_with_different_ordering_keys_overlap(tmp_path: Path) -> None:
     assert starts[-1] < ends[0], "all four should have been running at the same time"
 
 
+def test_no_more_runs_run_at_once_than_the_concurrency_allows(tmp_path: Path) -> None:
+    # Routing claims the runs it creates and the run loop claims too: both share the slots.
+    rules = ORDERED_RULE.replace('  order_by: "{{ payload.customer_key }}"\n', "")
+    rules = rules.replace("delay_ms: 5", "delay_ms: 50")
+    with live_gateway(tmp_path, rules, worker={"concurrency": 3}) as gw:
+        for n in range(12):
+            gw.post_order(f"slot-{n}", customer_key=f"customer-{n}", seq=n)
+        gw.finished_runs(12, timeout=60)
+
+    edges = sorted([(c["start"], 1) for c in CALLS] + [(c["end"], -1) for c in CALLS])
+    running = [sum(step for _, step in edges[: n + 1]) for n in range(len(edges))]
+    assert len(CALLS) == 12
+    assert max(running) == 3, "three slots, all used, never more"
+
+
 def test_replay_runs_the_rules_again_with_new_idempotency_keys(tmp_path: Path) -> None:
     with live_gateway(tmp_path, ORDER_RULE) as gw:
         event_id = gw.post_order("e1", total_price="500", name="#1").json()["id"]

@@ -32,8 +32,8 @@ def asyncpg_dsn(url: str) -> str:
     return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-async def wait_until_set(event: asyncio.Event, seconds: float) -> None:
-    """Wait for `event`, at most `seconds`.
+async def wait_until_set(event: asyncio.Event, seconds: float) -> bool:
+    """Wait for `event`, at most `seconds`; whether it is set.
 
     Not `asyncio.wait_for`: on Python 3.11 it swallows a cancellation that arrives just after
     the event fired, so a loop cancelled by `stop()` would run on for ever.
@@ -41,6 +41,7 @@ async def wait_until_set(event: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(seconds):
             await event.wait()
+    return event.is_set()
 
 
 class Notifier:

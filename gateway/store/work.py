@@ -245,8 +245,18 @@ class WorkStore:
     ) -> list[list[int]]:
         """`route` for a page of events in one commit: each event's new run ids, or [] for an
         event someone else routed first (another worker, or a replay race)."""
+        created, _ = await self.route_and_claim(routes, None)
+        return created
 
-        def change(conn: Connection) -> list[list[int]]:
+    async def route_and_claim(
+        self,
+        routes: Sequence[tuple[int, Sequence[NewRun], str]],
+        claim: tuple[str, int, float] | None,
+    ) -> tuple[list[list[int]], list[Run]]:
+        """`route_many`, then, in the same commit, `claim(owner, limit, lease)`: a worker
+        with free slots takes the runs it just created without another round trip."""
+
+        def change(conn: Connection) -> tuple[list[list[int]], list[Run]]:
             ids = [event_id for event_id, _, _ in routes]
             query = select(events.c.id).where(events.c.id.in_(ids), events.c.status == "pending")
             if self.dialect.skip_locked:
@@ -263,7 +273,8 @@ class WorkStore:
                 [new for _, planned, _ in mine for new in planned], created, strict=True
             ):
                 by_event.setdefault(new.event_id, []).append(run_id)
-            return [by_event.get(event_id, []) for event_id in ids]
+            claimed = self._claim(conn, *claim) if claim is not None and claim[1] > 0 else []
+            return [by_event.get(event_id, []) for event_id in ids], claimed
 
         return await self.journal.apply(change)
 
@@ -285,27 +296,26 @@ class WorkStore:
         """
         if limit <= 0:
             return []
+        return await self.journal.apply(lambda conn: self._claim(conn, owner, limit, lease))
 
-        def change(conn: Connection) -> list[Run]:
-            now = now_utc()
-            found: list[Row[Any]] = []
-            for query in self._claimable:
-                params = {"b_now": now, "b_limit": limit - len(found)}
-                found += conn.execute(query, params)
-                if len(found) >= limit:
-                    break
-            ids = [row.id for row in found]
-            if not ids:
-                return []
-            # Never started before: no journal to read back (what the worker skips).
-            fresh = {row.id for row in found if row.started_at is None}
-            expires = now + timedelta(seconds=lease)
-            params = {"b_ids": ids, "b_owner": owner, "b_now": now, "b_expires": expires}
-            conn.execute(TAKE_RUNS, params)
-            rows = conn.execute(SELECT_RUNS, {"b_ids": ids})
-            return [replace(Run.from_row(row), fresh=row.id in fresh) for row in rows]
-
-        return await self.journal.apply(change)
+    def _claim(self, conn: Connection, owner: str, limit: int, lease: float) -> list[Run]:
+        now = now_utc()
+        found: list[Row[Any]] = []
+        for query in self._claimable:
+            params = {"b_now": now, "b_limit": limit - len(found)}
+            found += conn.execute(query, params)
+            if len(found) >= limit:
+                break
+        ids = [row.id for row in found]
+        if not ids:
+            return []
+        # Never started before: no journal to read back (what the worker skips).
+        fresh = {row.id for row in found if row.started_at is None}
+        expires = now + timedelta(seconds=lease)
+        params = {"b_ids": ids, "b_owner": owner, "b_now": now, "b_expires": expires}
+        conn.execute(TAKE_RUNS, params)
+        rows = conn.execute(SELECT_RUNS, {"b_ids": ids})
+        return [replace(Run.from_row(row), fresh=row.id in fresh) for row in rows]
 
     async def renew(self, owner: str, run_ids: Sequence[int], lease: float) -> None:
         if not run_ids:
