@@ -109,22 +109,6 @@ def matching_rules(rules: RuleSet, event: Event) -> list[Rule]:
     return rules.matching(event.source, event.type)
 
 
-def arrived(stored: Stored) -> Event:
-    """A just-committed event as the store would read it back."""
-    new = stored.event
-    return Event(
-        id=stored.id,
-        source=new.source,
-        provider=new.provider,
-        type=new.type,
-        delivery_id=new.delivery_id,
-        received_at=new.received_at,
-        headers=new.headers,
-        body=new.body,
-        status="pending",
-    )
-
-
 def plan_runs(rules: RuleSet, event: Event) -> list[NewRun]:
     """The runs an event starts: one per matching rule whose `when` holds.
 
@@ -227,7 +211,7 @@ class Worker:
     def notify_events(self, stored: Sequence[Stored] = ()) -> None:
         """New events: `stored` (this process's, just committed), or somewhere in the store."""
         if stored and len(self._arrived) + len(stored) <= ARRIVED_MAX:
-            self._arrived.extend(arrived(s) for s in stored)
+            self._arrived.extend(Event.just_stored(s) for s in stored)
         else:
             self._scan = True
         self._events_ready.set()

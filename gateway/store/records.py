@@ -55,6 +55,13 @@ class Event:
             status=row.status,
         )
 
+    @classmethod
+    def just_stored(cls, stored: Stored) -> Event:
+        """A just-committed event as a read would return it, without the read."""
+        new = stored.event
+        return cls(stored.id, new.source, new.provider, new.type, new.delivery_id,
+                   new.received_at, new.headers, new.body, "pending")  # fmt: skip
+
     def summary(self) -> dict[str, Any]:
         """The JSON shape `gateway events --json` and the API list."""
         return {
