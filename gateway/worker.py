@@ -46,6 +46,8 @@ AssistantExecutor = Callable[[Run, Rule, Event, dict[str, Any]], Awaitable[None]
 FALLBACK_POLL_SECONDS = 1.0
 # Events handed over by the writer and not yet routed, at most (the pending scan finds more).
 ARRIVED_MAX = 4096
+# Events kept for the runs about to start, so a run does not read its event back (oldest go).
+ROUTED_MAX = 4096
 
 
 def scope_for(event: Event, now: datetime | None = None) -> dict[str, Any]:
@@ -174,7 +176,7 @@ class Worker:
         # read back. The pending scan finds whatever does not fit, and other processes' events.
         self._arrived: deque[Event] = deque()
         self._scan = True
-        # Events this worker just routed, so running their runs needs no read (bounded).
+        # Events of runs routed or claimed here, so running them needs no read (ROUTED_MAX).
         self._routed: OrderedDict[int, Event] = OrderedDict()
         # Files produced during a run (name → bytes), for later steps such as an attachment.
         self.files: dict[int, dict[str, bytes]] = {}
@@ -269,17 +271,18 @@ class Worker:
             created, claimed = await self.store.route_and_claim(
                 routes, (self.owner, free, self.lease_seconds)
             )
+            for event, (_, planned, status), run_ids in zip(pending, routes, created, strict=True):
+                if run_ids:
+                    self._routed[event.id] = replace(event, status=status)
+                log.info(
+                    "event.routed",
+                    event_id=event.id,
+                    rules=[r.rule for r in planned],
+                    runs=run_ids,
+                )
+            await self._start(claimed)
         finally:
             self._reserved -= free
-        for event, (_, planned, status), run_ids in zip(pending, routes, created, strict=True):
-            if run_ids:
-                self._routed[event.id] = replace(event, status=status)
-            log.info(
-                "event.routed", event_id=event.id, rules=[r.rule for r in planned], runs=run_ids
-            )
-        while len(self._routed) > 4096:
-            self._routed.popitem(last=False)
-        self._start(claimed)
         taken = {run.id for run in claimed}
         if any(run_id not in taken for run_ids in created for run_id in run_ids):
             self.announce_runs()  # runs left for this worker's next claim or another replica
@@ -306,11 +309,11 @@ class Worker:
                 self._reserved += free
                 try:
                     claimed = await self.store.claim(self.owner, free, self.lease_seconds)
+                    await self._start(claimed)
                 except Exception as exc:
                     log.error("worker.claim_failed", error=str(exc))
                 finally:
                     self._reserved -= free
-            self._start(claimed)
             if claimed and len(claimed) == free:
                 continue  # there may be more: claim again once slots free up
             await self._wait_for_work()
@@ -318,7 +321,17 @@ class Worker:
     def _free(self) -> int:
         return max(0, self.concurrency - len(self._active) - self._reserved)
 
-    def _start(self, claimed: list[Run]) -> None:
+    async def _start(self, claimed: list[Run]) -> None:
+        """Run what was claimed, after reading the events not in hand in one query."""
+        missing = {run.event_id for run in claimed if run.event_id not in self._routed}
+        if missing:
+            try:
+                for event in await self.store.events_by_id(missing):
+                    self._routed[event.id] = event
+            except Exception as exc:  # each run reads its own event, or fails and retries
+                log.warning("worker.events_read_failed", error=str(exc))
+        while len(self._routed) > ROUTED_MAX:
+            self._routed.popitem(last=False)
         for run in claimed:
             task = asyncio.create_task(self._execute_guarded(run), name=f"run-{run.id}")
             self._active[run.id] = task

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, func, select, text, update
@@ -97,6 +98,11 @@ class Store(WorkStore):
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(events).where(events.c.id == event_id))).first()
         return Event.from_row(row) if row else None
+
+    async def events_by_id(self, ids: Iterable[int]) -> list[Event]:
+        query = select(events).where(events.c.id.in_(list(ids)))
+        async with self.engine.connect() as conn:
+            return [Event.from_row(row) for row in await conn.execute(query)]
 
     async def count_events(self) -> int:
         async with self.engine.connect() as conn:
