@@ -302,9 +302,16 @@ class Worker:
     # ------------------------------------------------------------------ running
 
     async def _run_loop(self) -> None:
+        backlog = False  # the last claim filled every free slot: more runs are waiting
         while True:
             claimed: list[Run] = []
             free = self._free()
+            if backlog and self._active and free < max(1, self.concurrency // 4):
+                # Under a backlog, claim a quarter of the slots at a time, not each one as it
+                # frees: fewer, larger claim commits (bench/drain).
+                await wait_until_set(self._runs_ready, FALLBACK_POLL_SECONDS)
+                self._runs_ready.clear()
+                continue
             if free > 0:
                 self._reserved += free
                 try:
@@ -314,7 +321,8 @@ class Worker:
                     log.error("worker.claim_failed", error=str(exc))
                 finally:
                     self._reserved -= free
-            if claimed and len(claimed) == free:
+            backlog = bool(claimed) and len(claimed) == free
+            if backlog:
                 continue  # there may be more: claim again once slots free up
             await self._wait_for_work()
 
