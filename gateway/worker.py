@@ -48,6 +48,8 @@ FALLBACK_POLL_SECONDS = 1.0
 ARRIVED_MAX = 4096
 # Events kept for the runs about to start, so a run does not read its event back (oldest go).
 ROUTED_MAX = 4096
+# Under a backlog, how long the worker waits for more free slots to claim them together.
+CLAIM_LINGER_SECONDS = 0.005
 
 
 def scope_for(event: Event, now: datetime | None = None) -> dict[str, Any]:
@@ -307,11 +309,11 @@ class Worker:
             claimed: list[Run] = []
             free = self._free()
             if backlog and self._active and free < max(1, self.concurrency // 4):
-                # Under a backlog, claim a quarter of the slots at a time, not each one as it
-                # frees: fewer, larger claim commits (bench/drain).
-                await wait_until_set(self._runs_ready, FALLBACK_POLL_SECONDS)
-                self._runs_ready.clear()
-                continue
+                # Under a backlog, let a few more slots free up before claiming (a few ms at
+                # most): fewer, larger claim commits when runs are short (bench/drain), and
+                # hardly a delay when they are long (bench/assistants).
+                await self._linger(max(1, self.concurrency // 4))
+                free = self._free()
             if free > 0:
                 self._reserved += free
                 try:
@@ -325,6 +327,12 @@ class Worker:
             if backlog:
                 continue  # there may be more: claim again once slots free up
             await self._wait_for_work()
+
+    async def _linger(self, slots: int) -> None:
+        deadline = time.monotonic() + CLAIM_LINGER_SECONDS
+        while self._free() < slots and (left := deadline - time.monotonic()) > 0:
+            self._runs_ready.clear()
+            await wait_until_set(self._runs_ready, left)
 
     def _free(self) -> int:
         return max(0, self.concurrency - len(self._active) - self._reserved)
