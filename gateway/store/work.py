@@ -356,18 +356,7 @@ class WorkStore:
 
     async def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
         def change(conn: Connection) -> None:
-            conn.execute(
-                update(runs)
-                .where(runs.c.id == run_id)
-                .values(
-                    status=status,
-                    error=error,
-                    finished_at=now_utc(),
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    next_attempt_at=None,
-                )
-            )
+            _end_run(conn, run_id, now_utc(), status, error, None, None)
 
         await self.journal.apply(change)
 
@@ -496,25 +485,19 @@ class WorkStore:
             await self.journal.apply(Bulk(tuple(rows)))
             return
 
+        if new:
+            await self.record_steps(
+                run_id, [(position, step_values)], run_status, run_error, usage=usage, thread=thread
+            )
+            return
+
         def change(conn: Connection) -> None:
             now = now_utc()
-            if new:
-                values = dict(step_values)
-                conn.execute(
-                    insert(steps).values(
-                        run_id=run_id,
-                        position=position,
-                        started_at=values.pop("started_at", now),
-                        finished_at=now,
-                        **values,
-                    )
-                )
-            else:
-                conn.execute(
-                    update(steps)
-                    .where(steps.c.run_id == run_id, steps.c.position == position)
-                    .values(finished_at=now, **step_values)
-                )
+            conn.execute(
+                update(steps)
+                .where(steps.c.run_id == run_id, steps.c.position == position)
+                .values(finished_at=now, **step_values)
+            )
             _end_run(conn, run_id, now, run_status, run_error, usage, thread)
 
         await self.journal.apply(change)
@@ -674,18 +657,8 @@ def _end_run(
             ],
         )
     if status is not None:
-        conn.execute(
-            update(runs)
-            .where(runs.c.id == run_id)
-            .values(
-                status=status,
-                error=error,
-                finished_at=now,
-                lease_owner=None,
-                lease_expires_at=None,
-                next_attempt_at=None,
-            )
-        )
+        end = {"b_run_id": run_id, "b_status": status, "b_error": error, "b_finished_at": now}
+        conn.execute(END_RUN, end)
 
 
 def _insert_runs(conn: Connection, new_runs: Sequence[NewRun]) -> list[int]:
