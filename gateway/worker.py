@@ -16,7 +16,7 @@ import socket
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -515,7 +515,6 @@ class Worker:
             store=self.store,
         )
         attempt = (step.attempt + 1) if step is not None else 1
-        clock = time.perf_counter()
         if tool.side_effects:
             # Journal first: from here on, a crash leaves an outcome we must check, not guess.
             if step is None:
@@ -534,47 +533,35 @@ class Worker:
                 await self.store.update_step(
                     run.id, position, status="started", attempt=attempt, error=None
                 )
-        new = not tool.side_effects and step is None
+        call = _Call(
+            run, position, tool, arguments, step, end_run, context, key, attempt, kind, call_id,
+            new=not tool.side_effects and step is None, refusal_ends_run=refusal_ends_run,
+        )  # fmt: skip
         with tracing.span("tool", tool=tool.name, position=position, attempt=attempt):
-            return await self._call(
-                run, position, tool, arguments, step, end_run, context, key, attempt, clock,
-                kind, call_id, new, refusal_ends_run,
-            )  # fmt: skip
+            return await self._call(call)
 
-    async def _call(
-        self,
-        run: Run,
-        position: int,
-        tool: Tool,
-        arguments: dict[str, Any],
-        step: Step | None,
-        end_run: str | None,
-        context: ToolContext,
-        key: str,
-        attempt: int,
-        clock: float,
-        kind: str,
-        call_id: str | None,
-        new: bool,
-        refusal_ends_run: bool,
-    ) -> Any:
+    async def _call(self, call: _Call) -> Any:
+        run, position, tool, arguments = call.run, call.position, call.tool, call.arguments
         try:
             result = None
-            if step is not None and tool.side_effects and tool.recover_function is not None:
-                result = await tool.recover_function(context, arguments)
+            if call.step is not None and tool.side_effects and tool.recover_function is not None:
+                result = await tool.recover_function(call.context, arguments)
                 if result is not None:
-                    log.info("step.recovered", tool=tool.name, key=key)
+                    log.info("step.recovered", tool=tool.name, key=call.key)
             if result is None:
-                result = await tool.call(context, arguments)
+                result = await tool.call(call.context, arguments)
         except ToolError as exc:
-            values = self._step_values(tool, arguments, key, attempt, clock, kind, call_id, new)
+            values = call.step_values()
             outcome = "error" if exc.retryable else "failed"
             self.metrics.step_seconds.labels(tool.name, outcome).observe(
                 values["duration_ms"] / 1000
             )
-            if not exc.retryable and not refusal_ends_run:
+            if not exc.retryable and not call.refusal_ends_run:
                 await self.store.finish(
-                    run.id, position, {**values, "status": "failed", "error": str(exc)}, new=new
+                    run.id,
+                    position,
+                    {**values, "status": "failed", "error": str(exc)},
+                    new=call.new,
                 )
                 return ToolRefused(str(exc))
             if not exc.retryable:
@@ -584,24 +571,24 @@ class Worker:
                     {**values, "status": "failed", "error": str(exc)},
                     "failed",
                     f"{tool.name}: {exc}",
-                    new=new,
+                    new=call.new,
                 )
                 self.ended(run, "failed")
                 return _STOP
             await self.store.finish(
-                run.id, position, {**values, "status": "error", "error": str(exc)}, new=new
+                run.id, position, {**values, "status": "error", "error": str(exc)}, new=call.new
             )
             await self.retry_or_dead(run, f"{tool.name}: {exc}", exc.retry_after)
             return _STOP
         except Exception as exc:  # an unexpected failure inside a handler: retry like any
-            values = self._step_values(tool, arguments, key, attempt, clock, kind, call_id, new)
+            values = call.step_values()
             error = f"{type(exc).__name__}: {exc}"
             await self.store.finish(
-                run.id, position, {**values, "status": "error", "error": error}, new=new
+                run.id, position, {**values, "status": "error", "error": error}, new=call.new
             )
             await self.retry_or_dead(run, f"{tool.name}: {error}", None)
             return _STOP
-        values = self._step_values(tool, arguments, key, attempt, clock, kind, call_id, new)
+        values = call.step_values()
         self.metrics.step_seconds.labels(tool.name, "succeeded").observe(
             values["duration_ms"] / 1000
         )
@@ -610,37 +597,12 @@ class Worker:
             run.id,
             position,
             {**values, "status": "succeeded", "result": result, "error": None},
-            end_run,
-            new=new,
+            call.end_run,
+            new=call.new,
         )
-        if end_run:
-            self.ended(run, end_run)
+        if call.end_run:
+            self.ended(run, call.end_run)
         return result
-
-    def _step_values(
-        self,
-        tool: Tool,
-        arguments: dict[str, Any],
-        key: str,
-        attempt: int,
-        clock: float,
-        kind: str,
-        call_id: str | None,
-        new: bool,
-    ) -> dict[str, Any]:
-        values: dict[str, Any] = {
-            "duration_ms": round((time.perf_counter() - clock) * 1000, 3),
-            "attempt": attempt,
-        }
-        if new:
-            values |= {
-                "kind": kind,
-                "tool": tool.name,
-                "arguments": arguments,
-                "idempotency_key": key,
-                "call_id": call_id,
-            }
-        return values
 
     async def _record(
         self,
@@ -698,6 +660,42 @@ class Worker:
         self.metrics.runs.labels(run.rule, status).inc()
         for callback in self.on_run_end:
             callback(run.id, status)
+
+
+@dataclass
+class _Call:
+    """One call of a tool within a run, as `Worker.call_tool` prepared it."""
+
+    run: Run
+    position: int
+    tool: Tool
+    arguments: dict[str, Any]
+    step: Step | None  # the journaled step of an earlier attempt, if any
+    end_run: str | None  # the run's status once this call succeeds (its last step)
+    context: ToolContext
+    key: str
+    attempt: int
+    kind: str
+    call_id: str | None
+    new: bool  # no step was journaled before the call: the step is inserted whole after it
+    refusal_ends_run: bool
+    clock: float = field(default_factory=time.perf_counter)
+
+    def step_values(self) -> dict[str, Any]:
+        """The step's columns once the call returned: timing, and all of it if `new`."""
+        values: dict[str, Any] = {
+            "duration_ms": round((time.perf_counter() - self.clock) * 1000, 3),
+            "attempt": self.attempt,
+        }
+        if self.new:
+            values |= {
+                "kind": self.kind,
+                "tool": self.tool.name,
+                "arguments": self.arguments,
+                "idempotency_key": self.key,
+                "call_id": self.call_id,
+            }
+        return values
 
 
 class _Stop:
