@@ -39,7 +39,8 @@ from gateway.tools import TOOLS, Tool, ToolContext, ToolError, describe_error
 log = structlog.get_logger(__name__)
 
 # Executes an assistant run; given by the assistant package when it is configured.
-AssistantExecutor = Callable[[Run, Rule, Event, dict[str, Any]], Awaitable[None]]
+# (run, rule, event, template scope, the run's journal so far: [] for a fresh run)
+AssistantExecutor = Callable[[Run, Rule, Event, dict[str, Any], list[Step]], Awaitable[None]]
 
 # Only a fallback for work written by another process (CLI, another replica): in-process
 # events and finished runs wake the worker at once.
@@ -406,20 +407,22 @@ class Worker:
     async def _execute(
         self, run: Run, rule: Rule, event: Event, scope: dict[str, Any], started: float
     ) -> None:
-        await self._restore_files(run, rule)
+        # A resumed run's journal, read once: its files are rebuilt from it, then it resumes.
+        journal = [] if run.fresh else await self.store.steps(run.id)
+        await self._restore_files(run, rule, journal)
         try:
             if rule.assistant is not None:
                 if self.assistant is None:
                     await self.end(run, "failed", "no assistant backend is configured")
                     return
-                await self.assistant(run, rule, event, scope)
+                await self.assistant(run, rule, event, scope, journal)
                 return
-            await self._run_actions(run, rule, scope)
+            await self._run_actions(run, rule, scope, journal)
         finally:
             log.debug("run.executed", ms=round((time.perf_counter() - started) * 1000, 2))
             structlog.contextvars.unbind_contextvars("run_id", "event_id")
 
-    async def _restore_files(self, run: Run, rule: Rule) -> None:
+    async def _restore_files(self, run: Run, rule: Rule, journal: list[Step]) -> None:
         """Rebuild the files of a resumed run (they live in memory) from its journal."""
         names = rule.assistant.tools if rule.assistant else [a.tool for a in rule.actions]
         if (
@@ -429,15 +432,16 @@ class Worker:
         ):
             return
         files = self.files.setdefault(run.id, {})
-        for step in await self.store.steps(run.id):
+        for step in journal:
             tool = self.tools.get(step.tool or "")
             if step.status == "succeeded" and tool is not None and tool.makes_files:
                 context = ToolContext(key=step.idempotency_key, run_id=run.id, files=files)
                 context.settings = self.config.handlers.get(tool.family, {})
                 await tool.call(context, step.arguments or {})
 
-    async def _run_actions(self, run: Run, rule: Rule, scope: dict[str, Any]) -> None:
-        steps = [] if run.fresh else await self.store.steps(run.id)
+    async def _run_actions(
+        self, run: Run, rule: Rule, scope: dict[str, Any], steps: list[Step]
+    ) -> None:
         journal = {step.position: step for step in steps}
         results: dict[str, Any] = {}
         scope = {**scope, "results": results}

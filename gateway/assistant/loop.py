@@ -7,7 +7,6 @@ made again. The conversation continues across events through the thread key.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -73,9 +72,11 @@ class AssistantRunner:
             self._backends[name] = self._make(profile)
         return self._backends[name]
 
-    async def __call__(self, run: Run, rule: Rule, event: Event, scope: dict[str, Any]) -> None:
+    async def __call__(
+        self, run: Run, rule: Rule, event: Event, scope: dict[str, Any], journal: list[Step]
+    ) -> None:
         assert self.worker is not None, "bind() the runner to a worker first"
-        await _Conversation(self, self.worker, run, rule, scope).run()
+        await _Conversation(self, self.worker, run, rule, scope).run(journal)
 
 
 class _Conversation:
@@ -100,9 +101,9 @@ class _Conversation:
             tool.definition(handlers.get(tool.family, {})) for tool in self.allowed.values()
         ]
 
-    async def run(self) -> None:
+    async def run(self, journal: list[Step]) -> None:
         run, spec = self.run_, self.spec
-        journal, history = await asyncio.gather(self._journal(), self._history())
+        history = await self._history()
         if journal:
             instructions = journal[0].result.get("instructions", "")
             own: list[Item] = list(journal[0].result["items"])  # this run's part of the thread
@@ -353,9 +354,6 @@ class _Conversation:
             if elapsed >= limits.seconds:
                 return f"{elapsed:.0f} s of wall time (limit {limits.seconds:.0f} s)"
         return None
-
-    async def _journal(self) -> list[Step]:
-        return [] if self.run_.fresh else await self.store.steps(self.run_.id)
 
     async def _history(self) -> list[Item]:
         if not self.run_.thread_key:
