@@ -79,7 +79,8 @@ def create_app(
         store.writer.on_commit(worker.notify_events)
     # Fires scheduled rules into the store; validates every schedule now (ConfigError).
     scheduler = (
-        Scheduler(store, rules.scheduled) if "scheduler" in roles and rules.scheduled else None
+        # Also with no scheduled rule yet: a rule reload may bring one.
+        Scheduler(store, rules.scheduled) if "scheduler" in roles else None
     )
     if notifier is not None:
         store.writer.on_commit(notifier.notify_soon)

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.errors import ConfigError, GatewayError
 from gateway.rules.loader import RuleSet
 from gateway.rules.loader import load as load_rules
 from gateway.store import Run, Step, Store
 from gateway.worker import Worker, plan_runs
+
+if TYPE_CHECKING:
+    from gateway.scheduler import Scheduler
 
 # Runs an operator may send round again: finished without success.
 RETRYABLE = ("failed", "dead")
@@ -130,15 +133,19 @@ def load_checked(directory: Path) -> RuleSet:
     return rules
 
 
-def reload_rules(state: Any) -> RuleSet:
+async def reload_rules(state: Any) -> RuleSet:
     """Re-read `state.config.rules_dir`; only a rule set that validates replaces the old one.
 
-    `state` is the Starlette app state: its `rules` and its worker's are swapped together.
-    Raises `ConfigError` with every problem, leaving the loaded rules as they were.
+    `state` is the Starlette app state: its `rules`, its worker's and its scheduler's are
+    swapped together. Raises `ConfigError` with every problem, leaving the loaded rules as
+    they were.
     """
     rules = load_checked(state.config.rules_dir)
     state.rules = rules
     worker: Worker | None = getattr(state, "worker", None)
     if worker is not None:
         worker.rules = rules
+    scheduler: Scheduler | None = getattr(state, "scheduler", None)
+    if scheduler is not None:
+        await scheduler.replace_rules(rules.scheduled)
     return rules

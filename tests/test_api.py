@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -271,6 +272,28 @@ def test_rules_reload_swaps_valid_rules_and_refuses_invalid_ones(
     admin.post_order("e9", name="#9", note="")
     [run] = admin.finished_runs(1)
     assert run.rule == "record-order-v2"
+
+
+def test_rules_reload_starts_and_stops_scheduled_rules_in_the_running_scheduler(
+    admin: LiveGateway, tmp_path: Path
+) -> None:
+    rules_file = tmp_path / "rules" / "rules.yaml"
+    tick = "- name: tick\n  schedule: {every: 1s}\n  actions:\n    - test.record: {label: tick}\n"
+    rules_file.write_text(RULES + tick)
+    assert admin.client.post("/api/rules/reload", headers=auth()).status_code == 200
+    deadline = time.monotonic() + 15
+    while sum(c["label"] == "tick" for c in CALLS) < 2:
+        assert time.monotonic() < deadline, "the reloaded schedule never fired twice"
+        time.sleep(0.05)
+
+    rules_file.write_text(RULES)
+    assert admin.client.post("/api/rules/reload", headers=auth()).status_code == 200
+    time.sleep(0.5)  # a firing already stored may still be running
+    ticks = sum(c["label"] == "tick" for c in CALLS)
+    time.sleep(2.5)
+    assert sum(c["label"] == "tick" for c in CALLS) == ticks, "a removed schedule fired"
+    schedules = admin.client.get("/api/schedules", headers=auth()).json()["items"]
+    assert schedules == []
 
 
 def test_schedules_lists_scheduled_rules(tmp_path: Path) -> None:

@@ -177,7 +177,7 @@ async def list_rules(admin: Admin, request: Request) -> Any:
 
 
 async def reload_rules(admin: Admin, request: Request) -> Any:
-    rules = operations.reload_rules(admin.state)
+    rules = await operations.reload_rules(admin.state)
     return {
         "reloaded": True,
         "directory": str(admin.config.rules_dir),

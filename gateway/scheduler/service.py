@@ -97,10 +97,16 @@ class Scheduler:
     ) -> None:
         self.store = store
         self.clock = clock
-        self.rules = {r.name: r for r in rules if r.enabled and r.schedule is not None}
-        # Validates every schedule up front: a bad one fails start-up with a ConfigError.
-        self.timings = {name: Timing.of(rule) for name, rule in self.rules.items()}
+        self.rules: dict[str, Rule] = {}
+        self.timings: dict[str, Timing] = {}
+        self._use(rules)
         self._runtime: Any = None
+
+    def _use(self, rules: Iterable[Rule]) -> None:
+        scheduled = {r.name: r for r in rules if r.enabled and r.schedule is not None}
+        # Validates every schedule up front: a bad one fails start-up with a ConfigError.
+        timings = {name: Timing.of(rule) for name, rule in scheduled.items()}
+        self.rules, self.timings = scheduled, timings
 
     async def tick(self, now: datetime | None = None) -> list[Firing]:
         """Fire every rule that is due at `now` (the clock if not given); return the firings."""
@@ -153,21 +159,42 @@ class Scheduler:
             await state.record_next(self.store, name, timing.next_after(now), now)
         await self.tick(now)
         runtime = AsyncIOScheduler(timezone=UTC)
-        for name, timing in self.timings.items():
-            runtime.add_job(
-                self._wake,
-                trigger=timing.apscheduler_trigger(),
-                args=[name],
-                id=name,
-                name=f"schedule:{name}",
-                misfire_grace_time=int(timing.grace.total_seconds()) or 1,
-                coalesce=True,
-                max_instances=1,
-                replace_existing=True,
-            )
+        for name in self.timings:
+            self._add_job(runtime, name)
         runtime.start()
         self._runtime = runtime
         log.info("scheduler.started", rules=sorted(self.rules))
+
+    async def replace_rules(self, rules: Iterable[Rule]) -> None:
+        """Schedule a reloaded rule set: new and changed rules get their (new) timing, removed
+        or disabled ones stop. What is due now fires now (as at start)."""
+        before = self.rules
+        self._use(rules)
+        now = self.clock().astimezone(UTC)
+        for name, timing in self.timings.items():
+            await state.record_next(self.store, name, timing.next_after(now), now)
+        if self._runtime is None:
+            return
+        for name in before.keys() - self.rules.keys():
+            self._runtime.remove_job(name)
+        for name in self.rules:
+            self._add_job(self._runtime, name)  # replaces an existing job of that name
+        await self.tick(now)
+        log.info("scheduler.reloaded", rules=sorted(self.rules))
+
+    def _add_job(self, runtime: Any, name: str) -> None:
+        timing = self.timings[name]
+        runtime.add_job(
+            self._wake,
+            trigger=timing.apscheduler_trigger(),
+            args=[name],
+            id=name,
+            name=f"schedule:{name}",
+            misfire_grace_time=int(timing.grace.total_seconds()) or 1,
+            coalesce=True,
+            max_instances=1,
+            replace_existing=True,
+        )
 
     async def stop(self) -> None:
         if self._runtime is not None:

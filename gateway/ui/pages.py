@@ -272,7 +272,7 @@ class Pages:
 
     async def reload(self, request: Request, session: Session) -> Response:
         try:
-            rules = operations.reload_rules(outer_state(request))
+            rules = await operations.reload_rules(outer_state(request))
         except ConfigError as exc:
             return await self._rules(request, session, problems=exc.problems, status=422)
         return _back("/ui/rules", notice=f"reloaded {len(rules.rules)} rule(s)")
