@@ -175,6 +175,8 @@ class Worker:
         # Slots promised to a claim in flight (routing claims too), so two claims never
         # take more runs than there are slots.
         self._reserved = 0
+        # Runs whose last step is done and whose final commit is on its way (see `_call`).
+        self._finishing = 0
         # Events this process just stored, handed over by the writer: routed without being
         # read back. The pending scan finds whatever does not fit, and other processes' events.
         self._arrived: deque[Event] = deque()
@@ -336,7 +338,8 @@ class Worker:
             await wait_until_set(self._runs_ready, left)
 
     def _free(self) -> int:
-        return max(0, self.concurrency - len(self._active) - self._reserved)
+        busy = len(self._active) - self._finishing + self._reserved
+        return max(0, self.concurrency - busy)
 
     async def _start(self, claimed: list[Run]) -> None:
         """Run what was claimed, after reading the events not in hand in one query."""
@@ -597,13 +600,22 @@ class Worker:
             values["duration_ms"] / 1000
         )
         result = _jsonable(result)
-        await self.store.finish(
-            run.id,
-            position,
-            {**values, "status": "succeeded", "result": result, "error": None},
-            call.end_run,
-            new=call.new,
-        )
+        if call.end_run:
+            # The run's work is done; only its last commit is left. Its slot counts as free, so
+            # a claim can join the same journal commit instead of waiting for the next one.
+            self._finishing += 1
+            self._runs_ready.set()
+        try:
+            await self.store.finish(
+                run.id,
+                position,
+                {**values, "status": "succeeded", "result": result, "error": None},
+                call.end_run,
+                new=call.new,
+            )
+        finally:
+            if call.end_run:
+                self._finishing -= 1
         if call.end_run:
             self.ended(run, call.end_run)
         return result
