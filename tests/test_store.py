@@ -13,6 +13,7 @@ import pytest
 from gateway.errors import SchemaMismatch
 from gateway.store import NewEvent, NewRun, Store, Stored, database
 from gateway.store.notify import Notifier
+from gateway.store.work import _insert_runs
 from tests.postgres import fresh_database
 
 
@@ -190,6 +191,34 @@ async def test_claim_takes_one_run_per_ordering_key_in_arrival_order(store: Stor
     assert [r.id for r in await store.claim("w2", 10, 60)] == [a2]
     await store.finish_run(a2, "failed", "boom")
     assert [r.id for r in await store.claim("w2", 10, 60)] == [a3]
+
+
+async def test_a_replica_waits_for_another_replicas_uncommitted_run_of_the_same_key(
+    postgres_url: str,
+) -> None:
+    # Two replicas routing events of one key at once: the later insert must not commit (and
+    # be claimed) ahead of an earlier id that is not committed yet, or runs of the key would
+    # run out of order (seen in the three-replica test).
+    first_replica, second_replica = Store(postgres_url), Store(postgres_url)
+    await first_replica.open()
+    await second_replica.open()
+    try:
+        one = await first_replica.add_event(new_event("key-1"))
+        two = await first_replica.add_event(new_event("key-2"))
+        plan = [NewRun(event_id=two.id, rule="r", kind="actions", ordering_key="k")]
+        async with first_replica.engine.begin() as conn:  # a routing transaction, still open
+            [first] = await conn.run_sync(
+                _insert_runs, [NewRun(event_id=one.id, rule="r", kind="actions", ordering_key="k")]
+            )
+            second = asyncio.create_task(second_replica.route(two.id, plan, "routed"))
+            await asyncio.sleep(0.5)
+            assert not second.done(), "a run of the key was inserted beside an uncommitted one"
+        [second_id] = await asyncio.wait_for(second, 10)
+        assert second_id > first
+        assert [r.id for r in await second_replica.claim("w", 10, 60)] == [first]
+    finally:
+        await first_replica.close()
+        await second_replica.close()
 
 
 async def test_concurrent_claimers_never_get_the_same_run(store_url: str, store: Store) -> None:

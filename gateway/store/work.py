@@ -81,6 +81,14 @@ INSERT_RUNS = insert(runs).returning(runs.c.id, sort_by_parameter_order=True)
 MARK_EVENT = (
     update(events).where(events.c.id == bindparam("b_id")).values(status=bindparam("b_status"))
 )
+# Transaction-scoped advisory locks on ordering keys (two-int form, namespace "gate"), taken
+# in one order so that two transactions never wait for each other's keys.
+LOCK_KEYS = text(
+    "SELECT pg_advisory_xact_lock(1734440037, h)"
+    " FROM (SELECT DISTINCT hashtext(k) AS h FROM unnest(CAST(:b_keys AS text[])) AS k"
+    " ORDER BY h) AS ordered"
+)
+
 # Claiming. Built once: building these statements cost more than running them (bench/drain).
 # A run is claimable when no earlier run with its ordering key is unfinished. Two queries,
 # each walking ix_runs_status_id in id order: one over both statuses (an OR) made SQLite
@@ -665,6 +673,13 @@ def _insert_runs(conn: Connection, new_runs: Sequence[NewRun]) -> list[int]:
     """Insert runs in one statement; their ids, in the order given."""
     if not new_runs:
         return []
+    keys = sorted({new.ordering_key for new in new_runs if new.ordering_key is not None})
+    if keys and conn.dialect.name == "postgresql":
+        # Runs of one key run in id order, and a claim sees only committed runs. Two replicas
+        # inserting runs of one key at once could commit the higher id first, and a claim in
+        # between would take it ahead of the lower one. Holding a lock per key until commit
+        # makes each key's runs get their ids in commit order. (SQLite has one writer.)
+        conn.execute(LOCK_KEYS, {"b_keys": keys})
     now = now_utc()
     rows = [
         {
