@@ -217,7 +217,9 @@ class Worker:
 
     def notify_events(self, stored: Sequence[Stored] = ()) -> None:
         """New events: `stored` (this process's, just committed), or somewhere in the store."""
-        if stored and len(self._arrived) + len(stored) <= ARRIVED_MAX:
+        # Not while a scan is due: events that did not fit are waiting for it, and later
+        # events routed from the hand would overtake them.
+        if stored and not self._scan and len(self._arrived) + len(stored) <= ARRIVED_MAX:
             self._arrived.extend(Event.just_stored(s) for s in stored)
         else:
             self._scan = True

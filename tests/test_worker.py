@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gateway import cli
+from gateway import worker as worker_module
 from gateway.config import Config
 from gateway.rules.loader import load as load_rules
 from gateway.store import Store
@@ -19,6 +20,7 @@ from gateway.worker import Worker
 from tests.fixtures import requires_fixtures
 from tests.live import live_gateway
 from tests.recording import CALLS, FAILURES, RECOVERED
+from tests.test_store import new_event
 
 pytestmark = [requires_fixtures, pytest.mark.usefixtures("recording")]
 
@@ -260,3 +262,42 @@ async def test_stop_returns_when_a_wake_up_races_the_cancellation(
         await asyncio.wait_for(worker.stop(), 5)
     finally:
         await store.close()
+
+
+async def test_events_that_did_not_fit_in_hand_are_not_overtaken_by_later_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The writer hands committed events to the worker, up to ARRIVED_MAX; the rest wait for
+    # the pending scan. Later events must then wait too, or they would run first.
+    monkeypatch.setattr(worker_module, "ARRIVED_MAX", 2)
+    (tmp_path / "rules.yaml").write_text(ORDERED_RULE.replace("delay_ms: 5", "delay_ms: 0"))
+    config = Config.model_validate(
+        {"store": f"sqlite:///{tmp_path / 'gateway.db'}", "rules": str(tmp_path), "sources": {}}
+    )
+    store = Store(config.store_url)
+    await store.open()
+    try:
+        worker = Worker(store, load_rules(tmp_path), config)
+        stored = []
+        for n in range(5):
+            body = b'{"customer_key": "alice", "seq": %d}' % n
+            stored.append(await store.add_event(new_event(f"in-hand-{n}", body=body)))
+        worker._scan = False  # as after the first scan of a running worker
+        for one in stored[:3]:  # two fit in hand, the third does not: it waits for the scan
+            worker.notify_events([one])
+        # The route loop takes the first from the hand and routes it; then two more arrive.
+        await worker.route_events([worker._arrived.popleft()])
+        for one in stored[3:]:
+            worker.notify_events([one])
+        await worker.start()
+        for _ in range(500):
+            if await store.count_runs("succeeded") == 5:
+                break
+            await asyncio.sleep(0.01)
+        await worker.stop()
+        runs = sorted(await store.runs(limit=10), key=lambda run: run.id)
+    finally:
+        await store.close()
+    assert [run.event_id for run in runs] == [one.id for one in stored]
+    # Runs of the key ran in run-id order, so the calls went out in the events' order.
+    assert [int(c["key"].split(".")[0]) for c in CALLS] == [run.id for run in runs]
