@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -239,19 +241,27 @@ def test_an_argument_naming_a_missing_field_fails_the_run_with_the_reason(
     assert CALLS == []
 
 
+@asynccontextmanager
+async def worker_on(folder: Path) -> AsyncIterator[tuple[Store, Worker]]:
+    """A worker (not started) on a fresh SQLite store, with the rules in `folder`."""
+    config = Config.model_validate(
+        {"store": f"sqlite:///{folder / 'gateway.db'}", "rules": str(folder), "sources": {}}
+    )
+    store = Store(config.store_url)
+    await store.open()
+    try:
+        yield store, Worker(store, load_rules(folder), config)
+    finally:
+        await store.close()
+
+
 @pytest.mark.parametrize("turns", [0, 1, 2, 3])
 async def test_stop_returns_when_a_wake_up_races_the_cancellation(
     tmp_path: Path, turns: int
 ) -> None:
     # Python 3.11's asyncio.wait_for swallows a cancellation that arrives just after the
     # awaited event fired; the worker's loops then ran on and stop() never returned.
-    config = Config.model_validate(
-        {"store": f"sqlite:///{tmp_path / 'gateway.db'}", "rules": str(tmp_path), "sources": {}}
-    )
-    store = Store(config.store_url)
-    await store.open()
-    try:
-        worker = Worker(store, load_rules(tmp_path), config)
+    async with worker_on(tmp_path) as (_, worker):
         await worker.start()
         for _ in range(20):  # let both loops go idle, waiting for work
             await asyncio.sleep(0.01)
@@ -260,8 +270,6 @@ async def test_stop_returns_when_a_wake_up_races_the_cancellation(
         for _ in range(turns):
             await asyncio.sleep(0)
         await asyncio.wait_for(worker.stop(), 5)
-    finally:
-        await store.close()
 
 
 async def test_events_that_did_not_fit_in_hand_are_not_overtaken_by_later_ones(
@@ -271,13 +279,7 @@ async def test_events_that_did_not_fit_in_hand_are_not_overtaken_by_later_ones(
     # the pending scan. Later events must then wait too, or they would run first.
     monkeypatch.setattr(worker_module, "ARRIVED_MAX", 2)
     (tmp_path / "rules.yaml").write_text(ORDERED_RULE.replace("delay_ms: 5", "delay_ms: 0"))
-    config = Config.model_validate(
-        {"store": f"sqlite:///{tmp_path / 'gateway.db'}", "rules": str(tmp_path), "sources": {}}
-    )
-    store = Store(config.store_url)
-    await store.open()
-    try:
-        worker = Worker(store, load_rules(tmp_path), config)
+    async with worker_on(tmp_path) as (store, worker):
         stored = []
         for n in range(5):
             body = b'{"customer_key": "alice", "seq": %d}' % n
@@ -296,8 +298,6 @@ async def test_events_that_did_not_fit_in_hand_are_not_overtaken_by_later_ones(
             await asyncio.sleep(0.01)
         await worker.stop()
         runs = sorted(await store.runs(limit=10), key=lambda run: run.id)
-    finally:
-        await store.close()
     assert [run.event_id for run in runs] == [one.id for one in stored]
     # Runs of the key ran in run-id order, so the calls went out in the events' order.
     assert [int(c["key"].split(".")[0]) for c in CALLS] == [run.id for run in runs]
