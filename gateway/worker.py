@@ -177,6 +177,8 @@ class Worker:
         self._reserved = 0
         # Runs whose last step is done and whose final commit is on its way (see `_call`).
         self._finishing = 0
+        # The last claim filled every free slot: more runs are waiting.
+        self._backlog = False
         # Events this process just stored, handed over by the writer: routed without being
         # read back. The pending scan finds whatever does not fit, and other processes' events.
         self._arrived: deque[Event] = deque()
@@ -309,11 +311,10 @@ class Worker:
     # ------------------------------------------------------------------ running
 
     async def _run_loop(self) -> None:
-        backlog = False  # the last claim filled every free slot: more runs are waiting
         while True:
             claimed: list[Run] = []
             free = self._free()
-            if backlog and self._active and free < max(1, self.concurrency // 4):
+            if self._backlog and self._active and free < max(1, self.concurrency // 4):
                 # Under a backlog, let a few more slots free up before claiming (a few ms at
                 # most): fewer, larger claim commits when runs are short (bench/drain), and
                 # hardly a delay when they are long (bench/assistants).
@@ -328,8 +329,8 @@ class Worker:
                     log.error("worker.claim_failed", error=str(exc))
                 finally:
                     self._reserved -= free
-            backlog = bool(claimed) and len(claimed) == free
-            if backlog:
+            self._backlog = bool(claimed) and len(claimed) == free
+            if self._backlog:
                 continue  # there may be more: claim again once slots free up
             await self._wait_for_work()
 
@@ -604,9 +605,10 @@ class Worker:
         result = _jsonable(result)
         if call.end_run:
             # The run's work is done; only its last commit is left. Its slot counts as free, so
-            # a claim can join the same journal commit instead of waiting for the next one.
+            # under a backlog a claim can join the same journal commit instead of the next one.
             self._finishing += 1
-            self._runs_ready.set()
+            if self._backlog:
+                self._runs_ready.set()
         try:
             await self.store.finish(
                 run.id,
