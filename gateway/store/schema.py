@@ -29,7 +29,7 @@ metadata = MetaData()
 FINISHED = ("succeeded", "failed", "dead", "cancelled")
 # The same condition as SQL text, exactly as migration 0003 wrote it into the partial index
 # (the planners use a partial index only for a query that repeats its condition).
-UNFINISHED = text("status NOT IN ('succeeded', 'failed', 'dead', 'cancelled')")
+UNFINISHED = text(f"status NOT IN ({', '.join(repr(status) for status in FINISHED)})")
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid); PostgreSQL wants BIGINT.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -77,7 +77,6 @@ runs = Table(
     Column("output_tokens", Integer, nullable=False, server_default="0"),
     Column("cost", Float, nullable=False, server_default="0"),
     Index("ix_runs_status_id", "status", "id"),
-    Index("ix_runs_ordering_key_id", "ordering_key", "id"),
     # Unfinished runs by key: "is this the first unfinished run of its key?" when claiming.
     Index(
         "ix_runs_unfinished_key",
