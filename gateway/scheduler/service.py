@@ -155,8 +155,7 @@ class Scheduler:
         Call from the running event loop of a process with the scheduler role.
         """
         now = self.clock().astimezone(UTC)
-        for name, timing in self.timings.items():
-            await state.record_next(self.store, name, timing.next_after(now), now)
+        await self._record_next_fires(now)
         await self.tick(now)
         runtime = AsyncIOScheduler(timezone=UTC)
         for name in self.timings:
@@ -171,8 +170,7 @@ class Scheduler:
         before = self.rules
         self._use(rules)
         now = self.clock().astimezone(UTC)
-        for name, timing in self.timings.items():
-            await state.record_next(self.store, name, timing.next_after(now), now)
+        await self._record_next_fires(now)
         if self._runtime is None:
             return
         for name in before.keys() - self.rules.keys():
@@ -181,6 +179,10 @@ class Scheduler:
             self._add_job(self._runtime, name)  # replaces an existing job of that name
         await self.tick(now)
         log.info("scheduler.reloaded", rules=sorted(self.rules))
+
+    async def _record_next_fires(self, now: datetime) -> None:
+        for name, timing in self.timings.items():
+            await state.record_next(self.store, name, timing.next_after(now), now)
 
     def _add_job(self, runtime: Any, name: str) -> None:
         timing = self.timings[name]
