@@ -48,9 +48,7 @@ def _load(path: Path | None) -> Config:
     try:
         return config_module.load(path)
     except ConfigError as exc:
-        err.print(f"[red]{len(exc.problems)} problem(s) in the configuration:[/red]")
-        for problem in exc.problems:
-            err.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
+        _problems(exc, "in the configuration")
         raise typer.Exit(1) from None
 
 
@@ -97,11 +95,9 @@ def serve(
         raise typer.Exit(2)
     chosen = ROLES if "all" in roles else frozenset(roles)
     try:
-        application = create_app(cfg, migrate=migrate, rules=_rules(cfg), roles=chosen)
+        application = create_app(cfg, migrate=migrate, roles=chosen, reload_on_hangup=True)
     except ConfigError as exc:
-        err.print(f"[red]{len(exc.problems)} problem(s); not starting:[/red]")
-        for problem in exc.problems:
-            err.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
+        _problems(exc, "in the rules; not starting")
         raise typer.Exit(1) from None
     # Everything loaded so far lives as long as the process: keep it out of the collector's
     # scans, and collect less often. Parsing a webhook allocates hundreds of objects that die
@@ -124,16 +120,8 @@ def serve(
 @app.command()
 def check(config: ConfigOption = None) -> None:
     """Validate the configuration and the rules; exit 1 listing every problem."""
-    from gateway.assistant.check import problems as assistant_problems
-
     cfg = _load(config)
     rules = _rules(cfg)
-    problems = assistant_problems(cfg, rules)
-    if problems:
-        err.print(f"[red]{len(problems)} problem(s) with models and assistants:[/red]")
-        for problem in problems:
-            err.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
     console.print(
         f"[green]ok[/green]: {len(cfg.sources)} source(s), {len(rules.rules)} rule(s) "
         f"from {cfg.rules_dir}, store {cfg.store}"
@@ -141,15 +129,20 @@ def check(config: ConfigOption = None) -> None:
 
 
 def _rules(cfg: Config) -> RuleSet:
-    from gateway.rules.loader import load as load_rules
+    """The rules as the server would run them (`load_ruleset`), or every problem and exit 1."""
+    from gateway.ruleset import load_ruleset
 
     try:
-        return load_rules(cfg.rules_dir)
+        return load_ruleset(cfg)
     except ConfigError as exc:
-        err.print(f"[red]{len(exc.problems)} problem(s) in the rules:[/red]")
-        for problem in exc.problems:
-            err.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
+        _problems(exc, "in the rules")
         raise typer.Exit(1) from None
+
+
+def _problems(exc: ConfigError, where: str) -> None:
+    err.print(f"[red]{len(exc.problems)} problem(s) {where}:[/red]")
+    for problem in exc.problems:
+        err.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _with_store(cfg: Config, use: Callable[[Store], Awaitable[T]]) -> T:
