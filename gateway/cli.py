@@ -120,11 +120,14 @@ def serve(
 @app.command()
 def check(config: ConfigOption = None) -> None:
     """Validate the configuration and the rules; exit 1 listing every problem."""
+    from gateway.insecure import shown_url
+
     cfg = _load(config)
     rules = _rules(cfg)
     console.print(
         f"[green]ok[/green]: {len(cfg.sources)} source(s), {len(rules.rules)} rule(s) "
-        f"from {cfg.rules_dir}, store {cfg.store}"
+        f"from {cfg.rules_dir}, store {shown_url(cfg.store)}",
+        highlight=False,
     )
 
 
@@ -425,6 +428,7 @@ def send(
 
     import gateway.ingest.providers  # noqa: F401
     from gateway.ingest.provider import PROVIDERS
+    from gateway.insecure import shown_url
 
     cfg = _load(config)
     if source not in cfg.sources:
@@ -442,7 +446,7 @@ def send(
     try:
         response = httpx2.post(target, content=body, headers=sent, timeout=30)
     except httpx2.HTTPError as exc:
-        err.print(f"[red]error:[/red] could not post to {target}: {exc}")
+        err.print(f"[red]error:[/red] could not post to {shown_url(target)}: {exc}")
         raise typer.Exit(1) from None
     console.print(f"{response.status_code} {response.text}", highlight=False, markup=False)
     if response.status_code >= 400:
