@@ -77,15 +77,44 @@ def serve(
         list[str] | None,
         typer.Option(help="all (default), ingest, worker or scheduler; repeatable"),
     ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Listen beyond loopback even with test secrets or a weak admin token",
+        ),
+    ] = False,
 ) -> None:
     """Run the gateway: webhook ingest, health and metrics."""
+    import structlog
     import uvicorn
 
+    from gateway import insecure as settings
     from gateway import log
     from gateway.app import create_app
 
     cfg = _load(config)
     log.configure(log_level, redact_fields=cfg.redact_fields)
+    listen = host or cfg.host
+    refused = settings.refused(cfg, listen, insecure=insecure)
+    if refused:
+        err.print(
+            f"[red]not starting:[/red] {listen} is reachable from other machines and "
+            f"{len(refused)} setting(s) are insecure:",
+            highlight=False,
+        )
+        for finding in refused:
+            err.print(f"  - {finding}", markup=False, highlight=False, soft_wrap=True)
+        err.print(
+            "Set real secrets, listen on 127.0.0.1, or pass --insecure to start anyway.",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(1)
+    for finding in settings.findings(cfg):
+        structlog.get_logger("gateway.insecure").warning(
+            "insecure.setting", field=finding.field, problem=finding.problem
+        )
     from gateway.app import ROLES
 
     roles = set(role or ["all"])
@@ -120,9 +149,12 @@ def serve(
 @app.command()
 def check(config: ConfigOption = None) -> None:
     """Validate the configuration and the rules; exit 1 listing every problem."""
-    from gateway.insecure import shown_url
+    from gateway.insecure import findings, shown_url
 
     cfg = _load(config)
+    # Warnings, not errors: the walk-through runs on test secrets; `serve` decides beyond loopback.
+    for finding in findings(cfg):
+        err.print(f"[yellow]warning:[/yellow] {finding}", highlight=False, soft_wrap=True)
     rules = _rules(cfg)
     console.print(
         f"[green]ok[/green]: {len(cfg.sources)} source(s), {len(rules.rules)} rule(s) "
