@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -17,16 +19,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from gateway import __version__, tracing
+from gateway import __version__, operations, tracing
 from gateway.api import api_routes
-from gateway.assistant.check import problems as assistant_problems
 from gateway.assistant.loop import AssistantRunner
 from gateway.config import Config
-from gateway.errors import ConfigError
 from gateway.ingest.endpoint import IngestEndpoint
 from gateway.metrics import Metrics
-from gateway.rules.loader import RuleSet
-from gateway.rules.loader import load as load_rules
+from gateway.ruleset import load_ruleset
 from gateway.scheduler import Scheduler
 from gateway.store import Store
 from gateway.store.lock import WorkerLock
@@ -43,15 +42,15 @@ def create_app(
     *,
     clock: Callable[[], float] = time.time,
     migrate: bool = True,
-    rules: RuleSet | None = None,
     roles: frozenset[str] = ROLES,
+    reload_on_hangup: bool = False,
 ) -> Starlette:
-    """The gateway for `config`; raises `ConfigError` (every problem) on a bad rule file."""
-    if rules is None:
-        rules = load_rules(config.rules_dir)
-    problems = assistant_problems(config, rules)
-    if problems:
-        raise ConfigError(problems)
+    """The gateway for `config`; raises `ConfigError` (every problem) on a bad rule file.
+
+    With `reload_on_hangup` (the `gateway serve` process, whose main thread runs the loop),
+    SIGHUP reloads the rules as the admin API does.
+    """
+    rules = load_ruleset(config)
     if config.tracing:
         tracing.configure(config.tracing)
     store = Store(config.store_url)
@@ -87,6 +86,15 @@ def create_app(
     single = worker is not None and store.dialect.single_writer
     lock = WorkerLock(str(store.engine.url.database)) if single else None
 
+    # Windows has no SIGHUP.
+    hangup = getattr(signal, "SIGHUP", None) if reload_on_hangup else None
+    reloads: set[asyncio.Task[None]] = set()
+
+    def reload_on_signal() -> None:
+        task = asyncio.get_running_loop().create_task(operations.reload_rules_on_signal(app.state))
+        reloads.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(reloads.discard)
+
     def wake() -> None:
         if worker is not None:
             worker.notify_events()
@@ -109,8 +117,12 @@ def create_app(
                     notifier.start(wake)
             if scheduler is not None:
                 await scheduler.start()
+            if hangup is not None:
+                asyncio.get_running_loop().add_signal_handler(hangup, reload_on_signal)
             yield
         finally:
+            if hangup is not None:
+                asyncio.get_running_loop().remove_signal_handler(hangup)
             if scheduler is not None:
                 await scheduler.stop()
             if notifier is not None:

@@ -48,9 +48,7 @@ def _load(path: Path | None) -> Config:
     try:
         return config_module.load(path)
     except ConfigError as exc:
-        err.print(f"[red]{len(exc.problems)} problem(s) in the configuration:[/red]")
-        for problem in exc.problems:
-            err.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
+        _problems(exc, "in the configuration")
         raise typer.Exit(1) from None
 
 
@@ -79,15 +77,44 @@ def serve(
         list[str] | None,
         typer.Option(help="all (default), ingest, worker or scheduler; repeatable"),
     ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Listen beyond loopback even with test secrets or a weak admin token",
+        ),
+    ] = False,
 ) -> None:
     """Run the gateway: webhook ingest, health and metrics."""
+    import structlog
     import uvicorn
 
+    from gateway import insecure as settings
     from gateway import log
     from gateway.app import create_app
 
     cfg = _load(config)
     log.configure(log_level, redact_fields=cfg.redact_fields)
+    listen = host or cfg.host
+    refused = settings.refused(cfg, listen, insecure=insecure)
+    if refused:
+        err.print(
+            f"[red]not starting:[/red] {listen} is reachable from other machines and "
+            f"{len(refused)} setting(s) are insecure:",
+            highlight=False,
+        )
+        for finding in refused:
+            err.print(f"  - {finding}", markup=False, highlight=False, soft_wrap=True)
+        err.print(
+            "Set real secrets, listen on 127.0.0.1, or pass --insecure to start anyway.",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(1)
+    for finding in settings.findings(cfg):
+        structlog.get_logger("gateway.insecure").warning(
+            "insecure.setting", field=finding.field, problem=finding.problem
+        )
     from gateway.app import ROLES
 
     roles = set(role or ["all"])
@@ -97,11 +124,9 @@ def serve(
         raise typer.Exit(2)
     chosen = ROLES if "all" in roles else frozenset(roles)
     try:
-        application = create_app(cfg, migrate=migrate, rules=_rules(cfg), roles=chosen)
+        application = create_app(cfg, migrate=migrate, roles=chosen, reload_on_hangup=True)
     except ConfigError as exc:
-        err.print(f"[red]{len(exc.problems)} problem(s); not starting:[/red]")
-        for problem in exc.problems:
-            err.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
+        _problems(exc, "in the rules; not starting")
         raise typer.Exit(1) from None
     # Everything loaded so far lives as long as the process: keep it out of the collector's
     # scans, and collect less often. Parsing a webhook allocates hundreds of objects that die
@@ -124,32 +149,35 @@ def serve(
 @app.command()
 def check(config: ConfigOption = None) -> None:
     """Validate the configuration and the rules; exit 1 listing every problem."""
-    from gateway.assistant.check import problems as assistant_problems
+    from gateway.insecure import findings, shown_url
 
     cfg = _load(config)
+    # Warnings, not errors: the walk-through runs on test secrets; `serve` decides beyond loopback.
+    for finding in findings(cfg):
+        err.print(f"[yellow]warning:[/yellow] {finding}", highlight=False, soft_wrap=True)
     rules = _rules(cfg)
-    problems = assistant_problems(cfg, rules)
-    if problems:
-        err.print(f"[red]{len(problems)} problem(s) with models and assistants:[/red]")
-        for problem in problems:
-            err.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
     console.print(
         f"[green]ok[/green]: {len(cfg.sources)} source(s), {len(rules.rules)} rule(s) "
-        f"from {cfg.rules_dir}, store {cfg.store}"
+        f"from {cfg.rules_dir}, store {shown_url(cfg.store)}",
+        highlight=False,
     )
 
 
 def _rules(cfg: Config) -> RuleSet:
-    from gateway.rules.loader import load as load_rules
+    """The rules as the server would run them (`load_ruleset`), or every problem and exit 1."""
+    from gateway.ruleset import load_ruleset
 
     try:
-        return load_rules(cfg.rules_dir)
+        return load_ruleset(cfg)
     except ConfigError as exc:
-        err.print(f"[red]{len(exc.problems)} problem(s) in the rules:[/red]")
-        for problem in exc.problems:
-            err.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
+        _problems(exc, "in the rules")
         raise typer.Exit(1) from None
+
+
+def _problems(exc: ConfigError, where: str) -> None:
+    err.print(f"[red]{len(exc.problems)} problem(s) {where}:[/red]")
+    for problem in exc.problems:
+        err.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _with_store(cfg: Config, use: Callable[[Store], Awaitable[T]]) -> T:
@@ -432,6 +460,7 @@ def send(
 
     import gateway.ingest.providers  # noqa: F401
     from gateway.ingest.provider import PROVIDERS
+    from gateway.insecure import shown_url
 
     cfg = _load(config)
     if source not in cfg.sources:
@@ -449,7 +478,7 @@ def send(
     try:
         response = httpx2.post(target, content=body, headers=sent, timeout=30)
     except httpx2.HTTPError as exc:
-        err.print(f"[red]error:[/red] could not post to {target}: {exc}")
+        err.print(f"[red]error:[/red] could not post to {shown_url(target)}: {exc}")
         raise typer.Exit(1) from None
     console.print(f"{response.status_code} {response.text}", highlight=False, markup=False)
     if response.status_code >= 400:

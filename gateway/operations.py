@@ -6,18 +6,20 @@ One implementation for the admin API, the dashboard and the CLI; each edge maps 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import structlog
 
 from gateway.errors import ConfigError, GatewayError
 from gateway.rules.loader import RuleSet
-from gateway.rules.loader import load as load_rules
+from gateway.ruleset import load_ruleset
 from gateway.store import Run, Step, Store
 from gateway.worker import Worker, plan_runs
 
 if TYPE_CHECKING:
     from gateway.scheduler import Scheduler
 
+log = structlog.get_logger(__name__)
 # Runs an operator may send round again: finished without success.
 RETRYABLE = ("failed", "dead")
 
@@ -115,32 +117,18 @@ async def reject(
     return await decide(store, step_id, "rejected", by=by, reason=reason, worker=worker)
 
 
-def load_checked(directory: Path) -> RuleSet:
-    """Load the rules and check what the loader leaves to start-up (schedules); all problems."""
-    from gateway.scheduler.timing import Timing
-
-    rules = load_rules(directory)
-    problems = []
-    for rule in rules.scheduled:
-        try:
-            Timing.of(rule)
-        except ConfigError as exc:
-            problems += exc.problems
-        except (ValueError, KeyError) as exc:
-            problems.append(f"rule {rule.name}: schedule: {exc}")
-    if problems:
-        raise ConfigError(problems)
-    return rules
-
-
 async def reload_rules(state: Any) -> RuleSet:
-    """Re-read `state.config.rules_dir`; only a rule set that validates replaces the old one.
+    """Re-read the rules through `load_ruleset`, the very check `gateway check` and start-up
+    run; only a rule set without any problem replaces the old one.
 
     `state` is the Starlette app state: its `rules`, its worker's and its scheduler's are
-    swapped together. Raises `ConfigError` with every problem, leaving the loaded rules as
-    they were.
+    swapped together. Raises `ConfigError` with every problem, leaving all three as they were.
     """
-    rules = load_checked(state.config.rules_dir)
+    try:
+        rules = load_ruleset(state.config)
+    except ConfigError as exc:
+        log.warning("rules.reload_refused", problems=exc.problems)
+        raise
     state.rules = rules
     worker: Worker | None = getattr(state, "worker", None)
     if worker is not None:
@@ -148,4 +136,15 @@ async def reload_rules(state: Any) -> RuleSet:
     scheduler: Scheduler | None = getattr(state, "scheduler", None)
     if scheduler is not None:
         await scheduler.replace_rules(rules.scheduled)
+    log.info("rules.reloaded", rules=len(rules.rules))
     return rules
+
+
+async def reload_rules_on_signal(state: Any) -> None:
+    """SIGHUP's reload: nobody waits for an answer, so the log says what happened (above)."""
+    try:
+        await reload_rules(state)
+    except ConfigError:
+        pass  # refused and logged, the old rules kept
+    except Exception as exc:  # a signal handler has no caller to raise to
+        log.error("rules.reload_failed", error=str(exc))

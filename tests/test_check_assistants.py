@@ -21,7 +21,13 @@ def test_bad_profile_unknown_model_and_bad_policy_are_each_reported(tmp_path: Pa
         "    model: nosuch\n"
         "    prompt: hi\n"
         "    tools: [email.send]\n"
-        '    policy: {email.send: {too: x, approve: "yes"}}\n'
+        "    policy: {email.send: {too: x}}\n"
+        "- name: b\n"
+        "  on: {source: shop}\n"
+        "  assistant:\n"
+        "    prompt: hi\n"
+        "    tools: [email.send]\n"
+        '    policy: {email.send: {approve: "yes"}}\n'
     )
 
     result = CliRunner().invoke(cli.app, ["check", "--config", str(tmp_path / "gateway.yaml")])
@@ -29,7 +35,7 @@ def test_bad_profile_unknown_model_and_bad_policy_are_each_reported(tmp_path: Pa
     assert result.exit_code == 1
     output = " ".join(result.output.split())
     assert "models.default.api" in output
-    assert "no profile named 'nosuch'" in output
-    assert "approve must be true or false" in output
+    assert "a.yaml:4: rule a: assistant.model: no profile named 'nosuch'" in output
+    assert "a.yaml:7: rule a: assistant.policy.email.send: policy for email.send" in output
     assert "email.send has no such argument" in output
-    assert "rule a" in output
+    assert "a.yaml:13: rule b: assistant.policy.email.send: approve must be true or false" in output

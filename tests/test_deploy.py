@@ -22,7 +22,8 @@ import pytest
 import yaml
 
 from gateway import config as config_module
-from gateway.rules.loader import load as load_rules
+from gateway import insecure
+from gateway.ruleset import load_ruleset
 from tests.fixtures import load, requires_fixtures
 from tests.postgres import fresh_database
 from tests.process import GatewayProcess
@@ -124,7 +125,9 @@ def test_configmap_carries_the_image_config_and_rules_that_load(tmp_path: Path) 
     assert config == (DEPLOY / "gateway.yaml").read_text()
     for name, text in resource("ConfigMap", "gateway-rules")["data"].items():
         (tmp_path / name).write_text(text)
-    assert load_rules(tmp_path).rules
+    environment = {name: "set" for name in required_variables()}
+    loaded = config_module.load(DEPLOY / "gateway.yaml", environ=environment)
+    assert load_ruleset(loaded.model_copy(update={"rules": str(tmp_path)})).rules
 
 
 def test_migration_job_upgrades_the_schema_and_autoscaler_targets_the_deployment() -> None:
@@ -151,9 +154,39 @@ def compose() -> dict[str, Any]:
     return document
 
 
-def _interpolate(value: str) -> str:
-    """Compose's `${VAR:-default}` with nothing set: the default."""
-    return re.sub(r"\$\{[A-Za-z_][A-Za-z0-9_]*:-([^}]*)\}", r"\1", value)
+# What an operator puts in the .env beside compose.yaml: every variable compose requires.
+DOTENV = {
+    "POSTGRES_PASSWORD": "6f1d2c3b4a5968778695a4b3c2d1e0f1",
+    "GATEWAY_ADMIN_TOKEN": "9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a49382716051f2e3d4c",
+    "SHOPIFY_WEBHOOK_SECRET": "a1b2c3d4e5f60718293a4b5c6d7e8f90",
+    "STRIPE_WHSEC": "whsec_0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d",
+    "GITHUB_WEBHOOK_SECRET": "f0e1d2c3b4a5968778695a4b3c2d1e0f",
+}
+
+
+class MissingVariable(Exception):
+    """Compose would refuse to start: a `${VAR:?message}` variable is not set."""
+
+
+def _interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's `${VAR:-default}` and `${VAR:?message}`, with `env` as its .env file."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name, kind, text = match.groups()
+        if env.get(name):
+            return env[name]
+        if kind == "?":
+            raise MissingVariable(f"{name}: {text}")
+        return text
+
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*):([-?])([^}]*)\}", substitute, value)
+
+
+def _environment(compose: dict[str, Any], env: dict[str, str]) -> dict[str, str]:
+    return {
+        key: _interpolate(str(value), env)
+        for key, value in compose["services"]["gateway-1"]["environment"].items()
+    }
 
 
 def test_compose_runs_postgres_a_migration_two_replicas_and_a_mail_catcher(
@@ -189,14 +222,28 @@ def test_compose_services_have_healthchecks_whose_commands_compile(
 
 
 def test_compose_environment_satisfies_the_image_config(compose: dict[str, Any]) -> None:
-    environment = {
-        key: _interpolate(str(value))
-        for key, value in compose["services"]["gateway-1"]["environment"].items()
-    }
+    environment = _environment(compose, DOTENV)
     assert required_variables() <= set(environment)
     loaded = config_module.load(DEPLOY / "gateway.yaml", environ=environment)
     assert loaded.store.startswith("postgresql+asyncpg://")
     assert loaded.handlers["email"]["host"] == "mailpit"
+    # The replicas listen on 0.0.0.0: with these values `gateway serve` starts.
+    assert insecure.refused(loaded, loaded.host, insecure=False) == []
+
+
+@pytest.mark.parametrize("name", sorted(DOTENV))
+def test_compose_refuses_to_start_without_each_secret(compose: dict[str, Any], name: str) -> None:
+    with pytest.raises(MissingVariable, match=name):
+        _environment(compose, {k: v for k, v in DOTENV.items() if k != name})
+
+
+def test_compose_replicas_refuse_the_providers_test_secrets(compose: dict[str, Any]) -> None:
+    test_values = {**DOTENV, "GITHUB_WEBHOOK_SECRET": "It's a Secret to Everybody"}
+    loaded = config_module.load(DEPLOY / "gateway.yaml", environ=_environment(compose, test_values))
+
+    refused = insecure.refused(loaded, loaded.host, insecure=False)
+
+    assert [f.field for f in refused] == ["sources.ci.secret"]
 
 
 # ---------------------------------------------------------------------- Dockerfile

@@ -33,7 +33,12 @@ runner = CliRunner()
 
 def write_config(tmp_path: Path, rules: Path) -> Path:
     path = tmp_path / "gateway.yaml"
-    document = {"store": f"sqlite:///{tmp_path / 'gateway.db'}", "rules": str(rules)}
+    document = {
+        "store": f"sqlite:///{tmp_path / 'gateway.db'}",
+        "rules": str(rules),
+        # rules/reports.yaml has an assistant rule: its profile must exist, as for `check`.
+        "models": {"default": {"api": "responses", "model": "gpt-4.1-mini"}},
+    }
     path.write_text(yaml.safe_dump(document))
     return path
 

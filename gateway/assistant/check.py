@@ -1,7 +1,7 @@
-"""What `gateway check` and startup verify of assistant rules beyond their own file.
+"""What an assistant rule needs from the config: a valid profile under `models:`, a sound policy.
 
-A rule's model must name a valid profile under `models:`, and its policy must name tools and
-arguments that exist; the rules loader alone cannot know the config's profiles.
+`gateway.ruleset.load_ruleset` runs these beside the rule files' own checks; the rules package
+cannot, as it knows nothing of model profiles.
 """
 
 from __future__ import annotations
@@ -10,31 +10,37 @@ from gateway.assistant.models import load_profiles
 from gateway.assistant.policy import validate_policy
 from gateway.config import Config
 from gateway.errors import ConfigError
-from gateway.rules.loader import RuleSet
+from gateway.rules.loader import Problem, RuleCheck
+from gateway.rules.model import Rule
 from gateway.tools import TOOLS, load_builtin
 
 
-def problems(config: Config, rules: RuleSet) -> list[str]:
-    """Every problem with the model profiles and the assistant rules, one line each."""
+def checks(config: Config) -> tuple[list[str], RuleCheck]:
+    """Every problem of the `models:` block, and the check of one assistant rule against it."""
     load_builtin()
-    found: list[str] = []
     try:
-        profiles = load_profiles(config.models)
+        load_profiles(config.models)
+        problems: list[str] = []
     except ConfigError as exc:
-        found += [f"models: {problem}" for problem in exc.problems]
-        profiles = {}
-    for rule in rules.rules:
+        problems = [f"models: {problem}" for problem in exc.problems]
+    known = ", ".join(sorted(config.models)) or "none"
+
+    def check(rule: Rule) -> list[Problem]:
         if rule.assistant is None:
-            continue
-        where = f"{rules.files.get(rule.name, config.rules_dir)}: rule {rule.name}"
-        if rule.assistant.model not in profiles and rule.assistant.model not in config.models:
-            known = ", ".join(sorted(config.models)) or "none"
+            return []
+        found: list[Problem] = []
+        if rule.assistant.model not in config.models:
             found.append(
-                f"{where}: assistant.model: no profile named {rule.assistant.model!r} "
-                f"under `models:` (defined: {known})"
+                (
+                    ("assistant", "model"),
+                    f"no profile named {rule.assistant.model!r} under `models:` (defined: {known})",
+                )
             )
-        found += [
-            f"{where}: assistant.policy: {problem}"
-            for problem in validate_policy(rule.assistant.policy, TOOLS)
-        ]
-    return found
+        for tool, limits in rule.assistant.policy.items():
+            found += [
+                (("assistant", "policy", tool), problem)
+                for problem in validate_policy({tool: limits}, TOOLS)
+            ]
+        return found
+
+    return problems, check

@@ -1,11 +1,14 @@
-"""Load `rules/*.yaml` into a `RuleSet`, or fail naming file, line, rule and field.
+"""Read `rules/*.yaml` into a `RuleSet`, or fail naming file, line, rule and field.
 
-Checks what pydantic cannot: unique names, known tools, argument names, template syntax.
+Checks what pydantic cannot: unique names, known tools, argument names, template syntax,
+schedules. `gateway.ruleset.load_ruleset` adds the checks that need the config; use that.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,11 @@ from gateway.errors import ConfigError
 from gateway.rules import templates
 from gateway.rules.model import Rule
 from gateway.tools import TOOLS, load_builtin
+
+# Where in a rule a problem is (`("assistant", "model")`), and what it is.
+Problem = tuple[tuple[str | int, ...], str]
+# A check of one parsed rule that needs more than the rule (the config's model profiles).
+RuleCheck = Callable[[Rule], Iterable[Problem]]
 
 
 @dataclass
@@ -39,8 +47,9 @@ class RuleSet:
         return [r for r in self.rules if r.enabled and r.schedule is not None]
 
 
-def load(directory: Path) -> RuleSet:
-    """Every `*.yaml`/`*.yml` file in `directory` (sorted); `ConfigError` lists all problems."""
+def load(directory: Path, checks: Sequence[RuleCheck] = ()) -> RuleSet:
+    """Every `*.yaml`/`*.yml` file in `directory` (sorted), each rule also put through `checks`;
+    `ConfigError` lists all problems."""
     load_builtin()
     problems: list[str] = []
     rules: list[Rule] = []
@@ -60,7 +69,7 @@ def load(directory: Path) -> RuleSet:
             problems.append(f"{doc.where(())}: a rule file is a list of rules (`- name: ...`)")
             continue
         for index, raw in enumerate(doc.data):
-            rule = _parse(doc, index, raw, problems)
+            rule = _parse(doc, index, raw, checks, problems)
             if rule is None:
                 continue
             if rule.name in files:
@@ -76,7 +85,13 @@ def load(directory: Path) -> RuleSet:
     return RuleSet(rules, files)
 
 
-def _parse(doc: yamlfile.Document, index: int, raw: Any, problems: list[str]) -> Rule | None:
+def _parse(
+    doc: yamlfile.Document,
+    index: int,
+    raw: Any,
+    checks: Sequence[RuleCheck],
+    problems: list[str],
+) -> Rule | None:
     name = raw.get("name", f"#{index + 1}") if isinstance(raw, dict) else f"#{index + 1}"
     try:
         rule = Rule.model_validate(raw)
@@ -88,23 +103,29 @@ def _parse(doc: yamlfile.Document, index: int, raw: Any, problems: list[str]) ->
             problems.append(f"{where}: rule {name}: {field_name}: {err['msg']}")
         return None
     before = len(problems)
-    for at, message in [*_semantic_problems(rule), *_schedule_problems(rule)]:
+    found = [*_semantic_problems(rule), *_schedule_problems(rule)]
+    for check in checks:
+        found += check(rule)
+    for at, message in found:
         problems.append(
             f"{doc.where((index, *at))}: rule {name}: {'.'.join(map(str, at))}: {message}"
         )
     return rule if len(problems) == before else None
 
 
-def _schedule_problems(rule: Rule) -> list[tuple[tuple[str | int, ...], str]]:
+def _schedule_problems(rule: Rule) -> list[Problem]:
     """A cron, interval or zone the scheduler could not run, found at load, not at start."""
     if rule.schedule is None:
         return []
     from gateway.scheduler.timing import Timing
 
     try:
-        Timing.of(rule)
+        # The scheduler computes the next fire time at start and on reload: so does the check.
+        Timing.of(rule).next_after(datetime.now(UTC))
+    except (ValueError, OverflowError) as exc:
+        return [(("schedule",), f"no fire time can be computed: {exc}")]
     except ConfigError as exc:
-        found: list[tuple[tuple[str | int, ...], str]] = []
+        found: list[Problem] = []
         for problem in exc.problems:
             # "rule NAME: schedule.cron: message": point at the field it names.
             detail = problem.removeprefix(f"rule {rule.name}: ")
@@ -115,8 +136,8 @@ def _schedule_problems(rule: Rule) -> list[tuple[tuple[str | int, ...], str]]:
     return []
 
 
-def _semantic_problems(rule: Rule) -> list[tuple[tuple[str | int, ...], str]]:
-    found: list[tuple[tuple[str | int, ...], str]] = []
+def _semantic_problems(rule: Rule) -> list[Problem]:
+    found: list[Problem] = []
 
     def template(at: tuple[str | int, ...], value: Any) -> None:
         if isinstance(value, str):

@@ -6,9 +6,10 @@ See docs/rules.md for the reference; `gateway.rules.loader` turns files into the
 from __future__ import annotations
 
 import fnmatch
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 
 class Trigger(BaseModel):
@@ -65,6 +66,22 @@ class Limits(BaseModel):
     invalid_calls: int = Field(3, ge=0)
 
 
+def _approve_is_a_boolean(limits: dict[str, Any]) -> dict[str, Any]:
+    # Only `approve: true` makes a call wait (gateway.assistant.policy): a quoted "true" would
+    # silently let it through, so no rule holding anything but a YAML boolean can exist.
+    approve = limits.get("approve", False)
+    if not isinstance(approve, bool):
+        raise PydanticCustomError(
+            "approve_not_boolean",
+            "approve must be true or false (a YAML boolean), not {value}",
+            {"value": repr(approve)},
+        )
+    return limits
+
+
+ToolPolicy = Annotated[dict[str, Any], AfterValidator(_approve_is_a_boolean)]
+
+
 class Assistant(BaseModel):
     """`assistant:` hand the event to a model with instructions and a tool allowlist."""
 
@@ -75,7 +92,7 @@ class Assistant(BaseModel):
     prompt: str
     thread: str | None = None
     tools: list[str] = Field(default_factory=list)
-    policy: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    policy: dict[str, ToolPolicy] = Field(default_factory=dict)
     limits: Limits = Field(default_factory=Limits)
 
 

@@ -42,8 +42,11 @@ def parse_every(text: str) -> timedelta:
     if not parts or _EVERY.sub("", compact).strip():
         raise ValueError(f"every: {text!r} is not an interval such as 30s, 5m, 1h, 1d or 1h30m")
     interval = timedelta()
-    for amount, unit in parts:
-        interval += timedelta(**{_UNITS[unit]: int(amount)})
+    try:
+        for amount, unit in parts:
+            interval += timedelta(**{_UNITS[unit]: int(amount)})
+    except OverflowError:
+        raise ValueError(f"every: {text!r} is longer than any interval can be") from None
     if interval <= timedelta(0):
         raise ValueError(f"every: {text!r} must be longer than zero")
     return interval

@@ -1,0 +1,120 @@
+"""Settings fine on a laptop and dangerous on a network, and credentials kept out of output.
+
+`gateway check` warns about every `Finding`; `gateway serve` refuses to listen beyond loopback
+with any unless given `--insecure`. Secrets are compared here, never shown; `shown_url` hides
+the password of a URL wherever one is printed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from sqlalchemy.engine import make_url
+
+from gateway.config import Config
+
+# An admin token shorter than this is weak: `openssl rand -hex 24` gives 48 characters.
+MIN_ADMIN_TOKEN_LENGTH = 32
+
+# Secrets published as test values: the providers' documentation examples and this project's
+# fixtures (../shared/fixtures/webhooks/SECRETS.md), the example gateway.yaml's fallbacks.
+# Anyone can sign a request with them.
+PUBLISHED_TEST_SECRETS = frozenset(
+    {
+        "It's a Secret to Everybody",  # GitHub's documentation
+        "shpss_test_gateway_secret",
+        "whsec_test_gateway_secret",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",  # Standard Webhooks' documentation
+        "gitlab-test-secret-token",
+        "wc_test_webhook_secret",
+        "intercom_test_client_secret",
+        "circleci_test_signing_secret",
+        "dGhpc19zZWNyZXRfaXNfZm9yX3Rlc3Rpbmdfb25seQ==",  # Zendesk's test signing secret
+        "HRkRd4BeOAoUkfZr-mhauJT64rvBASlJRoIyPsd3zeA=",  # Zendesk's documentation example
+        "8f742231b10e8888abcd99yyyzzz85a5",  # Slack's documentation
+        "lDQHScfUeXUKaQRNF+8XIiDKZ7XX3itBAYzwU0TARw8lJqRnkKl2iB1anSb0Z+IK",  # go-pagerduty tests
+        "jenkins:notify-secret",
+    }
+)
+# Words of a value meant to be replaced ("change-me", "CHANGEME", "your-token-here").
+PLACEHOLDERS = ("changeme", "replaceme", "yoursecret", "yourtoken", "placeholder")
+# Query parameters that carry a credential in a database URL (libpq's `?password=`).
+SECRET_PARAMETER = re.compile(r"pass|secret|token|key", re.I)
+HIDDEN = "***"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One insecure setting: the field that holds it, and what is wrong (never the value)."""
+
+    field: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.problem}"
+
+
+def findings(config: Config) -> list[Finding]:
+    """Every source secret that is a published test secret or a placeholder, and an admin
+    token that is one of those or shorter than MIN_ADMIN_TOKEN_LENGTH."""
+    found: list[Finding] = []
+    for name, source in config.sources.items():
+        held = [("secret", source.secret)] + [
+            (f"secrets.{i}", secret) for i, secret in enumerate(source.secrets)
+        ]
+        for field, value in held:
+            if value and (problem := _known(value)):
+                found.append(Finding(f"sources.{name}.{field}", problem))
+    token = config.admin_token
+    if token:
+        problem = _known(token)
+        if problem is None and len(token) < MIN_ADMIN_TOKEN_LENGTH:
+            problem = (
+                f"shorter than {MIN_ADMIN_TOKEN_LENGTH} characters "
+                "(make one with `openssl rand -hex 24`)"
+            )
+        if problem is not None:
+            found.append(Finding("admin_token", problem))
+    return found
+
+
+def refused(config: Config, host: str, *, insecure: bool) -> list[Finding]:
+    """What stops `gateway serve` from listening on `host`: nothing on loopback or with
+    `--insecure`, else every finding."""
+    if insecure or is_loopback(host):
+        return []
+    return findings(config)
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and localhost: reachable from this machine only."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def shown_url(url: str) -> str:
+    """`url` as it may be printed or logged: its password (and credential parameters) as ***."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # not a URL SQLAlchemy reads (a bad port): hide up to the last `@`
+        return re.sub(r"(//[^/:@]*):.*@", r"\1:***@", url)
+    hidden = {k: HIDDEN for k in parsed.query if SECRET_PARAMETER.search(k)}
+    shown = parsed.update_query_dict(hidden).render_as_string(hide_password=True)
+    return shown.replace(quote(HIDDEN), HIDDEN)  # rendering quoted the query's stars
+
+
+def _known(value: str) -> str | None:
+    if value in PUBLISHED_TEST_SECRETS:
+        return "a published test secret: anyone can sign with it"
+    letters = re.sub(r"[^a-z]", "", value.lower())
+    if any(word in letters for word in PLACEHOLDERS):
+        return "a placeholder, not a secret"
+    return None
