@@ -125,9 +125,13 @@ class _Conversation:
         invalid = 0
         spent = 0.0
         done: dict[str, Any] = {}  # canonical call → result, to spot repeated calls
-        pending: list[dict[str, Any]] = []
+        # Calls the model asked for with no settled outcome yet, in order, at their positions.
+        pending: list[tuple[int, dict[str, Any]]] = []
         last_turn: dict[str, Any] | None = None
-        by_call = {s.call_id: s for s in journal if s.kind == "tool" and s.call_id}
+        # A call is the step at its position (see `_placed`), never whatever step has its id:
+        # models reuse ids, and a step matched by id would lend its approval to another call.
+        at = {s.position: s for s in journal}
+        position = max(at, default=0) + 1
         for step in journal[1:]:
             if step.kind != "model":
                 continue
@@ -136,27 +140,28 @@ class _Conversation:
             spent += step.cost
             last_turn = step.result
             own += step.result["items"]
-            for call in step.result["calls"]:
-                settled = by_call.get(call["call_id"])
+            for place, call in _placed(step.position, step.result["calls"]):
+                settled = at.get(place)
+                if settled is not None and not _is_step_of(settled, call):
+                    await self._stop(
+                        "failed",
+                        f"journal: step {place} is not call {call['call_id']} of the model turn "
+                        f"at step {step.position}; not resuming a run whose journal disagrees",
+                    )
+                    return
                 if settled is not None and settled.status in SETTLED:
                     own.append(_output(call["call_id"], _step_output(settled)))
                     invalid += settled.status in ("invalid", "refused")
                     if settled.status == "succeeded" and settled.tool:
                         done[_canonical(settled.tool, settled.arguments)] = settled.result
                 else:
-                    pending.append(call)
-        position = max((s.position for s in journal), default=0) + 1
+                    pending.append((place, call))
+            position = max(position, step.position + 1 + len(step.result["calls"]))
         while True:
-            # Calls the model asked for and that have no settled outcome yet, in order.
-            for call in pending:
-                existing = by_call.get(call["call_id"])
-                outcome = await self._handle(
-                    call, existing, position if existing is None else None, done
-                )
+            for place, call in pending:
+                outcome = await self._handle(call, place, at.get(place), done)
                 if outcome is STOP:
                     return
-                if existing is None:
-                    position += 1
                 status, output = outcome
                 invalid += status in ("invalid", "refused")
                 own.append(_output(call["call_id"], output))
@@ -174,13 +179,13 @@ class _Conversation:
                 return
             if not turn.calls:
                 return  # the answer: recorded with the run's end in `_turn`
-            position += 1
             turns += 1
             tokens += turn.input_tokens + turn.output_tokens
             spent += cost(self._profile(), turn.input_tokens, turn.output_tokens)
             last_turn = _turn_record(turn)
             own += turn.items
-            pending = last_turn["calls"]
+            pending = _placed(position, last_turn["calls"])
+            position += 1 + len(turn.calls)
 
     # ------------------------------------------------------------------ one model turn
 
@@ -244,16 +249,11 @@ class _Conversation:
     # ------------------------------------------------------------------ one proposed call
 
     async def _handle(
-        self,
-        call: dict[str, Any],
-        step: Step | None,
-        position: int | None,
-        done: dict[str, Any],
+        self, call: dict[str, Any], at: int, step: Step | None, done: dict[str, Any]
     ) -> Any:
-        """Settle one call: `(status, output)` for the model, or STOP if the run paused."""
+        """Settle the call at position `at` (its journaled step, if any): `(status, output)`
+        for the model, or STOP if the run paused."""
         run = self.run_
-        at = step.position if step is not None else position
-        assert at is not None
         name = call["name"].replace("__", ".")
         tool = self.allowed.get(name)
 
@@ -399,14 +399,23 @@ def _step_output(step: Step) -> str:
 
 
 def _turn_record(turn: Turn) -> dict[str, Any]:
-    return {
-        "text": turn.text,
-        "items": turn.items,
-        "calls": [
-            {"call_id": c.call_id, "name": c.name, "arguments": c.arguments} for c in turn.calls
-        ],
-        "response_id": turn.response_id,
-    }
+    calls = []
+    for c in turn.calls:
+        record = {"call_id": c.call_id, "name": c.name, "arguments": c.arguments}
+        if c.model_call_id is not None:
+            record["model_call_id"] = c.model_call_id  # renamed: the model's id, for audit
+        calls.append(record)
+    return {"text": turn.text, "items": turn.items, "calls": calls, "response_id": turn.response_id}
+
+
+def _placed(turn_position: int, calls: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+    """The calls of the model turn journaled at `turn_position`, each with the position of its
+    own step: the positions right after the turn's, in the order the model made the calls."""
+    return [(turn_position + 1 + index, call) for index, call in enumerate(calls)]
+
+
+def _is_step_of(step: Step, call: dict[str, Any]) -> bool:
+    return step.kind == "tool" and step.call_id == call["call_id"]
 
 
 def _canonical(tool: str, arguments: Any) -> str:
