@@ -332,11 +332,19 @@ def approve(
     step_id: Annotated[int, typer.Argument(help="A step awaiting approval")],
     config: ConfigOption = None,
     by: Annotated[str, typer.Option(help="Who approves (recorded)")] = "cli",
+    digest: Annotated[
+        str | None,
+        typer.Option(
+            help="The step's arguments_digest (from `gateway run RUN --json`): approve only "
+            "if its arguments still have it"
+        ),
+    ] = None,
 ) -> None:
     """Approve a tool call that waits for a human; the run goes on and makes the call."""
     from gateway import operations
 
-    _operate(_load(config), lambda store: operations.approve(store, step_id, by=by))
+    cfg = _load(config)
+    _operate(cfg, lambda store: operations.approve(store, step_id, by=by, digest=digest))
     console.print(f"step {step_id} approved; its run resumes")
 
 

@@ -26,6 +26,7 @@ from gateway.rules import templates
 from gateway.rules.model import Rule
 from gateway.rules.templates import TemplateError
 from gateway.store import Event, Run, Step
+from gateway.store.records import call_digest
 from gateway.tools import TOOLS, Tool, describe_error
 from gateway.worker import STOP, ToolRefused, Worker, nonce
 
@@ -124,7 +125,7 @@ class _Conversation:
         tokens = 0
         invalid = 0
         spent = 0.0
-        done: dict[str, Any] = {}  # canonical call → result, to spot repeated calls
+        done: dict[str, Any] = {}  # call digest → result, to spot repeated calls
         # Calls the model asked for with no settled outcome yet, in order, at their positions.
         pending: list[tuple[int, dict[str, Any]]] = []
         last_turn: dict[str, Any] | None = None
@@ -153,7 +154,7 @@ class _Conversation:
                     own.append(_output(call["call_id"], _step_output(settled)))
                     invalid += settled.status in ("invalid", "refused")
                     if settled.status == "succeeded" and settled.tool:
-                        done[_canonical(settled.tool, settled.arguments)] = settled.result
+                        done[call_digest(settled.tool, settled.arguments)] = settled.result
                 else:
                     pending.append((place, call))
             position = max(position, step.position + 1 + len(step.result["calls"]))
@@ -288,9 +289,9 @@ class _Conversation:
             return await settle(
                 "refused", f"error: refused by policy: {decision.reason}", arguments
             )
-        canonical = _canonical(name, arguments)
-        if canonical in done:
-            earlier = json.dumps(done[canonical], default=str)
+        digest = call_digest(name, arguments)
+        if digest in done:
+            earlier = json.dumps(done[digest], default=str)
             return await settle(
                 "duplicate",
                 f"already done earlier in this run (not repeated): {earlier}",
@@ -312,6 +313,7 @@ class _Conversation:
                         idempotency_key=f"{run.id}.{at}.{nonce()}",
                         status="awaiting_approval",
                         call_id=call["call_id"],
+                        arguments_digest=digest,
                     )
                 await self.store.pause_run(run.id, "awaiting_approval")
                 log.info("assistant.awaiting_approval", tool=name, position=at)
@@ -319,6 +321,16 @@ class _Conversation:
             if step.status == "rejected":
                 because = f": {step.reason}" if step.reason else ""
                 return await settle("rejected", f"rejected by an operator{because}", arguments)
+            if step.decision == "approved" and step.approved_digest != digest:
+                # Checked again here, as the call is made: the journal records what was
+                # proposed, and nothing runs that an operator did not see.
+                log.warning("assistant.not_approved", tool=name, position=at)
+                return await settle(
+                    "refused",
+                    f"error: not run: these are not the arguments approved (approved digest "
+                    f"{step.approved_digest}, these {digest})",
+                    arguments,
+                )
         result = await self.worker.call_tool(
             run, at, tool, arguments, step, None, call_id=call["call_id"], refusal_ends_run=False
         )
@@ -326,7 +338,7 @@ class _Conversation:
             return STOP
         if isinstance(result, ToolRefused):
             return "failed", f"error: {name} failed: {result.message}"
-        done[canonical] = result
+        done[digest] = result
         return "succeeded", json.dumps(result, default=str)
 
     # ------------------------------------------------------------------ ending
@@ -416,8 +428,3 @@ def _placed(turn_position: int, calls: list[dict[str, Any]]) -> list[tuple[int, 
 
 def _is_step_of(step: Step, call: dict[str, Any]) -> bool:
     return step.kind == "tool" and step.call_id == call["call_id"]
-
-
-def _canonical(tool: str, arguments: Any) -> str:
-    """The identity of a call: the same tool with the same validated arguments."""
-    return f"{tool}:{json.dumps(arguments, sort_keys=True, default=str)}"

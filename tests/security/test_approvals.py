@@ -9,15 +9,22 @@ approved and with what the journal says.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
+import re
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
+from sqlalchemy import JSON, DateTime, LargeBinary, column, insert, table
+from typer.testing import CliRunner
 
-from gateway.store import Run, Step, Store
+from gateway import cli
+from gateway.store import Run, Step, Store, database
 from gateway.testing.fake_llm import ScriptedModel, answer, call, call_ids, turn
 from gateway.testing.fake_llm import Step as ScriptedStep
 from tests.fixtures import requires_fixtures
@@ -146,6 +153,45 @@ def tool_steps(steps: list[Step]) -> list[Step]:
     return [s for s in steps if s.kind == "tool"]
 
 
+def other_digest() -> str:
+    return hashlib.sha256(b"some other arguments").hexdigest()
+
+
+class Dashboard:
+    """An operator's dashboard session (the Secure cookie is carried by hand over HTTP)."""
+
+    def __init__(self, gw: LiveGateway) -> None:
+        login = gw.client.post("/ui/login", data={"token": TOKEN, "next": "/ui/events"})
+        assert login.status_code == 303, login.text
+        cookie = re.search(r"gateway_session=([^;]+)", login.headers["set-cookie"])
+        assert cookie is not None
+        self.client = httpx2.Client(base_url=gw.url, cookies={"gateway_session": cookie[1]})
+
+    def event_page(self, event_id: int) -> str:
+        page = self.client.get(f"/ui/events/{event_id}")
+        assert page.status_code == 200
+        return page.text
+
+    def approve(self, step: Step, event_id: int, digest: str | None) -> httpx2.Response:
+        csrf = re.search(r'name="csrf" value="([^"]+)"', self.event_page(event_id))
+        assert csrf is not None
+        form = {"csrf": csrf[1]} | ({"digest": digest} if digest is not None else {})
+        return self.client.post(f"/ui/steps/{step.id}/approve", data=form)
+
+    def __enter__(self) -> Dashboard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.close()
+
+
+def cli_approve(tmp_path: Path, step: Step, *options: str, input: str | None = None) -> Any:
+    config = str(tmp_path / "gateway.yaml")
+    return CliRunner().invoke(
+        cli.app, ["approve", str(step.id), "--config", config, *options], input=input
+    )
+
+
 def set_step(gw: LiveGateway, step: Step, **values: Any) -> None:
     """Write to a stored step directly, as anyone with write access to the database can."""
 
@@ -272,3 +318,153 @@ def test_a_journal_step_that_is_not_the_call_at_its_position_stops_the_run(
     assert run.status == "failed"
     assert run.error is not None and "journal" in run.error
     assert CALLS == []
+
+
+# ---------------------------------------------------------------------- item 2: approval digests
+
+
+def test_an_approval_naming_other_arguments_is_refused_alike_by_api_dashboard_and_cli(
+    tmp_path: Path, model: ScriptedModel
+) -> None:
+    with waiting_call(tmp_path, model, call("test__record", VIP)) as (gw, run, step):
+        api = approve(gw, step, digest=other_digest())
+        with Dashboard(gw) as dashboard:
+            page = dashboard.approve(step, run.event_id, other_digest())
+        command = cli_approve(tmp_path, step, "--digest", other_digest())
+        still = waiting(gw.steps(run.id))
+
+    assert api.status_code == 409, api.text
+    assert "not the arguments" in api.json()["detail"]
+    assert "problem=" in page.headers["location"]
+    assert command.exit_code == 1, command.output
+    assert [s.id for s in still] == [step.id]
+    assert CALLS == []
+
+
+def test_the_dashboard_does_not_approve_without_the_digest_it_showed(
+    tmp_path: Path, model: ScriptedModel
+) -> None:
+    with waiting_call(tmp_path, model, call("test__record", VIP)) as (gw, run, step):
+        with Dashboard(gw) as dashboard:
+            page = dashboard.approve(step, run.event_id, None)
+        still = waiting(gw.steps(run.id))
+
+    assert "problem=" in page.headers["location"], page.headers["location"]
+    assert [s.id for s in still] == [step.id]
+    assert CALLS == []
+
+
+def test_a_step_changed_after_the_approver_saw_it_cannot_be_approved(
+    tmp_path: Path, model: ScriptedModel, store_url: str
+) -> None:
+    script = call("test__record", VIP)
+    with waiting_call(tmp_path, model, script, store=store_url) as (gw, run, step):
+        seen = view(gw, step).get("arguments_digest")
+        set_step(gw, step, arguments=NORMAL)
+        with_digest = approve(gw, step, digest=seen)
+        without_digest = gw.client.post(f"/api/steps/{step.id}/approve", headers=AUTH)
+        still = waiting(gw.steps(run.id))
+
+    assert (with_digest.status_code, without_digest.status_code) == (409, 409)
+    assert [s.id for s in still] == [step.id]
+    assert CALLS == []
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_a_resumed_run_never_makes_a_call_whose_arguments_differ_from_the_approved_ones(
+    tmp_path: Path, model: ScriptedModel, store_url: str, api: str
+) -> None:
+    script = (call("test__record", VIP), answer("Understood."))
+    with waiting_call(tmp_path, model, *script, api=api, store=store_url) as (gw, run, step):
+        # The turn that proposed the call now says something else (a write to the store).
+        [proposal] = [s for s in gw.steps(run.id) if s.kind == "model"]
+        calls = [{**proposal.result["calls"][0], "arguments": json.dumps(NORMAL)}]
+        set_step(gw, proposal, result={**proposal.result, "calls": calls})
+        assert approve(gw, step).status_code == 200
+        [run] = gw.finished_runs(1)
+        [refused] = tool_steps(gw.steps(run.id))
+
+    assert CALLS == []
+    assert refused.status == "refused"
+    assert refused.arguments == NORMAL  # the journal shows what was proposed, and not run
+    assert refused.error is not None and "not the arguments approved" in refused.error
+
+
+async def test_steps_waiting_before_the_upgrade_are_bound_to_their_arguments(
+    store_url: str,
+) -> None:
+    from gateway.store.records import call_digest
+
+    store = Store(store_url)
+    try:
+        await database.upgrade(store.write_engine, "0004")
+        async with store.write_engine.begin() as conn:
+            for statement in _old_waiting_run():
+                await conn.execute(statement)
+        await store.open()
+        approved, awaiting = await store.steps(1)
+    finally:
+        await store.close()
+
+    assert approved.approved_digest == call_digest("test.record", VIP)
+    assert awaiting.arguments_digest == call_digest("test.record", NORMAL)
+    assert awaiting.approved_digest is None
+
+
+def _old_waiting_run() -> list[Any]:
+    """Rows of the schema before 0005: a run with one call approved and not yet made, and one
+    still waiting (only the columns that revision had)."""
+    when = DateTime(timezone=True)
+    now = datetime.now(UTC)
+    events = table(
+        "events",
+        *(column(name) for name in ("id", "source", "provider", "type", "delivery_id")),
+        column("received_at", when),
+        column("headers", JSON),
+        column("body", LargeBinary),
+        column("status"),
+    )
+    runs = table(
+        "runs",
+        *(column(n) for n in ("id", "event_id", "rule", "kind", "status")),
+        column("created_at", when),
+    )
+    steps = table(
+        "steps",
+        *(column(n) for n in ("run_id", "position", "kind", "tool", "idempotency_key", "status")),
+        column("arguments", JSON),
+        column("started_at", when),
+    )
+    event = {
+        "id": 1,
+        "source": "shop",
+        "provider": "shopify",
+        "type": "orders/create",
+        "delivery_id": "d1",
+        "received_at": now,
+        "headers": {},
+        "body": b"{}",
+        "status": "routed",
+    }
+    run = {
+        "id": 1,
+        "event_id": 1,
+        "rule": "triage",
+        "kind": "assistant",
+        "status": "awaiting_approval",
+        "created_at": now,
+    }
+    calls = [
+        {
+            "run_id": 1,
+            "position": position,
+            "kind": "tool",
+            "tool": "test.record",
+            "idempotency_key": f"1.{position}.old",
+            "status": status,
+            "arguments": arguments,
+            "started_at": now,
+        }
+        for position, status, arguments in ((2, "approved", VIP), (3, "awaiting_approval", NORMAL))
+    ]
+    return [insert(events).values(event), insert(runs).values(run), insert(steps).values(calls)]
