@@ -185,7 +185,10 @@ SCHEMAS: dict[str, Schema] = {
             "position": {"type": "integer"},
             "kind": {"enum": ["prompt", "model", "tool", "answer"]},
             "tool": _nullable("string"),
-            "arguments": {"description": "the call's arguments (redacted)"},
+            "arguments": {
+                "description": "the call's arguments: exactly, while it awaits approval; "
+                "redacted otherwise"
+            },
             "status": {
                 "type": "string",
                 "examples": ["succeeded", "awaiting_approval", "shadowed", "refused"],

@@ -21,12 +21,17 @@ from typing import Any
 import httpx2
 import pytest
 from sqlalchemy import JSON, DateTime, LargeBinary, column, insert, table
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 from typer.testing import CliRunner
 
 from gateway import cli
 from gateway.store import Run, Step, Store, database
 from gateway.testing.fake_llm import ScriptedModel, answer, call, call_ids, turn
 from gateway.testing.fake_llm import Step as ScriptedStep
+from gateway.testing.server import serve_in_thread
 from tests.fixtures import requires_fixtures
 from tests.live import LiveGateway, live_gateway
 from tests.postgres import fresh_database_sync
@@ -52,6 +57,16 @@ RECORD = """
 """
 WITH_APPROVAL = RECORD.replace("APPROVE", ", approve: true")
 WITHOUT_APPROVAL = RECORD.replace("APPROVE", "")
+FORWARD_RULE = """
+- name: forward
+  on: {source: shop, event: orders/create}
+  assistant:
+    model: default
+    prompt: "Forward order {{ payload.name }}"
+    tools: [http.request]
+    policy:
+      http.request: {url: {hosts: [127.0.0.1]}, approve: true}
+"""
 VIP = {"label": "vip", "delay_ms": 0, "order": 1}
 NORMAL = {"label": "normal", "delay_ms": 0, "order": 2}
 REFUND = {"label": "refund", "delay_ms": 0, "order": 3}
@@ -74,6 +89,19 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def model() -> Iterator[ScriptedModel]:
     with ScriptedModel() as scripted:
         yield scripted
+
+
+@pytest.fixture
+def service() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A loopback HTTP service that keeps every request it receives: the side effect."""
+    received: list[dict[str, Any]] = []
+
+    async def orders(request: Request) -> JSONResponse:
+        received.append({"headers": dict(request.headers), "json": await request.json()})
+        return JSONResponse({"accepted": True})
+
+    with serve_in_thread(Starlette(routes=[Route("/orders", orders, methods=["POST"])])) as url:
+        yield url, received
 
 
 def gateway(
@@ -468,3 +496,85 @@ def _old_waiting_run() -> list[Any]:
         for position, status, arguments in ((2, "approved", VIP), (3, "awaiting_approval", NORMAL))
     ]
     return [insert(events).values(event), insert(runs).values(run), insert(steps).values(calls)]
+
+
+# ---------------------------------------------------------------------- item 3: what is shown
+
+
+def forward(url: str) -> dict[str, Any]:
+    """http.request arguments carrying values a redactor would hide."""
+    return {
+        "method": "POST",
+        "url": f"{url}/orders",
+        "headers": {"X-Session-Token": "hdr-s3cr3t"},
+        "json": {"session_token": "s3cr3t-value", "order": "#1"},
+        "body": None,
+    }
+
+
+def test_the_api_shows_the_approver_the_exact_arguments_of_a_waiting_call(
+    tmp_path: Path, model: ScriptedModel, service: tuple[str, list[dict[str, Any]]]
+) -> None:
+    url, _ = service
+    script = call("http__request", forward(url))
+    with waiting_call(tmp_path, model, script, rules=FORWARD_RULE) as (gw, _, step):
+        shown = view(gw, step)
+
+    assert shown["arguments"] == forward(url)
+    assert shown["arguments_digest"] == step.arguments_digest
+
+
+def test_the_dashboard_shows_the_approver_the_exact_arguments_and_sends_their_digest(
+    tmp_path: Path, model: ScriptedModel, service: tuple[str, list[dict[str, Any]]]
+) -> None:
+    url, _ = service
+    script = call("http__request", forward(url))
+    with (
+        waiting_call(tmp_path, model, script, rules=FORWARD_RULE) as (gw, run, step),
+        Dashboard(gw) as dashboard,
+    ):
+        page = dashboard.event_page(run.event_id)
+
+    shown = page.split(f'id="step-{step.id}"')[1].split("</li>")[0]
+    assert "s3cr3t-value" in shown
+    assert "hdr-s3cr3t" in shown
+    assert "[redacted]" not in shown
+    assert f'name="digest" value="{step.arguments_digest}"' in shown
+
+
+def test_the_cli_shows_the_exact_arguments_and_asks_before_approving(
+    tmp_path: Path, model: ScriptedModel, service: tuple[str, list[dict[str, Any]]]
+) -> None:
+    url, received = service
+    script = (call("http__request", forward(url)), answer("Forwarded."))
+    with waiting_call(tmp_path, model, *script, rules=FORWARD_RULE) as (gw, run, step):
+        declined = cli_approve(tmp_path, step, input="n\n")
+        assert waiting(gw.steps(run.id)) == [step]
+        accepted = cli_approve(tmp_path, step, input="y\n")
+        [run] = gw.finished_runs(1)
+
+    assert declined.exit_code == 1
+    assert "s3cr3t-value" in declined.output
+    assert "hdr-s3cr3t" in declined.output
+    assert step.arguments_digest is not None and step.arguments_digest in declined.output
+    assert accepted.exit_code == 0, accepted.output
+    assert run.status == "succeeded"
+    [sent] = received
+    assert sent["json"] == {"session_token": "s3cr3t-value", "order": "#1"}
+
+
+def test_the_arguments_of_a_decided_call_are_redacted_again(
+    tmp_path: Path, model: ScriptedModel, service: tuple[str, list[dict[str, Any]]]
+) -> None:
+    url, _ = service
+    script = (call("http__request", forward(url)), answer("Not forwarded."))
+    with waiting_call(tmp_path, model, *script, rules=FORWARD_RULE) as (gw, _, step):
+        rejected = gw.client.post(
+            f"/api/steps/{step.id}/reject", headers=AUTH, json={"reason": "no"}
+        )
+        assert rejected.status_code == 200
+        gw.finished_runs(1)
+        shown = view(gw, step)
+
+    assert shown["status"] == "rejected"
+    assert shown["arguments"]["json"]["session_token"] == "[redacted]"
