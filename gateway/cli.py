@@ -360,12 +360,40 @@ def approve(
     step_id: Annotated[int, typer.Argument(help="A step awaiting approval")],
     config: ConfigOption = None,
     by: Annotated[str, typer.Option(help="Who approves (recorded)")] = "cli",
+    digest: Annotated[
+        str | None,
+        typer.Option(
+            help="The step's arguments_digest (from `gateway run RUN --json`): approve those "
+            "arguments without being asked; without it, they are shown and you confirm"
+        ),
+    ] = None,
 ) -> None:
-    """Approve a tool call that waits for a human; the run goes on and makes the call."""
+    """Approve a tool call that waits for a human; the run goes on and makes the call.
+
+    The approval is for exactly the arguments shown (or named by --digest): if the step holds
+    others by then, nothing is approved.
+    """
     from gateway import operations
 
-    _operate(_load(config), lambda store: operations.approve(store, step_id, by=by))
+    cfg = _load(config)
+    if digest is None:
+        digest = _show_for_approval(cfg, step_id)
+        typer.confirm("Approve this call with exactly these arguments?", abort=True)
+    _operate(cfg, lambda store: operations.approve(store, step_id, by=by, digest=digest))
     console.print(f"step {step_id} approved; its run resumes")
+
+
+def _show_for_approval(cfg: Config, step_id: int) -> str | None:
+    """Print a waiting call's tool, exact arguments and digest; the digest shown."""
+    found = _with_store(cfg, lambda store: store.step(step_id))
+    if found is None:
+        err.print(f"[red]error:[/red] no step {step_id}")
+        raise typer.Exit(1)
+    console.print(f"step {step_id} of run {found.run_id}: {found.tool} ({found.status})")
+    arguments = json.dumps(found.arguments, indent=2, default=str)
+    for line in (arguments, f"arguments digest: {found.arguments_digest}"):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    return found.arguments_digest
 
 
 @app.command()

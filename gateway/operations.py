@@ -14,6 +14,7 @@ from gateway.errors import ConfigError, GatewayError
 from gateway.rules.loader import RuleSet
 from gateway.ruleset import load_ruleset
 from gateway.store import Run, Step, Store
+from gateway.store.records import call_digest
 from gateway.worker import Worker, plan_runs
 
 if TYPE_CHECKING:
@@ -40,6 +41,14 @@ class IllegalState(GatewayError):
         self.kind = kind
         self.id = id
         super().__init__(detail)
+
+
+class NotWhatWasShown(IllegalState):
+    """An approval names arguments that are not the step's: the approver saw something else
+    (a stale page), or the step changed after the model proposed it."""
+
+    def __init__(self, step_id: int, detail: str) -> None:
+        super().__init__("step", step_id, detail)
 
 
 @dataclass(frozen=True)
@@ -88,27 +97,70 @@ async def decide(
     *,
     by: str,
     reason: str | None = None,
+    digest: str | None = None,
     worker: Worker | None = None,
 ) -> Step:
-    """Approve (`decision="approved"`) or reject a step awaiting approval; its run resumes."""
+    """Approve (`decision="approved"`) or reject a step awaiting approval; its run resumes.
+
+    An approval is given for `digest`, the `arguments_digest` the approver was shown (without
+    one, for the arguments the step holds now), and only if the step's arguments still have
+    it; the run then makes the call only with arguments of that digest. A rejection runs
+    nothing, so it needs no digest.
+    """
     if decision not in ("approved", "rejected"):
         raise ValueError(f"decision must be approved or rejected, not {decision!r}")
-    step = await store.decide(step_id, decision, by, reason)
+    step = await store.step(step_id)
     if step is None:
+        raise NotFound("step", step_id)
+    if step.status != "awaiting_approval":
+        raise _not_awaiting(step)
+    approved = _approvable(step, digest) if decision == "approved" else None
+    decided = await store.decide(step_id, decision, by, reason, approved)
+    if decided is None:  # decided by someone else meanwhile
         found = await store.step(step_id)
-        if found is None:
-            raise NotFound("step", step_id)
-        raise IllegalState(
-            "step", step_id, f"step {step_id} is not awaiting approval (it is {found.status})"
-        )
-    await store.requeue(step.run_id, reset_attempts=True)
+        assert found is not None
+        raise _not_awaiting(found)
+    await store.requeue(decided.run_id, reset_attempts=True)
     if worker is not None:
         worker.announce_runs()
-    return step
+    return decided
 
 
-async def approve(store: Store, step_id: int, *, by: str, worker: Worker | None = None) -> Step:
-    return await decide(store, step_id, "approved", by=by, worker=worker)
+def _approvable(step: Step, digest: str | None) -> str:
+    """The digest an approval of `step` binds to; raises NotWhatWasShown if `digest` (what the
+    approver was shown) is not that of the step's arguments, or if they changed since the
+    model proposed them."""
+    current = call_digest(step.tool, step.arguments)
+    if step.arguments_digest != current:
+        raise NotWhatWasShown(
+            step.id,
+            f"step {step.id}: its arguments changed after the model proposed them (digest "
+            f"{step.arguments_digest}, now {current}); it can be rejected, not approved",
+        )
+    if digest is not None and digest != current:
+        raise NotWhatWasShown(
+            step.id,
+            f"step {step.id}: its arguments are not the arguments shown (digest {digest}; "
+            f"theirs is {current}): look at them again before approving",
+        )
+    return current
+
+
+def _not_awaiting(step: Step) -> IllegalState:
+    return IllegalState(
+        "step", step.id, f"step {step.id} is not awaiting approval (it is {step.status})"
+    )
+
+
+async def approve(
+    store: Store,
+    step_id: int,
+    *,
+    by: str,
+    digest: str | None = None,
+    worker: Worker | None = None,
+) -> Step:
+    return await decide(store, step_id, "approved", by=by, digest=digest, worker=worker)
 
 
 async def reject(

@@ -6,10 +6,11 @@ cannot be reached the tests are skipped with the reason, except in CI (CI=true):
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
@@ -47,3 +48,20 @@ async def fresh_database() -> AsyncIterator[str]:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+@contextmanager
+def fresh_database_sync() -> Iterator[str]:
+    """`fresh_database` for a synchronous test or fixture."""
+    # One loop for both ends: asyncio.run() would finalize the suspended generator (and drop
+    # the database) as soon as it returned.
+    loop = asyncio.new_event_loop()
+    manager = fresh_database()
+    try:
+        url = loop.run_until_complete(manager.__aenter__())
+        try:
+            yield url
+        finally:
+            loop.run_until_complete(manager.__aexit__(None, None, None))
+    finally:
+        loop.close()

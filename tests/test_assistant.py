@@ -312,7 +312,9 @@ def test_a_call_needing_approval_waits_and_runs_once_approved(
         assert CALLS == []
 
         result = CliRunner().invoke(
-            cli.app, ["approve", str(step.id), "--config", str(tmp_path / "gateway.yaml")]
+            cli.app,
+            ["approve", str(step.id), "--config", str(tmp_path / "gateway.yaml")],
+            input="y\n",
         )
         assert result.exit_code == 0, result.output
         [run] = gw.finished_runs(1)

@@ -120,6 +120,27 @@ async def test_function_call_round_trip(llm: ScriptedModel, sleeps: Sleeps, api:
     assert sleeps == []
 
 
+@pytest.mark.parametrize("api", APIS)
+async def test_a_call_id_the_conversation_already_has_is_renamed_in_calls_and_items(
+    llm: ScriptedModel, sleeps: Sleeps, api: Api
+) -> None:
+    issue = {"project": "FIN", "summary": "Card declined"}
+    llm.script(
+        turn(
+            call("jira__create_issue", issue, "call_0"), call("jira__create_issue", issue, "call_0")
+        )
+    )
+    earlier = {"type": "function_call", "call_id": "call_0", "name": "x", "arguments": "{}"}
+    output = {"type": "function_call_output", "call_id": "call_0", "output": "done"}
+    async with connect(llm, api, sleeps) as backend:
+        result = await backend.turn(INSTRUCTIONS, [EVENT, earlier, output], TOOLS)
+
+    ids = [c.call_id for c in result.calls]
+    assert len(set(ids)) == 2 and "call_0" not in ids
+    assert [c.model_call_id for c in result.calls] == ["call_0", "call_0"]
+    assert [i["call_id"] for i in result.items] == ids
+
+
 async def test_responses_request_is_stateless_and_carries_everything(
     llm: ScriptedModel, sleeps: Sleeps
 ) -> None:

@@ -37,7 +37,7 @@ from gateway.store.notify import asyncpg_dsn
 from gateway.testing.fake_llm import ScriptedModel, answer, call, delay
 from gateway.testing.server import serve_in_thread
 from tests.fixtures import load, requires_fixtures
-from tests.postgres import ADMIN_URL, fresh_database
+from tests.postgres import ADMIN_URL, fresh_database_sync
 from tests.process import GatewayProcess
 
 pytestmark = [requires_fixtures, pytest.mark.slow]
@@ -56,18 +56,8 @@ FINISHED = ("succeeded", "failed", "dead", "cancelled")
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test's replicas, dropped afterwards."""
-    # One loop for both ends: asyncio.run() would finalize the suspended generator (and drop
-    # the database) as soon as it returned.
-    loop = asyncio.new_event_loop()
-    manager = fresh_database()
-    try:
-        url = loop.run_until_complete(manager.__aenter__())
-        try:
-            yield url
-        finally:
-            loop.run_until_complete(manager.__aexit__(None, None, None))
-    finally:
-        loop.close()
+    with fresh_database_sync() as url:
+        yield url
 
 
 def query(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:

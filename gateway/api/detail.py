@@ -92,8 +92,12 @@ def body_view(body: bytes, redactor: Redactor) -> dict[str, Any]:
 
 
 def step_view(step: Step, redactor: Redactor) -> dict[str, Any]:
+    """A step for operators. A call awaiting approval shows its arguments exactly, with their
+    digest: the approver must see what will run, and a model could hide anything in a field
+    named like a secret."""
     summary = step.summary()
-    summary["arguments"] = redactor.value(summary["arguments"])
+    if step.status != "awaiting_approval":
+        summary["arguments"] = redactor.value(summary["arguments"])
     summary["result"] = redactor.value(summary["result"])
     summary["finished_at"] = step.finished_at.isoformat() if step.finished_at else None
     return summary

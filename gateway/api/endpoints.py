@@ -6,6 +6,7 @@ map to status codes in `gateway.api` only.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +22,9 @@ from gateway.rules.loader import RuleSet
 from gateway.rules.model import Rule
 from gateway.store import Store
 from gateway.worker import Worker
+
+# The form of a step's arguments_digest (records.call_digest): SHA-256 in hex.
+DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass
@@ -108,7 +112,10 @@ async def approve_step(admin: Admin, request: Request) -> Any:
     step_id = params.record_id(request)
     body = await params.json_body(request, required=False)
     by = _by(body, "api")
-    step = await operations.approve(admin.store, step_id, by=by, worker=admin.worker)
+    digest = body.get("digest")
+    if digest is not None and not (isinstance(digest, str) and DIGEST.fullmatch(digest)):
+        raise params.InvalidInput(["digest: the step's arguments_digest, 64 hex digits"])
+    step = await operations.approve(admin.store, step_id, by=by, digest=digest, worker=admin.worker)
     return step.summary()
 
 

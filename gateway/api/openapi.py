@@ -58,6 +58,12 @@ TOKENS: Schema = {
     "properties": {"input": {"type": "integer"}, "output": {"type": "integer"}},
     "required": ["input", "output"],
 }
+BY: Schema = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 200,
+    "description": "who decides (recorded)",
+}
 
 SCHEMAS: dict[str, Schema] = {
     "Error": {
@@ -179,7 +185,10 @@ SCHEMAS: dict[str, Schema] = {
             "position": {"type": "integer"},
             "kind": {"enum": ["prompt", "model", "tool", "answer"]},
             "tool": _nullable("string"),
-            "arguments": {"description": "the call's arguments (redacted)"},
+            "arguments": {
+                "description": "the call's arguments: exactly, while it awaits approval; "
+                "redacted otherwise"
+            },
             "status": {
                 "type": "string",
                 "examples": ["succeeded", "awaiting_approval", "shadowed", "refused"],
@@ -196,6 +205,15 @@ SCHEMAS: dict[str, Schema] = {
             "decision": _nullable("string"),
             "decided_by": _nullable("string"),
             "reason": _nullable("string"),
+            "call_id": _nullable("string"),
+            "arguments_digest": _nullable(
+                "string",
+                description="SHA-256 of the tool and its arguments, recorded when the call "
+                "was proposed for approval: send it back to approve exactly these arguments",
+            ),
+            "approved_digest": _nullable(
+                "string", description="the digest an approval was given for"
+            ),
         },
         "required": ["id", "run_id", "position", "kind", "status"],
     },
@@ -210,13 +228,21 @@ SCHEMAS: dict[str, Schema] = {
     "Decision": {
         "type": "object",
         "properties": {
-            "by": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": 200,
-                "description": "who decides",
-            },
+            "by": BY,
             "reason": {"type": "string", "description": "why (the model is told on reject)"},
+        },
+    },
+    "Approval": {
+        "type": "object",
+        "properties": {
+            "by": BY,
+            "digest": {
+                "type": "string",
+                "pattern": "^[0-9a-f]{64}$",
+                "description": "the step's arguments_digest as the approver saw it; 409 if "
+                "the step's arguments no longer have it (without it, the approval is for the "
+                "arguments the step holds now)",
+            },
         },
     },
     "ScheduleList": {
@@ -438,7 +464,7 @@ def document() -> Schema:
                     errors=(404, 409, 422),
                     op_id="approveStep",
                     parameters=[_id("step")],
-                    body="Decision",
+                    body="Approval",
                 )
             },
             "/steps/{id}/reject": {

@@ -13,8 +13,8 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import httpx2
@@ -64,11 +64,16 @@ class ModelError(GatewayError):
 
 @dataclass(frozen=True)
 class Call:
-    """A function call the model asked for; `arguments` is the JSON text exactly as sent."""
+    """A function call the model asked for; `arguments` is the JSON text exactly as sent.
+
+    `call_id` pairs the call with its output in the conversation and is unique in it; when the
+    model sent an id the conversation already had, `model_call_id` keeps the model's.
+    """
 
     call_id: str
     name: str
     arguments: str
+    model_call_id: str | None = None
 
     @property
     def tool(self) -> str:
@@ -89,6 +94,30 @@ class Turn:
     model: str = ""
     response_id: str | None = None
 
+    def with_unique_call_ids(self, conversation: list[Item]) -> Turn:
+        """This turn with every call id new to `conversation` and to the turn itself.
+
+        OpenAI-compatible servers may number calls `call_0`, `0`, ... in every response: an id
+        the conversation already has (or this turn has already used) is replaced, in the calls
+        and in the items alike, so each output pairs with exactly one call.
+        """
+        taken = {i["call_id"] for i in conversation if i.get("type") == "function_call"}
+        calls: list[Call] = []
+        for call in self.calls:
+            if call.call_id in taken:
+                call = replace(call, call_id=new_call_id(taken), model_call_id=call.call_id)
+            taken.add(call.call_id)
+            calls.append(call)
+        if calls == self.calls:
+            return self
+        # The function_call items are the calls, in order (both backends build them so).
+        renamed = iter(calls)
+        items = [
+            _function_call_item(next(renamed)) if i.get("type") == "function_call" else i
+            for i in self.items
+        ]
+        return replace(self, calls=calls, items=items)
+
 
 class Backend(Protocol):
     profile: ModelProfile
@@ -97,7 +126,8 @@ class Backend(Protocol):
         """Send the whole conversation and the tool definitions; the model's next turn.
 
         `items` are Responses input items (`message`, `function_call`,
-        `function_call_output`); `tools` are `Tool.definition()`s. Raises ModelError.
+        `function_call_output`); `tools` are `Tool.definition()`s. The turn's call ids are
+        unique in the conversation (`Turn.with_unique_call_ids`). Raises ModelError.
         """
         ...
 
@@ -133,7 +163,8 @@ class _OpenAIBackend:
         attempt = 0
         while True:
             try:
-                return await self._turn(instructions, items, tools)
+                turn = await self._turn(instructions, items, tools)
+                return turn.with_unique_call_ids(items)
             except openai.APIStatusError as error:
                 status = error.status_code
                 retryable = status in RETRYABLE_STATUS or status >= 500
@@ -371,7 +402,7 @@ def _turn_from_completion(completion: ChatCompletion) -> Turn:
         if tool_call.type != "function":
             continue
         # Some compatible servers leave the id out; the conversation needs one to pair outputs.
-        call_id = tool_call.id or f"call_{uuid.uuid4().hex[:24]}"
+        call_id = tool_call.id or new_call_id()
         call = Call(call_id, tool_call.function.name, tool_call.function.arguments)
         calls.append(call)
         items.append(_function_call_item(call))
@@ -385,6 +416,15 @@ def _turn_from_completion(completion: ChatCompletion) -> Turn:
         model=completion.model,
         response_id=completion.id,
     )
+
+
+def new_call_id(taken: Collection[str] = ()) -> str:
+    """A call id for a call the model sent without one, or with one already used."""
+    while True:
+        # The form OpenAI uses, short: some compatible servers limit the length of an id.
+        call_id = f"call_{uuid.uuid4().hex[:24]}"
+        if call_id not in taken:
+            return call_id
 
 
 def _function_call_item(call: Call) -> Item:

@@ -26,6 +26,7 @@ from gateway.rules import templates
 from gateway.rules.model import Rule
 from gateway.rules.templates import TemplateError
 from gateway.store import Event, Run, Step
+from gateway.store.records import call_digest
 from gateway.tools import TOOLS, Tool, describe_error
 from gateway.worker import STOP, ToolRefused, Worker, nonce
 
@@ -124,10 +125,14 @@ class _Conversation:
         tokens = 0
         invalid = 0
         spent = 0.0
-        done: dict[str, Any] = {}  # canonical call → result, to spot repeated calls
-        pending: list[dict[str, Any]] = []
+        done: dict[str, Any] = {}  # call digest → result, to spot repeated calls
+        # Calls the model asked for with no settled outcome yet, in order, at their positions.
+        pending: list[tuple[int, dict[str, Any]]] = []
         last_turn: dict[str, Any] | None = None
-        by_call = {s.call_id: s for s in journal if s.kind == "tool" and s.call_id}
+        # A call is the step at its position (see `_placed`), never whatever step has its id:
+        # models reuse ids, and a step matched by id would lend its approval to another call.
+        at = {s.position: s for s in journal}
+        position = max(at, default=0) + 1
         for step in journal[1:]:
             if step.kind != "model":
                 continue
@@ -136,27 +141,28 @@ class _Conversation:
             spent += step.cost
             last_turn = step.result
             own += step.result["items"]
-            for call in step.result["calls"]:
-                settled = by_call.get(call["call_id"])
+            for place, call in _placed(step.position, step.result["calls"]):
+                settled = at.get(place)
+                if settled is not None and not _is_step_of(settled, call):
+                    await self._stop(
+                        "failed",
+                        f"journal: step {place} is not call {call['call_id']} of the model turn "
+                        f"at step {step.position}; not resuming a run whose journal disagrees",
+                    )
+                    return
                 if settled is not None and settled.status in SETTLED:
                     own.append(_output(call["call_id"], _step_output(settled)))
                     invalid += settled.status in ("invalid", "refused")
                     if settled.status == "succeeded" and settled.tool:
-                        done[_canonical(settled.tool, settled.arguments)] = settled.result
+                        done[call_digest(settled.tool, settled.arguments)] = settled.result
                 else:
-                    pending.append(call)
-        position = max((s.position for s in journal), default=0) + 1
+                    pending.append((place, call))
+            position = max(position, step.position + 1 + len(step.result["calls"]))
         while True:
-            # Calls the model asked for and that have no settled outcome yet, in order.
-            for call in pending:
-                existing = by_call.get(call["call_id"])
-                outcome = await self._handle(
-                    call, existing, position if existing is None else None, done
-                )
+            for place, call in pending:
+                outcome = await self._handle(call, place, at.get(place), done)
                 if outcome is STOP:
                     return
-                if existing is None:
-                    position += 1
                 status, output = outcome
                 invalid += status in ("invalid", "refused")
                 own.append(_output(call["call_id"], output))
@@ -174,13 +180,13 @@ class _Conversation:
                 return
             if not turn.calls:
                 return  # the answer: recorded with the run's end in `_turn`
-            position += 1
             turns += 1
             tokens += turn.input_tokens + turn.output_tokens
             spent += cost(self._profile(), turn.input_tokens, turn.output_tokens)
             last_turn = _turn_record(turn)
             own += turn.items
-            pending = last_turn["calls"]
+            pending = _placed(position, last_turn["calls"])
+            position += 1 + len(turn.calls)
 
     # ------------------------------------------------------------------ one model turn
 
@@ -244,16 +250,11 @@ class _Conversation:
     # ------------------------------------------------------------------ one proposed call
 
     async def _handle(
-        self,
-        call: dict[str, Any],
-        step: Step | None,
-        position: int | None,
-        done: dict[str, Any],
+        self, call: dict[str, Any], at: int, step: Step | None, done: dict[str, Any]
     ) -> Any:
-        """Settle one call: `(status, output)` for the model, or STOP if the run paused."""
+        """Settle the call at position `at` (its journaled step, if any): `(status, output)`
+        for the model, or STOP if the run paused."""
         run = self.run_
-        at = step.position if step is not None else position
-        assert at is not None
         name = call["name"].replace("__", ".")
         tool = self.allowed.get(name)
 
@@ -288,9 +289,9 @@ class _Conversation:
             return await settle(
                 "refused", f"error: refused by policy: {decision.reason}", arguments
             )
-        canonical = _canonical(name, arguments)
-        if canonical in done:
-            earlier = json.dumps(done[canonical], default=str)
+        digest = call_digest(name, arguments)
+        if digest in done:
+            earlier = json.dumps(done[digest], default=str)
             return await settle(
                 "duplicate",
                 f"already done earlier in this run (not repeated): {earlier}",
@@ -312,6 +313,7 @@ class _Conversation:
                         idempotency_key=f"{run.id}.{at}.{nonce()}",
                         status="awaiting_approval",
                         call_id=call["call_id"],
+                        arguments_digest=digest,
                     )
                 await self.store.pause_run(run.id, "awaiting_approval")
                 log.info("assistant.awaiting_approval", tool=name, position=at)
@@ -319,6 +321,16 @@ class _Conversation:
             if step.status == "rejected":
                 because = f": {step.reason}" if step.reason else ""
                 return await settle("rejected", f"rejected by an operator{because}", arguments)
+            if step.decision == "approved" and step.approved_digest != digest:
+                # Checked again here, as the call is made: the journal records what was
+                # proposed, and nothing runs that an operator did not see.
+                log.warning("assistant.not_approved", tool=name, position=at)
+                return await settle(
+                    "refused",
+                    f"error: not run: these are not the arguments approved (approved digest "
+                    f"{step.approved_digest}, these {digest})",
+                    arguments,
+                )
         result = await self.worker.call_tool(
             run, at, tool, arguments, step, None, call_id=call["call_id"], refusal_ends_run=False
         )
@@ -326,7 +338,7 @@ class _Conversation:
             return STOP
         if isinstance(result, ToolRefused):
             return "failed", f"error: {name} failed: {result.message}"
-        done[canonical] = result
+        done[digest] = result
         return "succeeded", json.dumps(result, default=str)
 
     # ------------------------------------------------------------------ ending
@@ -399,16 +411,20 @@ def _step_output(step: Step) -> str:
 
 
 def _turn_record(turn: Turn) -> dict[str, Any]:
-    return {
-        "text": turn.text,
-        "items": turn.items,
-        "calls": [
-            {"call_id": c.call_id, "name": c.name, "arguments": c.arguments} for c in turn.calls
-        ],
-        "response_id": turn.response_id,
-    }
+    calls = []
+    for c in turn.calls:
+        record = {"call_id": c.call_id, "name": c.name, "arguments": c.arguments}
+        if c.model_call_id is not None:
+            record["model_call_id"] = c.model_call_id  # renamed: the model's id, for audit
+        calls.append(record)
+    return {"text": turn.text, "items": turn.items, "calls": calls, "response_id": turn.response_id}
 
 
-def _canonical(tool: str, arguments: Any) -> str:
-    """The identity of a call: the same tool with the same validated arguments."""
-    return f"{tool}:{json.dumps(arguments, sort_keys=True, default=str)}"
+def _placed(turn_position: int, calls: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+    """The calls of the model turn journaled at `turn_position`, each with the position of its
+    own step: the positions right after the turn's, in the order the model made the calls."""
+    return [(turn_position + 1 + index, call) for index, call in enumerate(calls)]
+
+
+def _is_step_of(step: Step, call: dict[str, Any]) -> bool:
+    return step.kind == "tool" and step.call_id == call["call_id"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -182,6 +184,10 @@ class Step:
     decision: str | None = None
     decided_by: str | None = None
     reason: str | None = None
+    # `call_digest` of the call when it was proposed for approval, and the one an approval was
+    # given for: the run makes the call only if its arguments still have that digest.
+    arguments_digest: str | None = None
+    approved_digest: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Step:
@@ -208,6 +214,8 @@ class Step:
             decision=row.decision,
             decided_by=row.decided_by,
             reason=row.reason,
+            arguments_digest=row.arguments_digest,
+            approved_digest=row.approved_digest,
         )
 
     def summary(self) -> dict[str, Any]:
@@ -232,4 +240,19 @@ class Step:
             "decision": self.decision,
             "decided_by": self.decided_by,
             "reason": self.reason,
+            "arguments_digest": self.arguments_digest,
+            "approved_digest": self.approved_digest,
         }
+
+
+def call_digest(tool: str | None, arguments: Any) -> str:
+    """The identity of a call: SHA-256 (hex) of its tool and validated arguments as canonical
+    JSON. An approval is bound to it; a run also uses it to spot a call it already made."""
+    canonical = json.dumps(
+        {"tool": tool, "arguments": arguments},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=str,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

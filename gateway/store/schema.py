@@ -118,6 +118,10 @@ steps = Table(
     Column("decided_by", String(200), nullable=True),
     Column("decided_at", DateTime(timezone=True), nullable=True),
     Column("reason", Text, nullable=True),
+    # What an approval binds to (records.call_digest): the call as proposed for approval, and
+    # the call an approval was given for.
+    Column("arguments_digest", String(64), nullable=True),
+    Column("approved_digest", String(64), nullable=True),
     UniqueConstraint("run_id", "position", name="uq_steps_run_position"),
     UniqueConstraint("idempotency_key", name="uq_steps_idempotency_key"),
     Index("ix_steps_status", "status"),

@@ -75,6 +75,8 @@ STEP_COLUMNS = {
     "decided_by": None,
     "decided_at": None,
     "reason": None,
+    "arguments_digest": None,
+    "approved_digest": None,
 }
 INSERT_STEP = insert(steps)
 INSERT_RUNS = insert(runs).returning(runs.c.id, sort_by_parameter_order=True)
@@ -558,8 +560,19 @@ class WorkStore:
             row = (await conn.execute(select(steps).where(steps.c.id == step_id))).first()
         return Step.from_row(row) if row else None
 
-    async def decide(self, step_id: int, decision: str, by: str, reason: str | None) -> Step | None:
-        """Approve or reject a step awaiting approval; returns it, or None if not awaiting."""
+    async def decide(
+        self,
+        step_id: int,
+        decision: str,
+        by: str,
+        reason: str | None,
+        approved_digest: str | None = None,
+    ) -> Step | None:
+        """Approve or reject a step awaiting approval; returns it, or None if not awaiting.
+
+        `approved_digest`: the digest of the arguments an approval is given for (the run makes
+        the call only if its arguments have it).
+        """
 
         def change(conn: Connection) -> bool:
             result = conn.execute(
@@ -571,6 +584,7 @@ class WorkStore:
                     decided_by=by,
                     decided_at=now_utc(),
                     reason=reason,
+                    approved_digest=approved_digest if decision == "approved" else None,
                 )
             )
             return bool(result.rowcount)

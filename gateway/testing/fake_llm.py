@@ -399,6 +399,26 @@ def conversation_text(body: dict[str, Any]) -> str:
     return "\n".join(t for t in texts if t)
 
 
+def call_ids(body: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The ids of the function calls in a request of either format, and of their outputs.
+
+    For expectations such as "no call id repeats, and every output names its call".
+    """
+    calls: list[str] = []
+    outputs: list[str] = []
+    for entry in body.get("input", body.get("messages", [])):
+        if not isinstance(entry, dict):
+            continue
+        if entry.get("type") == "function_call":
+            calls.append(entry["call_id"])
+        elif entry.get("type") == "function_call_output":
+            outputs.append(entry["call_id"])
+        calls.extend(tool_call["id"] for tool_call in entry.get("tool_calls") or [])
+        if entry.get("role") == "tool":
+            outputs.append(entry["tool_call_id"])
+    return calls, outputs
+
+
 # --- what the real APIs refuse, refused here too
 
 

@@ -189,7 +189,14 @@ class Pages:
         run = await admin.store.run(step.run_id) if step is not None else None
         if step is None or run is None:
             return self.render(request, session, "missing.html", 404, what="step")
-        reason = (request.state.form.get("reason") or "").strip()[:2000] or None
+        form: dict[str, str] = request.state.form
+        reason = (form.get("reason") or "").strip()[:2000] or None
+        # The approve form carries the digest of the arguments it showed: the approval is for
+        # those arguments only, and a form without one approves nothing.
+        digest = form.get("digest") or None
+        if decision == "approve" and digest is None:
+            problem = f"step {step_id}: the form did not say which arguments it showed; reload"
+            return _back(f"/ui/events/{run.event_id}", problem=problem)
         try:
             await operations.decide(
                 admin.store,
@@ -197,6 +204,7 @@ class Pages:
                 "approved" if decision == "approve" else "rejected",
                 by="dashboard",
                 reason=reason,
+                digest=digest if decision == "approve" else None,
                 worker=admin.worker,
             )
         except operations.IllegalState as exc:
