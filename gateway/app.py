@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -28,6 +29,7 @@ from gateway.metrics import Metrics
 from gateway.rules.loader import RuleSet
 from gateway.rules.loader import load as load_rules
 from gateway.scheduler import Scheduler
+from gateway.server import BodyLimit
 from gateway.store import Store
 from gateway.store.lock import WorkerLock
 from gateway.store.notify import Notifier
@@ -153,6 +155,10 @@ def create_app(
             *ui_routes(config),
         ],
         lifespan=lifespan,
+        # Every body but a webhook's (IngestEndpoint has `max_body_bytes`) is capped as it is read.
+        middleware=[
+            Middleware(BodyLimit, max_body_size=config.server.max_body_bytes, exempt="/hooks/")
+        ],
     )
     app.state.config = config
     app.state.store = store

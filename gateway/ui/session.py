@@ -18,7 +18,6 @@ from gateway.api import outer_state
 from gateway.api.auth import SESSION_COOKIE, SESSION_SECONDS, Session, Sessions
 from gateway.store import Store
 
-MAX_FORM = 1024 * 1024
 Page = Callable[[Request, Session], Awaitable[Response]]
 
 
@@ -27,13 +26,11 @@ class Form(dict[str, str]):
 
 
 async def read_form(request: Request) -> Form | None:
-    """The posted form, or None if it is too large or not urlencoded."""
+    """The posted form, or None if it is not urlencoded (`server.max_body_bytes` caps its size)."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/x-www-form-urlencoded":
         return None
     raw = await request.body()
-    if len(raw) > MAX_FORM:
-        return None
     try:
         pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=100)
     except (UnicodeDecodeError, ValueError):
