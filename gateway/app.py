@@ -157,7 +157,7 @@ def create_app(
         lifespan=lifespan,
         # Every body but a webhook's (IngestEndpoint has `max_body_bytes`) is capped as it is read.
         middleware=[
-            Middleware(BodyLimit, max_body_size=config.server.max_body_bytes, exempt="/hooks/")
+            Middleware(BodyLimit, max_bytes=config.server.max_body_bytes, exempt="/hooks/")
         ],
     )
     app.state.config = config

@@ -1,7 +1,7 @@
 """The gateway's HTTP server: uvicorn with the limits of the `server:` section at the door.
 
 Uvicorn's httptools protocol bounds neither a request's head nor the time a client may take
-to send it; `LimitedProtocol` adds both, and `BodyLimit` caps bodies before they are buffered.
+to send it; `LimitedProtocol` adds both. `BodyLimit` caps bodies before they are buffered.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from typing import Any, ClassVar
 
 import structlog
 import uvicorn
-from starlette.middleware.body_limit import RequestBodyLimitMiddleware
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
@@ -26,22 +27,38 @@ log = structlog.get_logger(__name__)
 
 
 class BodyLimit:
-    """Starlette's body cap (Content-Length first, then counted as it arrives: 413 before
-    more is buffered) on every path except `exempt`, whose endpoint has a limit of its own.
+    """A cap on request bodies, on every path except `exempt` (an endpoint with its own cap).
 
-    A client gone mid-body (or cut off by `body_timeout`) has nobody to answer: its request
-    ends quietly instead of as an application error.
+    A body declared longer (`Content-Length`), or one that grows past the cap as it is read,
+    makes `receive` raise a 413 `HTTPException` before anything more reaches the application:
+    the app that owns the path answers it in its own format (JSON under /api). A client gone
+    mid-body (or cut off by `body_timeout`) has nobody to answer: its request ends quietly.
     """
 
-    def __init__(self, app: ASGIApp, *, max_body_size: int, exempt: str) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, exempt: str) -> None:
         self.app = app
-        self.limited = RequestBodyLimitMiddleware(app, max_body_size=max_body_size)
+        self.max_bytes = max_bytes
         self.exempt = exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limited = scope["type"] == "http" and not scope["path"].startswith(self.exempt)
+        if scope["type"] != "http" or scope["path"].startswith(self.exempt):
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        over = declared.isdigit() and int(declared) > self.max_bytes
+        received = 0
+
+        async def capped() -> Message:
+            nonlocal received
+            if not over:
+                message = await receive()
+                received += len(message.get("body", b""))
+                if received <= self.max_bytes:
+                    return message
+            raise HTTPException(413, f"request body over the {self.max_bytes}-byte limit")
+
         with contextlib.suppress(ClientDisconnect):
-            await (self.limited if limited else self.app)(scope, receive, send)
+            await self.app(scope, capped, send)
 
 
 class LimitedProtocol(HttpToolsProtocol):

@@ -179,6 +179,7 @@ def test_an_admin_api_body_over_the_limit_gets_413(defaults: GatewayProcess) -> 
     over = httpx2.post(defaults.url + "/api/rules/test", content=just_over, headers=auth)
 
     assert (under.status_code, over.status_code) == (422, 413)
+    assert over.json()["detail"] == f"request body over the {DEFAULT_BODY_LIMIT}-byte limit"
 
 
 def test_a_256_mib_chunked_login_gets_413_without_growing_memory(
