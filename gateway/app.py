@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -27,6 +28,7 @@ from gateway.ingest.endpoint import IngestEndpoint
 from gateway.metrics import Metrics
 from gateway.ruleset import load_ruleset
 from gateway.scheduler import Scheduler
+from gateway.server import BodyLimit
 from gateway.store import Store
 from gateway.store.lock import WorkerLock
 from gateway.store.notify import Notifier
@@ -165,6 +167,10 @@ def create_app(
             *ui_routes(config),
         ],
         lifespan=lifespan,
+        # Every body but a webhook's (IngestEndpoint has `max_body_bytes`) is capped as it is read.
+        middleware=[
+            Middleware(BodyLimit, max_bytes=config.server.max_body_bytes, exempt="/hooks/")
+        ],
     )
     app.state.config = config
     app.state.store = store

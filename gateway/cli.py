@@ -87,10 +87,9 @@ def serve(
 ) -> None:
     """Run the gateway: webhook ingest, health and metrics."""
     import structlog
-    import uvicorn
 
     from gateway import insecure as settings
-    from gateway import log
+    from gateway import log, server
     from gateway.app import create_app
 
     cfg = _load(config)
@@ -134,16 +133,7 @@ def serve(
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-    uvicorn.run(
-        application,
-        host=host or cfg.host,
-        port=port if port is not None else cfg.port,
-        log_level="warning",
-        access_log=False,
-        loop="auto",
-        http="auto",
-        lifespan="on",
-    )
+    server.serve(application, cfg.server, host=listen, port=port if port is not None else cfg.port)
 
 
 @app.command()

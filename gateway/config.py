@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from dotenv import load_dotenv
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gateway import yamlfile
 from gateway.errors import ConfigError
@@ -53,6 +60,39 @@ class WorkerConfig(BaseModel):
     lease_seconds: float = Field(30.0, gt=0)
 
 
+class ServerConfig(BaseModel):
+    """What `gateway serve` grants one client: request sizes and times, connections at once.
+
+    docs/deploy.md has the table of these limits and what a reverse proxy must still add.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    # The request line and headers together; a longer head is answered 431.
+    max_header_bytes: int = Field(64 * 1024, ge=1024)
+    # A request body on every route but /hooks (the top-level `max_body_bytes`); over: 413.
+    max_body_bytes: int = Field(64 * 1024, gt=0)
+    # Seconds from a connection's start, or from its previous response, to the end of the next
+    # request's head; a client still sending it then is answered 408 and disconnected.
+    header_timeout: float = Field(10.0, gt=0)
+    # Seconds from the end of a request's head to the end of its body; then 408, disconnected.
+    body_timeout: float = Field(30.0, gt=0)
+    # Seconds an idle connection is kept open for a next request (at most `header_timeout`).
+    keep_alive_timeout: int = Field(5, ge=1)
+    # Connections served at once; a request on a connection beyond them is answered 503.
+    max_connections: int = Field(1000, ge=1)
+
+    @model_validator(mode="after")
+    def _idle_within_header_timeout(self) -> ServerConfig:
+        # The header timeout runs from a response's end too: it would cut a longer keep-alive.
+        if self.keep_alive_timeout > self.header_timeout:
+            raise ValueError(
+                f"keep_alive_timeout ({self.keep_alive_timeout} s) cannot exceed "
+                f"header_timeout ({self.header_timeout:g} s)"
+            )
+        return self
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -66,6 +106,7 @@ class Config(BaseModel):
     models: dict[str, dict[str, Any]] = Field(default_factory=dict)
     handlers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
     # OpenTelemetry: {exporter: console|otlp, endpoint, service_name}; needs the tracing extra.
     tracing: dict[str, Any] | None = None
     # Extra field names (in log lines) whose values are always redacted, beside the built-in

@@ -1,4 +1,7 @@
-"""Structured JSON logs (structlog), with secrets redacted before anything is written."""
+"""Structured JSON logs (structlog), with secrets redacted before anything is written.
+
+Field names are judged by `gateway.redaction`, the policy the admin API and dashboard use too.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +12,15 @@ from typing import Any, TextIO
 
 import structlog
 
-SENSITIVE = ("secret", "token", "password", "authorization", "api_key", "signature", "cookie")
-_extra: tuple[str, ...] = ()
+from gateway.redaction import Redactor
+
+_redactor = Redactor()
 
 
 def redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Replace the value of every field whose name looks secret, or is configured as such."""
-    for key in list(event):
-        lowered = key.lower()
-        if any(word in lowered for word in SENSITIVE) or lowered in _extra:
-            event[key] = "[redacted]"
-    return event
+    """Replace the value of every secret field, at any depth, and of the configured ones."""
+    clean: dict[str, Any] = _redactor.value(dict(event))
+    return clean
 
 
 def configure(
@@ -29,8 +30,8 @@ def configure(
     redact_fields: Sequence[str] = (),
     stream: TextIO | None = None,
 ) -> None:
-    global _extra
-    _extra = tuple(name.lower() for name in redact_fields)
+    global _redactor
+    _redactor = Redactor(redact_fields)
     renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     structlog.configure(
         processors=[

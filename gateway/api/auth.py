@@ -1,7 +1,8 @@
 """Who may operate the gateway: the admin bearer token, and dashboard sessions derived from it.
 
 A session cookie holds a signed expiry and nonce, never the token; rotating the token ends
-every session. Each session has its own CSRF token for the dashboard's forms.
+every session, a logout ends its own (the dashboard records its nonce in the store). Each
+session has its own CSRF token for the dashboard's forms.
 """
 
 from __future__ import annotations

@@ -7,65 +7,17 @@ Headers that look like credentials and payload fields named sensitive are replac
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
 from typing import Any
 
 import orjson
 
 from gateway.config import Config
+from gateway.redaction import Redactor
 from gateway.store import Event, Run, Step, Store
-
-REDACTED = "[redacted]"
-# A header whose name contains one of these is a credential (signatures included: a valid
-# signature replayed elsewhere is as good as the secret for that body).
-SECRET_HEADER_WORDS = (
-    "authorization",
-    "cookie",
-    "token",
-    "secret",
-    "password",
-    "signature",
-    "hmac",
-    "api-key",
-    "api_key",
-    "apikey",
-    "session",
-    "credential",
-)
-# Payload fields redacted whatever the configuration says.
-SECRET_FIELD_WORDS = ("password", "secret", "token", "api_key", "apikey", "authorization")
-
-
-class Redactor:
-    """Redacts headers by name and JSON fields by key, at any depth."""
-
-    def __init__(self, fields: Iterable[str] = ()) -> None:
-        self.fields = frozenset(f.lower() for f in fields)
-
-    def header_is_secret(self, name: str) -> bool:
-        lowered = name.lower()
-        return any(word in lowered for word in SECRET_HEADER_WORDS)
-
-    def headers(self, headers: dict[str, str]) -> dict[str, str]:
-        return {k: REDACTED if self.header_is_secret(k) else v for k, v in headers.items()}
-
-    def field_is_secret(self, key: str) -> bool:
-        lowered = key.lower()
-        return lowered in self.fields or any(word in lowered for word in SECRET_FIELD_WORDS)
-
-    def value(self, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {
-                k: REDACTED if self.field_is_secret(str(k)) else self.value(v)
-                for k, v in value.items()
-            }
-        if isinstance(value, list):
-            return [self.value(v) for v in value]
-        return value
 
 
 def redactor_for(config: Config) -> Redactor:
-    """The redactor for a config: the built-in words plus its `redact_fields`."""
+    """The redactor for a config: the built-in policy plus its `redact_fields`."""
     return Redactor(config.redact_fields)
 
 

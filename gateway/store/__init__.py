@@ -8,12 +8,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, func, select, text, update
+from sqlalchemy import Connection, delete, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.errors import SchemaMismatch
 from gateway.store import database
 from gateway.store.records import Event, NewEvent, NewRun, Run, Step, Stored
-from gateway.store.schema import events
+from gateway.store.schema import events, session_revocations
 from gateway.store.work import WorkStore
 from gateway.store.writer import EventWriter
 
@@ -107,3 +108,29 @@ class Store(WorkStore):
     async def count_events(self) -> int:
         async with self.engine.connect() as conn:
             return int((await conn.execute(select(func.count()).select_from(events))).scalar_one())
+
+    async def revoke_session(
+        self, nonce: str, expires_at: datetime, *, now: datetime | None = None
+    ) -> None:
+        """Refuse a dashboard session from now on, everywhere; forget expired revocations."""
+        now = (now or datetime.now(UTC)).astimezone(UTC)
+        insert = postgresql.insert if self.dialect.name == "postgresql" else sqlite.insert
+        # A second logout with the same cookie (or on another replica) changes nothing.
+        record = (
+            insert(session_revocations)
+            .values(nonce=nonce, expires_at=expires_at.astimezone(UTC))
+            .on_conflict_do_nothing(index_elements=["nonce"])
+        )
+        expired = delete(session_revocations).where(session_revocations.c.expires_at <= now)
+
+        def change(conn: Connection) -> None:
+            conn.execute(expired)
+            if expires_at > now:  # an expired cookie is refused by its own expiry
+                conn.execute(record)
+
+        await self.journal.apply(change)
+
+    async def session_revoked(self, nonce: str) -> bool:
+        query = select(session_revocations.c.nonce).where(session_revocations.c.nonce == nonce)
+        async with self.engine.connect() as conn:
+            return (await conn.execute(query)).first() is not None

@@ -151,3 +151,14 @@ schedules = Table(
     Column("next_fire_at", DateTime(timezone=True), nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+# Dashboard sessions ended by logout before their cookie expires: a cookie whose nonce is here
+# is refused by every replica. A row is useless once `expires_at` passes (the cookie's own
+# expiry refuses it), so logouts delete those.
+session_revocations = Table(
+    "session_revocations",
+    metadata,
+    Column("nonce", String(64), primary_key=True),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("ix_session_revocations_expires_at", "expires_at"),
+)

@@ -40,7 +40,7 @@ def ui_routes(config: Config) -> list[BaseRoute]:
     pages = Pages(sessions)
 
     async def login_form(request: Request) -> Response:
-        if session_of(request, sessions) is not None:
+        if await session_of(request, sessions) is not None:
             return RedirectResponse(safe_next(request.query_params.get("next")), 303)
         return pages.render(
             request,
@@ -69,7 +69,7 @@ def ui_routes(config: Config) -> list[BaseRoute]:
 
     async def logout(request: Request, session: Session) -> Response:
         response = RedirectResponse("/ui/login", status_code=303)
-        end_session(response)
+        await end_session(request, response, session)
         return response
 
     async def static(request: Request) -> Response:

@@ -1,20 +1,23 @@
 """Dashboard access: the login cookie, CSRF checks on every form, and form parsing.
 
-Pages need a session (else they redirect to the login form); POSTs also need the session's
+Pages need a live session (else they redirect to the login form): signed, unexpired, and not
+ended by a logout, which the store records for every replica. POSTs also need the session's
 CSRF token. The cookie is Secure, HttpOnly and SameSite=Strict, scoped to `/ui`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from urllib.parse import parse_qsl, quote
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
+from gateway.api import outer_state
 from gateway.api.auth import SESSION_COOKIE, SESSION_SECONDS, Session, Sessions
+from gateway.store import Store
 
-MAX_FORM = 1024 * 1024
 Page = Callable[[Request, Session], Awaitable[Response]]
 
 
@@ -23,13 +26,11 @@ class Form(dict[str, str]):
 
 
 async def read_form(request: Request) -> Form | None:
-    """The posted form, or None if it is too large or not urlencoded."""
+    """The posted form, or None if it is not urlencoded (`server.max_body_bytes` caps its size)."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/x-www-form-urlencoded":
         return None
     raw = await request.body()
-    if len(raw) > MAX_FORM:
-        return None
     try:
         pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=100)
     except (UnicodeDecodeError, ValueError):
@@ -37,8 +38,17 @@ async def read_form(request: Request) -> Form | None:
     return Form(pairs)
 
 
-def session_of(request: Request, sessions: Sessions) -> Session | None:
-    return sessions.check(request.cookies.get(SESSION_COOKIE))
+async def session_of(request: Request, sessions: Sessions) -> Session | None:
+    """The request's session, unless its cookie is missing, forged, expired or logged out."""
+    session = sessions.check(request.cookies.get(SESSION_COOKIE))
+    if session is None or await _store(request).session_revoked(session.nonce):
+        return None
+    return session
+
+
+def _store(request: Request) -> Store:
+    store: Store = outer_state(request).store
+    return store
 
 
 def login_redirect(request: Request) -> Response:
@@ -62,7 +72,10 @@ def start_session(response: Response, sessions: Sessions) -> None:
     )
 
 
-def end_session(response: Response) -> None:
+async def end_session(request: Request, response: Response, session: Session) -> None:
+    """Revoke the session in the store (a copy of the cookie stops working too), drop it."""
+    expires = datetime.fromtimestamp(session.expires, UTC)
+    await _store(request).revoke_session(session.nonce, expires)
     response.delete_cookie(
         SESSION_COOKIE, path="/ui", secure=True, httponly=True, samesite="strict"
     )
@@ -79,7 +92,7 @@ def guarded(sessions: Sessions, page: Page) -> Callable[[Request], Awaitable[Res
     """A page that needs a session; a POST also needs the session's CSRF token in its form."""
 
     async def endpoint(request: Request) -> Response:
-        session = session_of(request, sessions)
+        session = await session_of(request, sessions)
         if session is None:
             return login_redirect(request)
         if request.method == "POST":
