@@ -1,7 +1,8 @@
 """`POST /hooks/{source}`: verify, store, and only then answer 202.
 
 A raw ASGI endpoint: it reads the body itself so an oversized one is refused before it is read,
-and keeps the hot path to verify → parse once → insert → commit → answer.
+and keeps the hot path to verify → parse once → insert → commit → answer. Duplicates are found
+by the provider's dedup key, read from signed material only, never by a delivery-id header.
 """
 
 from __future__ import annotations
@@ -122,15 +123,21 @@ class IngestEndpoint:
                 headers={k: v for k, v in headers.items() if k not in hidden},
                 body=body,
                 received_at=datetime.now(UTC),
+                dedup_key=provider.dedup_key(headers, payload, body),
             )
         )
         if stored.duplicate:
-            self.metrics.duplicates.labels(name).inc()
-            log.info(
-                "ingest.duplicate",
+            # A replay (stored content, another delivery id) is answered like a redelivery:
+            # the replayer learns nothing, a sender would retry nothing; only we tell them apart.
+            replayed = stored.replayed
+            (self.metrics.replays if replayed else self.metrics.duplicates).labels(name).inc()
+            (log.warning if replayed else log.info)(
+                "ingest.replayed" if replayed else "ingest.duplicate",
                 source=name,
                 event_id=stored.id,
                 delivery_id=stored.event.delivery_id,
+                stored_delivery_id=stored.stored_delivery_id,
+                client=_client(scope),
             )
             return 200, {"id": stored.id, "duplicate": True}
         log.debug("ingest.stored", source=name, event_id=stored.id, type=stored.event.type)

@@ -41,12 +41,17 @@ events = Table(
     Column("source", String(100), nullable=False),
     Column("provider", String(50), nullable=False),
     Column("type", String(200), nullable=False),
-    Column("delivery_id", String(300), nullable=False),
+    # What decides a duplicate, from signed material only (see Provider.dedup_key).
+    Column("dedup_key", String(300), nullable=False),
+    # The sender's id for the delivery: a hint for people, possibly from an unsigned header.
+    Column("delivery_id", String(300), nullable=False, server_default=""),
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("headers", JSON, nullable=False),
     Column("body", LargeBinary, nullable=False),
     Column("status", String(20), nullable=False, server_default="pending"),
-    UniqueConstraint("source", "delivery_id", name="uq_events_source_delivery"),
+    # Named in 0001, when the delivery id was the key; 0004 renamed the column under it
+    # (SQLite renames a constraint only by rebuilding the table).
+    UniqueConstraint("source", "dedup_key", name="uq_events_source_delivery"),
     Index("ix_events_status_id", "status", "id"),
     Index("ix_events_received_at", "received_at"),
 )

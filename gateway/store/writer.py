@@ -142,24 +142,45 @@ class EventWriter(GroupCommit[NewEvent, Stored]):
         return await write_postgresql(self._engine, batch)
 
 
-# One statement per batch: the rows travel as seven arrays, so the statement text (and
+# One statement per batch: the rows travel as eight arrays, so the statement text (and
 # asyncpg's prepared statement for it) is the same whatever the batch size. Rows go in
-# batch order, so ids follow arrival order; a delivery id already stored (or twice in the
+# batch order, so ids follow arrival order; a dedup key already stored (or twice in the
 # batch) is skipped by ON CONFLICT and looked up afterwards.
 INSERT_EVENTS = """
-INSERT INTO events (source, provider, type, delivery_id, headers, body, received_at)
-SELECT source, provider, type, delivery_id, headers::json, body, received_at
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[],
-            $7::timestamptz[]) WITH ORDINALITY
-     AS new(source, provider, type, delivery_id, headers, body, received_at, n)
+INSERT INTO events (source, provider, type, delivery_id, dedup_key, headers, body, received_at)
+SELECT source, provider, type, delivery_id, dedup_key, headers::json, body, received_at
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::bytea[], $8::timestamptz[]) WITH ORDINALITY
+     AS new(source, provider, type, delivery_id, dedup_key, headers, body, received_at, n)
 ORDER BY n
-ON CONFLICT (source, delivery_id) DO NOTHING
-RETURNING id, source, delivery_id
+ON CONFLICT (source, dedup_key) DO NOTHING
+RETURNING id, source, dedup_key, delivery_id
 """
 FIND_EVENTS = """
-SELECT id, source, delivery_id FROM events
-WHERE (source, delivery_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+SELECT id, source, dedup_key, delivery_id FROM events
+WHERE (source, dedup_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))
 """
+Key = tuple[str, str]
+"""(source, dedup_key): what the events table is unique on."""
+Found = tuple[int, str]
+"""An event already stored: its id and the delivery id it came with."""
+
+
+def outcomes(
+    batch: Sequence[NewEvent], inserted: dict[Key, Found], existing: dict[Key, Found]
+) -> list[Stored]:
+    """Each event of a batch as stored or as a duplicate of what was there (or came first)."""
+    results = []
+    for new in batch:
+        key = (new.source, new.dedup_key)
+        if key in inserted:
+            # The first of several equal deliveries in one batch is the stored one.
+            existing[key] = inserted.pop(key)
+            results.append(Stored(existing[key][0], new, duplicate=False))
+        else:
+            event_id, delivery_id = existing[key]
+            results.append(Stored(event_id, new, duplicate=True, stored_delivery_id=delivery_id))
+    return results
 
 
 async def write_postgresql(engine: AsyncEngine, batch: list[NewEvent]) -> list[Stored]:
@@ -170,7 +191,6 @@ async def write_postgresql(engine: AsyncEngine, batch: list[NewEvent]) -> list[S
     atomically on its own; the lookup of duplicates runs after it and sees every row that a
     concurrent batch committed first.
     """
-    keys = [(n.source, n.delivery_id) for n in batch]
     async with engine.connect() as conn:
         raw = (await conn.get_raw_connection()).driver_connection
         assert raw is not None
@@ -180,27 +200,20 @@ async def write_postgresql(engine: AsyncEngine, batch: list[NewEvent]) -> list[S
             [n.provider for n in batch],
             [n.type for n in batch],
             [n.delivery_id for n in batch],
+            [n.dedup_key for n in batch],
             [orjson.dumps(n.headers).decode() for n in batch],
             [n.body for n in batch],
             [n.received_at for n in batch],
         )
-        inserted = {(r["source"], r["delivery_id"]): r["id"] for r in rows}
-        missing = sorted({k for k in keys if k not in inserted})
-        existing: dict[tuple[str, str], int] = {}
+        inserted = {(r["source"], r["dedup_key"]): (r["id"], r["delivery_id"]) for r in rows}
+        missing = sorted({(n.source, n.dedup_key) for n in batch} - inserted.keys())
+        existing: dict[Key, Found] = {}
         if missing:
             found = await raw.fetch(
-                FIND_EVENTS, [source for source, _ in missing], [d for _, d in missing]
+                FIND_EVENTS, [source for source, _ in missing], [k for _, k in missing]
             )
-            existing = {(r["source"], r["delivery_id"]): r["id"] for r in found}
-    results = []
-    for new, key in zip(batch, keys, strict=True):
-        if key in inserted:
-            # The first of several equal deliveries in one batch is the stored one.
-            existing[key] = inserted.pop(key)
-            results.append(Stored(existing[key], new, duplicate=False))
-        else:
-            results.append(Stored(existing[key], new, duplicate=True))
-    return results
+            existing = {(r["source"], r["dedup_key"]): (r["id"], r["delivery_id"]) for r in found}
+    return outcomes(batch, inserted, existing)
 
 
 class SqliteBatchWriter:
@@ -222,6 +235,7 @@ class SqliteBatchWriter:
             "provider",
             "type",
             "delivery_id",
+            "dedup_key",
             "headers",
             "body",
             "received_at",
@@ -255,20 +269,22 @@ class SqliteBatchWriter:
                 new.provider,
                 new.type,
                 new.delivery_id,
+                new.dedup_key,
                 orjson.dumps(new.headers).decode(),
                 new.body,
                 # The text form SQLAlchemy's SQLite DateTime reads back (naive UTC).
                 new.received_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f"),
             )
-        keys = [(new.source, new.delivery_id) for new in batch]
+        keys = {(new.source, new.dedup_key) for new in batch}
         loop = asyncio.get_running_loop()
-        ids = await loop.run_in_executor(self._thread, self._insert, keys, params)
-        return [
-            Stored(event_id, new, duplicate=is_duplicate)
-            for new, (event_id, is_duplicate) in zip(batch, ids, strict=True)
-        ]
+        inserted, existing = await loop.run_in_executor(
+            self._thread, self._insert, len(batch), keys, params
+        )
+        return outcomes(batch, inserted, existing)
 
-    def _insert(self, keys: list[tuple[str, str]], params: list[object]) -> list[tuple[int, bool]]:
+    def _insert(
+        self, rows: int, keys: set[Key], params: list[object]
+    ) -> tuple[dict[Key, Found], dict[Key, Found]]:
         db = self._db
         if db is None:
             raise StoreUnavailable("the SQLite ingest connection is closed")
@@ -276,34 +292,24 @@ class SqliteBatchWriter:
         try:
             db.execute("BEGIN IMMEDIATE")
             inserted = {
-                (source, delivery_id): event_id
-                for event_id, source, delivery_id in db.execute(
+                (source, key): (event_id, delivery_id)
+                for event_id, source, key, delivery_id in db.execute(
                     f"INSERT INTO events ({','.join(self._columns)}) VALUES "
-                    + ",".join([row] * len(keys))
-                    + " ON CONFLICT (source, delivery_id) DO NOTHING"
-                    " RETURNING id, source, delivery_id",
+                    + ",".join([row] * rows)
+                    + " ON CONFLICT (source, dedup_key) DO NOTHING"
+                    " RETURNING id, source, dedup_key, delivery_id",
                     params,
                 ).fetchall()
             }
-            missing = sorted({k for k in keys if k not in inserted})
-            existing: dict[tuple[str, str], int] = {}
-            for source, delivery_id in missing:
-                found = db.execute(
-                    "SELECT id FROM events WHERE source = ? AND delivery_id = ?",
-                    (source, delivery_id),
+            existing: dict[Key, Found] = {}
+            for source, key in sorted(keys - inserted.keys()):
+                existing[(source, key)] = db.execute(
+                    "SELECT id, delivery_id FROM events WHERE source = ? AND dedup_key = ?",
+                    (source, key),
                 ).fetchone()
-                existing[(source, delivery_id)] = found[0]
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-        results: list[tuple[int, bool]] = []
-        for key in keys:
-            if key in inserted:
-                # The first of several equal deliveries in one batch is the stored one.
-                existing[key] = inserted.pop(key)
-                results.append((existing[key], False))
-            else:
-                results.append((existing[key], True))
-        return results
+        return inserted, existing
