@@ -19,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.config import Config
 from gateway.errors import (
     BodyTooLarge,
+    EventDoesNotFit,
     MalformedPayload,
     RejectedDelivery,
     SignatureInvalid,
@@ -114,18 +115,20 @@ class IngestEndpoint:
         if challenge is not None:
             return 200, challenge
         hidden = ALWAYS_SECRET | provider.secret_headers
-        stored = await self.store.add_event(
-            NewEvent(
-                source=name,
-                provider=provider.name,
-                type=provider.event_type(headers, payload),
-                delivery_id=provider.delivery_id(headers, payload, body),
-                headers={k: v for k, v in headers.items() if k not in hidden},
-                body=body,
-                received_at=datetime.now(UTC),
-                dedup_key=provider.dedup_key(headers, payload, body),
-            )
+        new = NewEvent(
+            source=name,
+            provider=provider.name,
+            type=provider.event_type(headers, payload),
+            delivery_id=provider.delivery_id(headers, payload, body),
+            headers={k: v for k, v in headers.items() if k not in hidden},
+            body=body,
+            received_at=datetime.now(UTC),
+            dedup_key=provider.dedup_key(headers, payload, body),
         )
+        try:
+            stored = await self.store.add_event(new)
+        except EventDoesNotFit as exc:
+            raise MalformedPayload(str(exc)) from None
         if stored.duplicate:
             # A replay (stored content, another delivery id) is answered like a redelivery:
             # the replayer learns nothing, a sender would retry nothing; only we tell them apart.

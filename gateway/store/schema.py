@@ -5,6 +5,8 @@ Alembic migrations in `migrations/versions` create them; this module is what the
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -22,6 +24,9 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+
+from gateway.errors import EventDoesNotFit
+from gateway.store.records import NewEvent
 
 metadata = MetaData()
 
@@ -55,6 +60,44 @@ events = Table(
     Index("ix_events_status_id", "status", "id"),
     Index("ix_events_received_at", "received_at"),
 )
+
+# The text columns a new event fills, with their lengths, read from the table: what
+# `check_fits` holds each value to.
+_FILLED = {field.name for field in fields(NewEvent)}
+_TEXT = [
+    (column.name, column.type.length)
+    for column in events.columns
+    if column.name in _FILLED and isinstance(column.type, String)
+]
+
+
+def check_fits(new: NewEvent) -> None:
+    """Raise `EventDoesNotFit` unless every value of `new` fits its column of `events`.
+
+    The same rules on both backends, though SQLite enforces none of them: PostgreSQL refuses
+    a string over its length, a NUL character in text, and text that is not UTF-8, and it
+    refuses it for the whole statement, which carries a batch of other requests' events.
+    """
+    for name, length in _TEXT:
+        _check_text(name, getattr(new, name), length)
+    for key, value in new.headers.items():
+        _check_text(f"header {key[:40]!r}", key, None)
+        _check_text(f"header {key[:40]!r}", value, None)
+
+
+def _check_text(name: str, value: str, length: int | None) -> None:
+    if length is not None and len(value) > length:
+        raise EventDoesNotFit(
+            f"{name} is {len(value)} characters long; the store keeps at most {length}"
+        )
+    if "\x00" in value:
+        raise EventDoesNotFit(f"{name} contains a NUL character, which the store cannot keep")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise EventDoesNotFit(f"{name} is not valid Unicode text") from None
+
 
 # One run per matched rule per event (or per scheduled firing): the unit of work of the worker.
 runs = Table(
