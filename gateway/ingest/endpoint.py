@@ -27,6 +27,7 @@ from gateway.errors import (
     UnknownSource,
     UnsupportedMediaType,
 )
+from gateway.ingest.nesting import check_depth
 from gateway.ingest.provider import PROVIDERS, Provider
 from gateway.metrics import Metrics
 from gateway.store import NewEvent, Store
@@ -65,6 +66,7 @@ class IngestEndpoint:
         self.metrics = metrics
         self.clock = clock
         self.max_body = config.max_body_bytes
+        self.max_depth = config.max_json_depth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         name: str = scope["path_params"]["source"]
@@ -111,6 +113,7 @@ class IngestEndpoint:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise MalformedPayload(f"body is not valid JSON: {exc}") from None
+        check_depth(payload, self.max_depth, body)
         challenge = provider.challenge(payload)
         if challenge is not None:
             return 200, challenge
