@@ -16,22 +16,26 @@ READABLE_DEPTH = 128
 levels. `max_json_depth` may not be set above it, so what ingest accepts every reader reads."""
 
 
+_CONTAINERS = frozenset({dict, list})
+
+
 def deeper_than(value: Any, limit: int) -> bool:
-    """Whether objects and arrays in `value` nest more than `limit` levels deep.
+    """Whether objects and arrays in `value`, as JSON decoding makes them (`dict` and `list`),
+    nest more than `limit` levels deep.
 
     Walked a level at a time, never recursively, and never past `limit + 1` levels: a hostile
     value cannot exhaust the stack, nor cost more than one pass over what it holds.
     """
-    level = [value] if isinstance(value, (dict, list)) else []
+    level = [value] if type(value) in _CONTAINERS else []
     for _ in range(limit):
         if not level:
             return False
-        level = [
-            child
-            for node in level
-            for child in (node.values() if isinstance(node, dict) else node)
-            if isinstance(child, (dict, list))
-        ]
+        below: list[Any] = []
+        for node in level:
+            # Exact types, not isinstance: about twice as fast, and on the request path.
+            items = node.values() if type(node) is dict else node
+            below.extend([child for child in items if type(child) in _CONTAINERS])
+        level = below
     return bool(level)
 
 
