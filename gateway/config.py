@@ -22,6 +22,7 @@ from pydantic import (
 
 from gateway import yamlfile
 from gateway.errors import ConfigError
+from gateway.ingest.nesting import READABLE_DEPTH
 
 DEFAULT_PATH = Path("gateway.yaml")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -101,6 +102,8 @@ class Config(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8000
     max_body_bytes: int = Field(1024 * 1024, gt=0)
+    # Levels of objects and arrays a webhook body may nest; deeper is refused with 400.
+    max_json_depth: int = Field(64, ge=1, le=READABLE_DEPTH)
     rules: str = "rules"
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     models: dict[str, dict[str, Any]] = Field(default_factory=dict)

@@ -14,7 +14,8 @@
     ├── TemplateError          a rule template failed to compile or evaluate
     └── StoreError
         ├── StoreUnavailable   the database cannot be reached or cannot commit
-        └── SchemaMismatch     the database schema is not one this version knows
+        ├── SchemaMismatch     the database schema is not one this version knows
+        └── EventDoesNotFit    a value of a new event breaks a constraint of the events table
 
 HTTP status codes are chosen only at the edge (`gateway.ingest.endpoint`, `gateway.api`).
 """
@@ -72,6 +73,11 @@ class StoreError(GatewayError):
 
 class StoreUnavailable(StoreError):
     """The store cannot be reached or cannot commit right now."""
+
+
+class EventDoesNotFit(StoreError):
+    """A new event has a value the events table cannot hold (too long, a NUL, not UTF-8);
+    the message names the field and the limit. Refused before it joins a batch."""
 
 
 class SchemaMismatch(StoreError):

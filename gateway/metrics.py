@@ -22,7 +22,13 @@ class Metrics:
         )
         self.duplicates = Counter(
             "gateway_webhook_duplicates",
-            "Redeliveries answered without storing anything new",
+            "Redeliveries (same signed content, same delivery id) answered without storing",
+            ["source"],
+            registry=self.registry,
+        )
+        self.replays = Counter(
+            "gateway_webhook_replays",
+            "Signed content already stored, sent again under another delivery id: not stored",
             ["source"],
             registry=self.registry,
         )

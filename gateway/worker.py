@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from gateway import tracing
 from gateway.config import Config
+from gateway.ingest.nesting import READABLE_DEPTH, deeper_than
 from gateway.metrics import Metrics
 from gateway.rules import templates
 from gateway.rules.loader import RuleSet
@@ -59,6 +60,11 @@ def scope_for(event: Event, now: datetime | None = None) -> dict[str, Any]:
         payload = orjson.loads(event.body)
     except orjson.JSONDecodeError:
         payload = event.body.decode("utf-8", "replace")
+    else:
+        if deeper_than(payload, READABLE_DEPTH):
+            # Stored before max_json_depth existed: text, as a body that is not JSON, rather
+            # than a structure `tojson` and the journal would recurse into and fail on.
+            payload = event.body.decode("utf-8", "replace")
     info: dict[str, Any] = {**event.summary(), "received_at": event.received_at}
     # `periods.last_week.start_date` and the like: around the fire time, in the rule's zone,
     # for a scheduled event; around the arrival, in UTC, for any other.

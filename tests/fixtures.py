@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import orjson
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "webhooks"
@@ -75,6 +76,21 @@ def load(folder: str, event: str) -> Fixture:
     body = (ROOT / folder / f"{event}.json").read_bytes()
     headers = json.loads((ROOT / folder / f"{event}.headers.json").read_text())
     return Fixture(folder, event, body, headers)
+
+
+def shopify_order(event_id: str, **fields: object) -> tuple[bytes, dict[str, str]]:
+    """The Shopify order fixture as event `event_id` of the `shop` source, `fields` merged in,
+    signed as Shopify would. Shopify signs only the body, and the body is what deduplicates:
+    the event id goes into the body too (`test_event`), so each id is a new event."""
+    import gateway.ingest.providers  # noqa: F401  (fills the registry)
+    from gateway.config import SourceConfig
+    from gateway.ingest.provider import PROVIDERS
+
+    order = load("shopify", "orders_create")
+    body = orjson.dumps({**orjson.loads(order.body), "test_event": event_id, **fields})
+    headers = {**order.headers, "X-Shopify-Event-Id": event_id}
+    shopify = PROVIDERS["shopify"](SourceConfig.model_validate(TEST_SOURCES["shop"]))
+    return body, headers | shopify.sign(body, headers, SIGNED_AT)
 
 
 def all_fixtures() -> list[Fixture]:

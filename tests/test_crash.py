@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.fixtures import load, requires_fixtures
+from tests.fixtures import requires_fixtures, shopify_order
 from tests.process import GatewayProcess
 
 pytestmark = [requires_fixtures, pytest.mark.slow]
@@ -23,7 +23,6 @@ KILL_AFTER = 1200
 def test_acknowledged_webhooks_survive_kill_9_exactly_once(
     write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
-    order = load("shopify", "orders_create")  # Shopify signs the body only: ids can vary
     config = write_config(
         sources={"shop": {"provider": "shopify", "secret": "shpss_test_gateway_secret"}}
     )
@@ -36,12 +35,9 @@ def test_acknowledged_webhooks_survive_kill_9_exactly_once(
         with httpx2.Client(base_url=gateway.url, timeout=10) as http:
             for n in range(worker, PLANNED, CLIENTS):
                 event_id = f"crash-{n}"
+                body, headers = shopify_order(event_id)
                 try:
-                    response = http.post(
-                        "/hooks/shop",
-                        content=order.body,
-                        headers={**order.headers, "X-Shopify-Event-Id": event_id},
-                    )
+                    response = http.post("/hooks/shop", content=body, headers=headers)
                 except httpx2.HTTPError:
                     if killed.is_set():
                         return
@@ -68,11 +64,8 @@ def test_acknowledged_webhooks_survive_kill_9_exactly_once(
         assert len(acked) >= KILL_AFTER
         assert set(acked) <= set(stored), "an acknowledged webhook was lost"
         assert set(stored.values()) == {1}
-        again = httpx2.post(
-            f"{restarted.url}/hooks/shop",
-            content=order.body,
-            headers={**order.headers, "X-Shopify-Event-Id": acked[0]},
-        )
+        body, headers = shopify_order(acked[0])
+        again = httpx2.post(f"{restarted.url}/hooks/shop", content=body, headers=headers)
         assert again.json()["duplicate"] is True
     finally:
         restarted.stop()

@@ -24,7 +24,7 @@ import yaml
 from gateway import config as config_module
 from gateway import insecure
 from gateway.ruleset import load_ruleset
-from tests.fixtures import load, requires_fixtures
+from tests.fixtures import requires_fixtures, shopify_order
 from tests.postgres import fresh_database
 from tests.process import GatewayProcess
 
@@ -343,7 +343,6 @@ async def test_replicas_started_after_db_upgrade_wake_each_other_on_postgresql(
     """The compose setup in miniature: `gateway db upgrade`, then replicas with --no-migrate;
     the ingest replica's NOTIFY wakes the worker replica well before its fallback poll.
     """
-    order = load("shopify", "orders_create")
     async with fresh_database() as url:
         config = write_config(store=url)
         shutil.copy(Path(__file__).parents[1] / "rules" / "log.yaml", tmp_path / "rules")
@@ -360,11 +359,8 @@ async def test_replicas_started_after_db_upgrade_wake_each_other_on_postgresql(
         try:
             latencies = []
             for n in range(8):
-                response = httpx2.post(
-                    f"{ingest.url}/hooks/shop",
-                    content=order.body,
-                    headers={**order.headers, "X-Shopify-Event-Id": f"replica-{n}"},
-                )
+                body, headers = shopify_order(f"replica-{n}")
+                response = httpx2.post(f"{ingest.url}/hooks/shop", content=body, headers=headers)
                 assert response.status_code == 202
                 acknowledged = time.monotonic()
                 while True:

@@ -47,13 +47,17 @@ def signer(source: str) -> Provider:
 # -- webhooks, as the providers send them --------------------------------------------------
 
 
-def ci_failure(delivery: str | None = None) -> tuple[bytes, dict[str, str]]:
-    """The GitHub fixture: job `linters` of workflow CodeQL failed (signature over the body)."""
+def ci_failure(attempt: int = 1) -> tuple[bytes, dict[str, str]]:
+    """The GitHub fixture: job `linters` of workflow CodeQL failed (signature over the body).
+    A later `attempt` (a re-run failing again) is another event: another body, signed now."""
     fixture = load("github", "workflow_job.completed_failure")
-    headers = dict(fixture.headers)
-    if delivery is not None:
-        headers["X-GitHub-Delivery"] = delivery
-    return fixture.body, headers
+    if attempt == 1:
+        return fixture.body, dict(fixture.headers)
+    payload = orjson.loads(fixture.body)
+    payload["workflow_job"]["run_attempt"] = attempt
+    body = orjson.dumps(payload)
+    headers = {**fixture.headers, "X-GitHub-Delivery": f"attempt-{attempt}"}
+    return body, headers | signer("ci").sign(body, headers, time.time())
 
 
 def gitlab_pipeline(status: str, delivery: str) -> tuple[bytes, dict[str, str]]:
@@ -362,8 +366,8 @@ def test_kill_9_while_actions_run_then_restart_handles_every_event_once(
         try:
             with httpx2.Client(base_url=gateway.url, timeout=10) as client:
                 for n in range(EVENTS):
-                    post(client, "ci", ci_failure(f"crash-ci-{n}"))
-                    post(client, "shop", order(f"crash-order-{n}"))
+                    post(client, "ci", ci_failure(attempt=n + 2))
+                    post(client, "shop", order(f"crash-order-{n}", name=f"#crash-{n}"))
             # Tickets exist whose responses are still held back: kill now.
             wait_until(lambda: len(jira.issues) >= 3)
         finally:

@@ -10,7 +10,7 @@ import pytest
 import gateway.ingest.providers  # noqa: F401  (fills the registry)
 from gateway.config import SourceConfig
 from gateway.errors import SignatureInvalid
-from gateway.ingest.provider import PROVIDERS, Provider
+from gateway.ingest.provider import PROVIDERS, Provider, body_digest, typed_digest
 from tests.fixtures import TEST_SOURCES, Fixture, deliverable, load, requires_fixtures
 
 pytestmark = requires_fixtures
@@ -52,6 +52,29 @@ EXPECTED = {
     "zendesk/ticket.created": ("zen:event-type:ticket.created", "8350205582"),
 }
 IDENTIFIED = [f for f in deliverable() if f.id in EXPECTED]
+# What deduplicates each fixture: an id the provider signed, else its body (with the topic,
+# where one body comes under several topics). Never an unsigned header.
+BODY, BODY_AND_TOPIC = "body", "body and topic"
+DEDUP = {
+    "circleci/workflow-completed": "630a6132-5bf1-3600-b26d-a020d41358f9",
+    "github/issues.opened": BODY,
+    "github/push.branch": BODY,
+    "github/workflow_job.completed_failure": BODY,
+    "github/workflow_run.completed_success": BODY,
+    "gitlab/pipeline_hook": BODY,  # token mode: the token signs nothing
+    "intercom/conversation.user.created": "notif_3ac27816-d27c-45fd-a65a-bbaf021cf780",
+    "jenkins/notification.build_completed": "asgard#18:COMPLETED",
+    "pagerduty/incident.priority_updated": "01BWDWL3NYY7LUFPZCC28QUCMK",
+    "shopify/customers_create": BODY_AND_TOPIC,
+    "shopify/orders_create": BODY_AND_TOPIC,
+    "shopify/orders_paid": BODY_AND_TOPIC,
+    "slack/event_callback.message": "Ev0PV52K21",
+    "standard-webhooks/contact.created": "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
+    "stripe/invoice.payment_failed": "evt_1Pgc76B7WZ01zgkWwyRHS12y",
+    "stripe/payment_intent.succeeded": "evt_1Pgc76B7WZ01zgkWwyRHS12y",
+    "woocommerce/order.created": BODY_AND_TOPIC,
+    "zendesk/ticket.created": "01HNXXXX-CTEXAMPLE",  # the body's id, not the invocation id
+}
 
 
 def provider_for(source: str, **changes: Any) -> Provider:
@@ -72,7 +95,7 @@ def lowered(headers: dict[str, str]) -> dict[str, str]:
 
 def test_every_fixture_folder_has_a_provider() -> None:
     assert {f.folder for f in deliverable()} <= {f.id.split("/")[0] for f in IDENTIFIED}
-    assert set(EXPECTED) == {f.id for f in IDENTIFIED}
+    assert set(EXPECTED) == set(DEDUP) == {f.id for f in IDENTIFIED}
 
 
 @pytest.mark.parametrize("fixture", IDENTIFIED, ids=lambda f: f.id)
@@ -87,6 +110,19 @@ def test_event_type_and_delivery_id_are_the_providers_own(fixture: Fixture) -> N
         provider.event_type(headers, payload),
         provider.delivery_id(headers, payload, fixture.body),
     ) == EXPECTED[fixture.id]
+
+
+@pytest.mark.parametrize("fixture", IDENTIFIED, ids=lambda f: f.id)
+def test_dedup_key_is_what_the_provider_signed(fixture: Fixture) -> None:
+    provider = provider_for(fixture.source)
+    headers = lowered(fixture.headers)
+    payload = orjson.loads(fixture.body)
+    expected = {
+        BODY: body_digest(fixture.body),
+        BODY_AND_TOPIC: typed_digest(provider.event_type(headers, payload), fixture.body),
+    }.get(DEDUP[fixture.id], DEDUP[fixture.id])
+
+    assert provider.dedup_key(headers, payload, fixture.body) == expected
 
 
 @pytest.mark.parametrize("fixture", deliverable(), ids=lambda f: f.id)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import subprocess
 import sys
 import threading
@@ -30,13 +29,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-import gateway.ingest.providers  # noqa: F401  (registers the built-in providers)
-from gateway.config import SourceConfig
-from gateway.ingest.provider import PROVIDERS
 from gateway.store.notify import asyncpg_dsn
 from gateway.testing.fake_llm import ScriptedModel, answer, call, delay
 from gateway.testing.server import serve_in_thread
-from tests.fixtures import load, requires_fixtures
+from tests.fixtures import load, requires_fixtures, shopify_order
 from tests.postgres import ADMIN_URL, fresh_database_sync
 from tests.process import GatewayProcess
 
@@ -81,19 +77,6 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(0.1)
-
-
-def orders(keys: int) -> list[tuple[bytes, dict[str, str]]]:
-    """The real Shopify order, one body per ordering key, each signed as Shopify would."""
-    order = load("shopify", "orders_create")
-    payload = json.loads(order.body)
-    shopify = PROVIDERS["shopify"](SourceConfig(provider="shopify", secret=SECRET))
-    signed = []
-    for key in range(keys):
-        body = json.dumps({**payload, "test_key": f"k{key}"}).encode()
-        headers = {**order.headers, **shopify.sign(body, dict(order.headers), time.time())}
-        signed.append((body, headers))
-    return signed
 
 
 @dataclass
@@ -242,12 +225,10 @@ def post_all(
 
 
 def deliveries(prefix: str, count: int, keys: int) -> list[tuple[str, bytes, dict[str, str]]]:
-    signed = orders(keys)
     found = []
     for n in range(count):
-        body, headers = signed[n % keys]
         event_id = f"{prefix}-{n}"
-        found.append((event_id, body, {**headers, "X-Shopify-Event-Id": event_id}))
+        found.append((event_id, *shopify_order(event_id, test_key=f"k{n % keys}")))
     return found
 
 
@@ -458,7 +439,6 @@ def test_postgres_restart_under_load_gives_503s_then_recovers_losing_nothing(
     server, url = effects
     config = configure(tmp_path, pg_url, [effect_rule(url, order_by=False)], lease=LEASE)
     upgrade(config)
-    body, headers = orders(1)[0]
     acked: list[str] = []
     outcomes: dict[int | str, int] = defaultdict(int)
     stop = threading.Event()
@@ -470,12 +450,9 @@ def test_postgres_restart_under_load_gives_503s_then_recovers_losing_nothing(
             while not stop.is_set():
                 event_id = f"pg-{worker}-{n}"
                 n += 1
+                body, headers = shopify_order(event_id, test_key="k0")
                 try:
-                    response = http.post(
-                        "/hooks/shop",
-                        content=body,
-                        headers={**headers, "X-Shopify-Event-Id": event_id},
-                    )
+                    response = http.post("/hooks/shop", content=body, headers=headers)
                 except httpx2.HTTPError as exc:
                     with lock:
                         outcomes[type(exc).__name__] += 1

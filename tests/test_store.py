@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -140,6 +141,38 @@ async def test_duplicates_in_batches_committed_side_by_side_are_stored_once(stor
     ids = {r.event.delivery_id: r.id for r in results if not r.duplicate}
     assert len(ids) == 5 and sum(not r.duplicate for r in results) == 5
     assert all(r.id == ids[r.event.delivery_id] for r in results)
+
+
+async def test_same_dedup_key_under_another_delivery_id_is_a_replay_of_the_first(
+    store: Store,
+) -> None:
+    first = await store.add_event(replace(new_event("d1"), dedup_key="body-1"))
+    again = await store.add_event(replace(new_event("d1"), dedup_key="body-1"))
+    replay = await store.add_event(replace(new_event("d2"), dedup_key="body-1"))
+
+    assert (again.id, again.duplicate, again.replayed) == (first.id, True, False)
+    assert (replay.id, replay.duplicate, replay.replayed) == (first.id, True, True)
+    assert replay.stored_delivery_id == "d1"
+    assert await store.count_events() == 1
+
+
+async def test_one_delivery_id_with_other_dedup_keys_is_stored_each_time(store: Store) -> None:
+    results = await asyncio.gather(
+        *(store.add_event(replace(new_event("d1"), dedup_key=f"body-{n}")) for n in range(3))
+    )
+
+    assert [r.duplicate for r in results] == [False, False, False]
+    assert await store.count_events() == 3
+
+
+async def test_replays_in_one_batch_name_the_delivery_id_stored_first(store: Store) -> None:
+    results = await asyncio.gather(
+        *(store.add_event(replace(new_event(f"d{n}"), dedup_key="body")) for n in range(5))
+    )
+
+    [stored] = [r for r in results if not r.duplicate]
+    assert {r.stored_delivery_id for r in results if r.duplicate} == {stored.event.delivery_id}
+    assert all(r.id == stored.id for r in results)
 
 
 async def test_events_are_listed_newest_first_and_filtered(store: Store) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from gateway.config import Config
+from gateway.ingest.nesting import READABLE_DEPTH, deeper_than
 from gateway.redaction import Redactor
 from gateway.store import Event, Run, Step, Store
 
@@ -36,6 +37,11 @@ def body_view(body: bytes, redactor: Redactor) -> dict[str, Any]:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
         return {"body": text, "body_encoding": "utf-8", "body_redacted": False, "payload": None}
+    if deeper_than(payload, READABLE_DEPTH):
+        # Stored before max_json_depth existed: too deep to redact safely, so not shown at all
+        # (the raw text could hold a secret the redactor never reached).
+        withheld = f"[withheld: the body nests deeper than {READABLE_DEPTH} levels]"
+        return {"body": withheld, "body_encoding": "utf-8", "body_redacted": True, "payload": None}
     clean = redactor.value(payload)
     redacted = clean != payload
     if redacted:

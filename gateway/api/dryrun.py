@@ -11,7 +11,10 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from gateway.api.params import InvalidInput
 from gateway.config import Config
+from gateway.errors import MalformedPayload
+from gateway.ingest.nesting import check_depth
 from gateway.rules import templates
 from gateway.rules.loader import RuleSet
 from gateway.rules.model import Rule
@@ -28,7 +31,14 @@ def raw_event(
     payload: Any,
     headers: dict[str, str] | None = None,
 ) -> Event:
-    """An event that was never received, for trying the rules on."""
+    """An event that was never received, for trying the rules on.
+
+    Its payload is held to the same nesting limit as a received one.
+    """
+    try:
+        check_depth(payload, config.max_json_depth)
+    except MalformedPayload as exc:
+        raise InvalidInput([f"payload: {exc.detail}"]) from None
     body = payload.encode("utf-8") if isinstance(payload, str) else orjson.dumps(payload)
     known = config.sources.get(source)
     return Event(

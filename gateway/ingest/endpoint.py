@@ -1,7 +1,8 @@
 """`POST /hooks/{source}`: verify, store, and only then answer 202.
 
 A raw ASGI endpoint: it reads the body itself so an oversized one is refused before it is read,
-and keeps the hot path to verify → parse once → insert → commit → answer.
+and keeps the hot path to verify → parse once → insert → commit → answer. Duplicates are found
+by the provider's dedup key, read from signed material only, never by a delivery-id header.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.config import Config
 from gateway.errors import (
     BodyTooLarge,
+    EventDoesNotFit,
     MalformedPayload,
     RejectedDelivery,
     SignatureInvalid,
@@ -25,6 +27,7 @@ from gateway.errors import (
     UnknownSource,
     UnsupportedMediaType,
 )
+from gateway.ingest.nesting import check_depth
 from gateway.ingest.provider import PROVIDERS, Provider
 from gateway.metrics import Metrics
 from gateway.store import NewEvent, Store
@@ -63,6 +66,7 @@ class IngestEndpoint:
         self.metrics = metrics
         self.clock = clock
         self.max_body = config.max_body_bytes
+        self.max_depth = config.max_json_depth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         name: str = scope["path_params"]["source"]
@@ -109,28 +113,37 @@ class IngestEndpoint:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise MalformedPayload(f"body is not valid JSON: {exc}") from None
+        check_depth(payload, self.max_depth, body)
         challenge = provider.challenge(payload)
         if challenge is not None:
             return 200, challenge
         hidden = ALWAYS_SECRET | provider.secret_headers
-        stored = await self.store.add_event(
-            NewEvent(
-                source=name,
-                provider=provider.name,
-                type=provider.event_type(headers, payload),
-                delivery_id=provider.delivery_id(headers, payload, body),
-                headers={k: v for k, v in headers.items() if k not in hidden},
-                body=body,
-                received_at=datetime.now(UTC),
-            )
+        new = NewEvent(
+            source=name,
+            provider=provider.name,
+            type=provider.event_type(headers, payload),
+            delivery_id=provider.delivery_id(headers, payload, body),
+            headers={k: v for k, v in headers.items() if k not in hidden},
+            body=body,
+            received_at=datetime.now(UTC),
+            dedup_key=provider.dedup_key(headers, payload, body),
         )
+        try:
+            stored = await self.store.add_event(new)
+        except EventDoesNotFit as exc:
+            raise MalformedPayload(str(exc)) from None
         if stored.duplicate:
-            self.metrics.duplicates.labels(name).inc()
-            log.info(
-                "ingest.duplicate",
+            # A replay (stored content, another delivery id) is answered like a redelivery:
+            # the replayer learns nothing, a sender would retry nothing; only we tell them apart.
+            replayed = stored.replayed
+            (self.metrics.replays if replayed else self.metrics.duplicates).labels(name).inc()
+            (log.warning if replayed else log.info)(
+                "ingest.replayed" if replayed else "ingest.duplicate",
                 source=name,
                 event_id=stored.id,
                 delivery_id=stored.event.delivery_id,
+                stored_delivery_id=stored.stored_delivery_id,
+                client=_client(scope),
             )
             return 200, {"id": stored.id, "duplicate": True}
         log.debug("ingest.stored", source=name, event_id=stored.id, type=stored.event.type)

@@ -1,7 +1,8 @@
 """The provider interface and its registry: one small class per webhook sender.
 
-A provider verifies a request exactly as its sender signs it, names the event type and the
-delivery id, and can sign a body the same way (for `gateway send` and the tests).
+A provider verifies a request exactly as its sender signs it, names the event type, the key
+that deduplicates it (from signed material only) and the sender's delivery id (a hint), and can
+sign a body the same way (for `gateway send` and the tests).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class Provider:
                 problems.append(f"{field}: {err['msg']}")
         return problems
 
-    # -- the three questions every request answers -------------------------------------------
+    # -- the questions every request answers --------------------------------------------------
 
     def verify(self, headers: Headers, body: bytes, now: float) -> None:
         """Raise `SignatureInvalid` unless the request is signed by one of the secrets."""
@@ -75,9 +76,18 @@ class Provider:
     def event_type(self, headers: Headers, payload: Any) -> str:
         raise NotImplementedError
 
-    def delivery_id(self, headers: Headers, payload: Any, body: bytes) -> str:
-        """The sender's id for this delivery; redeliveries repeat it. Defaults to a body hash."""
+    def dedup_key(self, headers: Headers, payload: Any, body: bytes) -> str:
+        """What makes two deliveries one event, read from what `verify` checked and nothing else.
+
+        By default the body's digest: for a sender that signs only the body, a body already
+        stored is a duplicate whatever the (unsigned) delivery-id header says.
+        """
         return body_digest(body)
+
+    def delivery_id(self, headers: Headers, payload: Any, body: bytes) -> str:
+        """The sender's id for this delivery: shown, searched and logged, never a key, since
+        it may come from an unsigned header. Defaults to the dedup key."""
+        return self.dedup_key(headers, payload, body)
 
     def challenge(self, payload: Any) -> dict[str, Any] | None:
         """A handshake answer (Slack `url_verification`) instead of storing; None for events."""
@@ -95,6 +105,20 @@ class Provider:
 
 def body_digest(body: bytes) -> str:
     return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def typed_digest(event_type: str, body: bytes) -> str:
+    """The digest of a body and the event type it came under, for senders that send one body
+    under several types named in an unsigned header (Shopify's and WooCommerce's order topics):
+    a replay under its own type is a duplicate, while no real delivery of the same body under
+    another type is dropped."""
+    # Header values cannot hold a newline, so the two parts cannot run into each other.
+    return "sha256:" + hashlib.sha256(event_type.encode() + b"\n" + body).hexdigest()
+
+
+def signed_id(value: Any, body: bytes) -> str:
+    """An id read from the signed body, or the body's digest where the body has none."""
+    return str(value) if value else body_digest(body)
 
 
 def hmac_hex(key: bytes | str, message: bytes, algorithm: str = "sha256") -> str:

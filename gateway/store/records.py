@@ -11,7 +11,12 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class NewEvent:
-    """A verified delivery, about to be stored."""
+    """A verified delivery, about to be stored.
+
+    `dedup_key` decides duplicates (unique per source): the provider reads it from signed
+    material. `delivery_id` is the sender's id, a hint for people. Events the gateway makes
+    itself (schedules) leave `dedup_key` empty: their delivery id is their key.
+    """
 
     source: str
     provider: str
@@ -20,15 +25,28 @@ class NewEvent:
     headers: dict[str, str]
     body: bytes
     received_at: datetime
+    dedup_key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.dedup_key:
+            object.__setattr__(self, "dedup_key", self.delivery_id)
 
 
 @dataclass(frozen=True, slots=True)
 class Stored:
-    """The outcome of storing a `NewEvent`: its id, and whether it was a redelivery."""
+    """The outcome of storing a `NewEvent`: its id, and whether it was already stored."""
 
     id: int
     event: NewEvent
     duplicate: bool
+    # For a duplicate: the delivery id the stored event came with.
+    stored_delivery_id: str | None = None
+
+    @property
+    def replayed(self) -> bool:
+        """The same signed content under another delivery id: not the sender's redelivery
+        (which repeats its id) but someone sending a captured request again."""
+        return self.duplicate and self.stored_delivery_id != self.event.delivery_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,8 @@ Alembic migrations in `migrations/versions` create them; this module is what the
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -22,6 +24,9 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+
+from gateway.errors import EventDoesNotFit
+from gateway.store.records import NewEvent
 
 metadata = MetaData()
 
@@ -41,15 +46,58 @@ events = Table(
     Column("source", String(100), nullable=False),
     Column("provider", String(50), nullable=False),
     Column("type", String(200), nullable=False),
-    Column("delivery_id", String(300), nullable=False),
+    # What decides a duplicate, from signed material only (see Provider.dedup_key).
+    Column("dedup_key", String(300), nullable=False),
+    # The sender's id for the delivery: a hint for people, possibly from an unsigned header.
+    Column("delivery_id", String(300), nullable=False, server_default=""),
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("headers", JSON, nullable=False),
     Column("body", LargeBinary, nullable=False),
     Column("status", String(20), nullable=False, server_default="pending"),
-    UniqueConstraint("source", "delivery_id", name="uq_events_source_delivery"),
+    # Named in 0001, when the delivery id was the key; 0004 renamed the column under it
+    # (SQLite renames a constraint only by rebuilding the table).
+    UniqueConstraint("source", "dedup_key", name="uq_events_source_delivery"),
     Index("ix_events_status_id", "status", "id"),
     Index("ix_events_received_at", "received_at"),
 )
+
+# The text columns a new event fills, with their lengths, read from the table: what
+# `check_fits` holds each value to.
+_FILLED = {field.name for field in fields(NewEvent)}
+_TEXT = [
+    (column.name, column.type.length)
+    for column in events.columns
+    if column.name in _FILLED and isinstance(column.type, String)
+]
+
+
+def check_fits(new: NewEvent) -> None:
+    """Raise `EventDoesNotFit` unless every value of `new` fits its column of `events`.
+
+    The same rules on both backends, though SQLite enforces none of them: PostgreSQL refuses
+    a string over its length, a NUL character in text, and text that is not UTF-8, and it
+    refuses it for the whole statement, which carries a batch of other requests' events.
+    """
+    for name, length in _TEXT:
+        _check_text(name, getattr(new, name), length)
+    for key, value in new.headers.items():
+        _check_text(f"header {key[:40]!r}", key, None)
+        _check_text(f"header {key[:40]!r}", value, None)
+
+
+def _check_text(name: str, value: str, length: int | None) -> None:
+    if length is not None and len(value) > length:
+        raise EventDoesNotFit(
+            f"{name} is {len(value)} characters long; the store keeps at most {length}"
+        )
+    if "\x00" in value:
+        raise EventDoesNotFit(f"{name} contains a NUL character, which the store cannot keep")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise EventDoesNotFit(f"{name} is not valid Unicode text") from None
+
 
 # One run per matched rule per event (or per scheduled firing): the unit of work of the worker.
 runs = Table(

@@ -1,7 +1,9 @@
 """Group commit for incoming events: many concurrent requests, one transaction.
 
 No fixed wait: each commit takes everything that queued while the previous one ran, so a lone
-request commits at once and a burst shares one fsync.
+request commits at once and a burst shares one fsync. A value the table cannot hold is refused
+before it joins a batch; should the database still refuse one row, the others are written
+one by one rather than failed with it.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import orjson
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.errors import StoreUnavailable
+from gateway.errors import EventDoesNotFit, StoreUnavailable
 from gateway.store.database import Dialect
 from gateway.store.records import NewEvent, Stored
+from gateway.store.schema import check_fits
 
 log = structlog.get_logger(__name__)
 Pending = tuple[NewEvent, "asyncio.Future[Stored]"]
@@ -116,13 +119,22 @@ class EventWriter(GroupCommit[NewEvent, Stored]):
             self._sqlite.close()
 
     async def add(self, new: NewEvent) -> Stored:
-        """Store one event; returns once it is committed (or found already stored)."""
+        """Store one event; returns once it is committed (or found already stored).
+
+        Raises `EventDoesNotFit` at once, without joining a batch, for a value the table
+        cannot hold: on PostgreSQL it would fail the whole batch's statement.
+        """
+        check_fits(new)
         return await self._submit(new)
 
     async def _commit(self, batch: list[Pending]) -> None:
         try:
             stored = await self._write([new for new, _ in batch])
-        except Exception as exc:  # any database failure: nobody in the batch gets a 2xx
+        except Exception as exc:
+            if about_one_row(exc):
+                await self._refuse_alone(batch, exc)
+                return
+            # Any other database failure: nobody in the batch gets a 2xx.
             log.error("store.commit_failed", error=str(exc), batch=len(batch))
             for _, future in batch:
                 if not future.done():
@@ -136,30 +148,81 @@ class EventWriter(GroupCommit[NewEvent, Stored]):
             for callback in self._on_commit:
                 callback(fresh)
 
+    async def _refuse_alone(self, batch: list[Pending], exc: Exception) -> None:
+        """The database refused a value of some row: write the rows one at a time, so only
+        that row's request is refused. `add` checks every value first; this is the defence
+        behind it, for a constraint the check does not know."""
+        if len(batch) > 1:
+            log.warning("store.batch_split", error=str(exc), batch=len(batch))
+            for pending in batch:
+                await self._commit([pending])
+            return
+        [(new, future)] = batch
+        log.error("store.event_refused", error=str(exc), source=new.source)
+        if future.done():
+            return
+        try:
+            check_fits(new)  # names the field, where the check knows what is wrong
+        except EventDoesNotFit as named:
+            future.set_exception(named)
+        else:
+            future.set_exception(EventDoesNotFit(f"the store refused the event: {exc}"))
+
     async def _write(self, batch: list[NewEvent]) -> list[Stored]:
         if self._sqlite is not None:
             return await self._sqlite.write(batch)
         return await write_postgresql(self._engine, batch)
 
 
-# One statement per batch: the rows travel as seven arrays, so the statement text (and
+def about_one_row(exc: Exception) -> bool:
+    """Whether the database refused a value (of some row), rather than failed as a whole."""
+    if isinstance(exc, (UnicodeError, sqlite3.DataError, sqlite3.IntegrityError)):
+        return True
+    # asyncpg's errors carry the SQLSTATE: class 22 is data exceptions (too long, NUL, bad
+    # encoding), 23 integrity constraint violations.
+    sqlstate = getattr(exc, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate[:2] in ("22", "23")
+
+
+# One statement per batch: the rows travel as eight arrays, so the statement text (and
 # asyncpg's prepared statement for it) is the same whatever the batch size. Rows go in
-# batch order, so ids follow arrival order; a delivery id already stored (or twice in the
+# batch order, so ids follow arrival order; a dedup key already stored (or twice in the
 # batch) is skipped by ON CONFLICT and looked up afterwards.
 INSERT_EVENTS = """
-INSERT INTO events (source, provider, type, delivery_id, headers, body, received_at)
-SELECT source, provider, type, delivery_id, headers::json, body, received_at
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[],
-            $7::timestamptz[]) WITH ORDINALITY
-     AS new(source, provider, type, delivery_id, headers, body, received_at, n)
+INSERT INTO events (source, provider, type, delivery_id, dedup_key, headers, body, received_at)
+SELECT source, provider, type, delivery_id, dedup_key, headers::json, body, received_at
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::bytea[], $8::timestamptz[]) WITH ORDINALITY
+     AS new(source, provider, type, delivery_id, dedup_key, headers, body, received_at, n)
 ORDER BY n
-ON CONFLICT (source, delivery_id) DO NOTHING
-RETURNING id, source, delivery_id
+ON CONFLICT (source, dedup_key) DO NOTHING
+RETURNING id, source, dedup_key, delivery_id
 """
 FIND_EVENTS = """
-SELECT id, source, delivery_id FROM events
-WHERE (source, delivery_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+SELECT id, source, dedup_key, delivery_id FROM events
+WHERE (source, dedup_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))
 """
+Key = tuple[str, str]
+"""(source, dedup_key): what the events table is unique on."""
+Found = tuple[int, str]
+"""An event already stored: its id and the delivery id it came with."""
+
+
+def outcomes(
+    batch: Sequence[NewEvent], inserted: dict[Key, Found], existing: dict[Key, Found]
+) -> list[Stored]:
+    """Each event of a batch as stored or as a duplicate of what was there (or came first)."""
+    results = []
+    for new in batch:
+        key = (new.source, new.dedup_key)
+        if key in inserted:
+            # The first of several equal deliveries in one batch is the stored one.
+            existing[key] = inserted.pop(key)
+            results.append(Stored(existing[key][0], new, duplicate=False))
+        else:
+            event_id, delivery_id = existing[key]
+            results.append(Stored(event_id, new, duplicate=True, stored_delivery_id=delivery_id))
+    return results
 
 
 async def write_postgresql(engine: AsyncEngine, batch: list[NewEvent]) -> list[Stored]:
@@ -170,7 +233,6 @@ async def write_postgresql(engine: AsyncEngine, batch: list[NewEvent]) -> list[S
     atomically on its own; the lookup of duplicates runs after it and sees every row that a
     concurrent batch committed first.
     """
-    keys = [(n.source, n.delivery_id) for n in batch]
     async with engine.connect() as conn:
         raw = (await conn.get_raw_connection()).driver_connection
         assert raw is not None
@@ -180,27 +242,20 @@ async def write_postgresql(engine: AsyncEngine, batch: list[NewEvent]) -> list[S
             [n.provider for n in batch],
             [n.type for n in batch],
             [n.delivery_id for n in batch],
+            [n.dedup_key for n in batch],
             [orjson.dumps(n.headers).decode() for n in batch],
             [n.body for n in batch],
             [n.received_at for n in batch],
         )
-        inserted = {(r["source"], r["delivery_id"]): r["id"] for r in rows}
-        missing = sorted({k for k in keys if k not in inserted})
-        existing: dict[tuple[str, str], int] = {}
+        inserted = {(r["source"], r["dedup_key"]): (r["id"], r["delivery_id"]) for r in rows}
+        missing = sorted({(n.source, n.dedup_key) for n in batch} - inserted.keys())
+        existing: dict[Key, Found] = {}
         if missing:
             found = await raw.fetch(
-                FIND_EVENTS, [source for source, _ in missing], [d for _, d in missing]
+                FIND_EVENTS, [source for source, _ in missing], [k for _, k in missing]
             )
-            existing = {(r["source"], r["delivery_id"]): r["id"] for r in found}
-    results = []
-    for new, key in zip(batch, keys, strict=True):
-        if key in inserted:
-            # The first of several equal deliveries in one batch is the stored one.
-            existing[key] = inserted.pop(key)
-            results.append(Stored(existing[key], new, duplicate=False))
-        else:
-            results.append(Stored(existing[key], new, duplicate=True))
-    return results
+            existing = {(r["source"], r["dedup_key"]): (r["id"], r["delivery_id"]) for r in found}
+    return outcomes(batch, inserted, existing)
 
 
 class SqliteBatchWriter:
@@ -222,6 +277,7 @@ class SqliteBatchWriter:
             "provider",
             "type",
             "delivery_id",
+            "dedup_key",
             "headers",
             "body",
             "received_at",
@@ -255,20 +311,22 @@ class SqliteBatchWriter:
                 new.provider,
                 new.type,
                 new.delivery_id,
+                new.dedup_key,
                 orjson.dumps(new.headers).decode(),
                 new.body,
                 # The text form SQLAlchemy's SQLite DateTime reads back (naive UTC).
                 new.received_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f"),
             )
-        keys = [(new.source, new.delivery_id) for new in batch]
+        keys = {(new.source, new.dedup_key) for new in batch}
         loop = asyncio.get_running_loop()
-        ids = await loop.run_in_executor(self._thread, self._insert, keys, params)
-        return [
-            Stored(event_id, new, duplicate=is_duplicate)
-            for new, (event_id, is_duplicate) in zip(batch, ids, strict=True)
-        ]
+        inserted, existing = await loop.run_in_executor(
+            self._thread, self._insert, len(batch), keys, params
+        )
+        return outcomes(batch, inserted, existing)
 
-    def _insert(self, keys: list[tuple[str, str]], params: list[object]) -> list[tuple[int, bool]]:
+    def _insert(
+        self, rows: int, keys: set[Key], params: list[object]
+    ) -> tuple[dict[Key, Found], dict[Key, Found]]:
         db = self._db
         if db is None:
             raise StoreUnavailable("the SQLite ingest connection is closed")
@@ -276,34 +334,24 @@ class SqliteBatchWriter:
         try:
             db.execute("BEGIN IMMEDIATE")
             inserted = {
-                (source, delivery_id): event_id
-                for event_id, source, delivery_id in db.execute(
+                (source, key): (event_id, delivery_id)
+                for event_id, source, key, delivery_id in db.execute(
                     f"INSERT INTO events ({','.join(self._columns)}) VALUES "
-                    + ",".join([row] * len(keys))
-                    + " ON CONFLICT (source, delivery_id) DO NOTHING"
-                    " RETURNING id, source, delivery_id",
+                    + ",".join([row] * rows)
+                    + " ON CONFLICT (source, dedup_key) DO NOTHING"
+                    " RETURNING id, source, dedup_key, delivery_id",
                     params,
                 ).fetchall()
             }
-            missing = sorted({k for k in keys if k not in inserted})
-            existing: dict[tuple[str, str], int] = {}
-            for source, delivery_id in missing:
-                found = db.execute(
-                    "SELECT id FROM events WHERE source = ? AND delivery_id = ?",
-                    (source, delivery_id),
+            existing: dict[Key, Found] = {}
+            for source, key in sorted(keys - inserted.keys()):
+                existing[(source, key)] = db.execute(
+                    "SELECT id, delivery_id FROM events WHERE source = ? AND dedup_key = ?",
+                    (source, key),
                 ).fetchone()
-                existing[(source, delivery_id)] = found[0]
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-        results: list[tuple[int, bool]] = []
-        for key in keys:
-            if key in inserted:
-                # The first of several equal deliveries in one batch is the stored one.
-                existing[key] = inserted.pop(key)
-                results.append((existing[key], False))
-            else:
-                results.append((existing[key], True))
-        return results
+        return inserted, existing

@@ -21,6 +21,7 @@ from gateway.api.detail import event_detail, redactor_for
 from gateway.api.endpoints import Admin, dry_run, rule_summary
 from gateway.api.params import MAX_ID, InvalidInput
 from gateway.errors import ConfigError
+from gateway.ingest.nesting import READABLE_DEPTH, deeper_than
 from gateway.store import Run
 
 FINISHED = ("succeeded", "failed", "dead", "cancelled")
@@ -31,6 +32,8 @@ CSP = (
 
 
 def _pretty(value: Any) -> str:
+    if deeper_than(value, READABLE_DEPTH):  # orjson writes at most 254 levels
+        return f"[not shown: nested deeper than {READABLE_DEPTH} levels]"
     return orjson.dumps(value, default=str, option=orjson.OPT_INDENT_2).decode("utf-8")
 
 

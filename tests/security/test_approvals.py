@@ -425,7 +425,7 @@ async def test_steps_waiting_before_the_upgrade_are_bound_to_their_arguments(
 
     store = Store(store_url)
     try:
-        await database.upgrade(store.write_engine, "0004")
+        await database.upgrade(store.write_engine, "0003")
         async with store.write_engine.begin() as conn:
             for statement in _old_waiting_run():
                 await conn.execute(statement)

@@ -1,6 +1,6 @@
 """CircleCI: `circleci-signature: v1=HEX[,v1=HEX]`, HMAC-SHA256 of the body with the secret.
 
-`circleci-event-type` (e.g. `workflow-completed`) is the event type, the body's `id` the id.
+`circleci-event-type` (e.g. `workflow-completed`) is the event type, the body's `id` the key.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from gateway.ingest.provider import (
     malformed,
     match_any,
     require,
+    signed_id,
 )
 
 
@@ -32,9 +33,8 @@ class CircleCI(Provider):
     def event_type(self, headers: Headers, payload: Any) -> str:
         return headers.get("circleci-event-type") or str(dig(payload, "type") or "unknown")
 
-    def delivery_id(self, headers: Headers, payload: Any, body: bytes) -> str:
-        event_id = dig(payload, "id")
-        return str(event_id) if event_id else super().delivery_id(headers, payload, body)
+    def dedup_key(self, headers: Headers, payload: Any, body: bytes) -> str:
+        return signed_id(dig(payload, "id"), body)
 
     def sign(self, body: bytes, headers: dict[str, str], now: float) -> dict[str, str]:
         return {"circleci-signature": "v1=" + hmac_hex(self.secrets[0], body)}

@@ -1,6 +1,7 @@
 """Generic: hex HMAC-SHA256 of the body in a configurable header, or a shared token sent verbatim.
 
-Header names, the event type's header or JSON field and the delivery id header are settings.
+Header names, the event type's header or JSON field and the delivery id header are settings;
+in both modes the body is the key (no header is signed, and a token signs nothing).
 """
 
 from __future__ import annotations

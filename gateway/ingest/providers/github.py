@@ -1,4 +1,7 @@
-"""GitHub: HMAC-SHA256 of the body, hex, in `X-Hub-Signature-256: sha256=...`."""
+"""GitHub: HMAC-SHA256 of the body, hex, in `X-Hub-Signature-256: sha256=...`.
+
+Only the body is signed: `X-GitHub-Event` and `X-GitHub-Delivery` are hints, the body is the key.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """GitLab: the configured secret token sent verbatim in `X-Gitlab-Token`, compared constant-time.
 
-With a `signing_token` set, a `webhook-signature` (Standard Webhooks) is verified as well.
+With a `signing_token` set, a `webhook-signature` (Standard Webhooks) is verified as well, and
+its signed `webhook-id` is the key; a token alone protects no content, so the body is the key.
 """
 
 from __future__ import annotations
@@ -11,7 +12,12 @@ from pydantic import BaseModel, ConfigDict
 
 from gateway.config import SourceConfig
 from gateway.ingest.provider import Headers, Provider, match_any, require
-from gateway.ingest.providers.standard import is_key, sign_headers, verify_signed
+from gateway.ingest.providers.standard import (
+    is_key,
+    sign_headers,
+    signed_message_id,
+    verify_signed,
+)
 
 
 class GitLab(Provider):
@@ -35,9 +41,13 @@ class GitLab(Provider):
             problems.append("signing_token must be base64, optionally after `whsec_`")
         return problems
 
+    def signed(self, headers: Headers) -> bool:
+        """Whether the request is verified as a signed webhook, not by its token alone."""
+        return bool(self.settings.signing_token) and "webhook-signature" in headers
+
     def verify(self, headers: Headers, body: bytes, now: float) -> None:
         signing_token: str | None = self.settings.signing_token
-        signed = bool(signing_token) and "webhook-signature" in headers
+        signed = self.signed(headers)
         if self.secrets or not signed:
             token = require(headers, "x-gitlab-token")
             match_any(self.secrets, lambda secret: secret, token)
@@ -46,6 +56,11 @@ class GitLab(Provider):
 
     def event_type(self, headers: Headers, payload: Any) -> str:
         return headers.get("x-gitlab-event", "unknown")
+
+    def dedup_key(self, headers: Headers, payload: Any, body: bytes) -> str:
+        if self.signed(headers):
+            return signed_message_id(headers)
+        return super().dedup_key(headers, payload, body)
 
     def delivery_id(self, headers: Headers, payload: Any, body: bytes) -> str:
         return (

@@ -1,6 +1,6 @@
 """Intercom: HMAC-SHA1 of the body with the app's client secret, in `X-Hub-Signature: sha1=HEX`.
 
-The notification's `topic` is the event type and its `id` the delivery id.
+The notification's `topic` is the event type; its `id`, signed with the body, is the key.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from gateway.ingest.provider import (
     malformed,
     match_any,
     require,
+    signed_id,
 )
 
 
@@ -31,11 +32,8 @@ class Intercom(Provider):
     def event_type(self, headers: Headers, payload: Any) -> str:
         return str(dig(payload, "topic") or "notification_event")
 
-    def delivery_id(self, headers: Headers, payload: Any, body: bytes) -> str:
-        notification_id = dig(payload, "id")
-        return (
-            str(notification_id) if notification_id else super().delivery_id(headers, payload, body)
-        )
+    def dedup_key(self, headers: Headers, payload: Any, body: bytes) -> str:
+        return signed_id(dig(payload, "id"), body)
 
     def sign(self, body: bytes, headers: dict[str, str], now: float) -> dict[str, str]:
         return {"X-Hub-Signature": "sha1=" + hmac_hex(self.secrets[0], body, "sha1")}

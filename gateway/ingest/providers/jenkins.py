@@ -30,7 +30,9 @@ class Jenkins(Provider):
         phase = dig(payload, "build", "phase")
         return f"build.{str(phase).lower()}" if phase else "unknown"
 
-    def delivery_id(self, headers: Headers, payload: Any, body: bytes) -> str:
+    def dedup_key(self, headers: Headers, payload: Any, body: bytes) -> str:
+        # Nothing is signed: the credentials authenticate the request, not the body, so this
+        # key is as trusted as the request itself.
         job, number, phase = (
             dig(payload, "name"),
             dig(payload, "build", "number"),
@@ -39,7 +41,7 @@ class Jenkins(Provider):
         # The plugin sends no id; a job's build passes through each phase once.
         if job and number is not None and phase:
             return f"{job}#{number}:{phase}"
-        return super().delivery_id(headers, payload, body)
+        return super().dedup_key(headers, payload, body)
 
     def sign(self, body: bytes, headers: dict[str, str], now: float) -> dict[str, str]:
         return {"Authorization": "Basic " + base64.b64encode(self.secrets[0].encode()).decode()}

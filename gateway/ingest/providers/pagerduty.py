@@ -1,6 +1,6 @@
 """PagerDuty (webhooks v3): `X-PagerDuty-Signature: v1=HEX[,v1=HEX]`, HMAC-SHA256 of the body.
 
-The secret is used as raw bytes (not base64-decoded); the body's `event.id` is the delivery id.
+The secret is used as raw bytes (not base64-decoded); the body's `event.id` is the key.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from gateway.ingest.provider import (
     malformed,
     match_any,
     require,
+    signed_id,
 )
 
 
@@ -33,13 +34,13 @@ class PagerDuty(Provider):
     def event_type(self, headers: Headers, payload: Any) -> str:
         return str(dig(payload, "event", "event_type") or "unknown")
 
+    def dedup_key(self, headers: Headers, payload: Any, body: bytes) -> str:
+        return signed_id(dig(payload, "event", "id"), body)
+
     def delivery_id(self, headers: Headers, payload: Any, body: bytes) -> str:
-        event_id = dig(payload, "event", "id")
-        return (
-            (str(event_id) if event_id else None)
-            or headers.get("x-webhook-id")
-            or super().delivery_id(headers, payload, body)
-        )
+        if dig(payload, "event", "id"):
+            return self.dedup_key(headers, payload, body)
+        return headers.get("x-webhook-id") or super().delivery_id(headers, payload, body)
 
     def sign(self, body: bytes, headers: dict[str, str], now: float) -> dict[str, str]:
         return {"X-PagerDuty-Signature": "v1=" + hmac_hex(self.secrets[0], body)}

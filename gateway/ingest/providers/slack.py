@@ -17,6 +17,7 @@ from gateway.ingest.provider import (
     match_any,
     parse_int_timestamp,
     require,
+    signed_id,
 )
 
 
@@ -41,9 +42,8 @@ class Slack(Provider):
             return str(dig(payload, "event", "type") or "event_callback")
         return str(dig(payload, "type") or "unknown")
 
-    def delivery_id(self, headers: Headers, payload: Any, body: bytes) -> str:
-        event_id = dig(payload, "event_id")
-        return str(event_id) if event_id else super().delivery_id(headers, payload, body)
+    def dedup_key(self, headers: Headers, payload: Any, body: bytes) -> str:
+        return signed_id(dig(payload, "event_id"), body)
 
     def challenge(self, payload: Any) -> dict[str, Any] | None:
         if dig(payload, "type") == "url_verification":

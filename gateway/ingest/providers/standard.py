@@ -1,6 +1,7 @@
 """Standard Webhooks: base64 HMAC-SHA256 of `id.timestamp.body` in `webhook-signature: v1,...`.
 
 The key is the secret base64-decoded after its `whsec_` prefix; Svix's `svix-*` names also work.
+The message id is signed: it is both the key and the delivery id, read under the verified names.
 """
 
 from __future__ import annotations
@@ -40,12 +41,8 @@ class Standard(Provider):
     def event_type(self, headers: Headers, payload: Any) -> str:
         return str(dig(payload, "type") or "unknown")
 
-    def delivery_id(self, headers: Headers, payload: Any, body: bytes) -> str:
-        return (
-            headers.get("webhook-id")
-            or headers.get("svix-id")
-            or super().delivery_id(headers, payload, body)
-        )
+    def dedup_key(self, headers: Headers, payload: Any, body: bytes) -> str:
+        return signed_message_id(headers) or super().dedup_key(headers, payload, body)
 
     def sign(self, body: bytes, headers: dict[str, str], now: float) -> dict[str, str]:
         given = {k.lower(): v for k, v in headers.items()}
@@ -70,15 +67,26 @@ def is_key(secret: str) -> bool:
     return True
 
 
+def signed_prefix(headers: Headers) -> str:
+    """The header names a request is verified under: Svix sends the same scheme as `svix-*`,
+    used only when no `webhook-signature` is present. Ids under the other names are unsigned."""
+    svix = "svix-signature" in headers and "webhook-signature" not in headers
+    return "svix-" if svix else "webhook-"
+
+
+def signed_message_id(headers: Headers) -> str:
+    """The message id `verify_signed` checks: the one under the verified names, never the
+    other (a `webhook-id` beside `svix-*` headers is not signed)."""
+    return headers.get(f"{signed_prefix(headers)}id", "")
+
+
 def verify_signed(
     secrets: list[str], headers: Headers, body: bytes, now: float, tolerance: int
 ) -> None:
     """Raise `SignatureInvalid` unless one `v1` entry is signed by one of `secrets`."""
-    # Svix sends the same scheme under `svix-*` names.
-    svix = "svix-signature" in headers and "webhook-signature" not in headers
-    prefix = "svix-" if svix else "webhook-"
+    prefix = signed_prefix(headers)
     header = require(headers, f"{prefix}signature")
-    msg_id, timestamp = headers.get(f"{prefix}id"), headers.get(f"{prefix}timestamp")
+    msg_id, timestamp = signed_message_id(headers), headers.get(f"{prefix}timestamp")
     if not msg_id or not timestamp:
         raise malformed(f"{prefix}signature needs {prefix}id and {prefix}timestamp")
     # Other versions (e.g. v1a, asymmetric) may sit beside v1; only v1 is ours to check.

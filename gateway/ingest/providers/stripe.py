@@ -18,6 +18,7 @@ from gateway.ingest.provider import (
     match_any,
     parse_int_timestamp,
     require,
+    signed_id,
 )
 
 
@@ -40,9 +41,9 @@ class Stripe(Provider):
     def event_type(self, headers: Headers, payload: Any) -> str:
         return str(dig(payload, "type") or "unknown")
 
-    def delivery_id(self, headers: Headers, payload: Any, body: bytes) -> str:
-        event_id = dig(payload, "id")
-        return str(event_id) if event_id else super().delivery_id(headers, payload, body)
+    def dedup_key(self, headers: Headers, payload: Any, body: bytes) -> str:
+        # The event id is in the signed body: Stripe's retries repeat it, nobody else can.
+        return signed_id(dig(payload, "id"), body)
 
     def sign(self, body: bytes, headers: dict[str, str], now: float) -> dict[str, str]:
         ts = str(int(now))

@@ -1,6 +1,7 @@
 """Zendesk: base64 HMAC-SHA256 of `TIMESTAMP + BODY` in `X-Zendesk-Webhook-Signature`.
 
-TIMESTAMP is the raw `X-Zendesk-Webhook-Signature-Timestamp` header, an ISO 8601 time.
+TIMESTAMP is the raw `X-Zendesk-Webhook-Signature-Timestamp` header, an ISO 8601 time; the
+body's `id` is the key, the unsigned invocation id only the delivery id shown.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from gateway.ingest.provider import (
     malformed,
     match_any,
     require,
+    signed_id,
 )
 
 
@@ -37,12 +39,13 @@ class Zendesk(Provider):
     def event_type(self, headers: Headers, payload: Any) -> str:
         return str(dig(payload, "type") or "unknown")
 
+    def dedup_key(self, headers: Headers, payload: Any, body: bytes) -> str:
+        # The body's id is signed; the invocation id beside the signature is not.
+        return signed_id(dig(payload, "id"), body)
+
     def delivery_id(self, headers: Headers, payload: Any, body: bytes) -> str:
-        event_id = dig(payload, "id")
-        return (
-            headers.get("x-zendesk-webhook-invocation-id")
-            or (str(event_id) if event_id else None)
-            or super().delivery_id(headers, payload, body)
+        return headers.get("x-zendesk-webhook-invocation-id") or super().delivery_id(
+            headers, payload, body
         )
 
     def sign(self, body: bytes, headers: dict[str, str], now: float) -> dict[str, str]:
