@@ -98,6 +98,19 @@ class Tool:
         """
         return self._model(arguments).model_dump(mode="json", by_alias=True)
 
+    def problems(self, arguments: Mapping[str, Any]) -> dict[str, str]:
+        """What is wrong with each of the given arguments, judged without the others: for
+        `gateway check`, which sees a rule's literal values before anything is rendered."""
+        try:
+            self._model(dict(arguments))
+        except ValidationError as error:
+            return {
+                str(e["loc"][0]): e["msg"]
+                for e in error.errors()
+                if e["loc"] and e["loc"][0] in arguments and e["type"] != "missing"
+            }
+        return {}
+
     async def call(self, context: ToolContext, arguments: dict[str, Any]) -> Any:
         model = self._model(arguments)
         return await self.function(

@@ -70,10 +70,21 @@ def evaluate(text: str, scope: Mapping[str, Any]) -> Any:
         raise TemplateError(f"{type(exc).__name__}: {exc}") from None
 
 
+def is_template(value: Any) -> bool:
+    """Whether a value (or any string inside it) has something to render."""
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, dict):
+        return any(is_template(v) for v in value.values())
+    if isinstance(value, list):
+        return any(is_template(v) for v in value)
+    return False
+
+
 def render(value: Any, scope: Mapping[str, Any]) -> Any:
     """Render every string inside a value (dicts and lists recursively)."""
     if isinstance(value, str):
-        return evaluate(value, scope) if "{{" in value or "{%" in value else value
+        return evaluate(value, scope) if is_template(value) else value
     if isinstance(value, dict):
         return {k: render(v, scope) for k, v in value.items()}
     if isinstance(value, list):
