@@ -54,6 +54,16 @@ class ToolContext:
     store: Any = None
 
 
+class Html:
+    """Marks a tool argument as HTML, in its `Annotated[...]`: a rule's template for it is
+    rendered with autoescape, so what a payload puts in arrives as text, not as markup."""
+
+    def __repr__(self) -> str:
+        return "HTML"
+
+
+HTML = Html()
+
 ToolFunction = Callable[..., Awaitable[Any]]
 RecoverFunction = Callable[[ToolContext, dict[str, Any]], Awaitable[Any | None]]
 DescribeFunction = Callable[[Mapping[str, Any]], str]
@@ -72,6 +82,12 @@ class Tool:
     makes_files: bool = False
     describe_function: DescribeFunction | None = None
     _schema: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def html_arguments(self) -> frozenset[str]:
+        """The arguments marked `HTML`, by their schema names (as rules write them)."""
+        fields = self.arguments.model_fields.items()
+        return frozenset(f.alias or name for name, f in fields if HTML in f.metadata)
 
     @property
     def family(self) -> str:
