@@ -7,6 +7,7 @@ both come from the function's signature through pydantic; its docstring is its d
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -83,7 +84,7 @@ class Tool:
     describe_function: DescribeFunction | None = None
     _schema: dict[str, Any] | None = field(default=None, repr=False)
 
-    @property
+    @functools.cached_property
     def html_arguments(self) -> frozenset[str]:
         """The arguments marked `HTML`, by their schema names (as rules write them)."""
         fields = self.arguments.model_fields.items()

@@ -60,7 +60,7 @@ import orjson
 from pydantic import Field
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, ResourceClosedError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncResult, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -216,9 +216,9 @@ async def run_read_only(
                         text(statement).execution_options(yield_per=1), values
                     )
                     try:
-                        if not columns and not result.keys():
+                        columns = columns or _keys(result)
+                        if not columns:
                             raise PermanentToolError("the statement returned no rows: use a SELECT")
-                        columns = columns or list(result.keys())
                         rows, note = await _collect(
                             result, limits, measured=dialect == "PostgreSQL"
                         )
@@ -243,6 +243,13 @@ async def run_read_only(
         "truncated": note is not None,
     }
     return found if note is None else {**found, "note": note}
+
+
+def _keys(result: AsyncResult[Any]) -> list[str]:
+    try:
+        return list(result.keys())
+    except ResourceClosedError:  # a statement without rows (BEGIN)
+        return []
 
 
 async def _collect(
