@@ -7,6 +7,7 @@ both come from the function's signature through pydantic; its docstring is its d
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -54,6 +55,16 @@ class ToolContext:
     store: Any = None
 
 
+class Html:
+    """Marks a tool argument as HTML, in its `Annotated[...]`: a rule's template for it is
+    rendered with autoescape, so what a payload puts in arrives as text, not as markup."""
+
+    def __repr__(self) -> str:
+        return "HTML"
+
+
+HTML = Html()
+
 ToolFunction = Callable[..., Awaitable[Any]]
 RecoverFunction = Callable[[ToolContext, dict[str, Any]], Awaitable[Any | None]]
 DescribeFunction = Callable[[Mapping[str, Any]], str]
@@ -72,6 +83,12 @@ class Tool:
     makes_files: bool = False
     describe_function: DescribeFunction | None = None
     _schema: dict[str, Any] | None = field(default=None, repr=False)
+
+    @functools.cached_property
+    def html_arguments(self) -> frozenset[str]:
+        """The arguments marked `HTML`, by their schema names (as rules write them)."""
+        fields = self.arguments.model_fields.items()
+        return frozenset(f.alias or name for name, f in fields if HTML in f.metadata)
 
     @property
     def family(self) -> str:
@@ -97,6 +114,19 @@ class Tool:
         in: what is journaled, and what `call` accepts again. Raises pydantic's ValidationError.
         """
         return self._model(arguments).model_dump(mode="json", by_alias=True)
+
+    def problems(self, arguments: Mapping[str, Any]) -> dict[str, str]:
+        """What is wrong with each of the given arguments, judged without the others: for
+        `gateway check`, which sees a rule's literal values before anything is rendered."""
+        try:
+            self._model(dict(arguments))
+        except ValidationError as error:
+            return {
+                str(e["loc"][0]): e["msg"]
+                for e in error.errors()
+                if e["loc"] and e["loc"][0] in arguments and e["type"] != "missing"
+            }
+        return {}
 
     async def call(self, context: ToolContext, arguments: dict[str, Any]) -> Any:
         model = self._model(arguments)

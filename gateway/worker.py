@@ -483,7 +483,7 @@ class Worker:
                 arguments = (
                     step.arguments
                     if step is not None
-                    else templates.render(action.arguments, scope)
+                    else templates.render_arguments(action.arguments, scope, tool.html_arguments)
                 )
                 arguments = tool.validate(arguments)
             except (TemplateError, ValidationError) as exc:

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import aiosmtplib
 from pydantic import Field
 
-from gateway.tools import PermanentToolError, ToolContext, ToolError, tool
+from gateway.tools import HTML, PermanentToolError, ToolContext, ToolError, tool
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -27,7 +27,7 @@ async def send(
     to: Annotated[list[str], Field(min_length=1, description="Recipient addresses")],
     subject: Annotated[str, Field(description="Subject line")],
     text: Annotated[str, Field(description="Plain-text body")],
-    html: Annotated[str | None, Field(description="HTML body, shown instead of text")] = None,
+    html: Annotated[str | None, HTML, Field(description="HTML body, shown instead of text")] = None,
     cc: Annotated[list[str] | None, Field(description="Carbon-copy addresses")] = None,
     attachments: Annotated[
         list[str] | None, Field(description="Names of files produced earlier in the run")

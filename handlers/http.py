@@ -30,6 +30,12 @@ MAX_BODY = 64 * 1024
 # The response headers worth handing back to a rule or a model; the rest is noise.
 KEPT_HEADERS = ("content-type", "location", "retry-after", "etag", "last-modified", "x-request-id")
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
+# IPv6 ranges that stand for an IPv4 address (RFC 6052's well-known NAT64 prefix, and the
+# deprecated IPv4-compatible form). Mapped and NAT64 addresses are translated to their IPv4
+# address, so that address alone decides; the others are also judged as IPv6.
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+TRANSLATED = ("IPv4-mapped", "NAT64")
 
 
 @tool("http.request")
@@ -56,42 +62,27 @@ async def request(
     settings = context.settings
     target = _parse_url(url)
     allowed = AllowList.parse(settings.get("allow_hosts") or [])
-    addresses = await _checked_addresses(target, allowed)
-
     # Host is ours to set (below): it must name the host whose addresses were checked.
     sent_headers = {k: v for k, v in (headers or {}).items() if k.lower() != "host"}
     if not any(name.lower() == "idempotency-key" for name in sent_headers):
         sent_headers["Idempotency-Key"] = context.key
-    # Connect to the addresses we checked, not to a second DNS answer (DNS rebinding), while
-    # the server still sees the real host name in Host and in TLS SNI.
-    sent_headers["Host"] = target.netloc.decode("ascii")
-    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
-
     timeout = float(settings.get("timeout", DEFAULT_TIMEOUT))
-    # trust_env=False: a proxy from the environment would bypass the address check.
-    async with httpx2.AsyncClient(
-        timeout=timeout, follow_redirects=False, trust_env=False, verify=_tls()
-    ) as client:
-        for attempt, address in enumerate(addresses, start=1):
-            try:
-                async with client.stream(
-                    method,
-                    target.copy_with(host=str(address)),
-                    headers=sent_headers,
-                    json=json_body,
-                    content=body,
-                    extensions=extensions,
-                ) as response:
-                    raw, truncated = await _read_limited(response, MAX_BODY)
-                break
-            except httpx2.ConnectError as error:
-                # Nothing was sent yet, so the host's next address is safe to try.
-                if attempt == len(addresses):
-                    raise ToolError(f"{method} {url} failed: {error!r}") from error
-            except httpx2.TimeoutException as error:
-                raise ToolError(f"{method} {url} timed out after {timeout:g} s") from error
-            except httpx2.TransportError as error:
-                raise ToolError(f"{method} {url} failed: {error!r}") from error
+    # httpx's timeouts bound each connect and each read, so a server sending a byte a second
+    # would never trip them: the whole call, name lookup to last byte, has one deadline.
+    try:
+        async with asyncio.timeout(timeout):
+            addresses = await _checked_addresses(target, allowed)
+            # trust_env=False: a proxy from the environment would bypass the address check.
+            async with httpx2.AsyncClient(
+                timeout=timeout, follow_redirects=False, trust_env=False, verify=_tls()
+            ) as client:
+                response, raw, truncated = await _exchange(
+                    client, method, target, addresses, sent_headers, json=json_body, content=body
+                )
+    except (TimeoutError, httpx2.TimeoutException) as error:
+        raise ToolError(f"{method} {url} did not complete within {timeout:g} s") from error
+    except httpx2.TransportError as error:
+        raise ToolError(f"{method} {url} failed: {error!r}") from error
 
     status = response.status_code
     if status in RETRYABLE_STATUSES or status >= 500:
@@ -108,6 +99,38 @@ async def request(
         "body": _decode(response, raw, truncated),
         "truncated": truncated,
     }
+
+
+async def _exchange(
+    client: httpx2.AsyncClient,
+    method: str,
+    target: httpx2.URL,
+    addresses: list[IPAddress],
+    headers: dict[str, str],
+    **content: Any,
+) -> tuple[httpx2.Response, bytes, bool]:
+    """Send the request to the first checked address that accepts a connection: the response
+    with its body read up to MAX_BODY, and whether it was cut there."""
+    # Connect to the addresses we checked, not to a second DNS answer (DNS rebinding), while
+    # the server still sees the real host name in Host and in TLS SNI.
+    headers = {**headers, "Host": target.netloc.decode("ascii")}
+    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    for attempt, address in enumerate(addresses, start=1):
+        try:
+            async with client.stream(
+                method,
+                target.copy_with(host=str(address)),
+                headers=headers,
+                extensions=extensions,
+                **content,
+            ) as response:
+                raw, truncated = await _read_limited(response, MAX_BODY)
+            return response, raw, truncated
+        except httpx2.ConnectError:
+            # Nothing was sent yet, so the host's next address is safe to try.
+            if attempt == len(addresses):
+                raise
+    raise AssertionError("a host has at least one address")
 
 
 @functools.cache
@@ -185,7 +208,7 @@ async def _checked_addresses(target: httpx2.URL, allowed: AllowList) -> list[IPA
         kind = _special_kind(address)
         if kind and not named and not allowed.covers(address):
             raise PermanentToolError(
-                f"refusing {host}: it resolves to {address}, a {kind} address; "
+                f"refusing {host}: it resolves to {address}, a {kind}; "
                 "add the host or network to handlers.http.allow_hosts to allow it"
             )
     return addresses
@@ -213,20 +236,44 @@ async def _resolve(host: str, port: int) -> list[IPAddress]:
 
 
 def _special_kind(address: IPAddress) -> str | None:
-    """Why an address is off limits by default (None if it is a public unicast address)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """Why an address is off limits by default, e.g. "loopback address" (None if it is a
+    public unicast address)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        for embedding, ipv4 in _embedded_ipv4(address):
+            kind = _special_kind(ipv4)
+            if kind is not None:
+                return f"{kind} ({embedding} of {ipv4})"
+            if embedding in TRANSLATED:
+                return None  # the packet goes to that public IPv4 address and nowhere else
     if address.is_loopback:
-        return "loopback"
+        return "loopback address"
     if address.is_link_local:
-        return "link-local"
+        return "link-local address"
     if address.is_multicast:
-        return "multicast"
+        return "multicast address"
     if address.is_unspecified:
-        return "unspecified"
+        return "unspecified address"
     if address.is_private or address.is_reserved or not address.is_global:
-        return "private"
+        return "private address"
     return None
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[tuple[str, ipaddress.IPv4Address]]:
+    """The IPv4 addresses an IPv6 address carries, by the scheme that carries them: a packet
+    to a 6to4 address of 127.0.0.1 may end up at 127.0.0.1."""
+    found: list[tuple[str, ipaddress.IPv4Address]] = []
+    low32 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address.ipv4_mapped is not None:
+        found.append(("IPv4-mapped", address.ipv4_mapped))
+    if address in NAT64:
+        found.append(("NAT64", low32))
+    if address.sixtofour is not None:
+        found.append(("6to4", address.sixtofour))
+    if address.teredo is not None:
+        found.append(("Teredo", address.teredo[1]))  # the client, where the packet goes
+    if address in IPV4_COMPATIBLE and int(address) > 1:  # :: and ::1 are IPv6's own
+        found.append(("IPv4-compatible", low32))
+    return found
 
 
 async def _read_limited(response: httpx2.Response, limit: int) -> tuple[bytes, bool]:

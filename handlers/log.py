@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import structlog
 from pydantic import Field
 
+from gateway.log import redact
 from gateway.tools import ToolContext, tool
 
 log = structlog.get_logger("gateway.handlers.log")
@@ -22,5 +23,9 @@ async def record(
     fields: Annotated[dict[str, str] | None, Field(description="Extra key/value pairs")] = None,
 ) -> dict[str, Any]:
     """Write a message (and optional fields) to the gateway's structured log."""
-    log.info("rule.log", message=message, run_id=context.run_id, **(fields or {}))
+    # The fields come from payloads and models: nested under `fields`, a name such as `event`,
+    # `run_id` or `timestamp` can neither break the call nor overwrite the line's own keys.
+    # Redaction looks at top-level names only, so it is applied to the nested ones here.
+    extra = dict(redact(None, "", dict(fields))) if fields else {}
+    log.info("rule.log", message=message, run_id=context.run_id, fields=extra)
     return {"logged": message}

@@ -2,7 +2,9 @@
 
 The refusal tests call `run_read_only`, which skips the tool's own text check: what they
 prove is that the database (SQLite opened read-only, PostgreSQL in a READ ONLY transaction)
-refuses the statement itself.
+refuses the statement itself. (On PostgreSQL the statement runs nested in a query that
+measures its rows, which refuses some statements sooner, as a syntax error; the functions
+that write are refused by the READ ONLY transaction.)
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -185,27 +188,33 @@ async def test_the_tool_description_carries_the_configured_schema(
 # ------------------------------------------------------------------------------ PostgreSQL
 
 
-@pytest.fixture
-async def postgres_settings() -> AsyncIterator[dict[str, Any]]:
+@asynccontextmanager
+async def reporting_database(setup: str) -> AsyncIterator[str]:
+    """A fresh PostgreSQL database made by `setup`; yields its plain postgresql:// URL."""
     async with fresh_database() as url:
         plain = url.replace("postgresql+asyncpg://", "postgresql://")
         conn = await asyncpg.connect(plain)
         try:
-            await conn.execute(
-                """
-                CREATE TABLE sales (id serial PRIMARY KEY, day date, region text, amount numeric);
-                INSERT INTO sales (day, region, amount)
-                    SELECT DATE '2026-01-01' + (i % 10), CASE WHEN i % 2 = 0 THEN 'South'
-                    ELSE 'North' END, 10 * i FROM generate_series(0, 19) AS i;
-                CREATE SEQUENCE seq;
-                CREATE TABLE audit (note text);
-                CREATE FUNCTION leak() RETURNS int LANGUAGE plpgsql AS $$
-                    BEGIN INSERT INTO audit VALUES ('written'); RETURN 1; END $$;
-                """
-            )
+            await conn.execute(setup)
         finally:
             await conn.close()
-        yield {"url": plain, "schema": SCHEMA, "max_rows": 500, "timeout_seconds": 5}
+        yield plain
+
+
+@pytest.fixture
+async def postgres_settings() -> AsyncIterator[dict[str, Any]]:
+    setup = """
+        CREATE TABLE sales (id serial PRIMARY KEY, day date, region text, amount numeric);
+        INSERT INTO sales (day, region, amount)
+            SELECT DATE '2026-01-01' + (i % 10), CASE WHEN i % 2 = 0 THEN 'South'
+            ELSE 'North' END, 10 * i FROM generate_series(0, 19) AS i;
+        CREATE SEQUENCE seq;
+        CREATE TABLE audit (note text);
+        CREATE FUNCTION leak() RETURNS int LANGUAGE plpgsql AS $$
+            BEGIN INSERT INTO audit VALUES ('written'); RETURN 1; END $$;
+    """
+    async with reporting_database(setup) as url:
+        yield {"url": url, "schema": SCHEMA, "max_rows": 500, "timeout_seconds": 5}
 
 
 async def postgres_state(settings: dict[str, Any]) -> tuple[int, int, int]:
@@ -259,6 +268,16 @@ async def test_the_postgres_database_itself_refuses_anything_but_reading(
         await run_read_only(postgres_settings, statement, {})
 
     assert await postgres_state(postgres_settings) == before
+
+
+@pytest.mark.parametrize(
+    "statement", ["SELECT nextval('seq')", "SELECT setval('seq', 100)", "SELECT leak()"]
+)
+async def test_a_postgres_function_that_writes_is_refused_by_the_read_only_transaction(
+    postgres_settings: dict[str, Any], statement: str
+) -> None:
+    with pytest.raises(PermanentToolError, match="in a read-only transaction"):
+        await run_read_only(postgres_settings, statement, {})
 
 
 async def test_a_postgres_session_lock_ends_with_the_query(

@@ -223,6 +223,6 @@ def test_validate_policy_names_malformed_limits() -> None:
         "policy for jira.create_issue: approve must be true or false",
         "policy for jira.create_issue, argument project: an empty list allows no value at all",
         "policy for jira.create_issue, argument summary: expected a list of values, "
-        "{domains: [...]} or {hosts: [...]}, got {'domain': ['x']}",
+        "{domains: [...]}, {hosts: [...]} or {projects: [...]}, got {'domain': ['x']}",
         "policy for email.send, argument to: domains must be a non-empty list of names",
     ]

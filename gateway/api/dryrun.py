@@ -117,7 +117,8 @@ def _actions(rule: Rule, scope: dict[str, Any]) -> list[dict[str, Any]]:
                 item["would"] = "skip"
                 found.append(item)
                 continue
-            arguments = _plain(templates.render(action.arguments, scope))
+            html = tool.html_arguments if tool is not None else frozenset()
+            arguments = _plain(templates.render_arguments(action.arguments, scope, html))
             item["arguments"] = arguments
             if tool is not None:
                 item["arguments"] = _plain(tool.validate(arguments))

@@ -3,17 +3,20 @@
 A rule's `policy:` maps a tool to limits on its arguments and an optional approval gate:
 
     jira.create_issue: {project: [FIN, OPS]}           # allowed values (every element of a list)
+    jira.transition: {issue: ["SUP-*"]}               # a value with * ? [...] is a glob
+    jira.comment: {issue: {projects: [SUP]}}          # the project of a Jira issue key
     email.send: {to: {domains: [example.com]}}        # every address in to, cc and bcc
     http.request: {url: {hosts: [api.example.com]}}   # the URL's host
     email.send: {approve: true}                       # an operator approves each call
 
-Domains and hosts match exactly (case-insensitive) or by glob (`*.example.com`). A denied call
-goes back to the model with the reason, so it can correct itself.
+Values and projects match case-sensitively, domains and hosts case-insensitively; globs match
+any characters. A denied call goes back to the model with the reason, so it can correct itself.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from email.utils import getaddresses
@@ -22,11 +25,13 @@ from typing import Any
 import httpx2
 
 from gateway.tools import Tool
+from handlers.jira import PROJECT_KEY, project_of
 
 # A domain rule on one of these covers the others that have no rule of their own: otherwise
 # a model limited in `to` could still copy anyone in `cc`.
 RECIPIENTS = ("to", "cc", "bcc")
-KINDS = ("domains", "hosts")
+KINDS = ("domains", "hosts", "projects")
+GLOB = re.compile(r"[*?[]")
 
 
 @dataclass(frozen=True)
@@ -106,9 +111,18 @@ def _limit_problems(limit: Any) -> list[str]:
         unknown = [str(k) for k in limit if k not in KINDS]
         if unknown or len(kinds) != 1:
             return [
-                f"expected a list of values, {{domains: [...]}} or {{hosts: [...]}}, got {limit}"
+                "expected a list of values, {domains: [...]}, {hosts: [...]} or "
+                f"{{projects: [...]}}, got {limit}"
             ]
         names = limit[kinds[0]]
+        if kinds[0] == "projects":
+            if not isinstance(names, list) or not names:
+                return ["projects must be a non-empty list of project keys"]
+            return [
+                f"{name!r} is not a Jira project key (upper-case letters, digits, _)"
+                for name in names
+                if not isinstance(name, str) or not re.fullmatch(PROJECT_KEY, name)
+            ]
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
             return [f"{kinds[0]} must be a non-empty list of names"]
         return []
@@ -124,6 +138,8 @@ def _check_argument(tool: str, argument: str, value: Any, limit: Any) -> str | N
         return _check_domains(tool, argument, value, limit["domains"])
     if isinstance(limit, Mapping) and "hosts" in limit:
         return _check_hosts(tool, argument, value, limit["hosts"])
+    if isinstance(limit, Mapping) and "projects" in limit:
+        return _check_projects(tool, argument, value, limit["projects"])
     allowed = limit if isinstance(limit, list) else [limit]
     for element in value if isinstance(value, list | tuple) else [value]:
         if not _one_of(element, allowed):
@@ -136,7 +152,11 @@ def _check_argument(tool: str, argument: str, value: Any, limit: Any) -> str | N
 
 def _one_of(value: Any, allowed: list[Any]) -> bool:
     # YAML reads `priority: [1, 2]` as numbers while the model may send "1".
-    return value in allowed or str(value) in {str(a) for a in allowed}
+    text = str(value)
+    return value in allowed or any(
+        text == str(a) or (isinstance(a, str) and GLOB.search(a) and fnmatch.fnmatchcase(text, a))
+        for a in allowed
+    )
 
 
 def _check_domains(tool: str, argument: str, value: Any, domains: list[str]) -> str | None:
@@ -170,6 +190,19 @@ def _check_hosts(tool: str, argument: str, value: Any, hosts: list[str]) -> str 
             return f"{argument} {text!r} is not an absolute URL ({tool})"
         if not _matches(host, hosts):
             return f"host {host!r} is not allowed for {tool}; allowed hosts: {allowed}"
+    return None
+
+
+def _check_projects(tool: str, argument: str, value: Any, projects: list[str]) -> str | None:
+    for element in value if isinstance(value, list | tuple) else [value]:
+        project = project_of(str(element))
+        if project is None:
+            return f"{argument} {element!r} is not a Jira issue or project key ({tool})"
+        if project not in projects:
+            return (
+                f"{argument} {element!r} is not in a project allowed for {tool}; "
+                f"allowed projects: {', '.join(projects)}"
+            )
     return None
 
 

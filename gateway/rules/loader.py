@@ -174,6 +174,14 @@ def _semantic_problems(rule: Rule) -> list[Problem]:
         for argument, info in fields.items():
             if info.is_required() and argument not in action.arguments:
                 found.append(((*at, action.tool), f"{action.tool} needs argument {argument!r}"))
+        # A value written as is must already be valid (an issue key, a number in range).
+        literal = {
+            k: v
+            for k, v in action.arguments.items()
+            if k in fields and not templates.is_template(v)
+        }
+        for argument, problem in tool.problems(literal).items():
+            found.append(((*at, action.tool, argument), problem))
         template((*at, action.tool), action.arguments)
         if action.when and (error := templates.check(action.when)):
             found.append(((*at, "when"), error))

@@ -1,14 +1,15 @@
 """The one expression language for conditions and arguments: sandboxed, immutable Jinja2.
 
 Templates cannot reach Python internals, cannot mutate what they see, and fail loudly on an
-undefined name. A string that is exactly `{{ expression }}` evaluates to the native value.
+undefined name. A string that is exactly `{{ expression }}` evaluates to the native value,
+except in an argument a tool marks as HTML, which is rendered as text with autoescape.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined
@@ -19,6 +20,9 @@ from gateway.errors import GatewayError
 _WHOLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.DOTALL)
 
 environment = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+# For HTML arguments: what an expression inserts (a payload's text) is escaped, the markup the
+# rule writes around it is not, and `|safe` lets a trusted value through on purpose.
+html_environment = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
 
 
 class TemplateError(GatewayError):
@@ -47,18 +51,22 @@ def check(text: str) -> str | None:
 
 
 @functools.lru_cache(maxsize=4096)
-def _compiled(text: str) -> Callable[..., Any]:
+def _compiled(text: str, html: bool = False) -> Callable[..., Any]:
     """Rules are few and their templates fixed: compile each text once."""
+    if html:
+        # Never the native-value shortcut: a compiled expression is not autoescaped.
+        return html_environment.from_string(text).render
     match = _is_expression(text)
     if match:
         return environment.compile_expression(match.group(1), undefined_to_none=False)
     return environment.from_string(text).render
 
 
-def evaluate(text: str, scope: Mapping[str, Any]) -> Any:
-    """Render `text` in `scope`; a lone `{{ expression }}` gives its native value."""
+def evaluate(text: str, scope: Mapping[str, Any], *, html: bool = False) -> Any:
+    """Render `text` in `scope`; a lone `{{ expression }}` gives its native value, unless
+    `html`, where the result is always text with every inserted value escaped."""
     try:
-        result = _compiled(text)(**scope)
+        result = _compiled(text, html)(**scope)
         if isinstance(result, Undefined):
             # A lone `{{ payload.missing }}` yields an Undefined instead of raising: make it
             # fail like every other use of an undefined name.
@@ -70,15 +78,34 @@ def evaluate(text: str, scope: Mapping[str, Any]) -> Any:
         raise TemplateError(f"{type(exc).__name__}: {exc}") from None
 
 
-def render(value: Any, scope: Mapping[str, Any]) -> Any:
+def is_template(value: Any) -> bool:
+    """Whether a value (or any string inside it) has something to render."""
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, dict):
+        return any(is_template(v) for v in value.values())
+    if isinstance(value, list):
+        return any(is_template(v) for v in value)
+    return False
+
+
+def render(value: Any, scope: Mapping[str, Any], *, html: bool = False) -> Any:
     """Render every string inside a value (dicts and lists recursively)."""
     if isinstance(value, str):
-        return evaluate(value, scope) if "{{" in value or "{%" in value else value
+        return evaluate(value, scope, html=html) if is_template(value) else value
     if isinstance(value, dict):
-        return {k: render(v, scope) for k, v in value.items()}
+        return {k: render(v, scope, html=html) for k, v in value.items()}
     if isinstance(value, list):
-        return [render(v, scope) for v in value]
+        return [render(v, scope, html=html) for v in value]
     return value
+
+
+def render_arguments(
+    arguments: Mapping[str, Any], scope: Mapping[str, Any], html: Collection[str] = ()
+) -> dict[str, Any]:
+    """An action's arguments for this event, those named in `html` with autoescape (a tool's
+    `html_arguments`). The worker and the rule tester both render through this."""
+    return {name: render(value, scope, html=name in html) for name, value in arguments.items()}
 
 
 def truthy(value: Any) -> bool:
