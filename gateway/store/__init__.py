@@ -13,10 +13,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.errors import SchemaMismatch
 from gateway.store import database
+from gateway.store.ingest import EventWriter
 from gateway.store.records import Event, NewEvent, NewRun, Run, Step, Stored
 from gateway.store.schema import events, session_revocations
 from gateway.store.work import WorkStore
-from gateway.store.writer import EventWriter
 
 __all__ = ["Event", "NewEvent", "NewRun", "Run", "Step", "Store", "Stored"]
 

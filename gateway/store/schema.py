@@ -61,13 +61,15 @@ events = Table(
     Index("ix_events_received_at", "received_at"),
 )
 
-# The text columns a new event fills, with their lengths, read from the table: what
-# `check_fits` holds each value to.
-_FILLED = {field.name for field in fields(NewEvent)}
+# The columns a new event fills, in the table's order: what the ingest writers insert.
+NEW_EVENT_COLUMNS = tuple(
+    column.name for column in events.columns if column.name in {f.name for f in fields(NewEvent)}
+)
+# Those of text, with their lengths, read from the table: what `check_fits` holds each value to.
 _TEXT = [
     (column.name, column.type.length)
-    for column in events.columns
-    if column.name in _FILLED and isinstance(column.type, String)
+    for column in (events.c[name] for name in NEW_EVENT_COLUMNS)
+    if isinstance(column.type, String)
 ]
 
 

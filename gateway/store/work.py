@@ -6,17 +6,14 @@ awaits the commit of its own change, and a burst of them shares one transaction.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import (
     Connection,
-    Engine,
     Row,
     bindparam,
     func,
@@ -29,11 +26,10 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import aliased
 
-from gateway.store import database
+from gateway.store.batching import Bulk, Journal
 from gateway.store.database import Dialect
 from gateway.store.records import Event, NewRun, Run, Step
 from gateway.store.schema import FINISHED, UNFINISHED, events, runs, steps, thread_items
-from gateway.store.writer import GroupCommit
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -42,18 +38,6 @@ Change = Callable[[Connection], Any]
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class Bulk:
-    """A change made only of rows for prepared statements (no reads, no result): the journal
-    sends the rows of a whole batch as one executemany per statement."""
-
-    rows: tuple[tuple[Any, dict[str, Any]], ...]
-
-    def __call__(self, conn: Connection) -> None:
-        for statement, params in self.rows:
-            conn.execute(statement, params)
 
 
 STEP_COLUMNS = {
@@ -149,77 +133,6 @@ END_RUN = (
         next_attempt_at=None,
     )
 )
-
-
-class Journal(GroupCommit[Change, Any]):
-    """Group commit for work: each `apply(change)` runs in a shared transaction, then returns.
-
-    A change is a plain function of a SQLAlchemy `Connection`. On SQLite the whole batch runs
-    on one thread over one pysqlite connection (a statement through aiosqlite costs a thread
-    hop each; bench/assistants measured 0.6 ms per statement); on PostgreSQL it runs through
-    the async engine's `run_sync`. If a shared transaction fails, its changes are retried one
-    by one, so one bad change fails only its own caller.
-    """
-
-    name = "journal"
-
-    def __init__(self, engine: AsyncEngine, dialect: Dialect, max_batch: int = 200) -> None:
-        super().__init__(max_batch)
-        self._engine = engine
-        self._sync: Engine | None = None
-        self._thread: ThreadPoolExecutor | None = None
-        if dialect.name == "sqlite":
-            self._sync = database.sqlite_sync_engine(engine.url.database)
-            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
-
-    async def stop(self) -> None:
-        await super().stop()
-        if self._thread is not None:
-            self._thread.shutdown(wait=True)
-        if self._sync is not None:
-            self._sync.dispose()
-
-    async def apply(self, change: Callable[[Connection], T]) -> T:
-        result: T = await self._submit(change)
-        return result
-
-    def _run_batch(self, conn: Connection, batch: list[Change]) -> list[Any]:
-        # Rows of the same prepared statement from many runs go out as one executemany.
-        grouped: dict[int, tuple[Any, list[dict[str, Any]]]] = {}
-        for change in batch:
-            if isinstance(change, Bulk):
-                for statement, params in change.rows:
-                    grouped.setdefault(id(statement), (statement, []))[1].append(params)
-        for statement, rows in grouped.values():
-            conn.execute(statement, rows)
-        return [None if isinstance(change, Bulk) else change(conn) for change in batch]
-
-    def _commit_sqlite(self, batch: list[Change]) -> list[Any]:
-        assert self._sync is not None
-        with self._sync.begin() as conn:
-            return self._run_batch(conn, batch)
-
-    async def _commit(self, batch: list[tuple[Change, asyncio.Future[Any]]]) -> None:
-        changes = [change for change, _ in batch]
-        try:
-            if self._thread is not None:
-                loop = asyncio.get_running_loop()
-                results = await loop.run_in_executor(self._thread, self._commit_sqlite, changes)
-            else:
-                async with self._engine.begin() as conn:
-                    results = await conn.run_sync(self._run_batch, changes)
-        except Exception as exc:
-            if len(batch) > 1:
-                for one in batch:
-                    await self._commit([one])
-                return
-            _, future = batch[0]
-            if not future.done():
-                future.set_exception(exc)
-            return
-        for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():
-                future.set_result(result)
 
 
 class WorkStore:
