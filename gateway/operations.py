@@ -15,6 +15,7 @@ from gateway.rules.loader import RuleSet
 from gateway.ruleset import load_ruleset
 from gateway.store import Run, Step, Store
 from gateway.store.records import call_digest
+from gateway.store.status import RunStatus, StepStatus
 from gateway.worker import Worker, plan_runs
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 # Runs an operator may send round again: finished without success.
-RETRYABLE = ("failed", "dead")
+RETRYABLE = (RunStatus.FAILED, RunStatus.DEAD)
 
 
 class NotFound(GatewayError):
@@ -112,7 +113,7 @@ async def decide(
     step = await store.step(step_id)
     if step is None:
         raise NotFound("step", step_id)
-    if step.status != "awaiting_approval":
+    if step.status != StepStatus.AWAITING_APPROVAL:
         raise _not_awaiting(step)
     approved = _approvable(step, digest) if decision == "approved" else None
     decided = await store.decide(step_id, decision, by, reason, approved)

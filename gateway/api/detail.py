@@ -15,6 +15,7 @@ from gateway.config import Config
 from gateway.ingest.nesting import READABLE_DEPTH, deeper_than
 from gateway.redaction import Redactor
 from gateway.store import Event, Run, Step, Store
+from gateway.store.status import StepStatus
 
 
 def redactor_for(config: Config) -> Redactor:
@@ -54,7 +55,7 @@ def step_view(step: Step, redactor: Redactor) -> dict[str, Any]:
     digest: the approver must see what will run, and a model could hide anything in a field
     named like a secret."""
     summary = step.summary()
-    if step.status != "awaiting_approval":
+    if step.status != StepStatus.AWAITING_APPROVAL:
         summary["arguments"] = redactor.value(summary["arguments"])
     summary["result"] = redactor.value(summary["result"])
     summary["finished_at"] = step.finished_at.isoformat() if step.finished_at else None

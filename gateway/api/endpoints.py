@@ -21,6 +21,7 @@ from gateway.config import Config
 from gateway.rules.loader import RuleSet
 from gateway.rules.model import Rule
 from gateway.store import Store
+from gateway.store.status import RunStatus
 from gateway.worker import Worker
 
 # The form of a step's arguments_digest (records.call_digest): SHA-256 in hex.
@@ -149,7 +150,7 @@ async def list_schedules(admin: Admin, request: Request) -> Any:
 
 async def list_dead(admin: Admin, request: Request) -> Any:
     limit = params.integer(request, "limit", default=50, high=params.MAX_LIMIT) or 50
-    found = await admin.store.runs(status="dead", limit=limit)
+    found = await admin.store.runs(status=RunStatus.DEAD, limit=limit)
     return {"items": [r.summary() for r in found]}
 
 

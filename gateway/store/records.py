@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway.store.status import EventStatus, RunStatus
+
 
 @dataclass(frozen=True, slots=True)
 class NewEvent:
@@ -80,7 +82,7 @@ class Event:
         """A just-committed event as a read would return it, without the read."""
         new = stored.event
         return cls(stored.id, new.source, new.provider, new.type, new.delivery_id,
-                   new.received_at, new.headers, new.body, "pending")  # fmt: skip
+                   new.received_at, new.headers, new.body, EventStatus.PENDING)  # fmt: skip
 
     def summary(self) -> dict[str, Any]:
         """The JSON shape `gateway events --json` and the API list."""
@@ -109,7 +111,7 @@ class NewRun:
     kind: str
     mode: str = "live"
     ordering_key: str | None = None
-    status: str = "pending"
+    status: RunStatus = RunStatus.PENDING
     error: str | None = None
     thread_key: str | None = None
 

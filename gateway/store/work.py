@@ -29,7 +29,8 @@ from sqlalchemy.orm import aliased
 from gateway.store.batching import Bulk, Journal
 from gateway.store.database import Dialect
 from gateway.store.records import Event, NewRun, Run, Step
-from gateway.store.schema import FINISHED, UNFINISHED, events, runs, steps, thread_items
+from gateway.store.schema import UNFINISHED, events, runs, steps, thread_items
+from gateway.store.status import FINISHED, EventStatus, RunStatus, StepStatus
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -93,14 +94,14 @@ _HEADS = (
 _KEY_FREE = or_(runs.c.ordering_key.is_(None), runs.c.id.in_(_HEADS))
 CLAIM_EXPIRED = (
     select(runs.c.id, runs.c.started_at)
-    .where(runs.c.status == "running", runs.c.lease_expires_at < _NOW, _KEY_FREE)
+    .where(runs.c.status == RunStatus.RUNNING, runs.c.lease_expires_at < _NOW, _KEY_FREE)
     .order_by(runs.c.id)
     .limit(bindparam("b_limit"))
 )
 CLAIM_DUE = (
     select(runs.c.id, runs.c.started_at)
     .where(
-        runs.c.status == "pending",
+        runs.c.status == RunStatus.PENDING,
         or_(runs.c.next_attempt_at.is_(None), runs.c.next_attempt_at <= _NOW),
         _KEY_FREE,
     )
@@ -111,7 +112,7 @@ TAKE_RUNS = (
     update(runs)
     .where(runs.c.id.in_(bindparam("b_ids", expanding=True)))
     .values(
-        status="running",
+        status=RunStatus.RUNNING,
         lease_owner=bindparam("b_owner"),
         lease_expires_at=bindparam("b_expires", type_=runs.c.lease_expires_at.type),
         attempt=runs.c.attempt + 1,
@@ -154,7 +155,10 @@ class WorkStore:
 
     async def pending_events(self, limit: int = 500) -> list[Event]:
         query = (
-            select(events).where(events.c.status == "pending").order_by(events.c.id).limit(limit)
+            select(events)
+            .where(events.c.status == EventStatus.PENDING)
+            .order_by(events.c.id)
+            .limit(limit)
         )
         async with self.engine.connect() as conn:
             return [Event.from_row(row) for row in await conn.execute(query)]
@@ -181,7 +185,9 @@ class WorkStore:
 
         def change(conn: Connection) -> tuple[list[list[int]], list[Run]]:
             ids = [event_id for event_id, _, _ in routes]
-            query = select(events.c.id).where(events.c.id.in_(ids), events.c.status == "pending")
+            query = select(events.c.id).where(
+                events.c.id.in_(ids), events.c.status == EventStatus.PENDING
+            )
             if self.dialect.skip_locked:
                 # Replicas routing the same page: each event goes to whoever locks it first;
                 # the others skip it. (SQLite's IMMEDIATE transactions already serialise.)
@@ -258,7 +264,9 @@ class WorkStore:
 
         def change(conn: Connection) -> int:
             result = conn.execute(
-                update(runs).where(runs.c.status == "running").values(lease_expires_at=now_utc())
+                update(runs)
+                .where(runs.c.status == RunStatus.RUNNING)
+                .values(lease_expires_at=now_utc())
             )
             return int(result.rowcount)
 
@@ -267,7 +275,7 @@ class WorkStore:
     async def next_due(self) -> datetime | None:
         """When the earliest waiting retry becomes due (for the worker's timer)."""
         query = select(func.min(runs.c.next_attempt_at)).where(
-            runs.c.status == "pending", runs.c.next_attempt_at.is_not(None)
+            runs.c.status == RunStatus.PENDING, runs.c.next_attempt_at.is_not(None)
         )
         async with self.engine.connect() as conn:
             value: datetime | None = (await conn.execute(query)).scalar_one_or_none()
@@ -289,7 +297,7 @@ class WorkStore:
                 update(runs)
                 .where(runs.c.id == run_id)
                 .values(
-                    status="pending",
+                    status=RunStatus.PENDING,
                     error=error,
                     next_attempt_at=at,
                     lease_owner=None,
@@ -316,7 +324,7 @@ class WorkStore:
 
         def change(conn: Connection) -> bool:
             values: dict[str, Any] = {
-                "status": "pending",
+                "status": RunStatus.PENDING,
                 "next_attempt_at": None,
                 "finished_at": None,
                 "lease_owner": None,
@@ -325,7 +333,9 @@ class WorkStore:
             if reset_attempts:
                 values["attempt"] = 0
             result = conn.execute(
-                update(runs).where(runs.c.id == run_id, runs.c.status != "running").values(values)
+                update(runs)
+                .where(runs.c.id == run_id, runs.c.status != RunStatus.RUNNING)
+                .values(values)
             )
             return bool(result.rowcount)
 
@@ -490,9 +500,9 @@ class WorkStore:
         def change(conn: Connection) -> bool:
             result = conn.execute(
                 update(steps)
-                .where(steps.c.id == step_id, steps.c.status == "awaiting_approval")
+                .where(steps.c.id == step_id, steps.c.status == StepStatus.AWAITING_APPROVAL)
                 .values(
-                    status="approved" if decision == "approved" else "rejected",
+                    status=StepStatus.APPROVED if decision == "approved" else StepStatus.REJECTED,
                     decision=decision,
                     decided_by=by,
                     decided_at=now_utc(),
@@ -535,13 +545,13 @@ class WorkStore:
         """For each queue (events, runs, approvals): how many wait, and since when."""
         queries = {
             "events": select(func.count(), func.min(events.c.received_at)).where(
-                events.c.status == "pending"
+                events.c.status == EventStatus.PENDING
             ),
             "runs": select(func.count(), func.min(runs.c.created_at)).where(
-                runs.c.status.in_(("pending", "running"))
+                runs.c.status.in_((RunStatus.PENDING, RunStatus.RUNNING))
             ),
             "approvals": select(func.count(), func.min(runs.c.created_at)).where(
-                runs.c.status == "awaiting_approval"
+                runs.c.status == RunStatus.AWAITING_APPROVAL
             ),
         }
         stats: dict[str, tuple[int, datetime | None]] = {}

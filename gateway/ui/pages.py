@@ -23,8 +23,8 @@ from gateway.api.params import MAX_ID, InvalidInput
 from gateway.errors import ConfigError
 from gateway.ingest.nesting import READABLE_DEPTH, deeper_than
 from gateway.store import Run
+from gateway.store.status import FINISHED, EventStatus, RunStatus
 
-FINISHED = ("succeeded", "failed", "dead", "cancelled")
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -129,7 +129,9 @@ class Pages:
         if event is None:
             return None
         detail = await event_detail(admin.store, event, redactor_for(admin.config), with_steps=True)
-        live = event.status == "pending" or any(r["status"] not in FINISHED for r in detail["runs"])
+        live = event.status == EventStatus.PENDING or any(
+            r["status"] not in FINISHED for r in detail["runs"]
+        )
         return {"event": detail, "live": live}
 
     async def event(self, request: Request, session: Session) -> Response:
@@ -226,7 +228,7 @@ class Pages:
 
     async def dead(self, request: Request, session: Session) -> Response:
         admin = Admin(outer_state(request))
-        runs = [r.summary() for r in await admin.store.runs(status="dead", limit=200)]
+        runs = [r.summary() for r in await admin.store.runs(status=RunStatus.DEAD, limit=200)]
         return self.render(request, session, "dead.html", runs=runs)
 
     async def rules(self, request: Request, session: Session) -> Response:
