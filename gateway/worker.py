@@ -208,7 +208,7 @@ class Worker:
     async def start(self) -> None:
         if self.store.dialect.single_writer:
             # One worker per SQLite database: whatever was running belonged to a dead process.
-            resumed = await self.store.expire_leases()
+            resumed = await self.store.runs.expire_leases()
             if resumed:
                 log.info("worker.resume", runs=resumed)
         self._tasks = [
@@ -269,7 +269,7 @@ class Worker:
 
     async def route_pending(self, limit: int = 500) -> int:
         """Route every pending event (up to `limit`) in one commit; how many there were."""
-        pending = await self.store.pending_events(limit)
+        pending = await self.store.events.pending(limit)
         if pending:
             await self.route_events(pending)
         return len(pending)
@@ -289,7 +289,7 @@ class Worker:
         free = self._free()
         self._reserved += free
         try:
-            created, claimed = await self.store.route_and_claim(
+            created, claimed = await self.store.runs.route_and_claim(
                 routes, (self.owner, free, self.lease_seconds)
             )
             for event, (_, planned, status), run_ids in zip(pending, routes, created, strict=True):
@@ -311,11 +311,11 @@ class Worker:
     async def route(self, event: Event) -> list[int]:
         """Route one event (as `route_pending` does a page)."""
         planned = plan_runs(self.rules, event)
-        return await self.store.route(event.id, planned, routed_status(planned))
+        return await self.store.runs.route(event.id, planned, routed_status(planned))
 
     async def replay(self, event: Event) -> list[int]:
         """Run the rules again on a stored event: new runs, new idempotency keys."""
-        run_ids = await self.store.add_runs(plan_runs(self.rules, event))
+        run_ids = await self.store.runs.add(plan_runs(self.rules, event))
         self.announce_runs()
         return run_ids
 
@@ -334,7 +334,7 @@ class Worker:
             if free > 0:
                 self._reserved += free
                 try:
-                    claimed = await self.store.claim(self.owner, free, self.lease_seconds)
+                    claimed = await self.store.runs.claim(self.owner, free, self.lease_seconds)
                     await self._start(claimed)
                 except Exception as exc:
                     log.error("worker.claim_failed", error=str(exc))
@@ -360,7 +360,7 @@ class Worker:
         missing = {run.event_id for run in claimed if run.event_id not in self._routed}
         if missing:
             try:
-                for event in await self.store.events_by_id(missing):
+                for event in await self.store.events.by_ids(missing):
                     self._routed[event.id] = event
             except Exception as exc:  # each run reads its own event, or fails and retries
                 log.warning("worker.events_read_failed", error=str(exc))
@@ -380,7 +380,7 @@ class Worker:
         timeout = FALLBACK_POLL_SECONDS
         if len(self._active) < self.concurrency:
             try:
-                due = await self.store.next_due()
+                due = await self.store.runs.next_due()
             except Exception as exc:  # the store is down: poll again after the fallback wait
                 log.error("worker.next_due_failed", error=str(exc))
                 due = None
@@ -393,7 +393,7 @@ class Worker:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
             with contextlib.suppress(Exception):
-                await self.store.renew(self.owner, list(self._active), self.lease_seconds)
+                await self.store.runs.renew(self.owner, list(self._active), self.lease_seconds)
 
     async def _execute_guarded(self, run: Run) -> None:
         try:
@@ -408,7 +408,7 @@ class Worker:
     async def execute(self, run: Run) -> None:
         started = time.perf_counter()
         rule = self.rules.by_name.get(run.rule)
-        event = self._routed.get(run.event_id) or await self.store.event(run.event_id)
+        event = self._routed.get(run.event_id) or await self.store.events.get(run.event_id)
         if rule is None or event is None:
             missing = f"rule {run.rule!r} is not loaded" if rule is None else "event is gone"
             await self.end(run, RunStatus.FAILED, missing)
@@ -425,7 +425,7 @@ class Worker:
         self, run: Run, rule: Rule, event: Event, scope: dict[str, Any], started: float
     ) -> None:
         # A resumed run's journal, read once: its files are rebuilt from it, then it resumes.
-        journal = [] if run.fresh else await self.store.steps(run.id)
+        journal = [] if run.fresh else await self.store.steps.of_run(run.id)
         await self._restore_files(run, rule, journal)
         try:
             if rule.assistant is not None:
@@ -547,7 +547,7 @@ class Worker:
         if tool.side_effects:
             # Journal first: from here on, a crash leaves an outcome we must check, not guess.
             if step is None:
-                await self.store.start_step(
+                await self.store.steps.start(
                     run.id,
                     position,
                     kind=kind,
@@ -559,7 +559,7 @@ class Worker:
                     call_id=call_id,
                 )
             else:
-                await self.store.update_step(
+                await self.store.steps.update(
                     run.id, position, status=StepStatus.STARTED, attempt=attempt, error=None
                 )
         call = _Call(
@@ -586,7 +586,7 @@ class Worker:
                 values["duration_ms"] / 1000
             )
             if not exc.retryable and not call.refusal_ends_run:
-                await self.store.finish(
+                await self.store.steps.finish(
                     run.id,
                     position,
                     {**values, "status": StepStatus.FAILED, "error": str(exc)},
@@ -594,7 +594,7 @@ class Worker:
                 )
                 return ToolRefused(str(exc))
             if not exc.retryable:
-                await self.store.finish(
+                await self.store.steps.finish(
                     run.id,
                     position,
                     {**values, "status": StepStatus.FAILED, "error": str(exc)},
@@ -604,7 +604,7 @@ class Worker:
                 )
                 self.ended(run, RunStatus.FAILED)
                 return _STOP
-            await self.store.finish(
+            await self.store.steps.finish(
                 run.id,
                 position,
                 {**values, "status": StepStatus.ERROR, "error": str(exc)},
@@ -615,7 +615,7 @@ class Worker:
         except Exception as exc:  # an unexpected failure inside a handler: retry like any
             values = call.step_values()
             error = f"{type(exc).__name__}: {exc}"
-            await self.store.finish(
+            await self.store.steps.finish(
                 run.id,
                 position,
                 {**values, "status": StepStatus.ERROR, "error": error},
@@ -635,7 +635,7 @@ class Worker:
             if self._backlog:
                 self._runs_ready.set()
         try:
-            await self.store.finish(
+            await self.store.steps.finish(
                 run.id,
                 position,
                 {**values, "status": StepStatus.SUCCEEDED, "result": result, "error": None},
@@ -661,7 +661,7 @@ class Worker:
         *,
         error: str | None = None,
     ) -> None:
-        await self.store.finish(
+        await self.store.steps.finish(
             run.id,
             position,
             {
@@ -690,13 +690,13 @@ class Worker:
         if retry_after is not None:
             delay = max(delay, retry_after)
         at = datetime.now(UTC) + timedelta(seconds=delay)
-        await self.store.retry_later(run.id, at, error)
+        await self.store.runs.retry_later(run.id, at, error)
         self.metrics.retries.labels(run.rule).inc()
         log.warning("run.retry", attempt=run.attempt, delay=round(delay, 3), error=error)
         self.notify_runs()
 
     async def end(self, run: Run, status: RunStatus, error: str | None = None) -> None:
-        await self.store.finish_run(run.id, status, error)
+        await self.store.runs.finish(run.id, status, error)
         self.ended(run, status)
 
     def ended(self, run: Run, status: RunStatus) -> None:

@@ -63,7 +63,7 @@ def step_view(step: Step, redactor: Redactor) -> dict[str, Any]:
 
 
 async def run_detail(store: Store, run: Run, redactor: Redactor) -> dict[str, Any]:
-    steps = await store.steps(run.id)
+    steps = await store.steps.of_run(run.id)
     return {**run.summary(), "steps": [step_view(s, redactor) for s in steps]}
 
 
@@ -71,7 +71,7 @@ async def event_detail(
     store: Store, event: Event, redactor: Redactor, *, with_steps: bool = False
 ) -> dict[str, Any]:
     """An event with its redacted headers and body, and its runs (with steps if asked)."""
-    runs = sorted(await store.runs(event_id=event.id, limit=1000), key=lambda r: r.id)
+    runs = sorted(await store.runs.find(event_id=event.id, limit=1000), key=lambda r: r.id)
     detail: dict[str, Any] = {
         **event.summary(),
         "headers": redactor.headers(event.headers),

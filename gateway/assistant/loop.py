@@ -232,10 +232,10 @@ class _Conversation:
         self.unsaved.clear()
         usage = (turn.input_tokens, turn.output_tokens, price)
         if turn.calls:
-            await self.store.record_steps(run.id, new_steps, usage=usage)
+            await self.store.steps.record(run.id, new_steps, usage=usage)
         else:
             thread = (run.thread_key, own + turn.items) if run.thread_key else None
-            await self.store.record_steps(
+            await self.store.steps.record(
                 run.id, new_steps, RunStatus.SUCCEEDED, usage=usage, thread=thread
             )
             self.worker.ended(run, RunStatus.SUCCEEDED)
@@ -260,7 +260,7 @@ class _Conversation:
         async def settle(
             status: StepStatus, output: str, arguments: Any = None
         ) -> tuple[StepStatus, str]:
-            await self.store.finish(
+            await self.store.steps.finish(
                 run.id,
                 at,
                 {
@@ -311,7 +311,7 @@ class _Conversation:
         if decision.needs_approval:
             if step is None or step.status == StepStatus.AWAITING_APPROVAL:
                 if step is None:
-                    await self.store.start_step(
+                    await self.store.steps.start(
                         run.id,
                         at,
                         kind="tool",
@@ -322,7 +322,7 @@ class _Conversation:
                         call_id=call["call_id"],
                         arguments_digest=digest,
                     )
-                await self.store.pause_run(run.id, RunStatus.AWAITING_APPROVAL)
+                await self.store.runs.pause(run.id, RunStatus.AWAITING_APPROVAL)
                 log.info("assistant.awaiting_approval", tool=name, position=at)
                 return STOP
             if step.status == StepStatus.REJECTED:
@@ -358,7 +358,7 @@ class _Conversation:
         """End the run (with the prompt if it was not saved yet, and its thread on success)."""
         run = self.run_
         thread = (run.thread_key, own) if run.thread_key and own is not None else None
-        await self.store.record_steps(run.id, list(self.unsaved), status, error, thread=thread)
+        await self.store.steps.record(run.id, list(self.unsaved), status, error, thread=thread)
         self.unsaved.clear()
         self.worker.ended(run, status)
 
@@ -381,7 +381,7 @@ class _Conversation:
     async def _history(self) -> list[Item]:
         if not self.run_.thread_key:
             return []
-        return trim(await self.store.thread(self.run_.thread_key, before_run=self.run_.id))
+        return trim(await self.store.threads.items(self.run_.thread_key, before_run=self.run_.id))
 
     def _profile(self) -> ModelProfile:
         return self.runner.profiles.get(self.spec.model) or ModelProfile(model="unknown")

@@ -265,6 +265,29 @@ class Step:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class ScheduleState:
+    """What the store knows of one scheduled rule: its last firing and its next fire time."""
+
+    rule: str
+    last_fire_at: datetime | None
+    last_event_id: int | None
+    last_result: str | None
+    next_fire_at: datetime | None
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> ScheduleState:
+        return cls(
+            rule=row.rule,
+            last_fire_at=utc(row.last_fire_at),
+            last_event_id=row.last_event_id,
+            last_result=row.last_result,
+            next_fire_at=utc(row.next_fire_at),
+            updated_at=utc(row.updated_at),  # type: ignore[arg-type]
+        )
+
+
 def call_digest(tool: str | None, arguments: Any) -> str:
     """The identity of a call: SHA-256 (hex) of its tool and validated arguments as canonical
     JSON. An approval is bound to it; a run also uses it to spot a call it already made."""
