@@ -30,7 +30,6 @@ from gateway.ruleset import load_ruleset
 from gateway.scheduler import Scheduler
 from gateway.server import BodyLimit
 from gateway.store import Store
-from gateway.store.lock import WorkerLock
 from gateway.store.notify import Notifier
 from gateway.ui import ui_routes
 from gateway.worker import Worker
@@ -77,16 +76,15 @@ def create_app(
         assistants.bind(worker)
     if worker is not None:
         # New events wake the worker the moment they are committed.
-        store.writer.on_commit(worker.notify_events)
+        store.events.on_commit(worker.notify_events)
     # Fires scheduled rules into the store; validates every schedule now (ConfigError).
     scheduler = (
         # Also with no scheduled rule yet: a rule reload may bring one.
         Scheduler(store, rules.scheduled) if "scheduler" in roles else None
     )
     if notifier is not None:
-        store.writer.on_commit(notifier.notify_soon)
-    single = worker is not None and store.dialect.single_writer
-    lock = WorkerLock(str(store.engine.url.database)) if single else None
+        store.events.on_commit(notifier.notify_soon)
+    lock = store.worker_lock() if worker is not None else None
 
     # Windows has no SIGHUP.
     hangup = getattr(signal, "SIGHUP", None) if reload_on_hangup else None
@@ -148,7 +146,7 @@ def create_app(
     async def metrics_endpoint(request: Request) -> Response:
         try:
             now = datetime.now(UTC)
-            for queue, (count, oldest) in (await store.queue_stats()).items():
+            for queue, (count, oldest) in (await store.runs.queue_stats()).items():
                 metrics.queue_depth.labels(queue).set(count)
                 age = (now - oldest).total_seconds() if oldest else 0.0
                 metrics.queue_age.labels(queue).set(max(0.0, age))

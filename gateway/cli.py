@@ -249,7 +249,7 @@ def runs(
     cfg = _load(config)
 
     async def fetch(store: Store) -> list[dict[str, Any]]:
-        found = await store.runs(status=status, rule=rule, event_id=event, limit=limit)
+        found = await store.runs.find(status=status, rule=rule, event_id=event, limit=limit)
         return [r.summary() for r in found]
 
     rows = _with_store(cfg, fetch)
@@ -282,10 +282,10 @@ def run(
     cfg = _load(config)
 
     async def fetch(store: Store) -> dict[str, Any] | None:
-        found = await store.run(run_id)
+        found = await store.runs.get(run_id)
         if found is None:
             return None
-        return {**found.summary(), "steps": [s.summary() for s in await store.steps(run_id)]}
+        return {**found.summary(), "steps": [s.summary() for s in await store.steps.of_run(run_id)]}
 
     detail = _with_store(cfg, fetch)
     if detail is None:
@@ -375,7 +375,7 @@ def approve(
 
 def _show_for_approval(cfg: Config, step_id: int) -> str | None:
     """Print a waiting call's tool, exact arguments and digest; the digest shown."""
-    found = _with_store(cfg, lambda store: store.step(step_id))
+    found = _with_store(cfg, lambda store: store.steps.get(step_id))
     if found is None:
         err.print(f"[red]error:[/red] no step {step_id}")
         raise typer.Exit(1)
@@ -435,7 +435,8 @@ def events(
         try:
             await store.open()
             return [
-                e.summary() for e in await store.events(source=source, status=status, limit=limit)
+                e.summary()
+                for e in await store.events.find(source=source, status=status, limit=limit)
             ]
         finally:
             await store.close()

@@ -10,11 +10,11 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from urllib.parse import quote
-
-from sqlalchemy.engine import make_url
 
 from gateway.config import Config
+
+# Parsed as the store parses URLs; shown here to the CLI, beside the rest of what keeps secrets.
+from gateway.store.database import shown_url as shown_url
 
 # An admin token shorter than this is weak: `openssl rand -hex 24` gives 48 characters.
 MIN_ADMIN_TOKEN_LENGTH = 32
@@ -41,9 +41,6 @@ PUBLISHED_TEST_SECRETS = frozenset(
 )
 # Words of a value meant to be replaced ("change-me", "CHANGEME", "your-token-here").
 PLACEHOLDERS = ("changeme", "replaceme", "yoursecret", "yourtoken", "placeholder")
-# Query parameters that carry a credential in a database URL (libpq's `?password=`).
-SECRET_PARAMETER = re.compile(r"pass|secret|token|key", re.I)
-HIDDEN = "***"
 
 
 @dataclass(frozen=True)
@@ -98,17 +95,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
-
-
-def shown_url(url: str) -> str:
-    """`url` as it may be printed or logged: its password (and credential parameters) as ***."""
-    try:
-        parsed = make_url(url)
-    except Exception:  # not a URL SQLAlchemy reads (a bad port): hide up to the last `@`
-        return re.sub(r"(//[^/:@]*):.*@", r"\1:***@", url)
-    hidden = {k: HIDDEN for k in parsed.query if SECRET_PARAMETER.search(k)}
-    shown = parsed.update_query_dict(hidden).render_as_string(hide_password=True)
-    return shown.replace(quote(HIDDEN), HIDDEN)  # rendering quoted the query's stars
 
 
 def _known(value: str) -> str | None:

@@ -15,6 +15,7 @@ from gateway.rules.loader import RuleSet
 from gateway.ruleset import load_ruleset
 from gateway.store import Run, Step, Store
 from gateway.store.records import call_digest
+from gateway.store.status import RunStatus, StepStatus
 from gateway.worker import Worker, plan_runs
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 # Runs an operator may send round again: finished without success.
-RETRYABLE = ("failed", "dead")
+RETRYABLE = (RunStatus.FAILED, RunStatus.DEAD)
 
 
 class NotFound(GatewayError):
@@ -61,12 +62,12 @@ async def replay(
     store: Store, rules: RuleSet, event_id: int, worker: Worker | None = None
 ) -> Replayed:
     """Run the rules again on a stored event: new runs, new idempotency keys."""
-    event = await store.event(event_id)
+    event = await store.events.get(event_id)
     if event is None:
         raise NotFound("event", event_id)
     if worker is not None and worker.rules is rules:
         return Replayed(event_id, await worker.replay(event))
-    run_ids = await store.add_runs(plan_runs(rules, event))
+    run_ids = await store.runs.add(plan_runs(rules, event))
     if worker is not None:
         worker.announce_runs()
     return Replayed(event_id, run_ids)
@@ -74,18 +75,18 @@ async def replay(
 
 async def retry(store: Store, run_id: int, worker: Worker | None = None) -> Run:
     """Queue a failed or dead run again: finished steps are kept, the rest resume."""
-    run = await store.run(run_id)
+    run = await store.runs.get(run_id)
     if run is None:
         raise NotFound("run", run_id)
     if run.status not in RETRYABLE:
         raise IllegalState(
             "run", run_id, f"run {run_id} is {run.status}: only failed or dead runs are retried"
         )
-    if not await store.requeue(run_id, reset_attempts=True):
+    if not await store.runs.requeue(run_id, reset_attempts=True):
         raise IllegalState("run", run_id, f"run {run_id} is running")
     if worker is not None:
         worker.announce_runs()
-    found = await store.run(run_id)
+    found = await store.runs.get(run_id)
     assert found is not None
     return found
 
@@ -109,18 +110,18 @@ async def decide(
     """
     if decision not in ("approved", "rejected"):
         raise ValueError(f"decision must be approved or rejected, not {decision!r}")
-    step = await store.step(step_id)
+    step = await store.steps.get(step_id)
     if step is None:
         raise NotFound("step", step_id)
-    if step.status != "awaiting_approval":
+    if step.status != StepStatus.AWAITING_APPROVAL:
         raise _not_awaiting(step)
     approved = _approvable(step, digest) if decision == "approved" else None
-    decided = await store.decide(step_id, decision, by, reason, approved)
+    decided = await store.steps.decide(step_id, decision, by, reason, approved)
     if decided is None:  # decided by someone else meanwhile
-        found = await store.step(step_id)
+        found = await store.steps.get(step_id)
         assert found is not None
         raise _not_awaiting(found)
-    await store.requeue(decided.run_id, reset_attempts=True)
+    await store.runs.requeue(decided.run_id, reset_attempts=True)
     if worker is not None:
         worker.announce_runs()
     return decided

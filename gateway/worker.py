@@ -35,6 +35,7 @@ from gateway.rules.templates import TemplateError
 from gateway.scheduler.periods import periods as calendar_periods
 from gateway.store import Event, NewRun, Run, Step, Store, Stored
 from gateway.store.notify import wait_until_set
+from gateway.store.status import DONE, EventStatus, RunStatus, StepStatus
 from gateway.tools import TOOLS, Tool, ToolContext, ToolError, describe_error
 
 log = structlog.get_logger(__name__)
@@ -138,7 +139,7 @@ def plan_runs(rules: RuleSet, event: Event) -> list[NewRun]:
             if rule.assistant is not None and rule.assistant.thread:
                 thread = str(templates.evaluate(rule.assistant.thread, scope))
         except TemplateError as exc:
-            planned.append(replace(base, status="failed", error=f"when/order_by: {exc}"))
+            planned.append(replace(base, status=RunStatus.FAILED, error=f"when/order_by: {exc}"))
             continue
         ordering = None if key is None or key == "" else f"{rule.name}:{key}"
         if ordering is None and thread:
@@ -146,6 +147,11 @@ def plan_runs(rules: RuleSet, event: Event) -> list[NewRun]:
             ordering = f"thread:{thread}"
         planned.append(replace(base, ordering_key=ordering, thread_key=thread))
     return planned
+
+
+def routed_status(planned: Sequence[NewRun]) -> EventStatus:
+    """What routing an event makes of it: routed if it starts runs, else unmatched."""
+    return EventStatus.ROUTED if planned else EventStatus.UNMATCHED
 
 
 class Worker:
@@ -202,7 +208,7 @@ class Worker:
     async def start(self) -> None:
         if self.store.dialect.single_writer:
             # One worker per SQLite database: whatever was running belonged to a dead process.
-            resumed = await self.store.expire_leases()
+            resumed = await self.store.runs.expire_leases()
             if resumed:
                 log.info("worker.resume", runs=resumed)
         self._tasks = [
@@ -263,7 +269,7 @@ class Worker:
 
     async def route_pending(self, limit: int = 500) -> int:
         """Route every pending event (up to `limit`) in one commit; how many there were."""
-        pending = await self.store.pending_events(limit)
+        pending = await self.store.events.pending(limit)
         if pending:
             await self.route_events(pending)
         return len(pending)
@@ -279,11 +285,11 @@ class Worker:
                 log.exception("event.route_failed", event_id=event.id)
                 routes.append((event.id, [], f"error: {type(exc).__name__}"[:20]))
                 continue
-            routes.append((event.id, planned, "routed" if planned else "unmatched"))
+            routes.append((event.id, planned, routed_status(planned)))
         free = self._free()
         self._reserved += free
         try:
-            created, claimed = await self.store.route_and_claim(
+            created, claimed = await self.store.runs.route_and_claim(
                 routes, (self.owner, free, self.lease_seconds)
             )
             for event, (_, planned, status), run_ids in zip(pending, routes, created, strict=True):
@@ -305,12 +311,11 @@ class Worker:
     async def route(self, event: Event) -> list[int]:
         """Route one event (as `route_pending` does a page)."""
         planned = plan_runs(self.rules, event)
-        status = "routed" if planned else "unmatched"
-        return await self.store.route(event.id, planned, status)
+        return await self.store.runs.route(event.id, planned, routed_status(planned))
 
     async def replay(self, event: Event) -> list[int]:
         """Run the rules again on a stored event: new runs, new idempotency keys."""
-        run_ids = await self.store.add_runs(plan_runs(self.rules, event))
+        run_ids = await self.store.runs.add(plan_runs(self.rules, event))
         self.announce_runs()
         return run_ids
 
@@ -329,7 +334,7 @@ class Worker:
             if free > 0:
                 self._reserved += free
                 try:
-                    claimed = await self.store.claim(self.owner, free, self.lease_seconds)
+                    claimed = await self.store.runs.claim(self.owner, free, self.lease_seconds)
                     await self._start(claimed)
                 except Exception as exc:
                     log.error("worker.claim_failed", error=str(exc))
@@ -355,7 +360,7 @@ class Worker:
         missing = {run.event_id for run in claimed if run.event_id not in self._routed}
         if missing:
             try:
-                for event in await self.store.events_by_id(missing):
+                for event in await self.store.events.by_ids(missing):
                     self._routed[event.id] = event
             except Exception as exc:  # each run reads its own event, or fails and retries
                 log.warning("worker.events_read_failed", error=str(exc))
@@ -375,7 +380,7 @@ class Worker:
         timeout = FALLBACK_POLL_SECONDS
         if len(self._active) < self.concurrency:
             try:
-                due = await self.store.next_due()
+                due = await self.store.runs.next_due()
             except Exception as exc:  # the store is down: poll again after the fallback wait
                 log.error("worker.next_due_failed", error=str(exc))
                 due = None
@@ -388,7 +393,7 @@ class Worker:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
             with contextlib.suppress(Exception):
-                await self.store.renew(self.owner, list(self._active), self.lease_seconds)
+                await self.store.runs.renew(self.owner, list(self._active), self.lease_seconds)
 
     async def _execute_guarded(self, run: Run) -> None:
         try:
@@ -403,10 +408,10 @@ class Worker:
     async def execute(self, run: Run) -> None:
         started = time.perf_counter()
         rule = self.rules.by_name.get(run.rule)
-        event = self._routed.get(run.event_id) or await self.store.event(run.event_id)
+        event = self._routed.get(run.event_id) or await self.store.events.get(run.event_id)
         if rule is None or event is None:
             missing = f"rule {run.rule!r} is not loaded" if rule is None else "event is gone"
-            await self.end(run, "failed", missing)
+            await self.end(run, RunStatus.FAILED, missing)
             return
         scope = scope_for(event, now=run.created_at)
         structlog.contextvars.bind_contextvars(run_id=run.id, event_id=event.id)
@@ -420,12 +425,12 @@ class Worker:
         self, run: Run, rule: Rule, event: Event, scope: dict[str, Any], started: float
     ) -> None:
         # A resumed run's journal, read once: its files are rebuilt from it, then it resumes.
-        journal = [] if run.fresh else await self.store.steps(run.id)
+        journal = [] if run.fresh else await self.store.steps.of_run(run.id)
         await self._restore_files(run, rule, journal)
         try:
             if rule.assistant is not None:
                 if self.assistant is None:
-                    await self.end(run, "failed", "no assistant backend is configured")
+                    await self.end(run, RunStatus.FAILED, "no assistant backend is configured")
                     return
                 await self.assistant(run, rule, event, scope, journal)
                 return
@@ -446,7 +451,7 @@ class Worker:
         files = self.files.setdefault(run.id, {})
         for step in journal:
             tool = self.tools.get(step.tool or "")
-            if step.status == "succeeded" and tool is not None and tool.makes_files:
+            if step.status == StepStatus.SUCCEEDED and tool is not None and tool.makes_files:
                 context = ToolContext(key=step.idempotency_key, run_id=run.id, files=files)
                 context.settings = self.config.handlers.get(tool.family, {})
                 await tool.call(context, step.arguments or {})
@@ -461,15 +466,15 @@ class Worker:
         for position, action in enumerate(rule.actions):
             step = journal.get(position)
             name = action.name or action.tool
-            end_run = "succeeded" if position == last else None
-            if step is not None and step.status in ("succeeded", "skipped", "shadowed"):
+            end_run = RunStatus.SUCCEEDED if position == last else None
+            if step is not None and step.status in DONE:
                 results[name] = step.result
                 if end_run:
                     await self.end(run, end_run)
                 continue
             tool = self.tools.get(action.tool)
             if tool is None:
-                await self.end(run, "failed", f"unknown tool {action.tool!r}")
+                await self.end(run, RunStatus.FAILED, f"unknown tool {action.tool!r}")
                 return
             try:
                 skip = (
@@ -478,7 +483,7 @@ class Worker:
                     and not templates.truthy(templates.evaluate(action.when, scope))
                 )
                 if skip:
-                    await self._record(run, position, tool, None, "skipped", end_run)
+                    await self._record(run, position, tool, None, StepStatus.SKIPPED, end_run)
                     continue
                 arguments = (
                     step.arguments
@@ -489,13 +494,21 @@ class Worker:
             except (TemplateError, ValidationError) as exc:
                 error = describe_error(exc) if isinstance(exc, ValidationError) else str(exc)
                 await self._record(
-                    run, position, tool, None, "failed", "failed", error=f"{action.tool}: {error}"
+                    run,
+                    position,
+                    tool,
+                    None,
+                    StepStatus.FAILED,
+                    RunStatus.FAILED,
+                    error=f"{action.tool}: {error}",
                 )
                 return
             if rule.mode == "shadow" and tool.side_effects:
                 # Shadow mode: record what would have been done, do nothing.
                 shadow = {"shadow": True, "would_call": tool.name}
-                await self._record(run, position, tool, arguments, "shadowed", end_run, shadow)
+                await self._record(
+                    run, position, tool, arguments, StepStatus.SHADOWED, end_run, shadow
+                )
                 results[name] = shadow
                 continue
             outcome = await self.call_tool(run, position, tool, arguments, step, end_run)
@@ -510,7 +523,7 @@ class Worker:
         tool: Tool,
         arguments: dict[str, Any],
         step: Step | None,
-        end_run: str | None,
+        end_run: RunStatus | None,
         *,
         kind: str = "tool",
         call_id: str | None = None,
@@ -534,20 +547,20 @@ class Worker:
         if tool.side_effects:
             # Journal first: from here on, a crash leaves an outcome we must check, not guess.
             if step is None:
-                await self.store.start_step(
+                await self.store.steps.start(
                     run.id,
                     position,
                     kind=kind,
                     tool=tool.name,
                     arguments=arguments,
                     idempotency_key=key,
-                    status="started",
+                    status=StepStatus.STARTED,
                     attempt=attempt,
                     call_id=call_id,
                 )
             else:
-                await self.store.update_step(
-                    run.id, position, status="started", attempt=attempt, error=None
+                await self.store.steps.update(
+                    run.id, position, status=StepStatus.STARTED, attempt=attempt, error=None
                 )
         call = _Call(
             run, position, tool, arguments, step, end_run, context, key, attempt, kind, call_id,
@@ -568,44 +581,50 @@ class Worker:
                 result = await tool.call(call.context, arguments)
         except ToolError as exc:
             values = call.step_values()
-            outcome = "error" if exc.retryable else "failed"
+            outcome = StepStatus.ERROR if exc.retryable else StepStatus.FAILED
             self.metrics.step_seconds.labels(tool.name, outcome).observe(
                 values["duration_ms"] / 1000
             )
             if not exc.retryable and not call.refusal_ends_run:
-                await self.store.finish(
+                await self.store.steps.finish(
                     run.id,
                     position,
-                    {**values, "status": "failed", "error": str(exc)},
+                    {**values, "status": StepStatus.FAILED, "error": str(exc)},
                     new=call.new,
                 )
                 return ToolRefused(str(exc))
             if not exc.retryable:
-                await self.store.finish(
+                await self.store.steps.finish(
                     run.id,
                     position,
-                    {**values, "status": "failed", "error": str(exc)},
-                    "failed",
+                    {**values, "status": StepStatus.FAILED, "error": str(exc)},
+                    RunStatus.FAILED,
                     f"{tool.name}: {exc}",
                     new=call.new,
                 )
-                self.ended(run, "failed")
+                self.ended(run, RunStatus.FAILED)
                 return _STOP
-            await self.store.finish(
-                run.id, position, {**values, "status": "error", "error": str(exc)}, new=call.new
+            await self.store.steps.finish(
+                run.id,
+                position,
+                {**values, "status": StepStatus.ERROR, "error": str(exc)},
+                new=call.new,
             )
             await self.retry_or_dead(run, f"{tool.name}: {exc}", exc.retry_after)
             return _STOP
         except Exception as exc:  # an unexpected failure inside a handler: retry like any
             values = call.step_values()
             error = f"{type(exc).__name__}: {exc}"
-            await self.store.finish(
-                run.id, position, {**values, "status": "error", "error": error}, new=call.new
+            await self.store.steps.finish(
+                run.id,
+                position,
+                {**values, "status": StepStatus.ERROR, "error": error},
+                new=call.new,
             )
             await self.retry_or_dead(run, f"{tool.name}: {error}", None)
             return _STOP
         values = call.step_values()
-        self.metrics.step_seconds.labels(tool.name, "succeeded").observe(
+        self.metrics.step_seconds.labels(tool.name, StepStatus.SUCCEEDED).observe(
             values["duration_ms"] / 1000
         )
         result = _jsonable(result)
@@ -616,10 +635,10 @@ class Worker:
             if self._backlog:
                 self._runs_ready.set()
         try:
-            await self.store.finish(
+            await self.store.steps.finish(
                 run.id,
                 position,
-                {**values, "status": "succeeded", "result": result, "error": None},
+                {**values, "status": StepStatus.SUCCEEDED, "result": result, "error": None},
                 call.end_run,
                 new=call.new,
             )
@@ -636,13 +655,13 @@ class Worker:
         position: int,
         tool: Tool,
         arguments: dict[str, Any] | None,
-        status: str,
-        run_status: str | None,
+        status: StepStatus,
+        run_status: RunStatus | None,
         result: Any = None,
         *,
         error: str | None = None,
     ) -> None:
-        await self.store.finish(
+        await self.store.steps.finish(
             run.id,
             position,
             {
@@ -664,23 +683,23 @@ class Worker:
     async def retry_or_dead(self, run: Run, error: str, retry_after: float | None) -> None:
         worker = self.config.worker
         if run.attempt >= worker.max_attempts:
-            await self.end(run, "dead", f"gave up after {run.attempt} attempts: {error}")
+            await self.end(run, RunStatus.DEAD, f"gave up after {run.attempt} attempts: {error}")
             return
         delay = min(worker.backoff_max, worker.backoff_base * 2 ** (run.attempt - 1))
         delay *= 0.5 + random.random() / 2  # jitter: retries of many runs do not align
         if retry_after is not None:
             delay = max(delay, retry_after)
         at = datetime.now(UTC) + timedelta(seconds=delay)
-        await self.store.retry_later(run.id, at, error)
+        await self.store.runs.retry_later(run.id, at, error)
         self.metrics.retries.labels(run.rule).inc()
         log.warning("run.retry", attempt=run.attempt, delay=round(delay, 3), error=error)
         self.notify_runs()
 
-    async def end(self, run: Run, status: str, error: str | None = None) -> None:
-        await self.store.finish_run(run.id, status, error)
+    async def end(self, run: Run, status: RunStatus, error: str | None = None) -> None:
+        await self.store.runs.finish(run.id, status, error)
         self.ended(run, status)
 
-    def ended(self, run: Run, status: str) -> None:
+    def ended(self, run: Run, status: RunStatus) -> None:
         self.files.pop(run.id, None)
         log.info("run.ended", run_id=run.id, rule=run.rule, status=status)
         self.metrics.runs.labels(run.rule, status).inc()
@@ -697,7 +716,7 @@ class _Call:
     tool: Tool
     arguments: dict[str, Any]
     step: Step | None  # the journaled step of an earlier attempt, if any
-    end_run: str | None  # the run's status once this call succeeds (its last step)
+    end_run: RunStatus | None  # the run's status once this call succeeds (its last step)
     context: ToolContext
     key: str
     attempt: int

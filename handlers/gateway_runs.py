@@ -9,10 +9,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
-from sqlalchemy import select
 
 from gateway.store.records import Run
-from gateway.store.schema import runs as runs_table
 from gateway.tools import PermanentToolError, ToolContext, tool
 
 Status = Literal[
@@ -40,16 +38,13 @@ async def runs(
     store = context.store
     if store is None:
         raise PermanentToolError("gateway.runs needs the gateway's store (run it in the worker)")
-    query = (
-        select(runs_table)
-        .where(runs_table.c.status == status, runs_table.c.created_at >= _utc(since))
-        .order_by(runs_table.c.id)
-        .limit(limit + 1)
+    found = await store.runs.find(
+        status=status,
+        since=_utc(since),
+        until=_utc(until) if until is not None else None,
+        limit=limit + 1,
+        oldest_first=True,
     )
-    if until is not None:
-        query = query.where(runs_table.c.created_at < _utc(until))
-    async with store.engine.connect() as conn:
-        found = [Run.from_row(row) for row in await conn.execute(query)]
     listed = [_summary(run) for run in found[:limit]]
     return {"runs": listed, "count": len(listed), "truncated": len(found) > limit}
 

@@ -72,7 +72,7 @@ class Gateway:
         async def count() -> int:
             store = Store(self.app.state.config.store_url)
             try:
-                return await store.count_events()
+                return await store.events.count()
             finally:
                 await store.engine.dispose()
 

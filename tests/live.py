@@ -55,13 +55,13 @@ class LiveGateway:
         return asyncio.run(go())
 
     def runs(self, **filters: Any) -> list[Run]:
-        return list(reversed(self.query(lambda s: s.runs(limit=10_000, **filters))))
+        return list(reversed(self.query(lambda s: s.runs.find(limit=10_000, **filters))))
 
     def steps(self, run_id: int) -> list[Step]:
-        return list(self.query(lambda s: s.steps(run_id)))
+        return list(self.query(lambda s: s.steps.of_run(run_id)))
 
     def event(self, event_id: int) -> Event:
-        found = self.query(lambda s: s.event(event_id))
+        found = self.query(lambda s: s.events.get(event_id))
         assert found is not None
         return found  # type: ignore[no-any-return]
 

@@ -25,7 +25,7 @@ def stored_events(gateway: Gateway) -> list[dict[str, object]]:
         try:
             return [
                 {**e.summary(), "body": e.body, "headers": e.headers}
-                for e in await store.events(limit=1000)
+                for e in await store.events.find(limit=1000)
             ]
         finally:
             await store.engine.dispose()

@@ -23,7 +23,6 @@ from gateway.scheduler import (
     parse_every,
     periods,
 )
-from gateway.scheduler import state as schedule_state
 from gateway.scheduler.timing import JitteredTrigger
 from gateway.store import Event, Store
 
@@ -79,7 +78,7 @@ async def store(open_store: Callable[[], Any]) -> Store:
 
 
 async def schedule_events(store: Store) -> list[Event]:
-    return list(reversed(await store.events(source="schedule", limit=1000)))
+    return list(reversed(await store.events.find(source="schedule", limit=1000)))
 
 
 def body(event: Event) -> dict[str, Any]:
@@ -353,7 +352,7 @@ async def test_manual_fire_creates_a_distinct_event_each_time(store: Store) -> N
     assert events[1].delivery_id.startswith("weekly@2026-03-23T07:00:00+00:00#manual-")
     # A manual firing is no scheduled period: the next tick still knows the last one.
     assert await scheduler.tick(now + timedelta(seconds=5)) == []
-    row = (await schedule_state.load(store))["weekly"]
+    row = (await store.schedules.load())["weekly"]
     assert row.last_fire_at == now
     assert (row.last_result, row.last_event_id) == ("manual", stored.id)
 
@@ -399,10 +398,10 @@ async def test_the_schedule_row_keeps_the_latest_fire_when_a_late_writer_arrives
 ) -> None:
     now = utc(2026, 5, 4, 12)
     for fired_at in (utc(2026, 5, 4, 11), utc(2026, 5, 4, 10)):
-        await schedule_state.record_fire(
-            store, "r", fired_at=fired_at, event_id=1, result="fired", next_fire_at=None, now=now
+        await store.schedules.record_fire(
+            "r", fired_at=fired_at, event_id=1, result="fired", next_fire_at=None, now=now
         )
-    assert await schedule_state.last_fire(store, "r") == utc(2026, 5, 4, 11)
+    assert await store.schedules.last_fire("r") == utc(2026, 5, 4, 11)
 
 
 async def test_start_catches_up_and_apscheduler_fires_on_time(store: Store) -> None:
@@ -421,7 +420,7 @@ async def test_start_catches_up_and_apscheduler_fires_on_time(store: Store) -> N
     fire_times = [datetime.fromisoformat(body(e)["fired_at"]) for e in events]
     assert all(t.microsecond == 0 for t in fire_times)
     assert len(set(fire_times)) == len(fire_times)
-    row = (await schedule_state.load(store))["tick"]
+    row = (await store.schedules.load())["tick"]
     assert row.next_fire_at is not None
     assert row.last_fire_at == max(fire_times)
 

@@ -153,7 +153,7 @@ def seed_runs(database: Path) -> dict[str, int]:
         store = Store(f"sqlite:///{database}")
         await store.open(migrate=True)
         try:
-            stored = await store.add_event(
+            stored = await store.events.add(
                 NewEvent(
                     source="shop",
                     provider="shopify",
@@ -169,7 +169,7 @@ def seed_runs(database: Path) -> dict[str, int]:
                 "dead_this_week": ("sync-orders", "dead", "gave up: this week"),
                 "failed_last_week": ("sync-orders", "failed", "jira.create_issue: bad project"),
             }
-            ids = await store.route(
+            ids = await store.runs.route(
                 stored.id,
                 [
                     NewRun(event_id=stored.id, rule=rule, kind="actions", status=s, error=e)

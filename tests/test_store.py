@@ -14,7 +14,7 @@ import pytest
 from gateway.errors import SchemaMismatch
 from gateway.store import NewEvent, NewRun, Store, Stored, database
 from gateway.store.notify import Notifier
-from gateway.store.work import _insert_runs
+from gateway.store.runs import insert_runs
 from tests.postgres import fresh_database
 
 
@@ -58,9 +58,9 @@ def new_event(delivery_id: str, source: str = "shop", body: bytes = b'{"id": 1}'
 
 async def routed_runs(store: Store, keys: list[str | None]) -> list[int]:
     """One event and one pending run per ordering key, in this order."""
-    stored = await store.add_event(new_event(f"d-{len(keys)}-{keys}"))
+    stored = await store.events.add(new_event(f"d-{len(keys)}-{keys}"))
     plan = [NewRun(event_id=stored.id, rule="r", kind="actions", ordering_key=k) for k in keys]
-    return await store.route(stored.id, plan, "routed")
+    return await store.runs.route(stored.id, plan, "routed")
 
 
 # ---------------------------------------------------------------------- schema
@@ -95,8 +95,8 @@ async def test_concurrent_upgrades_of_one_database_both_succeed(store_url: str) 
 
 async def test_added_event_is_stored_with_its_headers_body_and_time(store: Store) -> None:
     new = new_event("d1", body=b"\x00binary\xff")
-    stored = await store.add_event(new)
-    event = await store.event(stored.id)
+    stored = await store.events.add(new)
+    event = await store.events.get(stored.id)
 
     assert not stored.duplicate
     assert event is not None
@@ -108,18 +108,18 @@ async def test_added_event_is_stored_with_its_headers_body_and_time(store: Store
 
 
 async def test_redelivered_event_is_stored_once(store: Store) -> None:
-    first = await store.add_event(new_event("d1"))
-    again = await store.add_event(new_event("d1"))
+    first = await store.events.add(new_event("d1"))
+    again = await store.events.add(new_event("d1"))
 
     assert again.duplicate and again.id == first.id
-    assert await store.count_events() == 1
+    assert await store.events.count() == 1
 
 
 async def test_concurrent_duplicates_in_one_batch_are_stored_once(store: Store) -> None:
     news = [new_event(f"d{n % 7}") for n in range(60)] + [new_event("d0", source="other")]
-    results = await asyncio.gather(*(store.add_event(new) for new in news))
+    results = await asyncio.gather(*(store.events.add(new) for new in news))
 
-    assert await store.count_events() == 8
+    assert await store.events.count() == 8
     by_key: dict[tuple[str, str], set[int]] = {}
     for result in results:
         by_key.setdefault((result.event.source, result.event.delivery_id), set()).add(result.id)
@@ -132,12 +132,12 @@ async def test_duplicates_in_batches_committed_side_by_side_are_stored_once(stor
     # inserted by one is found (not stored again) by the others.
     async def wave(number: int) -> list[Stored]:
         await asyncio.sleep(number * 0.002)
-        return await asyncio.gather(*(store.add_event(new_event(f"w{k % 5}")) for k in range(8)))
+        return await asyncio.gather(*(store.events.add(new_event(f"w{k % 5}")) for k in range(8)))
 
     results = [stored for wave_results in await asyncio.gather(*map(wave, range(12)))
                for stored in wave_results]  # fmt: skip
 
-    assert await store.count_events() == 5
+    assert await store.events.count() == 5
     ids = {r.event.delivery_id: r.id for r in results if not r.duplicate}
     assert len(ids) == 5 and sum(not r.duplicate for r in results) == 5
     assert all(r.id == ids[r.event.delivery_id] for r in results)
@@ -146,28 +146,28 @@ async def test_duplicates_in_batches_committed_side_by_side_are_stored_once(stor
 async def test_same_dedup_key_under_another_delivery_id_is_a_replay_of_the_first(
     store: Store,
 ) -> None:
-    first = await store.add_event(replace(new_event("d1"), dedup_key="body-1"))
-    again = await store.add_event(replace(new_event("d1"), dedup_key="body-1"))
-    replay = await store.add_event(replace(new_event("d2"), dedup_key="body-1"))
+    first = await store.events.add(replace(new_event("d1"), dedup_key="body-1"))
+    again = await store.events.add(replace(new_event("d1"), dedup_key="body-1"))
+    replay = await store.events.add(replace(new_event("d2"), dedup_key="body-1"))
 
     assert (again.id, again.duplicate, again.replayed) == (first.id, True, False)
     assert (replay.id, replay.duplicate, replay.replayed) == (first.id, True, True)
     assert replay.stored_delivery_id == "d1"
-    assert await store.count_events() == 1
+    assert await store.events.count() == 1
 
 
 async def test_one_delivery_id_with_other_dedup_keys_is_stored_each_time(store: Store) -> None:
     results = await asyncio.gather(
-        *(store.add_event(replace(new_event("d1"), dedup_key=f"body-{n}")) for n in range(3))
+        *(store.events.add(replace(new_event("d1"), dedup_key=f"body-{n}")) for n in range(3))
     )
 
     assert [r.duplicate for r in results] == [False, False, False]
-    assert await store.count_events() == 3
+    assert await store.events.count() == 3
 
 
 async def test_replays_in_one_batch_name_the_delivery_id_stored_first(store: Store) -> None:
     results = await asyncio.gather(
-        *(store.add_event(replace(new_event(f"d{n}"), dedup_key="body")) for n in range(5))
+        *(store.events.add(replace(new_event(f"d{n}"), dedup_key="body")) for n in range(5))
     )
 
     [stored] = [r for r in results if not r.duplicate]
@@ -176,32 +176,32 @@ async def test_replays_in_one_batch_name_the_delivery_id_stored_first(store: Sto
 
 
 async def test_events_are_listed_newest_first_and_filtered(store: Store) -> None:
-    ids = [(await store.add_event(new_event(f"d{n}", source=f"s{n % 2}"))).id for n in range(5)]
-    await store.set_event_status(ids[0], "routed")
+    ids = [(await store.events.add(new_event(f"d{n}", source=f"s{n % 2}"))).id for n in range(5)]
+    await store.events.set_status(ids[0], "routed")
 
-    assert [e.id for e in await store.events()] == ids[::-1]
-    assert [e.id for e in await store.events(limit=2)] == ids[:2:-1]
-    assert [e.id for e in await store.events(source="s1")] == [ids[3], ids[1]]
-    assert [e.id for e in await store.events(status="routed")] == [ids[0]]
-    assert [e.id for e in await store.pending_events()] == ids[1:]
+    assert [e.id for e in await store.events.find()] == ids[::-1]
+    assert [e.id for e in await store.events.find(limit=2)] == ids[:2:-1]
+    assert [e.id for e in await store.events.find(source="s1")] == [ids[3], ids[1]]
+    assert [e.id for e in await store.events.find(status="routed")] == [ids[0]]
+    assert [e.id for e in await store.events.pending()] == ids[1:]
 
 
 # ---------------------------------------------------------------------- routing
 
 
 async def test_routing_an_event_creates_its_runs_once(store: Store) -> None:
-    stored = await store.add_event(new_event("d1"))
+    stored = await store.events.add(new_event("d1"))
     plan = [
         NewRun(event_id=stored.id, rule="a", kind="actions", ordering_key="k"),
         NewRun(event_id=stored.id, rule="b", kind="assistant", thread_key="t", status="failed"),
     ]
-    run_ids = await store.route(stored.id, plan, "routed")
-    again = await store.route(stored.id, plan, "routed")
+    run_ids = await store.runs.route(stored.id, plan, "routed")
+    again = await store.runs.route(stored.id, plan, "routed")
 
     assert again == []
-    event = await store.event(stored.id)
+    event = await store.events.get(stored.id)
     assert event is not None and event.status == "routed"
-    runs = {run.id: run for run in await store.runs(event_id=stored.id)}
+    runs = {run.id: run for run in await store.runs.find(event_id=stored.id)}
     assert set(runs) == set(run_ids)
     first, second = (runs[i] for i in run_ids)
     assert (first.rule, first.status, first.ordering_key) == ("a", "pending", "k")
@@ -215,15 +215,15 @@ async def test_routing_an_event_creates_its_runs_once(store: Store) -> None:
 async def test_claim_takes_one_run_per_ordering_key_in_arrival_order(store: Store) -> None:
     a1, b1, a2, free, a3 = await routed_runs(store, ["a", "b", "a", None, "a"])
 
-    claimed = await store.claim("w1", 10, 60)
+    claimed = await store.runs.claim("w1", 10, 60)
     assert [r.id for r in claimed] == [a1, b1, free]
     assert all(r.status == "running" and r.attempt == 1 for r in claimed)
-    assert await store.claim("w1", 10, 60) == []
+    assert await store.runs.claim("w1", 10, 60) == []
 
-    await store.finish_run(a1, "succeeded")
-    assert [r.id for r in await store.claim("w2", 10, 60)] == [a2]
-    await store.finish_run(a2, "failed", "boom")
-    assert [r.id for r in await store.claim("w2", 10, 60)] == [a3]
+    await store.runs.finish(a1, "succeeded")
+    assert [r.id for r in await store.runs.claim("w2", 10, 60)] == [a2]
+    await store.runs.finish(a2, "failed", "boom")
+    assert [r.id for r in await store.runs.claim("w2", 10, 60)] == [a3]
 
 
 async def test_a_replica_waits_for_another_replicas_uncommitted_run_of_the_same_key(
@@ -236,19 +236,19 @@ async def test_a_replica_waits_for_another_replicas_uncommitted_run_of_the_same_
     await first_replica.open()
     await second_replica.open()
     try:
-        one = await first_replica.add_event(new_event("key-1"))
-        two = await first_replica.add_event(new_event("key-2"))
+        one = await first_replica.events.add(new_event("key-1"))
+        two = await first_replica.events.add(new_event("key-2"))
         plan = [NewRun(event_id=two.id, rule="r", kind="actions", ordering_key="k")]
         async with first_replica.engine.begin() as conn:  # a routing transaction, still open
             [first] = await conn.run_sync(
-                _insert_runs, [NewRun(event_id=one.id, rule="r", kind="actions", ordering_key="k")]
+                insert_runs, [NewRun(event_id=one.id, rule="r", kind="actions", ordering_key="k")]
             )
-            second = asyncio.create_task(second_replica.route(two.id, plan, "routed"))
+            second = asyncio.create_task(second_replica.runs.route(two.id, plan, "routed"))
             await asyncio.sleep(0.5)
             assert not second.done(), "a run of the key was inserted beside an uncommitted one"
         [second_id] = await asyncio.wait_for(second, 10)
         assert second_id > first
-        assert [r.id for r in await second_replica.claim("w", 10, 60)] == [first]
+        assert [r.id for r in await second_replica.runs.claim("w", 10, 60)] == [first]
     finally:
         await first_replica.close()
         await second_replica.close()
@@ -256,15 +256,15 @@ async def test_a_replica_waits_for_another_replicas_uncommitted_run_of_the_same_
 
 async def test_concurrent_claimers_never_get_the_same_run(store_url: str, store: Store) -> None:
     total = 120
-    stored = await store.add_event(new_event("d1"))
+    stored = await store.events.add(new_event("d1"))
     plan = [NewRun(event_id=stored.id, rule="r", kind="actions") for _ in range(total)]
-    await store.route(stored.id, plan, "routed")
+    await store.runs.route(stored.id, plan, "routed")
     other = Store(store_url)
     await other.open(migrate=False)
 
     async def drain(replica: Store, owner: str) -> list[int]:
         taken: list[int] = []
-        while batch := await replica.claim(owner, 7, 60):
+        while batch := await replica.runs.claim(owner, 7, 60):
             taken += [run.id for run in batch]
         return taken
 
@@ -280,11 +280,11 @@ async def test_concurrent_claimers_never_get_the_same_run(store_url: str, store:
 
 async def test_expired_lease_makes_a_running_run_claimable_again(store: Store) -> None:
     [run_id] = await routed_runs(store, ["k"])
-    [held] = await store.claim("dead-replica", 1, lease=0.2)
-    assert await store.claim("alive", 1, 60) == []  # its lease still holds
+    [held] = await store.runs.claim("dead-replica", 1, lease=0.2)
+    assert await store.runs.claim("alive", 1, 60) == []  # its lease still holds
 
     await asyncio.sleep(0.3)
-    [taken] = await store.claim("alive", 1, 60)
+    [taken] = await store.runs.claim("alive", 1, 60)
 
     assert taken.id == held.id == run_id
     assert taken.attempt == 2
@@ -293,24 +293,24 @@ async def test_expired_lease_makes_a_running_run_claimable_again(store: Store) -
 
 async def test_renewed_lease_keeps_the_run(store: Store) -> None:
     await routed_runs(store, [None])
-    [held] = await store.claim("w1", 1, lease=0.3)
-    await store.renew("w1", [held.id], 60)
+    [held] = await store.runs.claim("w1", 1, lease=0.3)
+    await store.runs.renew("w1", [held.id], 60)
     await asyncio.sleep(0.4)
 
-    assert await store.claim("w2", 1, 60) == []
+    assert await store.runs.claim("w2", 1, 60) == []
 
 
 async def test_retry_later_waits_until_due(store: Store) -> None:
     [run_id] = await routed_runs(store, [None])
-    await store.claim("w1", 1, 60)
+    await store.runs.claim("w1", 1, 60)
     at = datetime.now(UTC) + timedelta(seconds=0.3)
-    await store.retry_later(run_id, at, "503")
+    await store.runs.retry_later(run_id, at, "503")
 
-    assert await store.claim("w1", 1, 60) == []
-    due = await store.next_due()
+    assert await store.runs.claim("w1", 1, 60) == []
+    due = await store.runs.next_due()
     assert due is not None and abs((due - at).total_seconds()) < 0.001
     await asyncio.sleep(0.4)
-    [again] = await store.claim("w1", 1, 60)
+    [again] = await store.runs.claim("w1", 1, 60)
     assert (again.id, again.attempt, again.error) == (run_id, 2, "503")
 
 
@@ -319,9 +319,9 @@ async def test_retry_later_waits_until_due(store: Store) -> None:
 
 async def test_started_step_is_finished_with_its_run_in_one_commit(store: Store) -> None:
     [run_id] = await routed_runs(store, [None])
-    await store.claim("w1", 1, 60)
+    await store.runs.claim("w1", 1, 60)
     arguments = {"project": "OPS", "labels": ["a", "ü"], "n": 1.5}
-    await store.start_step(
+    await store.steps.start(
         run_id,
         0,
         kind="tool",
@@ -330,10 +330,10 @@ async def test_started_step_is_finished_with_its_run_in_one_commit(store: Store)
         idempotency_key=f"{run_id}.0.x",
         status="started",
     )
-    [started] = await store.steps(run_id)
+    [started] = await store.steps.of_run(run_id)
     assert (started.status, started.arguments, started.finished_at) == ("started", arguments, None)
 
-    await store.finish(
+    await store.steps.finish(
         run_id,
         0,
         {"status": "succeeded", "result": {"key": "OPS-1"}, "duration_ms": 3.5},
@@ -341,41 +341,41 @@ async def test_started_step_is_finished_with_its_run_in_one_commit(store: Store)
         usage=(10, 5, 0.25),
         thread=("t1", [{"role": "user", "content": "hi"}]),
     )
-    await store.finish(
+    await store.steps.finish(
         run_id,
         1,
         {"kind": "model", "idempotency_key": f"{run_id}.1.x", "status": "succeeded"},
         new=True,
     )
 
-    first, second = await store.steps(run_id)
+    first, second = await store.steps.of_run(run_id)
     assert (first.status, first.result, first.duration_ms) == ("succeeded", {"key": "OPS-1"}, 3.5)
     assert first.finished_at is not None and first.finished_at >= first.started_at
     assert (second.position, second.kind) == (1, "model")
-    run = await store.run(run_id)
+    run = await store.runs.get(run_id)
     assert run is not None
     assert (run.status, run.input_tokens, run.output_tokens, run.cost) == ("succeeded", 10, 5, 0.25)
-    assert await store.thread("t1") == [{"role": "user", "content": "hi"}]
-    assert await store.thread("t1", before_run=run_id) == []
+    assert await store.threads.items("t1") == [{"role": "user", "content": "hi"}]
+    assert await store.threads.items("t1", before_run=run_id) == []
 
 
 async def test_requeue_puts_a_finished_run_back_but_never_a_running_one(store: Store) -> None:
     [run_id] = await routed_runs(store, [None])
-    await store.claim("w1", 1, 60)
-    assert await store.requeue(run_id, reset_attempts=True) is False
+    await store.runs.claim("w1", 1, 60)
+    assert await store.runs.requeue(run_id, reset_attempts=True) is False
 
-    await store.finish_run(run_id, "dead", "gave up")
-    assert await store.requeue(run_id, reset_attempts=True) is True
+    await store.runs.finish(run_id, "dead", "gave up")
+    assert await store.runs.requeue(run_id, reset_attempts=True) is True
 
-    run = await store.run(run_id)
+    run = await store.runs.get(run_id)
     assert run is not None
     assert (run.status, run.attempt, run.finished_at) == ("pending", 0, None)
-    assert [r.id for r in await store.claim("w2", 1, 60)] == [run_id]
+    assert [r.id for r in await store.runs.claim("w2", 1, 60)] == [run_id]
 
 
 async def test_decision_on_a_step_awaiting_approval_is_taken_once(store: Store) -> None:
     [run_id] = await routed_runs(store, [None])
-    await store.start_step(
+    await store.steps.start(
         run_id,
         0,
         kind="tool",
@@ -384,17 +384,17 @@ async def test_decision_on_a_step_awaiting_approval_is_taken_once(store: Store) 
         idempotency_key=f"{run_id}.0.y",
         status="awaiting_approval",
     )
-    await store.pause_run(run_id, "awaiting_approval")
-    [step] = await store.steps(run_id)
+    await store.runs.pause(run_id, "awaiting_approval")
+    [step] = await store.steps.of_run(run_id)
 
-    decided = await store.decide(step.id, "approved", "alice", "looks right")
-    again = await store.decide(step.id, "rejected", "bob", None)
+    decided = await store.steps.decide(step.id, "approved", "alice", "looks right")
+    again = await store.steps.decide(step.id, "rejected", "bob", None)
 
     assert decided is not None
     assert (decided.status, decided.decision) == ("approved", "approved")
     assert (decided.decided_by, decided.reason) == ("alice", "looks right")
     assert again is None
-    stats = await store.queue_stats()
+    stats = await store.runs.queue_stats()
     assert stats["approvals"][0] == 1
     assert stats["approvals"][1] is not None and stats["approvals"][1].tzinfo is not None
 

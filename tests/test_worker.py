@@ -283,7 +283,7 @@ async def test_events_that_did_not_fit_in_hand_are_not_overtaken_by_later_ones(
         stored = []
         for n in range(5):
             body = b'{"customer_key": "alice", "seq": %d}' % n
-            stored.append(await store.add_event(new_event(f"in-hand-{n}", body=body)))
+            stored.append(await store.events.add(new_event(f"in-hand-{n}", body=body)))
         worker._scan = False  # as after the first scan of a running worker
         for one in stored[:3]:  # two fit in hand, the third does not: it waits for the scan
             worker.notify_events([one])
@@ -293,11 +293,11 @@ async def test_events_that_did_not_fit_in_hand_are_not_overtaken_by_later_ones(
             worker.notify_events([one])
         await worker.start()
         for _ in range(500):
-            if await store.count_runs("succeeded") == 5:
+            if await store.runs.count("succeeded") == 5:
                 break
             await asyncio.sleep(0.01)
         await worker.stop()
-        runs = sorted(await store.runs(limit=10), key=lambda run: run.id)
+        runs = sorted(await store.runs.find(limit=10), key=lambda run: run.id)
     assert [run.event_id for run in runs] == [one.id for one in stored]
     # Runs of the key ran in run-id order, so the calls went out in the events' order.
     assert [int(c["key"].split(".")[0]) for c in CALLS] == [run.id for run in runs]

@@ -15,6 +15,7 @@ from gateway.config import Config
 from gateway.ingest.nesting import READABLE_DEPTH, deeper_than
 from gateway.redaction import Redactor
 from gateway.store import Event, Run, Step, Store
+from gateway.store.status import StepStatus
 
 
 def redactor_for(config: Config) -> Redactor:
@@ -54,7 +55,7 @@ def step_view(step: Step, redactor: Redactor) -> dict[str, Any]:
     digest: the approver must see what will run, and a model could hide anything in a field
     named like a secret."""
     summary = step.summary()
-    if step.status != "awaiting_approval":
+    if step.status != StepStatus.AWAITING_APPROVAL:
         summary["arguments"] = redactor.value(summary["arguments"])
     summary["result"] = redactor.value(summary["result"])
     summary["finished_at"] = step.finished_at.isoformat() if step.finished_at else None
@@ -62,7 +63,7 @@ def step_view(step: Step, redactor: Redactor) -> dict[str, Any]:
 
 
 async def run_detail(store: Store, run: Run, redactor: Redactor) -> dict[str, Any]:
-    steps = await store.steps(run.id)
+    steps = await store.steps.of_run(run.id)
     return {**run.summary(), "steps": [step_view(s, redactor) for s in steps]}
 
 
@@ -70,7 +71,7 @@ async def event_detail(
     store: Store, event: Event, redactor: Redactor, *, with_steps: bool = False
 ) -> dict[str, Any]:
     """An event with its redacted headers and body, and its runs (with steps if asked)."""
-    runs = sorted(await store.runs(event_id=event.id, limit=1000), key=lambda r: r.id)
+    runs = sorted(await store.runs.find(event_id=event.id, limit=1000), key=lambda r: r.id)
     detail: dict[str, Any] = {
         **event.summary(),
         "headers": redactor.headers(event.headers),

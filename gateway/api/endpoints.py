@@ -21,6 +21,7 @@ from gateway.config import Config
 from gateway.rules.loader import RuleSet
 from gateway.rules.model import Rule
 from gateway.store import Store
+from gateway.store.status import RunStatus
 from gateway.worker import Worker
 
 # The form of a step's arguments_digest (records.call_digest): SHA-256 in hex.
@@ -56,7 +57,7 @@ class Admin:
 
 async def list_events(admin: Admin, request: Request) -> Any:
     limit = params.integer(request, "limit", default=50, high=params.MAX_LIMIT)
-    found = await admin.store.events(
+    found = await admin.store.events.find(
         source=params.text(request, "source"),
         type=params.text(request, "type"),
         status=params.text(request, "status"),
@@ -72,7 +73,7 @@ async def list_events(admin: Admin, request: Request) -> Any:
 
 async def get_event(admin: Admin, request: Request) -> Any:
     event_id = params.record_id(request)
-    event = await admin.store.event(event_id)
+    event = await admin.store.events.get(event_id)
     if event is None:
         raise operations.NotFound("event", event_id)
     return await event_detail(admin.store, event, redactor_for(admin.config))
@@ -86,7 +87,7 @@ async def replay_event(admin: Admin, request: Request) -> Any:
 
 
 async def list_runs(admin: Admin, request: Request) -> Any:
-    found = await admin.store.runs(
+    found = await admin.store.runs.find(
         status=params.text(request, "status"),
         rule=params.text(request, "rule"),
         event_id=params.integer(request, "event", default=None),
@@ -97,7 +98,7 @@ async def list_runs(admin: Admin, request: Request) -> Any:
 
 async def get_run(admin: Admin, request: Request) -> Any:
     run_id = params.record_id(request)
-    run = await admin.store.run(run_id)
+    run = await admin.store.runs.get(run_id)
     if run is None:
         raise operations.NotFound("run", run_id)
     return await run_detail(admin.store, run, redactor_for(admin.config))
@@ -149,7 +150,7 @@ async def list_schedules(admin: Admin, request: Request) -> Any:
 
 async def list_dead(admin: Admin, request: Request) -> Any:
     limit = params.integer(request, "limit", default=50, high=params.MAX_LIMIT) or 50
-    found = await admin.store.runs(status="dead", limit=limit)
+    found = await admin.store.runs.find(status=RunStatus.DEAD, limit=limit)
     return {"items": [r.summary() for r in found]}
 
 
@@ -206,7 +207,7 @@ async def dry_run(admin: Admin, body: dict[str, Any]) -> dict[str, Any]:
         event_id = body["event_id"]
         if isinstance(event_id, bool) or not isinstance(event_id, int):
             raise params.InvalidInput(["event_id: must be an integer"])
-        event = await admin.store.event(event_id) if 0 < event_id <= params.MAX_ID else None
+        event = await admin.store.events.get(event_id) if 0 < event_id <= params.MAX_ID else None
         if event is None:
             raise operations.NotFound("event", event_id)
     else:

@@ -27,14 +27,13 @@ from gateway.rules.model import Rule
 from gateway.rules.templates import TemplateError
 from gateway.store import Event, Run, Step
 from gateway.store.records import call_digest
+from gateway.store.status import SETTLED, RunStatus, StepStatus
 from gateway.tools import TOOLS, Tool, describe_error
 from gateway.worker import STOP, ToolRefused, Worker, nonce
 
 log = structlog.get_logger(__name__)
 Item = dict[str, Any]
 
-# Steps whose outcome is settled: their output is part of the conversation.
-SETTLED = ("succeeded", "failed", "invalid", "refused", "rejected", "duplicate", "shadowed")
 # Thread memory keeps at most this many items; older turns are dropped whole (a call is never
 # separated from its output), starting at a user message.
 MAX_THREAD_ITEMS = 60
@@ -113,7 +112,7 @@ class _Conversation:
                 prompt = str(templates.evaluate(spec.prompt, self.scope))
                 instructions = str(templates.evaluate(spec.instructions, self.scope))
             except TemplateError as exc:
-                await self.worker.end(run, "failed", f"prompt: {exc}")
+                await self.worker.end(run, RunStatus.FAILED, f"prompt: {exc}")
                 return
             own = [{"type": "message", "role": "user", "content": prompt}]
             # Saved with the first model turn: until then, a restart renders it again, the same
@@ -145,15 +144,15 @@ class _Conversation:
                 settled = at.get(place)
                 if settled is not None and not _is_step_of(settled, call):
                     await self._stop(
-                        "failed",
+                        RunStatus.FAILED,
                         f"journal: step {place} is not call {call['call_id']} of the model turn "
                         f"at step {step.position}; not resuming a run whose journal disagrees",
                     )
                     return
                 if settled is not None and settled.status in SETTLED:
                     own.append(_output(call["call_id"], _step_output(settled)))
-                    invalid += settled.status in ("invalid", "refused")
-                    if settled.status == "succeeded" and settled.tool:
+                    invalid += settled.status in (StepStatus.INVALID, StepStatus.REFUSED)
+                    if settled.status == StepStatus.SUCCEEDED and settled.tool:
                         done[call_digest(settled.tool, settled.arguments)] = settled.result
                 else:
                     pending.append((place, call))
@@ -164,16 +163,16 @@ class _Conversation:
                 if outcome is STOP:
                     return
                 status, output = outcome
-                invalid += status in ("invalid", "refused")
+                invalid += status in (StepStatus.INVALID, StepStatus.REFUSED)
                 own.append(_output(call["call_id"], output))
             pending = []
             if last_turn is not None and not last_turn["calls"]:
                 # Only after a crash between the last turn and the run's end: end it now.
-                await self._stop("succeeded", None, own)
+                await self._stop(RunStatus.SUCCEEDED, None, own)
                 return
             limit = self._over_limit(turns, tokens, spent, invalid)
             if limit:
-                await self._stop("failed", f"limit reached: {limit}")
+                await self._stop(RunStatus.FAILED, f"limit reached: {limit}")
                 return
             turn = await self._turn(instructions, history + own, position, own)
             if turn is None:
@@ -205,13 +204,13 @@ class _Conversation:
                     current.set_attribute("gateway.input_tokens", turn.input_tokens)
                     current.set_attribute("gateway.output_tokens", turn.output_tokens)
         except ConfigError as exc:
-            await self._stop("failed", f"model: {exc}")
+            await self._stop(RunStatus.FAILED, f"model: {exc}")
             return None
         except ModelError as exc:
             if exc.retryable:
                 await self.worker.retry_or_dead(run, f"model: {exc}", exc.retry_after)
             else:
-                await self._stop("failed", f"model: {exc}")
+                await self._stop(RunStatus.FAILED, f"model: {exc}")
             return None
         price = cost(self._profile(), turn.input_tokens, turn.output_tokens)
         model = turn.model or self._profile().model
@@ -233,13 +232,13 @@ class _Conversation:
         self.unsaved.clear()
         usage = (turn.input_tokens, turn.output_tokens, price)
         if turn.calls:
-            await self.store.record_steps(run.id, new_steps, usage=usage)
+            await self.store.steps.record(run.id, new_steps, usage=usage)
         else:
             thread = (run.thread_key, own + turn.items) if run.thread_key else None
-            await self.store.record_steps(
-                run.id, new_steps, "succeeded", usage=usage, thread=thread
+            await self.store.steps.record(
+                run.id, new_steps, RunStatus.SUCCEEDED, usage=usage, thread=thread
             )
-            self.worker.ended(run, "succeeded")
+            self.worker.ended(run, RunStatus.SUCCEEDED)
         log.info(
             "assistant.turn",
             calls=[c.tool for c in turn.calls],
@@ -258,14 +257,16 @@ class _Conversation:
         name = call["name"].replace("__", ".")
         tool = self.allowed.get(name)
 
-        async def settle(status: str, output: str, arguments: Any = None) -> tuple[str, str]:
-            await self.store.finish(
+        async def settle(
+            status: StepStatus, output: str, arguments: Any = None
+        ) -> tuple[StepStatus, str]:
+            await self.store.steps.finish(
                 run.id,
                 at,
                 {
                     **self._values("tool", tool=name, arguments=arguments, call_id=call["call_id"]),
                     "status": status,
-                    "error": output if status != "duplicate" else None,
+                    "error": output if status != StepStatus.DUPLICATE else None,
                 },
                 new=step is None,
             )
@@ -273,7 +274,9 @@ class _Conversation:
 
         if tool is None:
             allowed = ", ".join(sorted(self.allowed)) or "none"
-            return await settle("invalid", f"error: unknown tool {name!r}; available: {allowed}")
+            return await settle(
+                StepStatus.INVALID, f"error: unknown tool {name!r}; available: {allowed}"
+            )
         try:
             raw = json.loads(call["arguments"] or "{}")
             if not isinstance(raw, dict):
@@ -282,51 +285,57 @@ class _Conversation:
         except (ValueError, ValidationError) as exc:
             detail = describe_error(exc) if isinstance(exc, ValidationError) else str(exc)
             return await settle(
-                "invalid", f"error: invalid arguments for {name}: {detail}", call["arguments"]
+                StepStatus.INVALID,
+                f"error: invalid arguments for {name}: {detail}",
+                call["arguments"],
             )
         decision = policies.check(name, arguments, self.spec.policy)
         if not decision.allowed:
             return await settle(
-                "refused", f"error: refused by policy: {decision.reason}", arguments
+                StepStatus.REFUSED, f"error: refused by policy: {decision.reason}", arguments
             )
         digest = call_digest(name, arguments)
         if digest in done:
             earlier = json.dumps(done[digest], default=str)
             return await settle(
-                "duplicate",
+                StepStatus.DUPLICATE,
                 f"already done earlier in this run (not repeated): {earlier}",
                 arguments,
             )
         if self.rule.mode == "shadow" and tool.side_effects:
             return await settle(
-                "shadowed", f"shadow mode: {name} was not executed (it would have been)", arguments
+                StepStatus.SHADOWED,
+                f"shadow mode: {name} was not executed (it would have been)",
+                arguments,
             )
         if decision.needs_approval:
-            if step is None or step.status == "awaiting_approval":
+            if step is None or step.status == StepStatus.AWAITING_APPROVAL:
                 if step is None:
-                    await self.store.start_step(
+                    await self.store.steps.start(
                         run.id,
                         at,
                         kind="tool",
                         tool=name,
                         arguments=arguments,
                         idempotency_key=f"{run.id}.{at}.{nonce()}",
-                        status="awaiting_approval",
+                        status=StepStatus.AWAITING_APPROVAL,
                         call_id=call["call_id"],
                         arguments_digest=digest,
                     )
-                await self.store.pause_run(run.id, "awaiting_approval")
+                await self.store.runs.pause(run.id, RunStatus.AWAITING_APPROVAL)
                 log.info("assistant.awaiting_approval", tool=name, position=at)
                 return STOP
-            if step.status == "rejected":
+            if step.status == StepStatus.REJECTED:
                 because = f": {step.reason}" if step.reason else ""
-                return await settle("rejected", f"rejected by an operator{because}", arguments)
+                return await settle(
+                    StepStatus.REJECTED, f"rejected by an operator{because}", arguments
+                )
             if step.decision == "approved" and step.approved_digest != digest:
                 # Checked again here, as the call is made: the journal records what was
                 # proposed, and nothing runs that an operator did not see.
                 log.warning("assistant.not_approved", tool=name, position=at)
                 return await settle(
-                    "refused",
+                    StepStatus.REFUSED,
                     f"error: not run: these are not the arguments approved (approved digest "
                     f"{step.approved_digest}, these {digest})",
                     arguments,
@@ -337,17 +346,19 @@ class _Conversation:
         if result is STOP:
             return STOP
         if isinstance(result, ToolRefused):
-            return "failed", f"error: {name} failed: {result.message}"
+            return StepStatus.FAILED, f"error: {name} failed: {result.message}"
         done[digest] = result
-        return "succeeded", json.dumps(result, default=str)
+        return StepStatus.SUCCEEDED, json.dumps(result, default=str)
 
     # ------------------------------------------------------------------ ending
 
-    async def _stop(self, status: str, error: str | None, own: list[Item] | None = None) -> None:
+    async def _stop(
+        self, status: RunStatus, error: str | None, own: list[Item] | None = None
+    ) -> None:
         """End the run (with the prompt if it was not saved yet, and its thread on success)."""
         run = self.run_
         thread = (run.thread_key, own) if run.thread_key and own is not None else None
-        await self.store.record_steps(run.id, list(self.unsaved), status, error, thread=thread)
+        await self.store.steps.record(run.id, list(self.unsaved), status, error, thread=thread)
         self.unsaved.clear()
         self.worker.ended(run, status)
 
@@ -370,7 +381,7 @@ class _Conversation:
     async def _history(self) -> list[Item]:
         if not self.run_.thread_key:
             return []
-        return trim(await self.store.thread(self.run_.thread_key, before_run=self.run_.id))
+        return trim(await self.store.threads.items(self.run_.thread_key, before_run=self.run_.id))
 
     def _profile(self) -> ModelProfile:
         return self.runner.profiles.get(self.spec.model) or ModelProfile(model="unknown")
@@ -379,7 +390,7 @@ class _Conversation:
         return {
             "kind": kind,
             "idempotency_key": f"{self.run_.id}.{kind}.{nonce()}",
-            "status": "succeeded",
+            "status": StepStatus.SUCCEEDED,
             **values,
         }
 
@@ -403,9 +414,9 @@ def _output(call_id: str, output: str) -> Item:
 
 
 def _step_output(step: Step) -> str:
-    if step.status == "succeeded":
+    if step.status == StepStatus.SUCCEEDED:
         return json.dumps(step.result, default=str)
-    if step.status == "rejected":
+    if step.status == StepStatus.REJECTED:
         return f"rejected by an operator{': ' + step.reason if step.reason else ''}"
     return step.error or step.status
 

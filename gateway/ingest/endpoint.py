@@ -129,7 +129,7 @@ class IngestEndpoint:
             dedup_key=provider.dedup_key(headers, payload, body),
         )
         try:
-            stored = await self.store.add_event(new)
+            stored = await self.store.events.add(new)
         except EventDoesNotFit as exc:
             raise MalformedPayload(str(exc)) from None
         if stored.duplicate:

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.rules.model import Rule
-from gateway.scheduler import state
 from gateway.scheduler.service import fire_now
 from gateway.scheduler.timing import Timing
 from gateway.store import Store, Stored
@@ -21,7 +20,7 @@ async def list_schedules(
 ) -> list[dict[str, Any]]:
     """Every enabled scheduled rule: its schedule, next `count` fire times, last firing."""
     scheduled = [r for r in rules if r.enabled and r.schedule is not None]
-    known = await state.load(store, [r.name for r in scheduled])
+    known = await store.schedules.load([r.name for r in scheduled])
     listing = []
     for rule in scheduled:
         assert rule.schedule is not None

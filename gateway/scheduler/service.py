@@ -17,7 +17,6 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from gateway.errors import GatewayError
 from gateway.rules.model import Rule
-from gateway.scheduler import state
 from gateway.scheduler.timing import Timing
 from gateway.store import NewEvent, Store, Stored
 
@@ -75,8 +74,8 @@ def schedule_event(rule: Rule, fired_at: datetime, now: datetime, *, manual: boo
 async def fire_now(store: Store, rule: Rule, *, now: datetime | None = None) -> Firing:
     """Fire `rule` at once, outside its schedule: always a new event, marked manual."""
     now = (now or utcnow()).astimezone(UTC)
-    stored = await store.add_event(schedule_event(rule, now, now, manual=True))
-    await state.record_manual(store, rule.name, event_id=stored.id, now=now)
+    stored = await store.events.add(schedule_event(rule, now, now, manual=True))
+    await store.schedules.record_manual(rule.name, event_id=stored.id, now=now)
     log.info("scheduler.fired", rule=rule.name, event_id=stored.id, manual=True)
     return Firing(rule.name, now, stored, manual=True)
 
@@ -122,12 +121,11 @@ class Scheduler:
         """Fire rule `name` if one of its fire times is due at `now`, at most once."""
         now = (now or self.clock()).astimezone(UTC)
         rule, timing = self._get(name)
-        fire_time = timing.due(await state.last_fire(self.store, name), now)
+        fire_time = timing.due(await self.store.schedules.last_fire(name), now)
         if fire_time is None:
             return None
-        stored = await self.store.add_event(schedule_event(rule, fire_time, now, manual=False))
-        await state.record_fire(
-            self.store,
+        stored = await self.store.events.add(schedule_event(rule, fire_time, now, manual=False))
+        await self.store.schedules.record_fire(
             name,
             fired_at=fire_time,
             event_id=stored.id,
@@ -182,7 +180,7 @@ class Scheduler:
 
     async def _record_next_fires(self, now: datetime) -> None:
         for name, timing in self.timings.items():
-            await state.record_next(self.store, name, timing.next_after(now), now)
+            await self.store.schedules.record_next(name, timing.next_after(now), now)
 
     def _add_job(self, runtime: Any, name: str) -> None:
         timing = self.timings[name]

@@ -1,35 +1,82 @@
-"""The durable store: events (and, later, runs, steps, threads) in SQLite or PostgreSQL.
+"""The durable store: events, runs, steps, threads, schedules and sessions, in SQLite or
+PostgreSQL.
 
-`Store` is the one object the rest of the gateway talks to.
+`Store` is the one object the rest of the gateway talks to: one part per concept, each with
+the interface in `gateway.store.abc` (`store.events.get(id)`, `store.runs.claim(...)`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import UTC, datetime
-
-from sqlalchemy import Connection, delete, func, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import text
 
 from gateway.errors import SchemaMismatch
 from gateway.store import database
-from gateway.store.records import Event, NewEvent, NewRun, Run, Step, Stored
-from gateway.store.schema import events, session_revocations
-from gateway.store.work import WorkStore
-from gateway.store.writer import EventWriter
+from gateway.store.abc import (
+    EventStore,
+    RunStore,
+    ScheduleStore,
+    SessionStore,
+    StepStore,
+    ThreadStore,
+)
+from gateway.store.batching import Journal
+from gateway.store.events import Events
+from gateway.store.ingest import EventWriter
+from gateway.store.lock import WorkerLock
+from gateway.store.records import Event, NewEvent, NewRun, Run, ScheduleState, Step, Stored
+from gateway.store.runs import Runs
+from gateway.store.schedules import Schedules
+from gateway.store.sessions import Sessions
+from gateway.store.status import EventStatus, RunStatus, StepStatus
+from gateway.store.steps import Steps
+from gateway.store.threads import Threads
 
-__all__ = ["Event", "NewEvent", "NewRun", "Run", "Step", "Store", "Stored"]
+__all__ = [
+    "Event",
+    "EventStatus",
+    "NewEvent",
+    "NewRun",
+    "Run",
+    "RunStatus",
+    "ScheduleState",
+    "Step",
+    "StepStatus",
+    "Store",
+    "Stored",
+]
 
 
-class Store(WorkStore):
+class Store:
+    """The store at `url`, made of its parts; `open()` it before use, `close()` it after.
+
+    Reads go to `engine`'s pool. Changes to work go through one `journal` and new events
+    through the `writer`, each a group commit (on SQLite, each on a thread and connection of
+    its own); `write_engine` migrates.
+    """
+
+    events: EventStore
+    runs: RunStore
+    steps: StepStore
+    threads: ThreadStore
+    schedules: ScheduleStore
+    sessions: SessionStore
+
     def __init__(self, url: str) -> None:
         self.url = url
-        engine, dialect = database.connect(url)
-        super().__init__(engine, database.write_engine(engine, dialect), dialect)
+        self.engine, self.dialect = database.connect(url)
+        self.write_engine = database.write_engine(self.engine, self.dialect)
+        self.journal = Journal(self.write_engine, self.dialect)
         self.writer = EventWriter(self.engine, self.dialect)
+        on = (self.engine, self.journal, self.dialect)
+        self.events = Events(*on, self.writer)
+        self.runs = Runs(*on)
+        self.steps = Steps(*on)
+        self.threads = Threads(*on)
+        self.schedules = Schedules(*on)
+        self.sessions = Sessions(*on)
 
     async def open(self, *, migrate: bool = True) -> None:
-        """Bring the schema to the head revision (if `migrate`) and start the writer.
+        """Bring the schema to the head revision (if `migrate`) and start the writers.
 
         Refuses a schema it does not know, and one that is behind when not migrating.
         """
@@ -58,79 +105,9 @@ class Store(WorkStore):
             return False
         return True
 
-    async def add_event(self, new: NewEvent) -> Stored:
-        return await self.writer.add(new)
-
-    async def events(
-        self,
-        *,
-        source: str | None = None,
-        status: str | None = None,
-        limit: int = 50,
-        type: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        before: int | None = None,
-    ) -> list[Event]:
-        """Newest first; `since`/`until` bound `received_at`, `before` pages by id."""
-        query = select(events).order_by(events.c.id.desc()).limit(limit)
-        if source:
-            query = query.where(events.c.source == source)
-        if status:
-            query = query.where(events.c.status == status)
-        if type:
-            query = query.where(events.c.type == type)
-        if since is not None:
-            query = query.where(events.c.received_at >= since.astimezone(UTC))
-        if until is not None:
-            query = query.where(events.c.received_at < until.astimezone(UTC))
-        if before is not None:
-            query = query.where(events.c.id < before)
-        async with self.engine.connect() as conn:
-            return [Event.from_row(row) for row in await conn.execute(query)]
-
-    async def set_event_status(self, event_id: int, status: str) -> None:
-        def change(conn: Connection) -> None:
-            conn.execute(update(events).where(events.c.id == event_id).values(status=status))
-
-        await self.journal.apply(change)
-
-    async def event(self, event_id: int) -> Event | None:
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(select(events).where(events.c.id == event_id))).first()
-        return Event.from_row(row) if row else None
-
-    async def events_by_id(self, ids: Iterable[int]) -> list[Event]:
-        query = select(events).where(events.c.id.in_(list(ids)))
-        async with self.engine.connect() as conn:
-            return [Event.from_row(row) for row in await conn.execute(query)]
-
-    async def count_events(self) -> int:
-        async with self.engine.connect() as conn:
-            return int((await conn.execute(select(func.count()).select_from(events))).scalar_one())
-
-    async def revoke_session(
-        self, nonce: str, expires_at: datetime, *, now: datetime | None = None
-    ) -> None:
-        """Refuse a dashboard session from now on, everywhere; forget expired revocations."""
-        now = (now or datetime.now(UTC)).astimezone(UTC)
-        insert = postgresql.insert if self.dialect.name == "postgresql" else sqlite.insert
-        # A second logout with the same cookie (or on another replica) changes nothing.
-        record = (
-            insert(session_revocations)
-            .values(nonce=nonce, expires_at=expires_at.astimezone(UTC))
-            .on_conflict_do_nothing(index_elements=["nonce"])
-        )
-        expired = delete(session_revocations).where(session_revocations.c.expires_at <= now)
-
-        def change(conn: Connection) -> None:
-            conn.execute(expired)
-            if expires_at > now:  # an expired cookie is refused by its own expiry
-                conn.execute(record)
-
-        await self.journal.apply(change)
-
-    async def session_revoked(self, nonce: str) -> bool:
-        query = select(session_revocations.c.nonce).where(session_revocations.c.nonce == nonce)
-        async with self.engine.connect() as conn:
-            return (await conn.execute(query)).first() is not None
+    def worker_lock(self) -> WorkerLock | None:
+        """The lock a worker must hold on this store: SQLite allows one worker process per
+        database file; PostgreSQL needs none (workers claim with SKIP LOCKED)."""
+        if not self.dialect.single_writer:
+            return None
+        return WorkerLock(str(self.engine.url.database))

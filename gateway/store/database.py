@@ -5,16 +5,18 @@ SQLite and PostgreSQL share all code; the differences are the few flags in `Dial
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, StaticPool
 
@@ -23,6 +25,9 @@ from gateway.errors import SchemaMismatch
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The PostgreSQL advisory lock key held while migrating (any constant unlikely to collide).
 MIGRATION_LOCK = 0x6761746577617931
+# Query parameters that carry a credential in a database URL (libpq's `?password=`).
+SECRET_PARAMETER = re.compile(r"pass|secret|token|key", re.I)
+HIDDEN = "***"
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,21 @@ def async_url(url: str) -> str:
         if url.startswith(plain):
             return "postgresql+asyncpg:" + url[len(plain) :]
     return url
+
+
+def shown_url(url: str) -> str:
+    """`url` as it may be printed or logged: its password (and credential parameters) as ***.
+
+    Any URL (the store's, or the gateway's that `gateway send` posts to), read as SQLAlchemy
+    reads the store's.
+    """
+    try:
+        parsed = make_url(url)
+    except Exception:  # not a URL SQLAlchemy reads (a bad port): hide up to the last `@`
+        return re.sub(r"(//[^/:@]*):.*@", r"\1:***@", url)
+    hidden = {k: HIDDEN for k in parsed.query if SECRET_PARAMETER.search(k)}
+    shown = parsed.update_query_dict(hidden).render_as_string(hide_password=True)
+    return shown.replace(quote(HIDDEN), HIDDEN)  # rendering quoted the query's stars
 
 
 def _json(value: Any) -> str:

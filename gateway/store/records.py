@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway.store.status import EventStatus, RunStatus
+
 
 @dataclass(frozen=True, slots=True)
 class NewEvent:
@@ -80,7 +82,7 @@ class Event:
         """A just-committed event as a read would return it, without the read."""
         new = stored.event
         return cls(stored.id, new.source, new.provider, new.type, new.delivery_id,
-                   new.received_at, new.headers, new.body, "pending")  # fmt: skip
+                   new.received_at, new.headers, new.body, EventStatus.PENDING)  # fmt: skip
 
     def summary(self) -> dict[str, Any]:
         """The JSON shape `gateway events --json` and the API list."""
@@ -109,7 +111,7 @@ class NewRun:
     kind: str
     mode: str = "live"
     ordering_key: str | None = None
-    status: str = "pending"
+    status: RunStatus = RunStatus.PENDING
     error: str | None = None
     thread_key: str | None = None
 
@@ -261,6 +263,29 @@ class Step:
             "arguments_digest": self.arguments_digest,
             "approved_digest": self.approved_digest,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleState:
+    """What the store knows of one scheduled rule: its last firing and its next fire time."""
+
+    rule: str
+    last_fire_at: datetime | None
+    last_event_id: int | None
+    last_result: str | None
+    next_fire_at: datetime | None
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> ScheduleState:
+        return cls(
+            rule=row.rule,
+            last_fire_at=utc(row.last_fire_at),
+            last_event_id=row.last_event_id,
+            last_result=row.last_result,
+            next_fire_at=utc(row.next_fire_at),
+            updated_at=utc(row.updated_at),  # type: ignore[arg-type]
+        )
 
 
 def call_digest(tool: str | None, arguments: Any) -> str:

@@ -27,14 +27,13 @@ from sqlalchemy import (
 
 from gateway.errors import EventDoesNotFit
 from gateway.store.records import NewEvent
+from gateway.store.status import FINISHED, EventStatus, RunStatus
 
 metadata = MetaData()
 
-# A run in one of these states no longer holds back later runs with its ordering key.
-FINISHED = ("succeeded", "failed", "dead", "cancelled")
-# The same condition as SQL text, exactly as migration 0003 wrote it into the partial index
+# A run not FINISHED, as SQL text exactly as migration 0003 wrote it into the partial index
 # (the planners use a partial index only for a query that repeats its condition).
-UNFINISHED = text(f"status NOT IN ({', '.join(repr(status) for status in FINISHED)})")
+UNFINISHED = text("status NOT IN (" + ", ".join(f"'{status}'" for status in FINISHED) + ")")
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid); PostgreSQL wants BIGINT.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -53,7 +52,7 @@ events = Table(
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("headers", JSON, nullable=False),
     Column("body", LargeBinary, nullable=False),
-    Column("status", String(20), nullable=False, server_default="pending"),
+    Column("status", String(20), nullable=False, server_default=EventStatus.PENDING.value),
     # Named in 0001, when the delivery id was the key; 0004 renamed the column under it
     # (SQLite renames a constraint only by rebuilding the table).
     UniqueConstraint("source", "dedup_key", name="uq_events_source_delivery"),
@@ -61,13 +60,15 @@ events = Table(
     Index("ix_events_received_at", "received_at"),
 )
 
-# The text columns a new event fills, with their lengths, read from the table: what
-# `check_fits` holds each value to.
-_FILLED = {field.name for field in fields(NewEvent)}
+# The columns a new event fills, in the table's order: what the ingest writers insert.
+NEW_EVENT_COLUMNS = tuple(
+    column.name for column in events.columns if column.name in {f.name for f in fields(NewEvent)}
+)
+# Those of text, with their lengths, read from the table: what `check_fits` holds each value to.
 _TEXT = [
     (column.name, column.type.length)
-    for column in events.columns
-    if column.name in _FILLED and isinstance(column.type, String)
+    for column in (events.c[name] for name in NEW_EVENT_COLUMNS)
+    if isinstance(column.type, String)
 ]
 
 
@@ -109,7 +110,7 @@ runs = Table(
     Column("kind", String(20), nullable=False),
     Column("mode", String(20), nullable=False, server_default="live"),
     # pending → running → succeeded | failed | dead; pending again to retry after a backoff.
-    Column("status", String(20), nullable=False, server_default="pending"),
+    Column("status", String(20), nullable=False, server_default=RunStatus.PENDING.value),
     Column("ordering_key", String(300), nullable=True),
     Column("attempt", Integer, nullable=False, server_default="0"),
     Column("next_attempt_at", DateTime(timezone=True), nullable=True),

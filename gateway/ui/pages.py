@@ -23,8 +23,8 @@ from gateway.api.params import MAX_ID, InvalidInput
 from gateway.errors import ConfigError
 from gateway.ingest.nesting import READABLE_DEPTH, deeper_than
 from gateway.store import Run
+from gateway.store.status import FINISHED, EventStatus, RunStatus
 
-FINISHED = ("succeeded", "failed", "dead", "cancelled")
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -92,7 +92,7 @@ class Pages:
         filters = {k: request.query_params.get(k) or None for k in ("source", "type", "status")}
         before = request.query_params.get("before", "")
         clean = {k: v[:200] if v else None for k, v in filters.items()}
-        events = await admin.store.events(
+        events = await admin.store.events.find(
             source=clean["source"],
             type=clean["type"],
             status=clean["status"],
@@ -102,7 +102,7 @@ class Pages:
         rows = [e.summary() for e in events]
         runs: dict[int, list[Run]] = {}
         if rows:
-            found = await admin.store.runs(limit=1000)
+            found = await admin.store.runs.find(limit=1000)
             for run in found:
                 runs.setdefault(run.event_id, []).append(run)
         older = None
@@ -125,11 +125,13 @@ class Pages:
     async def _event(self, request: Request) -> dict[str, Any] | None:
         admin = Admin(outer_state(request))
         event_id = request.path_params["id"]
-        event = await admin.store.event(event_id) if 0 < event_id <= MAX_ID else None
+        event = await admin.store.events.get(event_id) if 0 < event_id <= MAX_ID else None
         if event is None:
             return None
         detail = await event_detail(admin.store, event, redactor_for(admin.config), with_steps=True)
-        live = event.status == "pending" or any(r["status"] not in FINISHED for r in detail["runs"])
+        live = event.status == EventStatus.PENDING or any(
+            r["status"] not in FINISHED for r in detail["runs"]
+        )
         return {"event": detail, "live": live}
 
     async def event(self, request: Request, session: Session) -> Response:
@@ -149,7 +151,7 @@ class Pages:
     async def run(self, request: Request, session: Session) -> Response:
         admin = Admin(outer_state(request))
         run_id = request.path_params["id"]
-        run = await admin.store.run(run_id) if 0 < run_id <= MAX_ID else None
+        run = await admin.store.runs.get(run_id) if 0 < run_id <= MAX_ID else None
         if run is None:
             return self.render(request, session, "missing.html", 404, what="run")
         return RedirectResponse(f"/ui/events/{run.event_id}#run-{run.id}", status_code=303)
@@ -173,7 +175,7 @@ class Pages:
     async def retry(self, request: Request, session: Session) -> Response:
         admin = Admin(outer_state(request))
         run_id = request.path_params["id"]
-        run = await admin.store.run(run_id) if 0 < run_id <= MAX_ID else None
+        run = await admin.store.runs.get(run_id) if 0 < run_id <= MAX_ID else None
         if run is None:
             return self.render(request, session, "missing.html", 404, what="run")
         try:
@@ -188,8 +190,8 @@ class Pages:
         decision = request.path_params["decision"]
         if decision not in ("approve", "reject"):
             return self.render(request, session, "missing.html", 404, what="page")
-        step = await admin.store.step(step_id) if 0 < step_id <= MAX_ID else None
-        run = await admin.store.run(step.run_id) if step is not None else None
+        step = await admin.store.steps.get(step_id) if 0 < step_id <= MAX_ID else None
+        run = await admin.store.runs.get(step.run_id) if step is not None else None
         if step is None or run is None:
             return self.render(request, session, "missing.html", 404, what="step")
         form: dict[str, str] = request.state.form
@@ -226,7 +228,7 @@ class Pages:
 
     async def dead(self, request: Request, session: Session) -> Response:
         admin = Admin(outer_state(request))
-        runs = [r.summary() for r in await admin.store.runs(status="dead", limit=200)]
+        runs = [r.summary() for r in await admin.store.runs.find(status=RunStatus.DEAD, limit=200)]
         return self.render(request, session, "dead.html", runs=runs)
 
     async def rules(self, request: Request, session: Session) -> Response:
@@ -244,7 +246,7 @@ class Pages:
     ) -> Response:
         admin = Admin(outer_state(request))
         rules = [rule_summary(r, admin.rules) for r in admin.rules.rules]
-        recent = [e.summary() for e in await admin.store.events(limit=50)]
+        recent = [e.summary() for e in await admin.store.events.find(limit=50)]
         return self.render(
             request,
             session,

@@ -41,7 +41,7 @@ async def read_form(request: Request) -> Form | None:
 async def session_of(request: Request, sessions: Sessions) -> Session | None:
     """The request's session, unless its cookie is missing, forged, expired or logged out."""
     session = sessions.check(request.cookies.get(SESSION_COOKIE))
-    if session is None or await _store(request).session_revoked(session.nonce):
+    if session is None or await _store(request).sessions.revoked(session.nonce):
         return None
     return session
 
@@ -75,7 +75,7 @@ def start_session(response: Response, sessions: Sessions) -> None:
 async def end_session(request: Request, response: Response, session: Session) -> None:
     """Revoke the session in the store (a copy of the cookie stops working too), drop it."""
     expires = datetime.fromtimestamp(session.expires, UTC)
-    await _store(request).revoke_session(session.nonce, expires)
+    await _store(request).sessions.revoke(session.nonce, expires)
     response.delete_cookie(
         SESSION_COOKIE, path="/ui", secure=True, httponly=True, samesite="strict"
     )

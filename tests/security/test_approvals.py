@@ -227,7 +227,7 @@ def set_step(gw: LiveGateway, step: Step, **values: Any) -> None:
         store = Store(gw.app.state.config.store_url)
         await store.open(migrate=False)
         try:
-            await store.update_step(step.run_id, step.position, **values)
+            await store.steps.update(step.run_id, step.position, **values)
         finally:
             await store.close()
 
@@ -430,7 +430,7 @@ async def test_steps_waiting_before_the_upgrade_are_bound_to_their_arguments(
             for statement in _old_waiting_run():
                 await conn.execute(statement)
         await store.open()
-        approved, awaiting = await store.steps(1)
+        approved, awaiting = await store.steps.of_run(1)
     finally:
         await store.close()
 

@@ -140,7 +140,7 @@ async def test_a_row_the_database_refuses_does_not_fail_the_rest_of_its_batch(
             *(store.writer.add(new) for new in good[3:]),
             return_exceptions=True,
         )
-        stored = await store.count_events()
+        stored = await store.events.count()
     finally:
         await store.close()
 
@@ -229,7 +229,7 @@ def store_directly(gw: LiveGateway, body: bytes) -> int:
         store = Store(gw.app.state.config.store_url)
         await store.open(migrate=False)
         try:
-            return (await store.add_event(new)).id
+            return (await store.events.add(new)).id
         finally:
             await store.close()
 

@@ -342,10 +342,10 @@ async def test_upgrade_keeps_replays_stored_before_it_and_dedups_later_ones(
     store = Store(store_url)
     await store.open()
     try:
-        again = await store.add_event(
+        again = await store.events.add(
             NewEvent(**{**old_row(fixture, "g-3"), "dedup_key": body_digest(fixture.body)})  # type: ignore[arg-type]
         )
-        runs = await store.runs(event_id=2)
+        runs = await store.runs.find(event_id=2)
     finally:
         await store.close()
 
@@ -364,7 +364,7 @@ async def test_downgrade_to_0003_and_upgrade_again_keeps_every_event(
     try:
         for fixture in (captured, later):  # two bodies under one delivery-id header
             row = old_row(fixture, "same-id")
-            await store.add_event(NewEvent(**{**row, "dedup_key": body_digest(fixture.body)}))  # type: ignore[arg-type]
+            await store.events.add(NewEvent(**{**row, "dedup_key": body_digest(fixture.body)}))  # type: ignore[arg-type]
     finally:
         await store.close()
 

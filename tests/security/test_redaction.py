@@ -136,7 +136,7 @@ def store_directly(gw: LiveGateway, body: bytes) -> int:
         store = Store(gw.app.state.config.store_url)
         await store.open(migrate=False)
         try:
-            stored = await store.add_event(
+            stored = await store.events.add(
                 NewEvent(
                     source="shop",
                     provider="shopify",

@@ -138,10 +138,10 @@ async def test_revocations_past_their_session_expiry_are_forgotten(store_url: st
     await store.open()
     now = datetime.now(UTC)
     try:
-        await store.revoke_session("expired-nonce", now - timedelta(seconds=1), now=now)
-        await store.revoke_session("live-nonce", now + timedelta(hours=1), now=now)
+        await store.sessions.revoke("expired-nonce", now - timedelta(seconds=1), now=now)
+        await store.sessions.revoke("live-nonce", now + timedelta(hours=1), now=now)
 
-        assert not await store.session_revoked("expired-nonce")
-        assert await store.session_revoked("live-nonce")
+        assert not await store.sessions.revoked("expired-nonce")
+        assert await store.sessions.revoked("live-nonce")
     finally:
         await store.close()

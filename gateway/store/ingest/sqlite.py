@@ -1,0 +1,92 @@
+"""SQLite's ingest path: one stdlib connection on its own thread, one statement per batch.
+
+Measured (bench/ingest) at about a fifth of the CPU per event of the same insert through
+SQLAlchemy and aiosqlite; `sqlite3` releases the GIL while SQLite works, so the commit runs
+beside the event loop instead of competing with it. Same table, same semantics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from gateway.errors import StoreUnavailable
+from gateway.store.ingest.rows import COLUMNS, Found, Key, missing, outcomes, rows
+from gateway.store.records import NewEvent, Stored
+
+_ROW = "(" + ",".join("?" * len(COLUMNS)) + ")"
+
+
+def _sqlite_time(value: datetime) -> str:
+    # The text form SQLAlchemy's SQLite DateTime reads back (naive UTC).
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+class SqliteBatchWriter:
+    """Writes batches of new events to a SQLite file; `open()` before, `close()` after."""
+
+    def __init__(self, path: str | None) -> None:
+        if not path:
+            raise ValueError("the SQLite store needs a file path")
+        self._path = path
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-ingest")
+        self._db: sqlite3.Connection | None = None
+
+    def open(self) -> None:
+        self._thread.submit(self._connect).result()
+
+    def close(self) -> None:
+        def disconnect() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        self._thread.submit(disconnect).result()
+
+    def _connect(self) -> None:
+        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=10000")
+        self._db = db
+
+    async def write(self, batch: list[NewEvent]) -> list[Stored]:
+        # Parameters are built here, on the event loop, so the writer thread needs the GIL as
+        # little as possible: it mostly waits in SQLite, which runs without it.
+        params = [value for row in rows(batch, _sqlite_time) for value in row]
+        loop = asyncio.get_running_loop()
+        inserted, existing = await loop.run_in_executor(self._thread, self._insert, batch, params)
+        return outcomes(batch, inserted, existing)
+
+    def _insert(
+        self, batch: list[NewEvent], params: list[object]
+    ) -> tuple[dict[Key, Found], dict[Key, Found]]:
+        db = self._db
+        if db is None:
+            raise StoreUnavailable("the SQLite ingest connection is closed")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            inserted = {
+                (source, key): (event_id, delivery_id)
+                for event_id, source, key, delivery_id in db.execute(
+                    f"INSERT INTO events ({','.join(COLUMNS)}) VALUES "
+                    + ",".join([_ROW] * len(batch))
+                    + " ON CONFLICT (source, dedup_key) DO NOTHING"
+                    " RETURNING id, source, dedup_key, delivery_id",
+                    params,
+                ).fetchall()
+            }
+            existing: dict[Key, Found] = {}
+            for source, key in missing(batch, inserted):
+                existing[(source, key)] = db.execute(
+                    "SELECT id, delivery_id FROM events WHERE source = ? AND dedup_key = ?",
+                    (source, key),
+                ).fetchone()
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return inserted, existing

@@ -1,0 +1,71 @@
+"""The states of events, runs and steps, and the groups of them that decisions rest on.
+
+`StrEnum`s: a member equals its text, so the stored rows and the JSON shown are that text.
+Migrations keep their own frozen copies; records read back from the store hold plain text.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class EventStatus(StrEnum):
+    """An event's routing: waiting, or done (with runs, or matching no rule).
+
+    An event whose routing crashed is marked `error: <exception type>` instead, for people.
+    """
+
+    PENDING = "pending"
+    ROUTED = "routed"
+    UNMATCHED = "unmatched"
+
+
+class RunStatus(StrEnum):
+    """pending → running → succeeded | failed | dead; pending again to retry after a backoff,
+    or awaiting_approval until an operator decides on a step."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    AWAITING_APPROVAL = "awaiting_approval"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+
+class StepStatus(StrEnum):
+    """A tool call or model turn of a run: started (outcome unknown) until it ends."""
+
+    STARTED = "started"
+    SUCCEEDED = "succeeded"
+    # Failed for good (the run fails, or the model hears of it).
+    FAILED = "failed"
+    # Failed in a way worth retrying: the run is retried later.
+    ERROR = "error"
+    SKIPPED = "skipped"
+    SHADOWED = "shadowed"
+    AWAITING_APPROVAL = "awaiting_approval"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    # Calls an assistant proposed that were not made: not a tool, bad arguments, refused by
+    # policy, or made already earlier in the run.
+    INVALID = "invalid"
+    REFUSED = "refused"
+    DUPLICATE = "duplicate"
+
+
+# A run in one of these states no longer holds back later runs with its ordering key. In this
+# order: the partial index of migration 0003 spells the condition so (schema.UNFINISHED).
+FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.DEAD, RunStatus.CANCELLED)
+# Steps of an action run that a resumed run does not take again: their result stands.
+DONE = (StepStatus.SUCCEEDED, StepStatus.SKIPPED, StepStatus.SHADOWED)
+# Steps of an assistant run whose outcome is settled: their output is part of the conversation.
+SETTLED = (
+    StepStatus.SUCCEEDED,
+    StepStatus.FAILED,
+    StepStatus.INVALID,
+    StepStatus.REFUSED,
+    StepStatus.REJECTED,
+    StepStatus.DUPLICATE,
+    StepStatus.SHADOWED,
+)

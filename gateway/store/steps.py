@@ -1,0 +1,204 @@
+"""The step store: the journal of each run, written before each call and finished after it.
+
+Ending a step may end its run, add to its usage and append to its thread, in the same commit.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from gateway.store import threads
+from gateway.store.abc import ThreadItems, Usage
+from gateway.store.batching import Bulk
+from gateway.store.part import Part, now_utc
+from gateway.store.records import Step
+from gateway.store.runs import END_RUN, end_run
+from gateway.store.schema import runs, steps
+from gateway.store.status import RunStatus, StepStatus
+
+# Every column a step inserted whole may leave out, with the value it then gets: rows of one
+# executemany must all name the same columns.
+STEP_COLUMNS = {
+    "kind": None,
+    "tool": None,
+    "arguments": None,
+    "idempotency_key": None,
+    "status": None,
+    "result": None,
+    "error": None,
+    "attempt": 1,
+    "duration_ms": None,
+    "model": None,
+    "call_id": None,
+    "input_tokens": 0,
+    "output_tokens": 0,
+    "cost": 0.0,
+    "decision": None,
+    "decided_by": None,
+    "decided_at": None,
+    "reason": None,
+    "arguments_digest": None,
+    "approved_digest": None,
+}
+INSERT_STEP = insert(steps)
+
+
+class Steps(Part):
+    """`StepStore` on the `steps` table."""
+
+    async def start(self, run_id: int, position: int, **values: Any) -> None:
+        def change(conn: Connection) -> None:
+            conn.execute(
+                insert(steps).values(
+                    run_id=run_id, position=position, started_at=now_utc(), **values
+                )
+            )
+
+        await self.journal.apply(change)
+
+    async def update(self, run_id: int, position: int, **values: Any) -> None:
+        def change(conn: Connection) -> None:
+            conn.execute(
+                update(steps)
+                .where(steps.c.run_id == run_id, steps.c.position == position)
+                .values(**values)
+            )
+
+        await self.journal.apply(change)
+
+    async def finish(
+        self,
+        run_id: int,
+        position: int,
+        step_values: dict[str, Any],
+        run_status: RunStatus | None = None,
+        run_error: str | None = None,
+        *,
+        new: bool = False,
+        usage: Usage | None = None,
+        thread: ThreadItems | None = None,
+    ) -> None:
+        if new and usage is None and thread is None:
+            # The common end of a call without side effects: rows only, batched with others.
+            now = now_utc()
+            values = {**STEP_COLUMNS, **step_values}
+            row = {
+                **values,
+                "run_id": run_id,
+                "position": position,
+                "started_at": values.get("started_at", now),
+                "finished_at": now,
+            }
+            rows: list[tuple[Any, dict[str, Any]]] = [(INSERT_STEP, row)]
+            if run_status is not None:
+                rows.append((END_RUN, end_run(run_id, run_status, run_error, now)))
+            await self.journal.apply(Bulk(tuple(rows)))
+            return
+
+        if new:
+            await self.record(
+                run_id, [(position, step_values)], run_status, run_error, usage=usage, thread=thread
+            )
+            return
+
+        def change(conn: Connection) -> None:
+            now = now_utc()
+            conn.execute(
+                update(steps)
+                .where(steps.c.run_id == run_id, steps.c.position == position)
+                .values(finished_at=now, **step_values)
+            )
+            _end_run(conn, run_id, now, run_status, run_error, usage, thread)
+
+        await self.journal.apply(change)
+
+    async def record(
+        self,
+        run_id: int,
+        new_steps: list[tuple[int, dict[str, Any]]],
+        run_status: RunStatus | None = None,
+        run_error: str | None = None,
+        *,
+        usage: Usage | None = None,
+        thread: ThreadItems | None = None,
+    ) -> None:
+        def change(conn: Connection) -> None:
+            now = now_utc()
+            for position, step_values in new_steps:
+                values = dict(step_values)
+                conn.execute(
+                    insert(steps).values(
+                        run_id=run_id,
+                        position=position,
+                        started_at=values.pop("started_at", now),
+                        finished_at=now,
+                        **values,
+                    )
+                )
+            _end_run(conn, run_id, now, run_status, run_error, usage, thread)
+
+        await self.journal.apply(change)
+
+    async def of_run(self, run_id: int) -> list[Step]:
+        query = select(steps).where(steps.c.run_id == run_id).order_by(steps.c.position)
+        return [Step.from_row(row) for row in await self._rows(query)]
+
+    async def get(self, step_id: int) -> Step | None:
+        row = await self._first(select(steps).where(steps.c.id == step_id))
+        return Step.from_row(row) if row else None
+
+    async def decide(
+        self,
+        step_id: int,
+        decision: str,
+        by: str,
+        reason: str | None,
+        approved_digest: str | None = None,
+    ) -> Step | None:
+        def change(conn: Connection) -> bool:
+            result = conn.execute(
+                update(steps)
+                .where(steps.c.id == step_id, steps.c.status == StepStatus.AWAITING_APPROVAL)
+                .values(
+                    status=StepStatus.APPROVED if decision == "approved" else StepStatus.REJECTED,
+                    decision=decision,
+                    decided_by=by,
+                    decided_at=now_utc(),
+                    reason=reason,
+                    approved_digest=approved_digest if decision == "approved" else None,
+                )
+            )
+            return bool(result.rowcount)
+
+        if not await self.journal.apply(change):
+            return None
+        return await self.get(step_id)
+
+
+def _end_run(
+    conn: Connection,
+    run_id: int,
+    now: datetime,
+    status: RunStatus | None,
+    error: str | None,
+    usage: Usage | None,
+    thread: ThreadItems | None,
+) -> None:
+    """The run-level part of finishing steps: usage totals, thread memory, final status."""
+    if usage is not None:
+        conn.execute(
+            update(runs)
+            .where(runs.c.id == run_id)
+            .values(
+                input_tokens=runs.c.input_tokens + usage[0],
+                output_tokens=runs.c.output_tokens + usage[1],
+                cost=runs.c.cost + usage[2],
+            )
+        )
+    if thread is not None and thread[1]:
+        threads.append(conn, thread[0], run_id, thread[1], now)
+    if status is not None:
+        conn.execute(END_RUN, end_run(run_id, status, error, now))
