@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import re
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
@@ -15,6 +14,7 @@ from urllib.parse import urlsplit
 from jira import JIRA, JIRAError
 from pydantic import Field
 
+from gateway.issue_keys import ISSUE_KEY, PROJECT_KEY
 from gateway.tools import PermanentToolError, ToolContext, ToolError, tool
 from handlers.http import parse_retry_after
 
@@ -22,13 +22,6 @@ T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 10.0
 SEARCH_FIELDS = ("summary", "status", "labels", "issuetype")
-
-# Jira's key formats: a project key is an upper-case letter, then upper-case letters, digits or
-# underscores; an issue key is a project key, a dash and ASCII digits. The `jira` client pastes a
-# key into the URL path as is, so anything else (`OPS-1/../../rest/auth/1/session#`) could
-# send the gateway's credentials to another endpoint: the schema refuses it before any call.
-PROJECT_KEY = r"^[A-Z][A-Z0-9_]*$"
-ISSUE_KEY = r"^[A-Z][A-Z0-9_]*-[0-9]+$"
 
 IssueKey = Annotated[str, Field(pattern=ISSUE_KEY, description="Issue key, e.g. OPS-123")]
 ProjectKey = Annotated[str, Field(pattern=PROJECT_KEY, description="Project key, e.g. OPS")]
@@ -167,16 +160,6 @@ async def _already_transitioned(context: ToolContext, arguments: dict[str, Any])
         return None
 
     return await _run(context.settings, check)
-
-
-def project_of(key: str) -> str | None:
-    """The project a key belongs to: a project key's own, an issue key's part before the
-    dash; None for anything that is neither."""
-    if re.fullmatch(PROJECT_KEY, key):
-        return key
-    if re.fullmatch(ISSUE_KEY, key):
-        return key.rpartition("-")[0]
-    return None
 
 
 def is_cloud(settings: dict[str, Any]) -> bool:
