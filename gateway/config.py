@@ -22,7 +22,7 @@ from pydantic import (
 
 from gateway import yamlfile
 from gateway.errors import ConfigError
-from gateway.ingest.nesting import READABLE_DEPTH
+from gateway.nesting import READABLE_DEPTH
 
 DEFAULT_PATH = Path("gateway.yaml")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -26,8 +26,8 @@ from pydantic import ValidationError
 
 from gateway import tracing
 from gateway.config import Config
-from gateway.ingest.nesting import READABLE_DEPTH, deeper_than
 from gateway.metrics import Metrics
+from gateway.nesting import READABLE_DEPTH, deeper_than
 from gateway.rules import templates
 from gateway.rules.loader import RuleSet
 from gateway.rules.model import Rule

@@ -27,9 +27,9 @@ from gateway.errors import (
     UnknownSource,
     UnsupportedMediaType,
 )
-from gateway.ingest.nesting import check_depth
 from gateway.ingest.provider import PROVIDERS, Provider
 from gateway.metrics import Metrics
+from gateway.nesting import check_depth
 from gateway.store import NewEvent, Store
 
 log = structlog.get_logger("gateway.ingest")
