@@ -13,16 +13,20 @@ from sqlalchemy import select
 
 from gateway.store.records import Run
 from gateway.store.schema import runs as runs_table
-from gateway.tools import PermanentToolError, ToolContext, tool
+from gateway.tools import Family, NoSettings, PermanentToolError, ToolContext
 
 Status = Literal[
     "pending", "running", "succeeded", "failed", "dead", "awaiting_approval", "cancelled"
 ]
 
 
-@tool("gateway.runs", side_effects=False)
+family = Family("gateway")
+Context = ToolContext[NoSettings, None]
+
+
+@family.tool("gateway.runs", side_effects=False)
 async def runs(
-    context: ToolContext,
+    context: Context,
     status: Annotated[Status, Field(description="Only runs in this status, e.g. dead")],
     since: Annotated[datetime, Field(description="Runs created at or after this instant")],
     until: Annotated[

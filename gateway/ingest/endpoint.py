@@ -57,8 +57,6 @@ class IngestEndpoint:
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        import gateway.ingest.providers  # noqa: F401  (registers the built-in providers)
-
         self.sources: dict[str, Provider] = {
             name: PROVIDERS[source.provider](source) for name, source in config.sources.items()
         }

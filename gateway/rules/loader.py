@@ -17,7 +17,7 @@ from gateway import yamlfile
 from gateway.errors import ConfigError
 from gateway.rules import templates
 from gateway.rules.model import Rule
-from gateway.tools import TOOLS, load_builtin
+from gateway.tools import TOOLS
 
 # Where in a rule a problem is (`("assistant", "model")`), and what it is.
 Problem = tuple[tuple[str | int, ...], str]
@@ -49,7 +49,6 @@ class RuleSet:
 def load(directory: Path, checks: Sequence[RuleCheck] = ()) -> RuleSet:
     """Every `*.yaml`/`*.yml` file in `directory` (sorted), each rule also put through `checks`;
     `ConfigError` lists all problems."""
-    load_builtin()
     problems: list[str] = []
     rules: list[Rule] = []
     files: dict[str, Path] = {}
