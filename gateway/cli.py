@@ -207,18 +207,17 @@ def tools(
     as_json: Annotated[bool, typer.Option("--json", help="Print the definitions as JSON")] = False,
 ) -> None:
     """The tool catalogue: every tool a rule or an assistant may call, with its schema."""
-    from gateway.tools import load_builtin
+    from gateway.tools import TOOLS, Toolbox
 
-    cfg = _load(config)
-    catalogue = load_builtin()
+    toolbox = Toolbox(_load(config).handlers)
     definitions = [
         {
             "tool": name,
             "side_effects": tool.side_effects,
             "recoverable": tool.recover_function is not None,
-            **tool.definition(cfg.handlers.get(tool.family, {})),
+            **toolbox.definition(tool),
         }
-        for name, tool in sorted(catalogue.items())
+        for name, tool in sorted(TOOLS.items())
     ]
     if as_json:
         _print_json(definitions)
@@ -477,7 +476,6 @@ def send(
     """Sign a payload as the source's provider would (fresh timestamp) and post it."""
     import httpx2
 
-    import gateway.ingest.providers  # noqa: F401
     from gateway.ingest.provider import PROVIDERS
     from gateway.insecure import shown_url
 

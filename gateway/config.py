@@ -5,10 +5,11 @@ Every problem is collected, not just the first, so `gateway check` can list them
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from dotenv import load_dotenv
 from pydantic import (
@@ -20,9 +21,10 @@ from pydantic import (
     model_validator,
 )
 
-from gateway import yamlfile
+from gateway import plugins, yamlfile
 from gateway.errors import ConfigError
-from gateway.ingest.nesting import READABLE_DEPTH
+from gateway.nesting import READABLE_DEPTH
+from gateway.tools import FAMILIES
 
 DEFAULT_PATH = Path("gateway.yaml")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -181,6 +183,9 @@ def load(path: str | Path | None = None, *, environ: dict[str, str] | None = Non
     sources = expanded.get("sources")
     if isinstance(sources, dict):
         problems += _check_sources(sources, doc)
+    handlers = expanded.get("handlers")
+    if isinstance(handlers, dict):
+        problems += _check_handlers(handlers, doc)
     if problems:
         raise ConfigError(problems)
     assert config is not None
@@ -234,11 +239,16 @@ def _duplicate_keys(file: Path, under: tuple[str, ...]) -> list[tuple[str, int]]
     return found
 
 
+class SourceCheck(Protocol):
+    """What the config needs of a provider (`gateway.ingest.provider.Provider`), found by name
+    in the `gateway.providers` registry: the config never imports ingest."""
+
+    def check(self, source: SourceConfig) -> list[str]: ...
+
+
 def _check_sources(sources: dict[str, Any], doc: yamlfile.Document) -> list[str]:
     """Each source against its provider, even when other parts of the config are invalid."""
-    import gateway.ingest.providers  # noqa: F401  (registers the built-in providers)
-    from gateway.ingest.provider import PROVIDERS
-
+    providers: plugins.Registry[SourceCheck] = plugins.registry(plugins.PROVIDERS)
     problems = []
     for name, raw in sources.items():
         at: yamlfile.Location = ("sources", name)
@@ -246,9 +256,9 @@ def _check_sources(sources: dict[str, Any], doc: yamlfile.Document) -> list[str]
             source = SourceConfig.model_validate(raw)
         except ValidationError:
             continue  # already reported by the Config validation
-        provider = PROVIDERS.get(source.provider)
+        provider = providers.get(source.provider)
         if provider is None:
-            known = ", ".join(sorted(PROVIDERS))
+            known = ", ".join(sorted(providers))
             problems.append(
                 f"{doc.where((*at, 'provider'))}: sources.{name}.provider: unknown provider "
                 f"{source.provider!r} (known: {known})"
@@ -256,4 +266,28 @@ def _check_sources(sources: dict[str, Any], doc: yamlfile.Document) -> list[str]
             continue
         for message in provider.check(source):
             problems.append(f"{doc.where(at)}: sources.{name}: {message}")
+    return problems
+
+
+def _check_handlers(handlers: dict[str, Any], doc: yamlfile.Document) -> list[str]:
+    """Each `handlers:` block against its tool family's settings model, at the field it names,
+    so a typo (`handlers.jira.sever`) fails `gateway check`, not the first call."""
+    problems = []
+    for name, block in handlers.items():
+        at: yamlfile.Location = ("handlers", name)
+        family = FAMILIES.get(name)
+        if family is None:
+            known = ", ".join(sorted(FAMILIES))
+            close = difflib.get_close_matches(str(name), list(FAMILIES), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(
+                f"{doc.where(at)}: handlers.{name}: unknown tool family {name!r} "
+                f"(known: {known}{hint})"
+            )
+            continue
+        if not isinstance(block, dict):
+            continue  # already reported by the Config validation
+        for loc, message in family.problems(block):
+            field = ".".join(str(p) for p in (*at, *loc))
+            problems.append(f"{doc.where((*at, *loc))}: {field}: {message}")
     return problems

@@ -1,7 +1,8 @@
 """The one way rule files become a `RuleSet` the gateway may run: every check, every problem.
 
 `gateway check`, start-up, every reload (API, dashboard, SIGHUP) and the CLI's rule commands
-call `load_ruleset`. It sits above `rules` and `assistant`, so neither has to import the other.
+call `load_ruleset`. It sits above `rules`, `scheduler` and `assistant`, so none of them has to
+import another.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from gateway.config import Config
 from gateway.errors import ConfigError
 from gateway.rules.loader import RuleSet
 from gateway.rules.loader import load as read_rules
+from gateway.scheduler.timing import schedule_problems
 
 
 def load_ruleset(config: Config) -> RuleSet:
@@ -21,7 +23,7 @@ def load_ruleset(config: Config) -> RuleSet:
     """
     problems, assistant_rule = assistant_checks(config)
     try:
-        rules = read_rules(config.rules_dir, checks=[assistant_rule])
+        rules = read_rules(config.rules_dir, checks=[schedule_problems, assistant_rule])
     except ConfigError as exc:
         raise ConfigError([*problems, *exc.problems]) from None
     if problems:

@@ -26,8 +26,8 @@ from pydantic import ValidationError
 
 from gateway import tracing
 from gateway.config import Config
-from gateway.ingest.nesting import READABLE_DEPTH, deeper_than
 from gateway.metrics import Metrics
+from gateway.nesting import READABLE_DEPTH, deeper_than
 from gateway.rules import templates
 from gateway.rules.loader import RuleSet
 from gateway.rules.model import Rule
@@ -36,7 +36,7 @@ from gateway.scheduler.periods import periods as calendar_periods
 from gateway.store import Event, NewRun, Run, Step, Store, Stored
 from gateway.store.notify import wait_until_set
 from gateway.store.status import DONE, EventStatus, RunStatus, StepStatus
-from gateway.tools import TOOLS, Tool, ToolContext, ToolError, describe_error
+from gateway.tools import TOOLS, Tool, Toolbox, ToolContext, ToolError, describe_error
 
 log = structlog.get_logger(__name__)
 
@@ -178,6 +178,8 @@ class Worker:
         self.config = config
         self.assistant = assistant
         self.tools = tools if tools is not None else TOOLS
+        # The families' settings and the clients their calls share, closed by `stop`.
+        self.toolbox = Toolbox(config.handlers, self.tools)
         self.concurrency = config.worker.concurrency
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._sleep = sleep
@@ -228,6 +230,7 @@ class Worker:
         # A cancelled run keeps its journal; its lease expires and it resumes after restart.
         await asyncio.gather(*active, return_exceptions=True)
         self._tasks = []
+        await self.toolbox.aclose()
 
     def notify_events(self, stored: Sequence[Stored] = ()) -> None:
         """New events: `stored` (this process's, just committed), or somewhere in the store."""
@@ -452,8 +455,9 @@ class Worker:
         for step in journal:
             tool = self.tools.get(step.tool or "")
             if step.status == StepStatus.SUCCEEDED and tool is not None and tool.makes_files:
-                context = ToolContext(key=step.idempotency_key, run_id=run.id, files=files)
-                context.settings = self.config.handlers.get(tool.family, {})
+                context = self.toolbox.context(
+                    tool, key=step.idempotency_key, run_id=run.id, files=files
+                )
                 await tool.call(context, step.arguments or {})
 
     async def _run_actions(
@@ -535,9 +539,9 @@ class Worker:
         call, which the model may correct), is returned as a `ToolRefused`.
         """
         key = step.idempotency_key if step is not None else f"{run.id}.{position}.{nonce()}"
-        context = ToolContext(
+        context = self.toolbox.context(
+            tool,
             key=key,
-            settings=self.config.handlers.get(tool.family, {}),
             run_id=run.id,
             # setdefault: files a tool writes (report.csv) stay for later steps of the run.
             files=self.files.setdefault(run.id, {}),
@@ -717,7 +721,7 @@ class _Call:
     arguments: dict[str, Any]
     step: Step | None  # the journaled step of an earlier attempt, if any
     end_run: RunStatus | None  # the run's status once this call succeeds (its last step)
-    context: ToolContext
+    context: ToolContext[Any, Any]
     key: str
     attempt: int
     kind: str

@@ -1,11 +1,5 @@
-"""Built-in tools, one module per outside system; importing this package registers them all.
+"""Built-in tools, one module (or package) per outside system, each making its tool `family`.
 
-To add a tool, add a module here with an async function decorated by `gateway.tools.tool`
-(docs/handlers.md shows a whole one).
+pyproject.toml lists each family under the `gateway.tools` entry points, as a plugin package
+lists its own (docs/handlers.md shows a whole one).
 """
-
-from importlib import import_module
-from pathlib import Path
-
-for _module in sorted(p.stem for p in Path(__file__).parent.glob("*.py") if p.stem != "__init__"):
-    import_module(f"{__name__}.{_module}")

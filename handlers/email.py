@@ -14,16 +14,42 @@ from pathlib import PurePosixPath
 from typing import Annotated, Any
 
 import aiosmtplib
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from gateway.tools import HTML, PermanentToolError, ToolContext, ToolError, tool
+from gateway.tools import HTML, Family, FamilySettings, PermanentToolError, ToolContext, ToolError
 
 DEFAULT_TIMEOUT = 30.0
 
 
-@tool("email.send")
+class EmailSettings(FamilySettings):
+    """`handlers.email`: the SMTP server and the sender. A missing `host` or `from` fails the
+    first call."""
+
+    host: str | None = None
+    port: int | None = None
+    sender: str | None = Field(None, alias="from")
+    # None: upgrade if the server offers STARTTLS; true: insist; false: never.
+    starttls: bool | None = None
+    ssl: bool = False  # implicit TLS (port 465)
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    timeout: float = Field(DEFAULT_TIMEOUT, gt=0)
+
+    @field_validator("port", mode="before")
+    @classmethod
+    def _unset_port(cls, value: Any) -> Any:
+        # `port: ${SMTP_PORT:-}` left empty means the default port.
+        return None if value in ("", 0) else value
+
+
+family = Family("email", EmailSettings)
+EmailContext = ToolContext[EmailSettings, None]
+
+
+@family.tool("email.send")
 async def send(
-    context: ToolContext,
+    context: EmailContext,
     to: Annotated[list[str], Field(min_length=1, description="Recipient addresses")],
     subject: Annotated[str, Field(description="Subject line")],
     text: Annotated[str, Field(description="Plain-text body")],
@@ -35,13 +61,12 @@ async def send(
 ) -> dict[str, Any]:
     """Send an email; returns its Message-ID and the recipients the server accepted."""
     settings = context.settings
-    sender = settings.get("from")
-    host = settings.get("host")
+    sender, host = settings.sender, settings.host
     if not sender or not host:
         raise PermanentToolError("handlers.email needs `host` and `from`")
     message = compose(
         context,
-        sender=str(sender),
+        sender=sender,
         to=to,
         cc=cc or [],
         subject=subject,
@@ -49,20 +74,18 @@ async def send(
         html=html,
         attachments=attachments or [],
     )
-    use_ssl = bool(settings.get("ssl", False))
-    starttls = settings.get("starttls")
+    starttls = settings.starttls
     try:
         refused, _ = await aiosmtplib.send(
             message,
-            hostname=str(host),
-            port=int(settings["port"]) if settings.get("port") else None,
-            username=settings.get("username"),
-            password=settings.get("password"),
-            use_tls=use_ssl,
-            # None: upgrade if the server offers STARTTLS; true: insist; false: never.
-            start_tls=None if starttls is None or use_ssl else bool(starttls),
-            cert_bundle=settings.get("ca_file"),
-            timeout=float(settings.get("timeout", DEFAULT_TIMEOUT)),
+            hostname=host,
+            port=settings.port,
+            username=settings.username,
+            password=settings.password,
+            use_tls=settings.ssl,
+            start_tls=None if starttls is None or settings.ssl else starttls,
+            cert_bundle=settings.ca_file,
+            timeout=settings.timeout,
         )
     except aiosmtplib.SMTPRecipientsRefused as error:
         reasons = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in error.recipients)
@@ -88,7 +111,7 @@ async def send(
 
 
 def compose(
-    context: ToolContext,
+    context: EmailContext,
     *,
     sender: str,
     to: list[str],

@@ -11,16 +11,20 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from gateway.store.records import Run
-from gateway.tools import PermanentToolError, ToolContext, tool
+from gateway.tools import Family, NoSettings, PermanentToolError, ToolContext
 
 Status = Literal[
     "pending", "running", "succeeded", "failed", "dead", "awaiting_approval", "cancelled"
 ]
 
 
-@tool("gateway.runs", side_effects=False)
+family = Family("gateway")
+Context = ToolContext[NoSettings, None]
+
+
+@family.tool("gateway.runs", side_effects=False)
 async def runs(
-    context: ToolContext,
+    context: Context,
     status: Annotated[Status, Field(description="Only runs in this status, e.g. dead")],
     since: Annotated[datetime, Field(description="Runs created at or after this instant")],
     until: Annotated[

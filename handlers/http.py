@@ -12,6 +12,8 @@ import json
 import socket
 import ssl
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from fnmatch import fnmatchcase
@@ -20,7 +22,7 @@ from typing import Annotated, Any, Literal
 import httpx2
 from pydantic import Field
 
-from gateway.tools import PermanentToolError, ToolContext, ToolError, tool
+from gateway.tools import Family, FamilySettings, PermanentToolError, ToolContext, ToolError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -36,11 +38,73 @@ RETRYABLE_STATUSES = frozenset({408, 425, 429})
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 TRANSLATED = ("IPv4-mapped", "NAT64")
+# Host names whose client (and its pooled connections) is kept between calls; a call to any
+# other host gets a client of its own, closed after it.
+KEPT_HOSTS = 32
 
 
-@tool("http.request")
+class HttpSettings(FamilySettings):
+    """`handlers.http`: which hosts may be called, and the deadline of a whole call."""
+
+    # Host names (globs such as `*.internal.example`) and CIDR networks: when set, only these;
+    # also the only way to reach a private address.
+    allow_hosts: list[str] = Field(default_factory=list)
+    timeout: float = Field(DEFAULT_TIMEOUT, gt=0)
+
+
+class Clients:
+    """The family's client: one `httpx2.AsyncClient` per host name, each reused for its name.
+
+    A client pools connections by the address it connects to, and every call connects to an
+    address it has just checked, so a pooled connection is always to a checked address. One
+    client per name also keeps a TLS connection, verified for one name, from carrying a
+    request for another name served at the same address.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._kept: dict[str, httpx2.AsyncClient] = {}
+
+    @asynccontextmanager
+    async def for_host(self, host: str) -> AsyncIterator[httpx2.AsyncClient]:
+        kept = self._kept.get(host)
+        if kept is not None:
+            yield kept
+        elif len(self._kept) < KEPT_HOSTS:
+            yield self._kept.setdefault(host, self._new())
+        else:
+            async with self._new() as client:
+                yield client
+
+    def _new(self) -> httpx2.AsyncClient:
+        # trust_env=False: a proxy from the environment would bypass the address check.
+        return httpx2.AsyncClient(
+            timeout=self.timeout, follow_redirects=False, trust_env=False, verify=_tls()
+        )
+
+    async def aclose(self) -> None:
+        kept, self._kept = list(self._kept.values()), {}
+        for client in kept:
+            await client.aclose()
+
+
+@asynccontextmanager
+async def connect(settings: HttpSettings) -> AsyncIterator[Clients]:
+    """The family's clients, kept for the gateway's life and closed when it stops."""
+    clients = Clients(settings.timeout)
+    try:
+        yield clients
+    finally:
+        await clients.aclose()
+
+
+family = Family("http", HttpSettings, client=connect)
+HttpContext = ToolContext[HttpSettings, Clients]
+
+
+@family.tool("http.request")
 async def request(
-    context: ToolContext,
+    context: HttpContext,
     method: Annotated[
         Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"], Field(description="HTTP method")
     ],
@@ -61,21 +125,19 @@ async def request(
         raise PermanentToolError("give either json or body, not both")
     settings = context.settings
     target = _parse_url(url)
-    allowed = AllowList.parse(settings.get("allow_hosts") or [])
+    allowed = AllowList.parse(settings.allow_hosts)
     # Host is ours to set (below): it must name the host whose addresses were checked.
     sent_headers = {k: v for k, v in (headers or {}).items() if k.lower() != "host"}
     if not any(name.lower() == "idempotency-key" for name in sent_headers):
         sent_headers["Idempotency-Key"] = context.key
-    timeout = float(settings.get("timeout", DEFAULT_TIMEOUT))
+    timeout = settings.timeout
     # httpx's timeouts bound each connect and each read, so a server sending a byte a second
     # would never trip them: the whole call, name lookup to last byte, has one deadline.
     try:
         async with asyncio.timeout(timeout):
             addresses = await _checked_addresses(target, allowed)
-            # trust_env=False: a proxy from the environment would bypass the address check.
-            async with httpx2.AsyncClient(
-                timeout=timeout, follow_redirects=False, trust_env=False, verify=_tls()
-            ) as client:
+            clients = await context.client()
+            async with clients.for_host(target.host) as client:
                 response, raw, truncated = await _exchange(
                     client, method, target, addresses, sent_headers, json=json_body, content=body
                 )
@@ -135,8 +197,8 @@ async def _exchange(
 
 @functools.cache
 def _tls() -> ssl.SSLContext:
-    """One TLS context for every call: building one loads the CA bundle (~25 ms of CPU), which
-    a new client per call would otherwise pay each time (bench: 30 calls/s per core)."""
+    """One TLS context for every client: building one loads the CA bundle (~25 ms of CPU), which
+    a client per host (and one per call beyond KEPT_HOSTS) would otherwise pay each time."""
     return httpx2.create_ssl_context()
 
 

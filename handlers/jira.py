@@ -1,21 +1,23 @@
 """Jira tools: create issues, comment, search and transition, through the `jira` client.
 
-The client blocks, so each call runs in a thread; it never retries by itself, the worker does.
+One client per gateway, shared by every call; it blocks, so each call runs in a thread. It never
+retries by itself, the worker does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import re
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from jira import JIRA, JIRAError
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gateway.tools import PermanentToolError, ToolContext, ToolError, tool
+from gateway.issue_keys import ISSUE_KEY, PROJECT_KEY
+from gateway.tools import Family, PermanentToolError, ToolContext, ToolError
 from handlers.http import parse_retry_after
 
 T = TypeVar("T")
@@ -23,20 +25,48 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT = 10.0
 SEARCH_FIELDS = ("summary", "status", "labels", "issuetype")
 
-# Jira's key formats: a project key is an upper-case letter, then upper-case letters, digits or
-# underscores; an issue key is a project key, a dash and ASCII digits. The `jira` client pastes a
-# key into the URL path as is, so anything else (`OPS-1/../../rest/auth/1/session#`) could
-# send the gateway's credentials to another endpoint: the schema refuses it before any call.
-PROJECT_KEY = r"^[A-Z][A-Z0-9_]*$"
-ISSUE_KEY = r"^[A-Z][A-Z0-9_]*-[0-9]+$"
+
+class JiraSettings(BaseModel):
+    """`handlers.jira`: {server, email, token} (Cloud), {server, user, password} or {server,
+    token} (a Server/DC personal access token). A missing `server` fails the first call."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    server: str | None = None
+    email: str | None = None
+    user: str | None = None
+    token: str | None = None
+    password: str | None = None
+    # cloud, server (datacenter, data-center) or auto: Cloud when the host is *.atlassian.net.
+    deployment: Literal["cloud", "server", "datacenter", "data-center", "auto"] = "auto"
+    timeout: float = Field(DEFAULT_TIMEOUT, gt=0)
+
+    @field_validator("deployment", mode="before")
+    @classmethod
+    def _any_case(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+@asynccontextmanager
+async def connect(settings: JiraSettings) -> AsyncIterator[JIRA]:
+    """The family's client, shared by its calls; closed when the gateway stops."""
+    client = _connect(settings)
+    try:
+        yield client
+    finally:
+        await asyncio.to_thread(client.close)
+
+
+family = Family("jira", JiraSettings, client=connect)
+JiraContext = ToolContext[JiraSettings, JIRA]
 
 IssueKey = Annotated[str, Field(pattern=ISSUE_KEY, description="Issue key, e.g. OPS-123")]
 ProjectKey = Annotated[str, Field(pattern=PROJECT_KEY, description="Project key, e.g. OPS")]
 
 
-@tool("jira.create_issue")
+@family.tool("jira.create_issue")
 async def create_issue(
-    context: ToolContext,
+    context: JiraContext,
     project: ProjectKey,
     summary: Annotated[str, Field(description="One-line title of the issue")],
     description: Annotated[str | None, Field(description="Body, in Jira wiki markup")] = None,
@@ -58,11 +88,11 @@ async def create_issue(
         created = client.create_issue(fields=fields, prefetch=False)
         return _issue_link(context.settings, created.raw["key"], created.raw["id"])
 
-    return await _run(context.settings, create)
+    return await _run(context, create)
 
 
 @create_issue.recover
-async def _find_created_issue(context: ToolContext, arguments: dict[str, Any]) -> Any | None:
+async def _find_created_issue(context: JiraContext, arguments: dict[str, Any]) -> Any | None:
     """The issue an earlier attempt created, found by its `gw-<hash>` label.
 
     On Jira Cloud search is eventually consistent: an issue created a moment ago may not be
@@ -76,12 +106,12 @@ async def _find_created_issue(context: ToolContext, arguments: dict[str, Any]) -
             return None
         return _issue_link(context.settings, issues[0]["key"], issues[0]["id"])
 
-    return await _run(context.settings, find)
+    return await _run(context, find)
 
 
-@tool("jira.comment")
+@family.tool("jira.comment")
 async def comment(
-    context: ToolContext,
+    context: JiraContext,
     issue: IssueKey,
     body: Annotated[str, Field(description="Comment text, in Jira wiki markup")],
 ) -> dict[str, Any]:
@@ -93,11 +123,11 @@ async def comment(
         added = client.add_comment(issue, text)
         return _comment_link(context.settings, issue, str(added.raw["id"]))
 
-    return await _run(context.settings, add)
+    return await _run(context, add)
 
 
 @comment.recover
-async def _find_comment(context: ToolContext, arguments: dict[str, Any]) -> Any | None:
+async def _find_comment(context: JiraContext, arguments: dict[str, Any]) -> Any | None:
     """The comment an earlier attempt added, found by its `[gw:<hash>]` marker."""
     marker = _comment_marker(context.key)
     issue = arguments["issue"]
@@ -108,12 +138,12 @@ async def _find_comment(context: ToolContext, arguments: dict[str, Any]) -> Any 
                 return _comment_link(context.settings, issue, str(existing.raw["id"]))
         return None
 
-    return await _run(context.settings, find)
+    return await _run(context, find)
 
 
-@tool("jira.search", side_effects=False)
+@family.tool("jira.search", side_effects=False)
 async def search(
-    context: ToolContext,
+    context: JiraContext,
     jql: Annotated[str, Field(description='JQL, e.g. project = OPS AND labels = "deploy"')],
     max_results: Annotated[int, Field(ge=1, le=100, description="Most issues to return")] = 20,
 ) -> dict[str, Any]:
@@ -122,15 +152,15 @@ async def search(
     def find(client: JIRA) -> dict[str, Any]:
         return _search(client, jql, max_results)
 
-    found = await _run(context.settings, find)
+    found = await _run(context, find)
     for issue in found["issues"]:
         issue["url"] = _browse_url(context.settings, issue["key"])
     return found
 
 
-@tool("jira.transition")
+@family.tool("jira.transition")
 async def transition(
-    context: ToolContext,
+    context: JiraContext,
     issue: IssueKey,
     transition: Annotated[
         str, Field(description="Transition name as on the issue's buttons (e.g. Done), or its id")
@@ -150,11 +180,11 @@ async def transition(
         client.transition_issue(issue, str(chosen["id"]))
         return {"issue": issue, "transition": chosen["name"], "status": _target(chosen)}
 
-    return await _run(context.settings, move)
+    return await _run(context, move)
 
 
 @transition.recover
-async def _already_transitioned(context: ToolContext, arguments: dict[str, Any]) -> Any | None:
+async def _already_transitioned(context: JiraContext, arguments: dict[str, Any]) -> Any | None:
     """An earlier attempt is taken to have happened if the issue sits in the target status."""
     issue, wanted = arguments["issue"], arguments["transition"]
 
@@ -166,41 +196,25 @@ async def _already_transitioned(context: ToolContext, arguments: dict[str, Any])
             return {"issue": issue, "transition": wanted, "status": status}
         return None
 
-    return await _run(context.settings, check)
+    return await _run(context, check)
 
 
-def project_of(key: str) -> str | None:
-    """The project a key belongs to: a project key's own, an issue key's part before the
-    dash; None for anything that is neither."""
-    if re.fullmatch(PROJECT_KEY, key):
-        return key
-    if re.fullmatch(ISSUE_KEY, key):
-        return key.rpartition("-")[0]
-    return None
-
-
-def is_cloud(settings: dict[str, Any]) -> bool:
+def is_cloud(settings: JiraSettings) -> bool:
     """`deployment: cloud|server|auto`; auto means Cloud when the host is *.atlassian.net."""
-    deployment = str(settings.get("deployment", "auto")).lower()
-    if deployment == "cloud":
+    if settings.deployment == "cloud":
         return True
-    if deployment in ("server", "datacenter", "data-center"):
+    if settings.deployment != "auto":
         return False
-    if deployment != "auto":
-        raise PermanentToolError(
-            f"handlers.jira.deployment must be cloud, server or auto, not {deployment!r}"
-        )
     host = (urlsplit(_server(settings)).hostname or "").lower()
     return host == "atlassian.net" or host.endswith(".atlassian.net")
 
 
-def _connect(settings: dict[str, Any]) -> JIRA:
-    """A client for `handlers.jira`: {server, email, token} (Cloud), {server, user, password}
-    or {server, token} (a Server/DC personal access token)."""
-    user = settings.get("email") or settings.get("user")
-    secret = settings.get("token") if settings.get("email") else settings.get("password")
-    basic_auth = (str(user), str(secret)) if user and secret else None
-    token_auth = None if basic_auth else settings.get("token")
+def _connect(settings: JiraSettings) -> JIRA:
+    """A client for `handlers.jira` (no request is made until a call uses it)."""
+    user = settings.email or settings.user
+    secret = settings.token if settings.email else settings.password
+    basic_auth = (user, secret) if user and secret else None
+    token_auth = None if basic_auth else settings.token
     client = JIRA(
         server=_server(settings),
         basic_auth=basic_auth,
@@ -208,25 +222,19 @@ def _connect(settings: dict[str, Any]) -> JIRA:
         # We decide Cloud vs Server from the settings, which saves a serverInfo round trip.
         get_server_info=False,
         max_retries=0,
-        timeout=float(settings.get("timeout", DEFAULT_TIMEOUT)),
+        timeout=settings.timeout,
     )
     # The client picks /search/jql (Cloud) or /search (Server/DC) from this attribute.
     client.deploymentType = "Cloud" if is_cloud(settings) else "Server"
     return client
 
 
-async def _run(settings: dict[str, Any], operation: Callable[[JIRA], T]) -> T:
-    """Run `operation` with a fresh client in a thread; Jira's failures become ToolErrors."""
-
-    def call() -> T:
-        client = _connect(settings)
-        try:
-            return operation(client)
-        finally:
-            client.close()  # type: ignore[no-untyped-call]
-
+async def _run(context: JiraContext, operation: Callable[[JIRA], T]) -> T:
+    """Run `operation` with the family's client in a thread; Jira's failures become
+    ToolErrors."""
+    client = await context.client()
     try:
-        return await asyncio.to_thread(call)
+        return await asyncio.to_thread(operation, client)
     except JIRAError as error:
         raise _tool_error(error) from error
     except OSError as error:
@@ -288,22 +296,21 @@ def _target(transition: dict[str, Any]) -> str | None:
     return str(target) if target is not None else None
 
 
-def _server(settings: dict[str, Any]) -> str:
-    server = settings.get("server")
-    if not server:
+def _server(settings: JiraSettings) -> str:
+    if not settings.server:
         raise PermanentToolError("handlers.jira.server is not set")
-    return str(server).rstrip("/")
+    return settings.server.rstrip("/")
 
 
-def _browse_url(settings: dict[str, Any], key: str) -> str:
+def _browse_url(settings: JiraSettings, key: str) -> str:
     return f"{_server(settings)}/browse/{key}"
 
 
-def _issue_link(settings: dict[str, Any], key: str, issue_id: str) -> dict[str, Any]:
+def _issue_link(settings: JiraSettings, key: str, issue_id: str) -> dict[str, Any]:
     return {"key": key, "id": str(issue_id), "url": _browse_url(settings, key)}
 
 
-def _comment_link(settings: dict[str, Any], issue: str, comment_id: str) -> dict[str, Any]:
+def _comment_link(settings: JiraSettings, issue: str, comment_id: str) -> dict[str, Any]:
     url = f"{_browse_url(settings, issue)}?focusedCommentId={comment_id}"
     return {"issue": issue, "id": comment_id, "url": url}
 

@@ -11,14 +11,18 @@ import structlog
 from pydantic import Field
 
 from gateway.log import redact
-from gateway.tools import ToolContext, tool
+from gateway.tools import Family, NoSettings, ToolContext
 
 log = structlog.get_logger("gateway.handlers.log")
 
 
-@tool("log.record", side_effects=False)
+family = Family("log")
+Context = ToolContext[NoSettings, None]
+
+
+@family.tool("log.record", side_effects=False)
 async def record(
-    context: ToolContext,
+    context: Context,
     message: Annotated[str, Field(description="What to log")],
     fields: Annotated[dict[str, str] | None, Field(description="Extra key/value pairs")] = None,
 ) -> dict[str, Any]:

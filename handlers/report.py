@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from gateway.tools import PermanentToolError, ToolContext, tool
+from gateway.tools import Family, NoSettings, PermanentToolError, ToolContext
 
 # The chart's size in pixels: readable in a mail client, small enough to attach freely.
 CHART_WIDTH = 800
@@ -26,9 +26,13 @@ MAX_CSV_BYTES = 10 * 1024 * 1024
 Cell = str | int | float | bool | None
 
 
-@tool("report.csv", side_effects=False, makes_files=True)
+family = Family("report")
+Context = ToolContext[NoSettings, None]
+
+
+@family.tool("report.csv", side_effects=False, makes_files=True)
 async def write_csv(
-    context: ToolContext,
+    context: Context,
     name: Annotated[
         str,
         Field(
@@ -59,9 +63,9 @@ async def write_csv(
     return {"name": name, "bytes": len(content), "rows": len(rows), "preview": preview}
 
 
-@tool("report.chart", side_effects=False, makes_files=True)
+@family.tool("report.chart", side_effects=False, makes_files=True)
 async def chart(
-    context: ToolContext,
+    context: Context,
     name: Annotated[
         str,
         Field(

@@ -5,12 +5,14 @@ Slack has no idempotency key for posting, so a retry after a lost response may p
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import httpx2
 from pydantic import Field
 
-from gateway.tools import PermanentToolError, ToolContext, ToolError, tool
+from gateway.tools import Family, FamilySettings, PermanentToolError, ToolContext, ToolError
 from handlers.http import parse_retry_after
 
 DEFAULT_API_URL = "https://slack.com/api"
@@ -21,9 +23,31 @@ RETRYABLE_ERRORS = frozenset(
 )
 
 
-@tool("slack.post")
+class SlackSettings(FamilySettings):
+    """`handlers.slack`: an incoming webhook, or a bot token (with a default channel)."""
+
+    webhook_url: str | None = None
+    token: str | None = None
+    channel: str | None = None
+    api_url: str | None = None  # default https://slack.com/api
+    timeout: float = Field(DEFAULT_TIMEOUT, gt=0)
+
+
+@asynccontextmanager
+async def connect(settings: SlackSettings) -> AsyncIterator[httpx2.AsyncClient]:
+    """One HTTP client per gateway: Slack's hosts are fixed by the settings, so its pooled
+    connections serve every post."""
+    async with httpx2.AsyncClient(timeout=settings.timeout) as client:
+        yield client
+
+
+family = Family("slack", SlackSettings, client=connect)
+SlackContext = ToolContext[SlackSettings, httpx2.AsyncClient]
+
+
+@family.tool("slack.post")
 async def post(
-    context: ToolContext,
+    context: SlackContext,
     text: Annotated[str, Field(description="Message text (mrkdwn); the fallback if blocks given")],
     channel: Annotated[
         str | None, Field(description="Channel id or #name; default from settings")
@@ -35,18 +59,16 @@ async def post(
     payload: dict[str, Any] = {"text": text}
     if blocks:
         payload["blocks"] = blocks
-    channel = channel or settings.get("channel")
+    channel = channel or settings.channel
     if channel:
         payload["channel"] = channel
-    timeout = float(settings.get("timeout", DEFAULT_TIMEOUT))
-    async with httpx2.AsyncClient(timeout=timeout) as client:
-        if settings.get("webhook_url"):
-            return await _post_webhook(client, str(settings["webhook_url"]), payload)
-        if settings.get("token"):
-            if not channel:
-                raise PermanentToolError("slack.post needs a channel (or handlers.slack.channel)")
-            api_url = str(settings.get("api_url") or DEFAULT_API_URL).rstrip("/")
-            return await _post_message(client, api_url, str(settings["token"]), payload)
+    if settings.webhook_url:
+        return await _post_webhook(await context.client(), settings.webhook_url, payload)
+    if settings.token:
+        if not channel:
+            raise PermanentToolError("slack.post needs a channel (or handlers.slack.channel)")
+        api_url = (settings.api_url or DEFAULT_API_URL).rstrip("/")
+        return await _post_message(await context.client(), api_url, settings.token, payload)
     raise PermanentToolError("handlers.slack needs `webhook_url` or `token`")
 
 

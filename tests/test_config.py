@@ -112,3 +112,41 @@ def test_gateway_check_accepts_the_example_config() -> None:
 
     assert result.returncode == 0, result.stderr
     assert "12 source(s)" in result.stdout
+
+
+HANDLERS = """\
+handlers:
+  jira:
+    server: https://example.atlassian.net
+    sever: https://typo.example
+  email: {host: mail.example, port: twenty-five}
+  jria: {server: x}
+"""
+
+
+def test_a_typo_in_a_handlers_block_is_named_with_the_closest_setting(tmp_path: Path) -> None:
+    problems = "\n".join(problems_of(tmp_path, HANDLERS))
+
+    assert (
+        "gateway.yaml:4: handlers.jira.sever: Extra inputs are not permitted "
+        "(did you mean 'server'?)" in problems
+    )
+
+
+def test_a_handlers_value_of_the_wrong_type_is_named_at_its_line(tmp_path: Path) -> None:
+    problems = "\n".join(problems_of(tmp_path, HANDLERS))
+
+    assert "gateway.yaml:5: handlers.email.port: Input should be a valid integer" in problems
+
+
+def test_a_block_for_no_known_tool_family_is_a_problem(tmp_path: Path) -> None:
+    problems = "\n".join(problems_of(tmp_path, HANDLERS))
+
+    assert "gateway.yaml:6: handlers.jria: unknown tool family 'jria' (known: " in problems
+    assert "did you mean 'jira'?" in problems
+
+
+def test_handlers_blocks_of_the_example_config_are_valid() -> None:
+    config = config_module.load(Path(__file__).parents[1] / "gateway.yaml", environ={})
+
+    assert set(config.handlers) == {"jira", "email", "slack", "sql"}

@@ -30,7 +30,7 @@ from gateway.assistant.models import load_profiles
 from gateway.assistant.policy import validate_policy
 from gateway.cli import app
 from gateway.rules import loader
-from gateway.tools import TOOLS, ToolContext, load_builtin
+from gateway.tools import TOOLS, Toolbox
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = [REPO / "README.md", REPO / "CHANGELOG.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -183,22 +183,23 @@ def test_custom_tool_example_registers_a_callable_tool(block: Block) -> None:
         added = set(TOOLS) - before
         assert len(added) == 1, f"{block.id}: expected one new tool, got {sorted(added)}"
         tool = TOOLS[added.pop()]
-        definition = tool.definition({})
-        assert definition["parameters"]["additionalProperties"] is False
+        assert tool.definition()["parameters"]["additionalProperties"] is False
         arguments = tool.validate({"incident": "INC-7", "text": "disk full"})
-        context = ToolContext(key="1.0.abcd", settings={"url": "https://pager.example"})
         recover = tool.recover_function
 
         async def call_then_recover() -> tuple[Any, Any]:
-            made = await tool.call(context, arguments)
-            return made, (await recover(context, arguments) if recover else made)
+            async with Toolbox({tool.family: {"url": "https://pager.example"}}) as toolbox:
+                assert toolbox.definition(tool)["description"]
+                context = toolbox.context(tool, key="1.0.abcd")
+                made = await tool.call(context, arguments)
+                return made, (await recover(context, arguments) if recover else made)
 
         result, found = asyncio.run(call_then_recover())
         assert result["incident"] == "INC-7"
         assert found == result, "recover finds the effect of the first call"
     finally:
         for name in set(TOOLS) - before:
-            del TOOLS[name]
+            TOOLS.forget(name)
 
 
 # --------------------------------------------------------------------------- commands
@@ -301,4 +302,4 @@ def test_snippet_extraction_sees_indented_code_as_text() -> None:
 
 
 def test_builtin_tools_are_loaded() -> None:
-    assert "email.send" in load_builtin()
+    assert "email.send" in TOOLS

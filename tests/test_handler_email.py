@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 
 from gateway.testing.smtp import SmtpServer
-from gateway.tools import TOOLS, PermanentToolError, ToolContext, ToolError, load_builtin
-
-load_builtin()
+from gateway.tools import PermanentToolError, ToolError
+from tests.calls import call_tool
 
 
 @pytest.fixture
@@ -29,8 +28,8 @@ async def send(
     files: dict[str, bytes] | None = None,
     **arguments: Any,
 ) -> Any:
-    context = ToolContext(key=key, settings=settings, files=files or {})
-    return await TOOLS["email.send"].call(context, {"subject": "Report", "text": "Hi", **arguments})
+    arguments = {"subject": "Report", "text": "Hi", **arguments}
+    return await call_tool("email.send", settings, arguments, key=key, files=files or {})
 
 
 async def test_mail_with_text_html_and_attachment_arrives(smtp: SmtpServer) -> None:

@@ -12,9 +12,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from gateway.testing.server import serve_in_thread
-from gateway.tools import TOOLS, PermanentToolError, ToolContext, ToolError, load_builtin
-
-load_builtin()
+from gateway.tools import PermanentToolError, Toolbox, ToolError
+from tests.calls import call_tool
 
 
 class Echo:
@@ -22,6 +21,7 @@ class Echo:
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        self.peers: list[int] = []  # the client port of each /echo request: its connection
         self.app = Starlette(
             routes=[
                 Route("/echo", self.echo, methods=["GET", "POST"]),
@@ -34,6 +34,7 @@ class Echo:
     async def echo(self, request: Request) -> Response:
         body = await request.body()
         self.requests.append((request.method, dict(request.headers), body))
+        self.peers.append(request.client.port if request.client else 0)
         return JSONResponse(
             {"method": request.method, "body": body.decode()}, headers={"ETag": '"v1"'}
         )
@@ -57,7 +58,7 @@ def echo() -> Iterator[tuple[Echo, str]]:
 
 
 async def request(settings: dict[str, Any], key: str = "run-1/step-1", **arguments: Any) -> Any:
-    return await TOOLS["http.request"].call(ToolContext(key=key, settings=settings), arguments)
+    return await call_tool("http.request", settings, arguments, key=key)
 
 
 async def test_loopback_is_refused_unless_allowlisted(echo: tuple[Echo, str]) -> None:
@@ -168,3 +169,20 @@ async def test_an_allowlisted_name_is_sent_as_the_host_header(echo: tuple[Echo, 
 
     (_, headers, _) = server.requests[0]
     assert headers["host"] == f"localhost:{port}"
+
+
+async def test_calls_to_one_host_name_share_a_connection_and_another_name_gets_its_own(
+    echo: tuple[Echo, str],
+) -> None:
+    server, url = echo
+    port = url.rsplit(":", 1)[1]
+    settings = {"allow_hosts": ["127.0.0.1", "localhost"]}
+    async with Toolbox({"http": settings}) as toolbox:
+        for n, host in enumerate(["127.0.0.1", "127.0.0.1", "localhost"]):
+            arguments = {"method": "GET", "url": f"http://{host}:{port}/echo"}
+            await toolbox.call("http.request", arguments, key=f"k{n}")
+
+    first, second, other = server.peers
+    assert first == second, "the second call reused the first call's connection"
+    # Same address, another name: a connection (and a TLS session) of its own.
+    assert other != first

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+import handlers.jira
 from gateway.testing.fake_jira import FakeJira
 from gateway.testing.server import serve_in_thread
-from gateway.tools import TOOLS, PermanentToolError, ToolContext, ToolError, load_builtin
-
-load_builtin()
+from gateway.tools import PermanentToolError, Toolbox, ToolError
+from tests.calls import call_tool, recover_tool
 
 CREDENTIALS = ("gateway@example.com", "api-token")
 
@@ -28,14 +28,11 @@ def settings(fake: FakeJira) -> Iterator[dict[str, Any]]:
 
 
 async def call(name: str, settings: dict[str, Any], key: str = "k1", **arguments: Any) -> Any:
-    return await TOOLS[name].call(ToolContext(key=key, settings=settings), arguments)
+    return await call_tool(name, settings, arguments, key=key)
 
 
 async def recover(name: str, settings: dict[str, Any], key: str, **arguments: Any) -> Any:
-    jira_tool = TOOLS[name]
-    assert jira_tool.recover_function is not None
-    context = ToolContext(key=key, settings=settings)
-    return await jira_tool.recover_function(context, jira_tool.validate(arguments))
+    return await recover_tool(name, settings, arguments, key=key)
 
 
 async def test_create_issue_returns_key_and_url_and_labels_it_with_the_step_key(
@@ -213,3 +210,33 @@ async def test_unreachable_jira_is_retryable() -> None:
     with pytest.raises(ToolError) as failure:
         await call("jira.search", {"server": url, "timeout": 2}, jql="project = OPS")
     assert failure.value.retryable
+
+
+async def test_one_jira_client_serves_every_call_and_closes_with_the_gateway(
+    settings: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[Any] = []
+    closed: list[Any] = []
+    real = handlers.jira.JIRA
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        client = real(*args, **kwargs)
+        close = client.close
+
+        def recorded_close() -> None:
+            closed.append(client)
+            close()
+
+        client.close = recorded_close
+        made.append(client)
+        return client
+
+    monkeypatch.setattr(handlers.jira, "JIRA", counted)
+    async with Toolbox({"jira": settings}) as toolbox:
+        await toolbox.call("jira.create_issue", {"project": "OPS", "summary": "s"}, key="a")
+        await toolbox.call("jira.comment", {"issue": "OPS-1", "body": "b"}, key="b")
+        await toolbox.call("jira.search", {"jql": "project = OPS"}, key="c")
+        assert len(made) == 1
+        assert closed == []
+
+    assert closed == made

@@ -9,16 +9,17 @@ from typing import Any
 
 import pytest
 
-from gateway.tools import PermanentToolError, ToolContext, load_builtin
+from gateway.tools import TOOLS, PermanentToolError
 from handlers.report import CHART_HEIGHT, CHART_WIDTH
+from tests.calls import call_tool
 
-TOOLS = load_builtin()
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-async def call(tool_name: str, context: ToolContext, **arguments: Any) -> dict[str, Any]:
-    tool = TOOLS[tool_name]
-    result: dict[str, Any] = await tool.call(context, tool.validate(arguments))
+async def call(tool_name: str, files: dict[str, bytes], **arguments: Any) -> dict[str, Any]:
+    """The tool's result; the files it makes land in `files`, the run's files."""
+    arguments = TOOLS[tool_name].validate(arguments)
+    result: dict[str, Any] = await call_tool(tool_name, {}, arguments, files=files)
     return result
 
 
@@ -30,14 +31,14 @@ def png_size(content: bytes) -> tuple[int, int]:
 
 
 async def test_csv_is_written_into_the_run_files_and_parses_back() -> None:
-    context = ToolContext(key="k")
+    files: dict[str, bytes] = {}
     rows = [["2026-01-05", 3, 120.5], ["2026-01-06", 0, None], ['Café, "Nord"', 1, 2.0]]
 
     result = await call(
-        "report.csv", context, name="sales.csv", columns=["day", "orders", "revenue"], rows=rows
+        "report.csv", files, name="sales.csv", columns=["day", "orders", "revenue"], rows=rows
     )
 
-    content = context.files["sales.csv"]
+    content = files["sales.csv"]
     parsed = list(csv.reader(io.StringIO(content.decode("utf-8"))))
     assert parsed == [
         ["day", "orders", "revenue"],
@@ -53,9 +54,7 @@ async def test_csv_is_written_into_the_run_files_and_parses_back() -> None:
 
 async def test_csv_refuses_a_row_of_the_wrong_width() -> None:
     with pytest.raises(PermanentToolError, match="row 2 has 1 values for 2 columns"):
-        await call(
-            "report.csv", ToolContext(key="k"), name="a.csv", columns=["a", "b"], rows=[[1, 2], [3]]
-        )
+        await call("report.csv", {}, name="a.csv", columns=["a", "b"], rows=[[1, 2], [3]])
 
 
 def test_file_names_are_plain_names_with_the_right_extension() -> None:
@@ -68,11 +67,11 @@ def test_file_names_are_plain_names_with_the_right_extension() -> None:
 
 @pytest.mark.parametrize("kind", ["bar", "line"])
 async def test_chart_is_a_png_of_the_documented_size(kind: str) -> None:
-    context = ToolContext(key="k")
+    files: dict[str, bytes] = {}
 
     result = await call(
         "report.chart",
-        context,
+        files,
         name="sales.png",
         title="Revenue per day",
         labels=["Mon", "Tue", "Wed"],
@@ -80,7 +79,7 @@ async def test_chart_is_a_png_of_the_documented_size(kind: str) -> None:
         kind=kind,
     )
 
-    content = context.files["sales.png"]
+    content = files["sales.png"]
     assert content.startswith(PNG_MAGIC)
     assert png_size(content) == (CHART_WIDTH, CHART_HEIGHT) == (800, 450)
     assert result == {"name": "sales.png", "bytes": len(content), "width": 800, "height": 450}
@@ -91,7 +90,7 @@ async def test_chart_needs_one_value_per_label() -> None:
     with pytest.raises(PermanentToolError, match="2 labels for 1 values"):
         await call(
             "report.chart",
-            ToolContext(key="k"),
+            {},
             name="c.png",
             title="t",
             labels=["a", "b"],

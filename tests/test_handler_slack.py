@@ -12,9 +12,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from gateway.testing.server import serve_in_thread
-from gateway.tools import TOOLS, PermanentToolError, ToolContext, ToolError, load_builtin
-
-load_builtin()
+from gateway.tools import PermanentToolError, ToolError
+from tests.calls import call_tool
 
 TOKEN = "xoxb-test-token"
 
@@ -60,7 +59,7 @@ def slack() -> Iterator[tuple[FakeSlack, str]]:
 
 
 async def post(settings: dict[str, Any], **arguments: Any) -> Any:
-    return await TOOLS["slack.post"].call(ToolContext(key="k", settings=settings), arguments)
+    return await call_tool("slack.post", settings, arguments)
 
 
 async def test_webhook_mode_posts_text_and_blocks(slack: tuple[FakeSlack, str]) -> None:

@@ -19,12 +19,13 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
-from gateway.tools import PermanentToolError, ToolContext, load_builtin
-from handlers.sql import check_single_select, run_read_only
+from gateway.tools import TOOLS, PermanentToolError
+from handlers.sql import SqlSettings, check_single_select, run_read_only
+from tests.calls import call_tool
 from tests.postgres import fresh_database
 
 SCHEMA = "sales(id, day TEXT YYYY-MM-DD, region TEXT, amount_eur REAL)"
-SQL = load_builtin()["sql.query"]
+SQL = TOOLS["sql.query"]
 
 
 def make_sales_db(path: Path, rows: int = 20) -> Path:
@@ -60,9 +61,8 @@ def sqlite_state(settings: dict[str, Any]) -> tuple[int, list[str]]:
 
 
 async def query(settings: dict[str, Any], sql: str, **parameters: Any) -> dict[str, Any]:
-    context = ToolContext(key="k", settings=settings)
     arguments = SQL.validate({"query": sql, "parameters": parameters or None})
-    result: dict[str, Any] = await SQL.call(context, arguments)
+    result: dict[str, Any] = await call_tool("sql.query", settings, arguments)
     return result
 
 
@@ -129,7 +129,7 @@ async def test_the_sqlite_database_itself_refuses_anything_but_reading(
     before = sqlite_state(sqlite_settings)
 
     with pytest.raises(PermanentToolError) as refused:
-        await run_read_only(sqlite_settings, statement, {})
+        await run_read_only(SqlSettings.model_validate(sqlite_settings), statement, {})
 
     assert "refused" in str(refused.value) or "returned no rows" in str(refused.value)
     assert sqlite_state(sqlite_settings) == before
@@ -140,7 +140,7 @@ async def test_the_sqlite_file_is_opened_read_only(sqlite_settings: dict[str, An
     # Even with the statement's own pragma and authorizer out of the way, the connection
     # cannot write: SQLite answers that the database is read-only.
     with pytest.raises(PermanentToolError, match="refused"):
-        await run_read_only(sqlite_settings, "DELETE FROM sales", {})
+        await run_read_only(SqlSettings.model_validate(sqlite_settings), "DELETE FROM sales", {})
     path = sqlite_settings["url"].removeprefix("sqlite:///")
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
@@ -177,7 +177,7 @@ async def test_a_syntax_error_goes_back_with_the_database_message(
 async def test_the_tool_description_carries_the_configured_schema(
     sqlite_settings: dict[str, Any],
 ) -> None:
-    description = SQL.definition(sqlite_settings)["description"]
+    description = SQL.definition(SqlSettings.model_validate(sqlite_settings))["description"]
 
     assert SCHEMA in description
     assert "SQLite" in description
@@ -265,7 +265,7 @@ async def test_the_postgres_database_itself_refuses_anything_but_reading(
     before = await postgres_state(postgres_settings)
 
     with pytest.raises(PermanentToolError, match="refused"):
-        await run_read_only(postgres_settings, statement, {})
+        await run_read_only(SqlSettings.model_validate(postgres_settings), statement, {})
 
     assert await postgres_state(postgres_settings) == before
 
@@ -277,7 +277,7 @@ async def test_a_postgres_function_that_writes_is_refused_by_the_read_only_trans
     postgres_settings: dict[str, Any], statement: str
 ) -> None:
     with pytest.raises(PermanentToolError, match="in a read-only transaction"):
-        await run_read_only(postgres_settings, statement, {})
+        await run_read_only(SqlSettings.model_validate(postgres_settings), statement, {})
 
 
 async def test_a_postgres_session_lock_ends_with_the_query(
@@ -285,7 +285,9 @@ async def test_a_postgres_session_lock_ends_with_the_query(
 ) -> None:
     # Advisory locks are allowed in a read-only transaction; the connection is closed after
     # each query, so the lock cannot outlive it.
-    await run_read_only(postgres_settings, "SELECT pg_advisory_lock(4242)", {})
+    await run_read_only(
+        SqlSettings.model_validate(postgres_settings), "SELECT pg_advisory_lock(4242)", {}
+    )
 
     conn = await asyncpg.connect(postgres_settings["url"])
     try:

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from gateway.tools import load_builtin
-
-TOOLS = load_builtin()
+from gateway.errors import ConfigError
+from gateway.tools import (
+    FAMILIES,
+    TOOLS,
+    Family,
+    FamilySettings,
+    Toolbox,
+    ToolContext,
+    ToolError,
+)
 
 
 def objects(schema: Any) -> list[dict[str, Any]]:
@@ -73,3 +82,74 @@ def test_gateway_tools_lists_the_catalogue_with_schemas() -> None:
     assert listed["jira.create_issue"]["recoverable"] is True
     assert listed["sql.query"]["side_effects"] is False
     assert "project" in listed["jira.create_issue"]["parameters"]["properties"]
+
+
+@pytest.fixture
+def probe() -> Iterator[list[str]]:
+    """A family `probe` whose client logs its life: "open", "close" (and a failed "open!")."""
+    life: list[str] = []
+
+    @asynccontextmanager
+    async def connect(settings: ProbeSettings) -> AsyncIterator[list[str]]:
+        if settings.fail_first and "open!" not in life:
+            life.append("open!")
+            raise ToolError("the remote is not up yet")
+        life.append("open")
+        try:
+            yield life
+        finally:
+            life.append("close")
+
+    family = Family("probe", ProbeSettings, client=connect)
+
+    @family.tool("probe.use", side_effects=False)
+    async def use(context: ToolContext[ProbeSettings, list[str]]) -> int:
+        """Use the family's client; returns how many times it was opened."""
+        return (await context.client()).count("open")
+
+    try:
+        yield life
+    finally:
+        TOOLS.forget("probe.use")
+
+
+class ProbeSettings(FamilySettings):
+    fail_first: bool = False
+
+
+async def test_a_familys_client_is_opened_once_and_closed_with_the_toolbox(
+    probe: list[str],
+) -> None:
+    async with Toolbox() as toolbox:
+        assert probe == [], "nothing is opened before a call needs it"
+        first = await toolbox.call("probe.use", {}, key="a")
+        second = await toolbox.call("probe.use", {}, key="b")
+        assert (first, second) == (1, 1)
+        assert probe == ["open"]
+
+    assert probe == ["open", "close"]
+
+
+async def test_a_client_that_fails_to_open_fails_the_call_and_the_next_call_opens_it(
+    probe: list[str],
+) -> None:
+    async with Toolbox({"probe": {"fail_first": True}}) as toolbox:
+        with pytest.raises(ToolError, match="not up yet"):
+            await toolbox.call("probe.use", {}, key="a")
+        assert await toolbox.call("probe.use", {}, key="b") == 1
+
+    assert probe == ["open!", "open", "close"]
+
+
+def test_a_toolbox_refuses_an_invalid_block_before_any_call(probe: list[str]) -> None:
+    with pytest.raises(ConfigError, match=r"handlers\.probe: fail_first"):
+        Toolbox({"probe": {"fail_first": "perhaps"}})
+
+
+def test_a_tool_is_named_after_its_family() -> None:
+    family = Family("probe2")
+    try:
+        with pytest.raises(ValueError, match="not named probe2"):
+            family.tool("other.thing")
+    finally:
+        del FAMILIES["probe2"]

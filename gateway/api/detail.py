@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from gateway.config import Config
-from gateway.ingest.nesting import READABLE_DEPTH, deeper_than
+from gateway.nesting import READABLE_DEPTH, deeper_than
 from gateway.redaction import Redactor
 from gateway.store import Event, Run, Step, Store
 from gateway.store.status import StepStatus

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from gateway.api.params import InvalidInput
 from gateway.config import Config
 from gateway.errors import MalformedPayload
-from gateway.ingest.nesting import check_depth
+from gateway.nesting import check_depth
 from gateway.rules import templates
 from gateway.rules.loader import RuleSet
 from gateway.rules.model import Rule

@@ -12,12 +12,11 @@ from gateway.config import Config
 from gateway.errors import ConfigError
 from gateway.rules.loader import Problem, RuleCheck
 from gateway.rules.model import Rule
-from gateway.tools import TOOLS, load_builtin
+from gateway.tools import TOOLS
 
 
 def checks(config: Config) -> tuple[list[str], RuleCheck]:
     """Every problem of the `models:` block, and the check of one assistant rule against it."""
-    load_builtin()
     try:
         load_profiles(config.models)
         problems: list[str] = []

@@ -96,10 +96,7 @@ class _Conversation:
         self.allowed = {name: runner.tools[name] for name in self.spec.tools}
         # Steps made but not yet journaled (the prompt, until the first turn is stored).
         self.unsaved: list[tuple[int, dict[str, Any]]] = []
-        handlers = worker.config.handlers
-        self.definitions = [
-            tool.definition(handlers.get(tool.family, {})) for tool in self.allowed.values()
-        ]
+        self.definitions = [worker.toolbox.definition(tool) for tool in self.allowed.values()]
 
     async def run(self, journal: list[Step]) -> None:
         run, spec = self.run_, self.spec

@@ -24,8 +24,8 @@ from typing import Any
 
 import httpx2
 
+from gateway.issue_keys import PROJECT_KEY, project_of
 from gateway.tools import Tool
-from handlers.jira import PROJECT_KEY, project_of
 
 # A domain rule on one of these covers the others that have no rule of their own: otherwise
 # a model limited in `to` could still copy anyone in `cc`.

@@ -27,9 +27,9 @@ from gateway.errors import (
     UnknownSource,
     UnsupportedMediaType,
 )
-from gateway.ingest.nesting import check_depth
 from gateway.ingest.provider import PROVIDERS, Provider
 from gateway.metrics import Metrics
+from gateway.nesting import check_depth
 from gateway.store import NewEvent, Store
 
 log = structlog.get_logger("gateway.ingest")
@@ -57,8 +57,6 @@ class IngestEndpoint:
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        import gateway.ingest.providers  # noqa: F401  (registers the built-in providers)
-
         self.sources: dict[str, Provider] = {
             name: PROVIDERS[source.provider](source) for name, source in config.sources.items()
         }

@@ -15,13 +15,15 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from gateway import plugins
 from gateway.config import SourceConfig
 from gateway.errors import SignatureInvalid
 
 Headers = Mapping[str, str]
 """Request headers with lower-case names."""
 
-PROVIDERS: dict[str, type[Provider]] = {}
+# Filled from the `gateway.providers` entry points on first read; a class registers by its name.
+PROVIDERS: plugins.Registry[type[Provider]] = plugins.registry(plugins.PROVIDERS)
 
 
 class NoSettings(BaseModel):
@@ -31,7 +33,8 @@ class NoSettings(BaseModel):
 
 
 class Provider:
-    """Base of every provider. Subclasses set `name` and are registered by it."""
+    """Base of every provider. Subclasses set `name` and are registered by it; a package's
+    provider is found through its `gateway.providers` entry point of that name."""
 
     name: ClassVar[str]
     Settings: ClassVar[type[BaseModel]] = NoSettings
@@ -45,7 +48,7 @@ class Provider:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "name" in cls.__dict__:
-            PROVIDERS[cls.name] = cls
+            PROVIDERS.add(cls.name, cls)
 
     def __init__(self, source: SourceConfig) -> None:
         self.source = source

@@ -1,14 +1,13 @@
 """Read `rules/*.yaml` into a `RuleSet`, or fail naming file, line, rule and field.
 
-Checks what pydantic cannot: unique names, known tools, argument names, template syntax,
-schedules. `gateway.ruleset.load_ruleset` adds the checks that need the config; use that.
+Checks what pydantic cannot: unique names, known tools, argument names, template syntax.
+`gateway.ruleset.load_ruleset` adds the checks that need the config or the scheduler; use that.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from gateway import yamlfile
 from gateway.errors import ConfigError
 from gateway.rules import templates
 from gateway.rules.model import Rule
-from gateway.tools import TOOLS, load_builtin
+from gateway.tools import TOOLS
 
 # Where in a rule a problem is (`("assistant", "model")`), and what it is.
 Problem = tuple[tuple[str | int, ...], str]
@@ -50,7 +49,6 @@ class RuleSet:
 def load(directory: Path, checks: Sequence[RuleCheck] = ()) -> RuleSet:
     """Every `*.yaml`/`*.yml` file in `directory` (sorted), each rule also put through `checks`;
     `ConfigError` lists all problems."""
-    load_builtin()
     problems: list[str] = []
     rules: list[Rule] = []
     files: dict[str, Path] = {}
@@ -103,7 +101,7 @@ def _parse(
             problems.append(f"{where}: rule {name}: {field_name}: {err['msg']}")
         return None
     before = len(problems)
-    found = [*_semantic_problems(rule), *_schedule_problems(rule)]
+    found = _semantic_problems(rule)
     for check in checks:
         found += check(rule)
     for at, message in found:
@@ -111,29 +109,6 @@ def _parse(
             f"{doc.where((index, *at))}: rule {name}: {'.'.join(map(str, at))}: {message}"
         )
     return rule if len(problems) == before else None
-
-
-def _schedule_problems(rule: Rule) -> list[Problem]:
-    """A cron, interval or zone the scheduler could not run, found at load, not at start."""
-    if rule.schedule is None:
-        return []
-    from gateway.scheduler.timing import Timing
-
-    try:
-        # The scheduler computes the next fire time at start and on reload: so does the check.
-        Timing.of(rule).next_after(datetime.now(UTC))
-    except (ValueError, OverflowError) as exc:
-        return [(("schedule",), f"no fire time can be computed: {exc}")]
-    except ConfigError as exc:
-        found: list[Problem] = []
-        for problem in exc.problems:
-            # "rule NAME: schedule.cron: message": point at the field it names.
-            detail = problem.removeprefix(f"rule {rule.name}: ")
-            field, sep, message = detail.partition(": ")
-            path = tuple(field.split(".")) if sep and field.startswith("schedule") else ()
-            found.append((path or ("schedule",), message if path else detail))
-        return found
-    return []
 
 
 def _semantic_problems(rule: Rule) -> list[Problem]:

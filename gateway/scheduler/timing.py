@@ -18,6 +18,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from gateway.errors import ConfigError
+from gateway.rules.loader import Problem
 from gateway.rules.model import Rule
 
 # How late a firing may still run when the rule sets no `misfire_grace` (seconds).
@@ -50,6 +51,28 @@ def parse_every(text: str) -> timedelta:
     if interval <= timedelta(0):
         raise ValueError(f"every: {text!r} must be longer than zero")
     return interval
+
+
+def schedule_problems(rule: Rule) -> list[Problem]:
+    """A cron, interval or zone the scheduler could not run, found at load, not at start: the
+    check `gateway.ruleset.load_ruleset` hands the rules loader."""
+    if rule.schedule is None:
+        return []
+    try:
+        # The scheduler computes the next fire time at start and on reload: so does the check.
+        Timing.of(rule).next_after(datetime.now(UTC))
+    except (ValueError, OverflowError) as exc:
+        return [(("schedule",), f"no fire time can be computed: {exc}")]
+    except ConfigError as exc:
+        found: list[Problem] = []
+        for problem in exc.problems:
+            # "rule NAME: schedule.cron: message": point at the field it names.
+            detail = problem.removeprefix(f"rule {rule.name}: ")
+            field, sep, message = detail.partition(": ")
+            path = tuple(field.split(".")) if sep and field.startswith("schedule") else ()
+            found.append((path or ("schedule",), message if path else detail))
+        return found
+    return []
 
 
 @dataclass(frozen=True)

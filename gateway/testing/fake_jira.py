@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
-import re
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -20,33 +18,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-API = "/rest/api/2"
-# status → (transition id, transition name); every status can be reached from every other.
-WORKFLOW = {
-    "To Do": ("11", "To Do"),
-    "In Progress": ("21", "Start Progress"),
-    "Done": ("31", "Done"),
-}
-
-
-@dataclass
-class Comment:
-    id: str
-    body: str
-    created: str
-
-
-@dataclass
-class Issue:
-    id: str
-    key: str
-    project: str
-    summary: str
-    issue_type: str
-    description: str | None = None
-    labels: list[str] = field(default_factory=list)
-    status: str = "To Do"
-    comments: list[Comment] = field(default_factory=list)
+from gateway.testing.jira_issues import (
+    API,
+    WORKFLOW,
+    Comment,
+    Issue,
+    JqlError,
+    comment_json,
+    issue_json,
+    matching,
+    now,
+)
 
 
 @dataclass
@@ -62,10 +44,6 @@ class _Fault:
     status: int
     retry_after: float | None
     path: str | None
-
-
-class JqlError(ValueError):
-    """A JQL query the fake does not understand (Jira answers 400 with the message)."""
 
 
 class FakeJira:
@@ -280,14 +258,14 @@ class FakeJira:
         issue = self._find(request.path_params["key"])
         if issue is None:
             return _no_issue()
-        return JSONResponse(self._issue_json(issue, request))
+        return JSONResponse(issue_json(issue, _base(request)))
 
     async def _comments(self, request: Request) -> Response:
         issue = self._find(request.path_params["key"])
         if issue is None:
             return _no_issue()
         if request.method == "GET":
-            comments = [_comment_json(c) for c in issue.comments]
+            comments = [comment_json(c) for c in issue.comments]
             return JSONResponse(
                 {
                     "startAt": 0,
@@ -305,10 +283,10 @@ class FakeJira:
         added = Comment(
             id=str(20000 + sum(len(i.comments) for i in self.issues.values()) + 1),
             body=body,
-            created=_now(),
+            created=now(),
         )
         issue.comments.append(added)
-        return JSONResponse(_comment_json(added), status_code=201)
+        return JSONResponse(comment_json(added), status_code=201)
 
     async def _transitions(self, request: Request) -> Response:
         issue = self._find(request.path_params["key"])
@@ -354,7 +332,7 @@ class FakeJira:
                 "startAt": start,
                 "maxResults": limit,
                 "total": len(found),
-                "issues": [self._issue_json(i, request) for i in page],
+                "issues": [issue_json(i, _base(request)) for i in page],
             }
         )
 
@@ -370,154 +348,22 @@ class FakeJira:
         limit = int(params.get("maxResults") or 50)
         page = found[start : start + limit]
         document: dict[str, Any] = {
-            "issues": [self._issue_json(i, request) for i in page],
+            "issues": [issue_json(i, _base(request)) for i in page],
             "isLast": start + limit >= len(found),
         }
         if not document["isLast"]:
             document["nextPageToken"] = str(start + limit)
         return JSONResponse(document)
 
-    # -- JQL ------------------------------------------------------------------------------
-
     def query(self, jql: str) -> list[Issue]:
-        """The issues matching `jql`: clauses on project, labels, key, status and issuetype
-        with =, != and in (...), joined by AND; ORDER BY is ignored (issues come in creation
-        order). Anything else raises JqlError, as Jira would answer 400."""
-        clauses = _parse_jql(jql)
-        return [i for i in self.issues.values() if all(_matches(i, c) for c in clauses)]
-
-    # -- rendering ------------------------------------------------------------------------
+        """The issues matching `jql`, in creation order (`jira_issues.matching` says which JQL
+        is understood); JqlError for the rest, as Jira would answer 400."""
+        return matching(self.issues.values(), jql)
 
     def _find(self, key_or_id: str) -> Issue | None:
         if key_or_id in self.issues:
             return self.issues[key_or_id]
         return next((i for i in self.issues.values() if i.id == key_or_id), None)
-
-    def _issue_json(self, issue: Issue, request: Request) -> dict[str, Any]:
-        base = str(request.base_url).rstrip("/")
-        return {
-            "id": issue.id,
-            "key": issue.key,
-            "self": f"{base}{API}/issue/{issue.id}",
-            "fields": {
-                "summary": issue.summary,
-                "description": issue.description,
-                "labels": issue.labels,
-                "issuetype": {"name": issue.issue_type},
-                "project": {"key": issue.project},
-                "status": {"name": issue.status},
-                "comment": {
-                    "comments": [_comment_json(c) for c in issue.comments],
-                    "total": len(issue.comments),
-                },
-            },
-        }
-
-
-_TOKEN = re.compile(
-    r'\s*(?:"((?:[^"\\]|\\.)*)"|\'((?:[^\'\\]|\\.)*)\'|(!=|=|\(|\)|,)|([^\s=!(),"\']+))'
-)
-_FIELDS = {"project", "labels", "key", "issuekey", "status", "issuetype", "type"}
-
-
-@dataclass
-class _Clause:
-    field: str
-    operator: str  # "=", "!=", "in", "not in"
-    values: list[str]
-
-
-def _tokens(jql: str) -> list[tuple[str, str]]:
-    tokens: list[tuple[str, str]] = []
-    position = 0
-    jql = jql.strip()
-    while position < len(jql):
-        match = _TOKEN.match(jql, position)
-        if match is None or match.end() == position:
-            raise JqlError(f"Error in the JQL Query: unexpected character at position {position}.")
-        position = match.end()
-        double, single, symbol, word = match.groups()
-        if double is not None or single is not None:
-            text = double if double is not None else single
-            tokens.append(("string", re.sub(r"\\(.)", r"\1", text)))
-        elif symbol is not None:
-            tokens.append(("symbol", symbol))
-        elif word is not None:
-            tokens.append(("word", word))
-    return tokens
-
-
-def _parse_jql(jql: str) -> list[_Clause]:
-    tokens = _tokens(jql)
-    for index in range(len(tokens) - 1):
-        if [t[1].lower() for t in tokens[index : index + 2]] == ["order", "by"]:
-            tokens = tokens[:index]
-            break
-    clauses: list[_Clause] = []
-    position = 0
-
-    def take() -> tuple[str, str]:
-        nonlocal position
-        if position >= len(tokens):
-            raise JqlError("Error in the JQL Query: the query ends too early.")
-        position += 1
-        return tokens[position - 1]
-
-    def value() -> str:
-        kind, text = take()
-        if kind == "symbol":
-            raise JqlError(f"Error in the JQL Query: expected a value, found '{text}'.")
-        return text
-
-    while position < len(tokens):
-        kind, name = take()
-        if kind != "word":
-            raise JqlError(f"Error in the JQL Query: expected a field, found '{name}'.")
-        if name.lower() not in _FIELDS:
-            raise JqlError(
-                f"Field '{name}' does not exist or you do not have permission to view it."
-            )
-        _, operator = take()
-        operator = operator.lower()
-        if operator == "not":
-            if take()[1].lower() != "in":
-                raise JqlError("Error in the JQL Query: expected 'in' after 'not'.")
-            operator = "not in"
-        if operator in ("=", "!="):
-            clauses.append(_Clause(name.lower(), operator, [value()]))
-        elif operator in ("in", "not in"):
-            if take() != ("symbol", "("):
-                raise JqlError("Error in the JQL Query: expected '(' after 'in'.")
-            values = [value()]
-            while (separator := take()) == ("symbol", ","):
-                values.append(value())
-            if separator != ("symbol", ")"):
-                raise JqlError("Error in the JQL Query: expected ')'.")
-            clauses.append(_Clause(name.lower(), operator, values))
-        else:
-            raise JqlError(f"Error in the JQL Query: the operator '{operator}' is not supported.")
-        if position < len(tokens):
-            joiner = take()
-            if joiner[1].lower() != "and":
-                raise JqlError(f"Error in the JQL Query: expected AND, found '{joiner[1]}'.")
-    return clauses
-
-
-def _matches(issue: Issue, clause: _Clause) -> bool:
-    wanted = {v.lower() for v in clause.values}
-    if clause.field == "labels":
-        hit = any(label.lower() in wanted for label in issue.labels)
-    else:
-        actual = {
-            "project": issue.project,
-            "key": issue.key,
-            "issuekey": issue.key,
-            "status": issue.status,
-            "issuetype": issue.issue_type,
-            "type": issue.issue_type,
-        }[clause.field]
-        hit = actual.lower() in wanted
-    return hit if clause.operator in ("=", "in") else not hit
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -549,14 +395,5 @@ def _no_issue() -> Response:
     return _error(404, "Issue does not exist or you do not have permission to see it.")
 
 
-def _comment_json(comment: Comment) -> dict[str, Any]:
-    return {
-        "id": comment.id,
-        "body": comment.body,
-        "created": comment.created,
-        "author": {"name": "gateway", "displayName": "Gateway"},
-    }
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")

@@ -19,10 +19,8 @@ and `usage=(input_tokens, output_tokens)`. The requests the model received are i
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -36,105 +34,36 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from gateway.assistant.models import ModelProfile
+from gateway.testing import llm_chat, llm_responses
+from gateway.testing.llm_script import (
+    Expect,
+    ScriptedCall,
+    Step,
+    Usage,
+    answer,
+    call,
+    delay,
+    error,
+    new_id,
+    turn,
+)
 from gateway.testing.server import serve_in_thread
 
-Expect = Callable[[dict[str, Any]], None]
-Usage = tuple[int, int]
-
-
-@dataclass(frozen=True)
-class ScriptedCall:
-    name: str
-    arguments: str
-    call_id: str | None = None
-
-
-@dataclass(frozen=True)
-class Step:
-    """One scripted model response; build it with `call`, `turn`, `answer`, `error`, `delay`."""
-
-    calls: tuple[ScriptedCall, ...] = ()
-    text: str | None = None
-    status: int = 200
-    headers: tuple[tuple[str, str], ...] = ()
-    body: Any = None
-    seconds: float = 0.0
-    expect: Expect | None = None
-    usage: Usage | None = None
-
-    def describe(self) -> str:
-        if self.status != 200:
-            return f"error({self.status})"
-        parts = [f"call({c.name})" for c in self.calls]
-        if self.text is not None:
-            parts.append(f"answer({self.text[:40]!r})")
-        if self.seconds:
-            parts.insert(0, f"delay({self.seconds})")
-        return " + ".join(parts) or "empty"
-
-
-def call(
-    name: str,
-    arguments: dict[str, Any] | str,
-    call_id: str | None = None,
-    *,
-    expect: Expect | None = None,
-    usage: Usage | None = None,
-) -> Step:
-    """The model calls the tool `name` (wire form, `family__name`); a str is sent as is."""
-    text = arguments if isinstance(arguments, str) else json.dumps(arguments)
-    return Step(calls=(ScriptedCall(name, text, call_id),), expect=expect, usage=usage)
-
-
-def turn(*parts: Step, expect: Expect | None = None, usage: Usage | None = None) -> Step:
-    """One response made of several `call`s (parallel calls), and optionally an `answer`."""
-    texts = [p.text for p in parts if p.text is not None]
-    return Step(
-        calls=tuple(c for p in parts for c in p.calls),
-        text="\n\n".join(texts) if texts else None,
-        expect=expect,
-        usage=usage,
-    )
-
-
-def answer(text: str, *, expect: Expect | None = None, usage: Usage | None = None) -> Step:
-    """The model answers with text and calls nothing."""
-    return Step(text=text, expect=expect, usage=usage)
-
-
-def error(
-    status: int,
-    retry_after: float | None = None,
-    body: Any = None,
-    *,
-    retry_after_ms: int | None = None,
-    expect: Expect | None = None,
-) -> Step:
-    """An HTTP error, with an OpenAI-style error body unless `body` is given."""
-    headers: list[tuple[str, str]] = []
-    if retry_after is not None:
-        headers.append(("retry-after", f"{retry_after:g}"))
-    if retry_after_ms is not None:
-        headers.append(("retry-after-ms", str(retry_after_ms)))
-    return Step(status=status, headers=tuple(headers), body=body, expect=expect)
-
-
-def delay(seconds: float, then: Step | None = None, *, expect: Expect | None = None) -> Step:
-    """Hold the request `seconds` (a client with a shorter timeout gives up), then answer `then`.
-
-    Without `then` the held request ends in a 504, which a client that timed out never sees.
-    """
-    base = then if then is not None else Step(status=504)
-    return Step(
-        calls=base.calls,
-        text=base.text,
-        status=base.status,
-        headers=base.headers,
-        body=base.body,
-        seconds=seconds,
-        expect=expect or base.expect,
-        usage=base.usage,
-    )
+__all__ = [
+    "Expect",
+    "Received",
+    "ScriptedCall",
+    "ScriptedModel",
+    "Step",
+    "Usage",
+    "answer",
+    "call",
+    "call_ids",
+    "conversation_text",
+    "delay",
+    "error",
+    "turn",
+]
 
 
 @dataclass
@@ -224,16 +153,16 @@ class ScriptedModel:
     # --- serving
 
     async def _responses(self, request: Request) -> JSONResponse:
-        return await self._serve(request, _check_responses_input, self._response_body)
+        return await self._serve(request, llm_responses.check_input, llm_responses.response_body)
 
     async def _chat(self, request: Request) -> JSONResponse:
-        return await self._serve(request, _check_chat_messages, self._completion_body)
+        return await self._serve(request, llm_chat.check_messages, llm_chat.completion_body)
 
     async def _serve(
         self,
         request: Request,
         validate: Callable[[dict[str, Any]], str | None],
-        render: Callable[[dict[str, Any], Step], dict[str, Any]],
+        render: Callable[[dict[str, Any], Step, list[str], str], dict[str, Any]],
     ) -> JSONResponse:
         body = await request.json()
         with self._lock:
@@ -257,7 +186,8 @@ class ScriptedModel:
                 status_code=step.status,
                 headers=dict(step.headers),
             )
-        return JSONResponse(render(body, step), headers={"x-request-id": _id("req")})
+        rendered = render(body, step, self._call_ids(step), self.model)
+        return JSONResponse(rendered, headers={"x-request-id": new_id("req")})
 
     def _refuse(self, status: int, problem: str) -> JSONResponse:
         with self._lock:
@@ -272,108 +202,6 @@ class ScriptedModel:
                 self._calls += 1
                 ids.append(scripted.call_id or f"call_{self._calls}")
         return ids
-
-    def _response_body(self, request: dict[str, Any], step: Step) -> dict[str, Any]:
-        output: list[dict[str, Any]] = []
-        if step.text is not None:
-            output.append(
-                {
-                    "type": "message",
-                    "id": _id("msg"),
-                    "role": "assistant",
-                    "status": "completed",
-                    "content": [
-                        {
-                            "type": "output_text",
-                            "text": step.text,
-                            "annotations": [],
-                            "logprobs": [],
-                        }
-                    ],
-                }
-            )
-        for scripted, call_id in zip(step.calls, self._call_ids(step), strict=True):
-            output.append(
-                {
-                    "type": "function_call",
-                    "id": _id("fc"),
-                    "call_id": call_id,
-                    "name": scripted.name,
-                    "arguments": scripted.arguments,
-                    "status": "completed",
-                }
-            )
-        input_tokens, output_tokens = step.usage or _estimate(request, output)
-        now = time.time()
-        return {
-            "id": _id("resp"),
-            "object": "response",
-            "created_at": now,
-            "completed_at": now,
-            "status": "completed",
-            "error": None,
-            "incomplete_details": None,
-            "instructions": request.get("instructions"),
-            "max_output_tokens": request.get("max_output_tokens"),
-            "model": request.get("model", self.model),
-            "output": output,
-            "parallel_tool_calls": request.get("parallel_tool_calls", True),
-            "previous_response_id": None,
-            "reasoning": {"effort": None, "summary": None},
-            "store": request.get("store", True),
-            "temperature": request.get("temperature", 1.0),
-            "text": {"format": {"type": "text"}},
-            "tool_choice": request.get("tool_choice", "auto"),
-            "tools": request.get("tools", []),
-            "top_p": 1.0,
-            "truncation": "disabled",
-            "usage": {
-                "input_tokens": input_tokens,
-                "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-                "output_tokens": output_tokens,
-                "output_tokens_details": {"reasoning_tokens": 0},
-                "total_tokens": input_tokens + output_tokens,
-            },
-            "metadata": {},
-        }
-
-    def _completion_body(self, request: dict[str, Any], step: Step) -> dict[str, Any]:
-        message: dict[str, Any] = {
-            "role": "assistant",
-            "content": step.text,
-            "refusal": None,
-            "annotations": [],
-        }
-        if step.calls:
-            message["tool_calls"] = [
-                {
-                    "id": call_id,
-                    "type": "function",
-                    "function": {"name": scripted.name, "arguments": scripted.arguments},
-                }
-                for scripted, call_id in zip(step.calls, self._call_ids(step), strict=True)
-            ]
-        input_tokens, output_tokens = step.usage or _estimate(request, [message])
-        return {
-            "id": _id("chatcmpl"),
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": request.get("model", self.model),
-            "system_fingerprint": None,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": message,
-                    "logprobs": None,
-                    "finish_reason": "tool_calls" if step.calls else "stop",
-                }
-            ],
-            "usage": {
-                "prompt_tokens": input_tokens,
-                "completion_tokens": output_tokens,
-                "total_tokens": input_tokens + output_tokens,
-            },
-        }
 
 
 def conversation_text(body: dict[str, Any]) -> str:
@@ -419,57 +247,6 @@ def call_ids(body: dict[str, Any]) -> tuple[list[str], list[str]]:
     return calls, outputs
 
 
-# --- what the real APIs refuse, refused here too
-
-
-def _check_responses_input(body: dict[str, Any]) -> str | None:
-    if not body.get("model"):
-        return "model is required"
-    entries = body.get("input", [])
-    if isinstance(entries, str):
-        return None
-    calls: set[str] = set()
-    for index, entry in enumerate(entries):
-        kind = entry.get("type", "message")
-        if kind == "message":
-            if entry.get("role") not in ("user", "assistant", "system", "developer"):
-                return f"input[{index}]: unknown role {entry.get('role')!r}"
-        elif kind == "function_call":
-            if not all(isinstance(entry.get(k), str) for k in ("call_id", "name", "arguments")):
-                return f"input[{index}]: a function_call needs call_id, name and arguments"
-            calls.add(entry["call_id"])
-        elif kind == "function_call_output":
-            if entry.get("call_id") not in calls:
-                return f"input[{index}]: no function call found for call_id {entry.get('call_id')}"
-        elif kind != "reasoning":
-            return f"input[{index}]: unexpected item type {kind!r}"
-        if body.get("store") is False and "id" in entry and kind != "reasoning":
-            return f"input[{index}]: item id {entry['id']} not found (store is false)"
-    return None
-
-
-def _check_chat_messages(body: dict[str, Any]) -> str | None:
-    if not body.get("model"):
-        return "model is required"
-    pending: set[str] = set()
-    for index, message in enumerate(body.get("messages", [])):
-        role = message.get("role")
-        if pending and role != "tool":
-            return (
-                f"messages[{index}]: an assistant message with tool_calls must be followed "
-                f"by tool messages for each call ({', '.join(sorted(pending))})"
-            )
-        if role == "tool":
-            if message.get("tool_call_id") not in pending:
-                return f"messages[{index}]: tool message for unknown tool_call_id"
-            pending.discard(message["tool_call_id"])
-        elif role == "assistant":
-            pending = {c["id"] for c in message.get("tool_calls") or []}
-        elif role not in ("system", "developer", "user"):
-            return f"messages[{index}]: unknown role {role!r}"
-    return None
-
-
 def _error_body(status: int, message: str | None = None) -> dict[str, Any]:
     kind = {
         400: "invalid_request_error",
@@ -494,12 +271,3 @@ async def _hold(request: Request, seconds: float) -> None:
         if await request.is_disconnected():
             return
         await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
-
-
-def _estimate(request: dict[str, Any], output: list[dict[str, Any]]) -> Usage:
-    # About four characters a token: plausible numbers when a test does not script usage.
-    return max(1, len(json.dumps(request)) // 4), max(1, len(json.dumps(output)) // 4)
-
-
-def _id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex}"

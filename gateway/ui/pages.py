@@ -21,7 +21,7 @@ from gateway.api.detail import event_detail, redactor_for
 from gateway.api.endpoints import Admin, dry_run, rule_summary
 from gateway.api.params import MAX_ID, InvalidInput
 from gateway.errors import ConfigError
-from gateway.ingest.nesting import READABLE_DEPTH, deeper_than
+from gateway.nesting import READABLE_DEPTH, deeper_than
 from gateway.store import Run
 from gateway.store.status import FINISHED, EventStatus, RunStatus
 

@@ -15,9 +15,8 @@ import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway.testing.server import serve_in_thread
-from gateway.tools import TOOLS, PermanentToolError, ToolContext, ToolError, load_builtin
-
-load_builtin()
+from gateway.tools import PermanentToolError, ToolError
+from tests.calls import call_tool
 
 BODY = b"hello world!"  # 12 bytes
 
@@ -76,7 +75,7 @@ def quick_url() -> Iterator[str]:
 
 
 async def request(settings: dict[str, Any], **arguments: Any) -> Any:
-    return await TOOLS["http.request"].call(ToolContext(key="k", settings=settings), arguments)
+    return await call_tool("http.request", settings, arguments)
 
 
 async def test_a_body_dripped_past_the_timeout_fails_the_call_at_the_deadline(

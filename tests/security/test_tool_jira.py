@@ -23,11 +23,10 @@ from gateway.store import Step as StoredStep
 from gateway.testing.fake_jira import FakeJira
 from gateway.testing.fake_llm import ScriptedModel, Step, answer, call
 from gateway.testing.server import serve_in_thread
-from gateway.tools import TOOLS, ToolContext, load_builtin
+from gateway.tools import TOOLS
+from tests import calls
 from tests.fixtures import requires_fixtures
 from tests.live import live_gateway
-
-load_builtin()
 
 TRAVERSAL = "OPS-1/../../../../rest/auth/1/session#"
 BAD_KEYS = [
@@ -59,7 +58,7 @@ def settings(fake: FakeJira) -> Iterator[dict[str, Any]]:
 
 
 async def call_tool(name: str, settings: dict[str, Any], **arguments: Any) -> Any:
-    return await TOOLS[name].call(ToolContext(key="k", settings=settings), arguments)
+    return await calls.call_tool(name, settings, arguments)
 
 
 def assistant_run(

@@ -19,12 +19,11 @@ OWN_KEYS = ["event", "message", "run_id", "level", "timestamp"]
 SCRIPT = """
 import asyncio, json, sys
 from gateway import log
-from gateway.tools import ToolContext, load_builtin
+from gateway.tools import Toolbox
 
 log.configure("info", stream=sys.stdout)
-tool = load_builtin()["log.record"]
 arguments = json.loads(sys.argv[1])
-result = asyncio.run(tool.call(ToolContext(key="k", run_id=42), arguments))
+result = asyncio.run(Toolbox().call("log.record", arguments, key="k", run_id=42))
 print(json.dumps({"result": result}))
 """
 

@@ -17,12 +17,13 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.tools import PermanentToolError, ToolContext, load_builtin
+from gateway.tools import TOOLS, PermanentToolError
+from tests.calls import call_tool
 from tests.fixtures import requires_fixtures
 from tests.live import live_gateway
 from tests.test_handler_sql import reporting_database
 
-SQL = load_builtin()["sql.query"]
+SQL = TOOLS["sql.query"]
 MiB = 1024 * 1024
 CAP = 256 * 1024  # the documented default of handlers.sql.max_result_bytes
 MAX_COLUMNS = 64  # the documented most result columns on SQLite
@@ -64,10 +65,10 @@ def _rss() -> int:
 
 async def query(settings: dict[str, Any], sql: str) -> dict[str, Any] | str:
     """The result, or the refusal's message; the process must not grow by more than GROWTH."""
-    context = ToolContext(key="k", settings=settings)
     with PeakRss() as rss:
         try:
-            result: dict[str, Any] = await SQL.call(context, SQL.validate({"query": sql}))
+            arguments = SQL.validate({"query": sql})
+            result: dict[str, Any] = await call_tool("sql.query", settings, arguments)
         except PermanentToolError as refused:
             outcome: dict[str, Any] | str = str(refused)
         else:

@@ -18,7 +18,7 @@ message early; the guarantee comes from the database:
   which hands out a pointer); a progress handler interrupts a statement past the timeout.
   sqlite3 itself runs one statement per call. SQLite's own limits keep every value (a
   `group_concat`, a `zeroblob`) within `max_result_bytes` and a result row within
-  SQLITE_MAX_COLUMNS columns, so no query can build a large value in the gateway's memory.
+  `sqlite.MAX_COLUMNS` columns, so no query can build a large value in the gateway's memory.
 - PostgreSQL: each query runs in its own `SET TRANSACTION READ ONLY` transaction with a
   `statement_timeout`, rolled back afterwards; asyncpg prepares the statement, which refuses
   several commands. The statement runs inside a query that sums the size of the rows' text as
@@ -43,58 +43,49 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import datetime as dt
-import re
-import sqlite3
-import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import Annotated, Any
 
 import asyncpg  # type: ignore[import-untyped]
 import orjson
 from pydantic import Field
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, ResourceClosedError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncResult, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncResult, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from gateway.tools import PermanentToolError, ToolContext, ToolError, tool
+from gateway.tools import Family, FamilySettings, PermanentToolError, ToolContext, ToolError
+from handlers.sql import postgresql, sqlite
+from handlers.sql.statement import check_single_select
+
+__all__ = ["SqlSettings", "check_single_select", "family", "run_read_only"]
 
 DEFAULT_MAX_ROWS = 500
 DEFAULT_MAX_RESULT_BYTES = 256 * 1024
 DEFAULT_TIMEOUT = 10.0
-# Result columns on SQLite: with every value within max_result_bytes, a row is at most this
-# many times that before the cap can cut it (a PostgreSQL row is measured on the server).
-SQLITE_MAX_COLUMNS = 64
 # Beyond the statement timeout, how long connecting and fetching may take before we give up.
 GRACE_SECONDS = 5.0
 
 Scalar = str | int | float | bool | None
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_ISO_DATETIME = re.compile(
-    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?"
-)
 
-# What a read-only SQLite statement may do, as the SQLite authorizer names it.
-_SQLITE_ALLOWED = frozenset(
-    {
-        sqlite3.SQLITE_SELECT,
-        sqlite3.SQLITE_READ,
-        sqlite3.SQLITE_FUNCTION,
-        sqlite3.SQLITE_RECURSIVE,
-        sqlite3.SQLITE_TRANSACTION,  # the BEGIN/ROLLBACK around the statement
-    }
-)
-# fts3_tokenizer returns the address of a tokenizer (and with two arguments installs one).
-_SQLITE_DENIED_FUNCTIONS = frozenset(
-    {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"}
-)
+
+class SqlSettings(FamilySettings):
+    """`handlers.sql`: the reporting database and the bounds on one query. A missing `url`
+    fails the first call."""
+
+    url: str | None = None
+    # Free text for the model: tables, columns, meanings (`schema` in gateway.yaml).
+    tables: str | None = Field(None, alias="schema")
+    max_rows: int = DEFAULT_MAX_ROWS
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
+    timeout_seconds: float = DEFAULT_TIMEOUT
+
+
+family = Family("sql", SqlSettings)
 
 
 @dataclass(frozen=True)
@@ -106,17 +97,17 @@ class Limits:
     timeout: float
 
     @classmethod
-    def of(cls, settings: Mapping[str, Any]) -> Limits:
+    def of(cls, settings: SqlSettings) -> Limits:
         return cls(
-            max_rows=int(settings.get("max_rows", DEFAULT_MAX_ROWS)),
-            max_bytes=int(settings.get("max_result_bytes", DEFAULT_MAX_RESULT_BYTES)),
-            timeout=float(settings.get("timeout_seconds", DEFAULT_TIMEOUT)),
+            max_rows=settings.max_rows,
+            max_bytes=settings.max_result_bytes,
+            timeout=settings.timeout_seconds,
         )
 
 
-@tool("sql.query", side_effects=False)
+@family.tool("sql.query", side_effects=False)
 async def query(
-    context: ToolContext,
+    context: ToolContext[SqlSettings, None],
     query: Annotated[
         str,
         Field(
@@ -140,11 +131,11 @@ async def query(
 
 
 @query.describe
-def _describe(settings: Mapping[str, Any]) -> str:
+def _describe(settings: SqlSettings) -> str:
     """The docstring, plus the schema from config, so the model can write the query."""
     assert query.function.__doc__ is not None
     lines = [" ".join(query.function.__doc__.split("\n\n")[0].split())]
-    dialect = _dialect(str(settings.get("url", "")))
+    dialect = _dialect(settings.url or "")
     if dialect == "PostgreSQL":
         lines.append(
             "The database is PostgreSQL; a YYYY-MM-DD (or ISO datetime) parameter is sent as "
@@ -157,58 +148,44 @@ def _describe(settings: Mapping[str, Any]) -> str:
         f"At most {limits.max_rows} rows and {limits.max_bytes} bytes of rows are returned; "
         "the result is {columns, rows, row_count, truncated}. Aggregate in SQL."
     )
-    schema = str(settings.get("schema") or "").strip()
+    schema = (settings.tables or "").strip()
     if schema:
         lines.append(f"Schema:\n{schema}")
     return "\n".join(lines)
 
 
-def check_single_select(sql: str) -> None:
-    """Refuse, with a message for the model, what is not one SELECT: the database refuses
-    it too, this only says why in plain words."""
-    body = _strip(sql)
-    statements = [s for s in _split(body) if s.strip()]
-    if not statements:
-        raise PermanentToolError("the query is empty")
-    if len(statements) > 1:
-        raise PermanentToolError("one statement only: remove the `;` between statements")
-    first = statements[0].split(None, 1)[0].lower()
-    if first not in ("select", "with"):
-        raise PermanentToolError(f"only SELECT queries are allowed, not {first.upper()}")
-
-
 async def run_read_only(
-    settings: Mapping[str, Any], sql: str, parameters: Mapping[str, Any]
+    settings: SqlSettings, sql: str, parameters: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Execute `sql` as is, in a read-only transaction: the database enforces read-only."""
-    url = str(settings.get("url") or "")
+    url = settings.url or ""
     if not url:
         raise PermanentToolError("handlers.sql needs `url` (the reporting database)")
     limits = Limits.of(settings)
     dialect = _dialect(url)
     if dialect == "SQLite":
         engine = create_async_engine(
-            _sqlite_url(url),
+            sqlite.url_of(url),
             poolclass=NullPool,
-            connect_args={"factory": _sqlite_limited(limits.max_bytes)},
+            connect_args={"factory": sqlite.limited(limits.max_bytes)},
         )
     elif dialect == "PostgreSQL":
-        engine = create_async_engine(_postgres_url(url), poolclass=NullPool)
+        engine = create_async_engine(postgresql.url_of(url), poolclass=NullPool)
     else:
         raise PermanentToolError(f"handlers.sql.url: unsupported database {url.split(':')[0]!r}")
     try:
         async with asyncio.timeout(limits.timeout + GRACE_SECONDS):
             async with engine.connect() as conn:
                 if dialect == "SQLite":
-                    await _sqlite_read_only(conn, limits.timeout)
+                    await sqlite.read_only(conn, limits.timeout)
                 transaction = await conn.begin()
                 try:
                     values = dict(parameters)
                     if dialect == "PostgreSQL":
-                        await _postgres_read_only(conn, limits.timeout)
-                        values = {k: _postgres_value(v) for k, v in values.items()}
-                        columns = await _postgres_columns(conn, sql, values)
-                        statement = _postgres_measured(sql, len(columns), limits.max_bytes)
+                        await postgresql.read_only(conn, limits.timeout)
+                        values = {k: postgresql.value_of(v) for k, v in values.items()}
+                        columns = await postgresql.columns(conn, sql, values)
+                        statement = postgresql.measured(sql, len(columns), limits.max_bytes)
                     else:
                         columns, statement = [], sql
                     # A cursor, row by row: only what fits within the limits is ever read.
@@ -297,111 +274,6 @@ def _dialect(url: str) -> str | None:
     return {"sqlite": "SQLite", "postgresql": "PostgreSQL", "postgres": "PostgreSQL"}.get(scheme)
 
 
-def _sqlite_url(url: str) -> str:
-    database = make_url(url).database
-    if not database or database == ":memory:":
-        raise PermanentToolError("handlers.sql.url: name a SQLite file (sqlite:///path.db)")
-    path = Path(database).expanduser().resolve()
-    if not path.is_file():
-        raise PermanentToolError(f"handlers.sql.url: no SQLite database at {path}")
-    # `mode=ro`: SQLite opens the file read-only, whatever the statement asks for.
-    return f"sqlite+aiosqlite:///file:{path.as_posix()}?mode=ro&uri=true"
-
-
-def _postgres_url(url: str) -> str:
-    parsed = make_url(url)
-    return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
-
-
-def _sqlite_limited(max_bytes: int) -> Callable[..., sqlite3.Connection]:
-    """A sqlite3 connection factory that sets SQLite's own limits on what a query builds."""
-
-    def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        connection = sqlite3.Connection(*args, **kwargs)
-        # Both limits also apply to the schema (a wide table, a long CREATE): read it first,
-        # so they bind the query's values and result only.
-        connection.execute("SELECT count(*) FROM sqlite_schema").fetchone()
-        connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, max_bytes)
-        connection.setlimit(sqlite3.SQLITE_LIMIT_COLUMN, SQLITE_MAX_COLUMNS)
-        return connection
-
-    return connect
-
-
-async def _sqlite_read_only(conn: AsyncConnection, seconds: float) -> None:
-    raw = await conn.get_raw_connection()
-    driver: Any = raw.driver_connection  # the aiosqlite connection
-    await driver.execute("PRAGMA query_only = ON")
-    deadline = time.monotonic() + seconds
-
-    def past_deadline() -> int:
-        # Non-zero interrupts the running statement: "interrupted".
-        return int(time.monotonic() > deadline)
-
-    def authorize(
-        action: int, arg1: str | None, arg2: str | None, database: str | None, trigger: str | None
-    ) -> int:
-        if action == sqlite3.SQLITE_FUNCTION:
-            denied = (arg2 or "").lower() in _SQLITE_DENIED_FUNCTIONS
-            return sqlite3.SQLITE_DENY if denied else sqlite3.SQLITE_OK
-        return sqlite3.SQLITE_OK if action in _SQLITE_ALLOWED else sqlite3.SQLITE_DENY
-
-    await driver.set_progress_handler(past_deadline, 1000)
-    await driver.set_authorizer(authorize)
-
-
-async def _postgres_read_only(conn: AsyncConnection, seconds: float) -> None:
-    await conn.execute(text("SET TRANSACTION READ ONLY"))
-    await conn.execute(text(f"SET LOCAL statement_timeout = {max(1, int(seconds * 1000))}"))
-    # A snapshot taken: `SET TRANSACTION READ WRITE` is refused from here on.
-    await conn.execute(text("SELECT 1"))
-
-
-async def _postgres_columns(
-    conn: AsyncConnection, sql: str, values: Mapping[str, Any]
-) -> list[str]:
-    """The names of the statement's columns, without running it (LIMIT 0 reads no row)."""
-    probe = f"SELECT * FROM (\n{_body(sql)}\n) AS gateway_query LIMIT 0"
-    result = await conn.execute(text(probe), dict(values))
-    if not result.returns_rows:
-        raise PermanentToolError("the statement returned no rows: use a SELECT")
-    return list(result.keys())
-
-
-def _postgres_measured(sql: str, count: int, max_bytes: int) -> str:
-    """`sql` wrapped to send, first in each row, the size of the rows' text so far, and no
-    value at all past `max_bytes`: a huge value is measured on the server, never sent.
-
-    The columns are renamed by position, so duplicate or odd names cannot clash; a window
-    with no ORDER BY keeps the statement's own order.
-    """
-    names = [f"c{i}" for i in range(count)]
-    renamed = f"({', '.join(names)})" if names else ""
-    kept = "".join(f", CASE WHEN gateway_size <= {max_bytes} THEN {n} END" for n in names)
-    return (
-        f"SELECT gateway_size{kept} FROM (SELECT gateway_query.*, "
-        "sum(octet_length(gateway_query::text)) OVER (ROWS UNBOUNDED PRECEDING) "
-        f"AS gateway_size FROM (\n{_body(sql)}\n) AS gateway_query{renamed}) AS gateway_rows"
-    )
-
-
-def _body(sql: str) -> str:
-    """The statement without a final `;` (and what follows it), to nest it in another."""
-    return sql[: len(_strip(sql).rstrip().rstrip(";"))]
-
-
-def _postgres_value(value: Any) -> Any:
-    """asyncpg sends a parameter as the type PostgreSQL infers for it, and a JSON argument
-    has no date type: an ISO date or datetime string goes as a date or datetime."""
-    if isinstance(value, str) and _ISO_DATE.fullmatch(value):
-        with contextlib.suppress(ValueError):
-            return dt.date.fromisoformat(value)
-    if isinstance(value, str) and _ISO_DATETIME.fullmatch(value):
-        with contextlib.suppress(ValueError):
-            return dt.datetime.fromisoformat(value)
-    return value
-
-
 def _db_error(exc: DBAPIError | asyncpg.PostgresError, limits: Limits) -> ToolError:
     # A server-side cursor's fetch raises asyncpg's own errors, unwrapped by SQLAlchemy.
     cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
@@ -418,7 +290,7 @@ def _db_error(exc: DBAPIError | asyncpg.PostgresError, limits: Limits) -> ToolEr
         )
     if "too many columns in result set" in lowered:
         return PermanentToolError(
-            f"the result has more than {SQLITE_MAX_COLUMNS} columns: select fewer columns"
+            f"the result has more than {sqlite.MAX_COLUMNS} columns: select fewer columns"
         )
     if isinstance(exc, DBAPIError) and (exc.connection_invalidated or _unreachable(cause)):
         return ToolError(f"cannot reach the reporting database: {message}")
@@ -447,59 +319,3 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     return str(value)
-
-
-def _strip(sql: str) -> str:
-    """The query with its comments blanked out (string literals kept): same length, so a
-    position in it is the same position in the query."""
-    out: list[str] = []
-    i, n = 0, len(sql)
-    while i < n:
-        c = sql[i]
-        if c in ("'", '"'):
-            end = i + 1
-            while end < n:
-                if sql[end] == c:
-                    if end + 1 < n and sql[end + 1] == c:  # doubled quote inside the literal
-                        end += 2
-                        continue
-                    break
-                end += 1
-            out.append(sql[i : end + 1])
-            i = end + 1
-        elif sql.startswith("--", i):
-            newline = sql.find("\n", i)
-            end = n if newline < 0 else newline
-            out.append(" " * (end - i))
-            i = end
-        elif sql.startswith("/*", i):
-            close = sql.find("*/", i + 2)
-            end = n if close < 0 else close + 2
-            out.append(re.sub(r"[^\n]", " ", sql[i:end]))
-            i = end
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
-
-
-def _split(sql: str) -> list[str]:
-    """Statements separated by `;` outside quotes (comments already stripped)."""
-    parts: list[str] = []
-    current: list[str] = []
-    quote: str | None = None
-    for c in sql:
-        if quote:
-            current.append(c)
-            if c == quote:
-                quote = None  # a doubled quote reopens at once: same effect
-        elif c in ("'", '"'):
-            quote = c
-            current.append(c)
-        elif c == ";":
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(c)
-    parts.append("".join(current))
-    return parts

@@ -1,4 +1,4 @@
-"""Tools: typed async functions that rules and assistants call, one registry for all of them.
+"""A tool: a typed async function that rules and assistants call, and what it is called with.
 
 A tool's JSON schema (strict, as OpenAI function calling wants it) and its argument validation
 both come from the function's signature through pydantic; its docstring is its description.
@@ -11,13 +11,15 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, get_type_hints
+from typing import Any, Generic, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from gateway.errors import GatewayError
+from gateway.tools.schema import closed, strict_schema
 
-TOOLS: dict[str, Tool] = {}
+SettingsT = TypeVar("SettingsT", bound=BaseModel)
+ClientT = TypeVar("ClientT")
 
 
 class ToolError(GatewayError):
@@ -41,18 +43,25 @@ class PermanentToolError(ToolError):
 
 
 @dataclass
-class ToolContext:
-    """What a tool is given besides its arguments."""
+class ToolContext(Generic[SettingsT, ClientT]):
+    """What a tool is given besides its arguments: `ToolContext[ItsSettings, ItsClient]`."""
 
     # Stable across every retry of one step, and across a crash: the idempotency key.
     key: str
-    # The tool family's block from `handlers:` in gateway.yaml (e.g. handlers.jira).
-    settings: dict[str, Any] = field(default_factory=dict)
+    # The family's block from `handlers:` in gateway.yaml, validated by the family's model.
+    settings: SettingsT
+    # Hands out the family's client, opened on first use and shared by every call after it.
+    connect: Callable[[], Awaitable[ClientT]]
     run_id: int | None = None
     # Files produced earlier in the run (name → bytes), e.g. a CSV to attach to an email.
     files: dict[str, bytes] = field(default_factory=dict)
     # The gateway's own store, for tools that read it (`gateway.runs`); set by the worker.
     store: Any = None
+
+    async def client(self) -> ClientT:
+        """The family's client (None for a family without one). Opening it may fail like a
+        call: a `PermanentToolError` for a setting it lacks, a `ToolError` otherwise."""
+        return await self.connect()
 
 
 class Html:
@@ -66,8 +75,8 @@ class Html:
 HTML = Html()
 
 ToolFunction = Callable[..., Awaitable[Any]]
-RecoverFunction = Callable[[ToolContext, dict[str, Any]], Awaitable[Any | None]]
-DescribeFunction = Callable[[Mapping[str, Any]], str]
+RecoverFunction = Callable[[ToolContext[Any, Any], dict[str, Any]], Awaitable[Any | None]]
+DescribeFunction = Callable[[Any], str]
 
 
 @dataclass
@@ -104,8 +113,8 @@ class Tool:
         return function
 
     def describe(self, function: DescribeFunction) -> DescribeFunction:
-        """Register what builds the description from the family's settings (decorator), for
-        a tool whose description depends on config (e.g. `sql.query` and its schema)."""
+        """Register what builds the description from the family's settings (decorator, given
+        the settings model), for a tool whose description depends on config (`sql.query`)."""
         self.describe_function = function
         return function
 
@@ -128,7 +137,7 @@ class Tool:
             }
         return {}
 
-    async def call(self, context: ToolContext, arguments: dict[str, Any]) -> Any:
+    async def call(self, context: ToolContext[Any, Any], arguments: dict[str, Any]) -> Any:
         model = self._model(arguments)
         return await self.function(
             context, **{name: getattr(model, name) for name in type(model).model_fields}
@@ -147,16 +156,11 @@ class Tool:
         return copy.deepcopy(self._schema)
 
     def _build_schema(self) -> dict[str, Any]:
-        """The strict JSON schema of the arguments: every property required, no extras.
+        return strict_schema(self.arguments)
 
-        Optional parameters become `type | null`; a null means "use the default".
-        """
-        schema = self.arguments.model_json_schema()
-        return _strict(schema, schema.get("$defs", {}))
-
-    def definition(self, settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """The tool as a Responses API function definition; `settings` (the family's block
-        under `handlers:`) feed the description of a tool that has a `describe` hook."""
+    def definition(self, settings: BaseModel | None = None) -> dict[str, Any]:
+        """The tool as a Responses API function definition; `settings` (the family's, as
+        `Toolbox.settings` gives them) feed the description of a tool with a `describe` hook."""
         description = self.description
         if self.describe_function is not None and settings is not None:
             description = self.describe_function(settings)
@@ -168,39 +172,8 @@ class Tool:
             # Strict mode needs every object closed; a free-form map (HTTP headers, SQL
             # parameters) cannot be, so such a tool is sent non-strict and relies on our own
             # validation, which runs on every call either way.
-            "strict": _closed(self.schema()),
+            "strict": closed(self.schema()),
         }
-
-
-def tool(
-    name: str, *, side_effects: bool = True, makes_files: bool = False
-) -> Callable[[ToolFunction], Tool]:
-    """Register an async function `(context, **arguments)` as the tool `name` (decorator)."""
-
-    def register(function: ToolFunction) -> Tool:
-        if name in TOOLS:
-            raise ValueError(f"tool {name!r} is registered twice")
-        registered = Tool(
-            name=name,
-            function=function,
-            description=inspect.cleandoc(function.__doc__ or name),
-            arguments=_arguments_model(name, function),
-            side_effects=side_effects,
-            makes_files=makes_files,
-        )
-        if makes_files and side_effects:
-            raise ValueError(f"tool {name!r}: a tool that makes files is called again on resume")
-        TOOLS[name] = registered
-        return registered
-
-    return register
-
-
-def load_builtin() -> dict[str, Tool]:
-    """Import every module in `handlers/`, which registers the built-in tools."""
-    import handlers  # noqa: F401
-
-    return TOOLS
 
 
 def describe_error(error: ValidationError) -> str:
@@ -210,7 +183,8 @@ def describe_error(error: ValidationError) -> str:
     )
 
 
-def _arguments_model(name: str, function: ToolFunction) -> type[BaseModel]:
+def arguments_model(name: str, function: ToolFunction) -> type[BaseModel]:
+    """The pydantic model of a tool function's arguments (every parameter after `context`)."""
     signature = inspect.signature(function)
     hints = get_type_hints(function, include_extras=True)
     parameters = list(signature.parameters.values())
@@ -224,54 +198,3 @@ def _arguments_model(name: str, function: ToolFunction) -> type[BaseModel]:
         fields[parameter.name] = (hints[parameter.name], default)
     model_name = "".join(part.title() for part in name.replace("_", ".").split("."))
     return create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields)
-
-
-def _strict(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
-    if "$ref" in schema:
-        return _strict(dict(defs[schema["$ref"].split("/")[-1]]), defs)
-    out = {k: v for k, v in schema.items() if k not in ("$defs", "title", "default")}
-    if out.get("type") == "object" and "properties" in out:
-        required = set(out.get("required", []))
-        properties = {}
-        for key, value in out["properties"].items():
-            prop = _strict(value, defs)
-            if key not in required:
-                prop = _nullable(prop)
-            properties[key] = prop
-        out["properties"] = properties
-        out["required"] = list(properties)
-        out["additionalProperties"] = False
-    if "items" in out:
-        out["items"] = _strict(out["items"], defs)
-    if "anyOf" in out:
-        out["anyOf"] = [_strict(v, defs) for v in out["anyOf"]]
-    if "additionalProperties" in out and isinstance(out["additionalProperties"], dict):
-        out["additionalProperties"] = _strict(out["additionalProperties"], defs)
-    return out
-
-
-def _closed(schema: Any) -> bool:
-    """Whether every object in a schema lists its properties and forbids others."""
-    if isinstance(schema, dict):
-        if schema.get("type") == "object" and (
-            "properties" not in schema or schema.get("additionalProperties") is not False
-        ):
-            return False
-        if "items" in schema and schema["items"] in ({}, True):
-            return False
-        return all(_closed(v) for v in schema.values() if isinstance(v, (dict, list)))
-    if isinstance(schema, list):
-        return all(_closed(v) for v in schema)
-    return True
-
-
-def _nullable(prop: dict[str, Any]) -> dict[str, Any]:
-    if "anyOf" in prop:
-        if not any(v.get("type") == "null" for v in prop["anyOf"]):
-            prop["anyOf"] = [*prop["anyOf"], {"type": "null"}]
-        return prop
-    description = prop.pop("description", None)
-    result: dict[str, Any] = {"anyOf": [prop, {"type": "null"}]}
-    if description:
-        result["description"] = description
-    return result

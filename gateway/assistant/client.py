@@ -1,0 +1,144 @@
+"""What both model backends share: the OpenAI client of a profile, and retries with backoff that
+honour the server's Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import httpx2
+import openai
+import structlog
+
+from gateway.assistant.models import ModelProfile
+from gateway.assistant.turn import Item, ModelError, Turn
+
+log = structlog.get_logger("gateway.assistant")
+
+Sleep = Callable[[float], Awaitable[None]]
+
+# Status codes worth another try: timeout, lock conflict, rate limit, and the server's own faults.
+RETRYABLE_STATUS = frozenset({408, 409, 429})
+BACKOFF_BASE = 0.5
+BACKOFF_MAX = 30.0
+# A server asking for a longer pause than this gets it from the worker (which re-queues the
+# run), not from a worker slot sleeping here.
+RETRY_AFTER_MAX = 60.0
+
+
+class OpenAIBackend:
+    """Shared by both backends: the client, and retries with backoff that honour Retry-After."""
+
+    def __init__(
+        self,
+        profile: ModelProfile,
+        *,
+        sleep: Sleep = asyncio.sleep,
+        environ: Mapping[str, str] | None = None,
+        http_client: httpx2.AsyncClient | None = None,
+    ) -> None:
+        self.profile = profile
+        self._sleep = sleep
+        # A shared http_client belongs to the caller, who closes it.
+        self._owns_client = http_client is None
+        # The client's own retries are off: ours are logged, honour a Retry-After longer than
+        # the client would, give a very long one back to the worker, and work alike for both APIs.
+        self.client = openai.AsyncOpenAI(
+            api_key=profile.api_key(environ),
+            base_url=profile.base_url,
+            timeout=profile.timeout,
+            max_retries=0,
+            http_client=http_client,
+        )
+
+    async def turn(self, instructions: str, items: list[Item], tools: list[Item]) -> Turn:
+        attempt = 0
+        while True:
+            try:
+                turn = await self._turn(instructions, items, tools)
+                return turn.with_unique_call_ids(items)
+            except openai.APIStatusError as error:
+                status = error.status_code
+                retryable = status in RETRYABLE_STATUS or status >= 500
+                retry_after = _retry_after(error.response.headers)
+                if (
+                    not retryable
+                    or attempt >= self.profile.max_retries
+                    or (retry_after is not None and retry_after > RETRY_AFTER_MAX)
+                ):
+                    raise ModelError(
+                        self._describe(error.message, attempt),
+                        retryable=retryable,
+                        status=status,
+                        retry_after=retry_after,
+                    ) from error
+                delay = retry_after if retry_after is not None else _backoff(attempt)
+                reason = error.message
+            except openai.APIConnectionError as error:  # timeouts included
+                if attempt >= self.profile.max_retries:
+                    raise ModelError(
+                        self._describe(error.message, attempt), retryable=True
+                    ) from error
+                delay = _backoff(attempt)
+                reason = error.message
+            except openai.APIError as error:  # an answer that does not parse
+                raise ModelError(self._describe(error.message, attempt), retryable=False) from error
+            log.warning(
+                "model request retried",
+                model=self.profile.model,
+                attempt=attempt + 1,
+                delay=round(delay, 3),
+                error=reason,
+            )
+            await self._sleep(delay)
+            attempt += 1
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self.client.close()
+
+    async def _turn(self, instructions: str, items: list[Item], tools: list[Item]) -> Turn:
+        raise NotImplementedError
+
+    def _describe(self, message: str, attempt: int) -> str:
+        tries = f" (after {attempt + 1} attempts)" if attempt else ""
+        return f"model {self.profile.model}: {message}{tries}"
+
+    def _options(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if self.profile.temperature is not None:
+            extra["temperature"] = self.profile.temperature
+        return extra
+
+
+def _backoff(attempt: int) -> float:
+    """Exponential, with jitter so that many runs throttled together do not return together."""
+    ceiling = min(BACKOFF_MAX, BACKOFF_BASE * 2**attempt)
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def _retry_after(headers: httpx2.Headers) -> float | None:
+    """Seconds the server asked us to wait: `retry-after-ms`, or `retry-after` (seconds or date)."""
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) / divisor
+        except ValueError:
+            continue
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

@@ -1,0 +1,109 @@
+"""Extension points: the entry-point groups through which a package adds providers or tools.
+
+The gateway lists its own providers and tool families in its pyproject.toml like any plugin, so
+one lookup finds them all: a `Registry` imports its group's entry points on first read.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, MutableMapping
+from importlib.metadata import entry_points
+from typing import Any, TypeVar
+
+from gateway.errors import GatewayError
+
+PROVIDERS = "gateway.providers"
+"""Webhook providers: `name = "package.module:ProviderClass"`, the name being the class's `name`."""
+TOOLS = "gateway.tools"
+"""Tool families: `family = "package.module:family"`, a `gateway.tools.Family` by that name."""
+
+# What each group registers, as messages name it.
+KINDS = {PROVIDERS: "provider", TOOLS: "tool family"}
+
+T = TypeVar("T")
+
+
+class PluginError(GatewayError):
+    """An entry point names something that does not load, or does not register its name."""
+
+
+class Registry(MutableMapping[str, T]):
+    """Name → what a group's entry points register, filled on first read.
+
+    Importing what an entry point names registers it (a provider class by being defined, a tool
+    family by being made): a registry only imports. Code may also register in-process (a test's
+    own tool), without loading the group.
+    """
+
+    def __init__(self, group: str, kind: str) -> None:
+        self.group = group
+        self.kind = kind
+        self._found: dict[str, T] = {}
+        self._loaded = False
+
+    def add(self, name: str, value: T) -> None:
+        """Register `value` as `name`, as a definition does when it is imported."""
+        if name in self._found and self._found[name] is not value:
+            raise ValueError(f"{self.kind} {name!r} is registered twice")
+        self._found[name] = value
+
+    def registered(self, name: str) -> T | None:
+        """What is registered as `name` so far, without loading the group (for definitions
+        that register while the group is being loaded)."""
+        return self._found.get(name)
+
+    def load(self) -> None:
+        """Import every entry point of the group (once); each must register its own name."""
+        if self._loaded:
+            return
+        # Set first: a module being imported may read the registry (it sees what is so far).
+        self._loaded = True
+        points = sorted(entry_points(group=self.group), key=lambda p: p.name)
+        if not points:
+            # The gateway lists its own: none at all means metadata older than pyproject.toml.
+            raise PluginError(
+                f"no {self.group} entry points are installed: reinstall webhook-gateway "
+                "(pip install -e .) so its metadata lists its providers and tools"
+            )
+        for point in points:
+            try:
+                point.load()
+            except Exception as exc:
+                raise PluginError(
+                    f"entry point {point.name} = {point.value} ({self.group}) does not load: "
+                    f"{exc!r}"
+                ) from exc
+            if point.name not in self._found:
+                raise PluginError(
+                    f"entry point {point.name} = {point.value} ({self.group}) registers no "
+                    f"{self.kind} named {point.name!r}"
+                )
+
+    def __getitem__(self, name: str) -> T:
+        self.load()
+        return self._found[name]
+
+    def __setitem__(self, name: str, value: T) -> None:
+        self.add(name, value)
+
+    def __delitem__(self, name: str) -> None:
+        del self._found[name]
+
+    def __iter__(self) -> Iterator[str]:
+        self.load()
+        return iter(list(self._found))
+
+    def __len__(self) -> int:
+        self.load()
+        return len(self._found)
+
+    def __contains__(self, name: object) -> bool:
+        self.load()
+        return name in self._found
+
+
+@functools.cache
+def registry(group: str) -> Registry[Any]:
+    """The one registry of `group`, shared by every module that looks names up in it."""
+    return Registry(group, KINDS[group])

@@ -1,0 +1,119 @@
+"""The script of a `ScriptedModel`: the steps a test writes, one per model response.
+
+`call`, `turn`, `answer`, `error` and `delay` build them; the wire formats render them.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Expect = Callable[[dict[str, Any]], None]
+Usage = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class ScriptedCall:
+    name: str
+    arguments: str
+    call_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One scripted model response; build it with `call`, `turn`, `answer`, `error`, `delay`."""
+
+    calls: tuple[ScriptedCall, ...] = ()
+    text: str | None = None
+    status: int = 200
+    headers: tuple[tuple[str, str], ...] = ()
+    body: Any = None
+    seconds: float = 0.0
+    expect: Expect | None = None
+    usage: Usage | None = None
+
+    def describe(self) -> str:
+        if self.status != 200:
+            return f"error({self.status})"
+        parts = [f"call({c.name})" for c in self.calls]
+        if self.text is not None:
+            parts.append(f"answer({self.text[:40]!r})")
+        if self.seconds:
+            parts.insert(0, f"delay({self.seconds})")
+        return " + ".join(parts) or "empty"
+
+
+def call(
+    name: str,
+    arguments: dict[str, Any] | str,
+    call_id: str | None = None,
+    *,
+    expect: Expect | None = None,
+    usage: Usage | None = None,
+) -> Step:
+    """The model calls the tool `name` (wire form, `family__name`); a str is sent as is."""
+    text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+    return Step(calls=(ScriptedCall(name, text, call_id),), expect=expect, usage=usage)
+
+
+def turn(*parts: Step, expect: Expect | None = None, usage: Usage | None = None) -> Step:
+    """One response made of several `call`s (parallel calls), and optionally an `answer`."""
+    texts = [p.text for p in parts if p.text is not None]
+    return Step(
+        calls=tuple(c for p in parts for c in p.calls),
+        text="\n\n".join(texts) if texts else None,
+        expect=expect,
+        usage=usage,
+    )
+
+
+def answer(text: str, *, expect: Expect | None = None, usage: Usage | None = None) -> Step:
+    """The model answers with text and calls nothing."""
+    return Step(text=text, expect=expect, usage=usage)
+
+
+def error(
+    status: int,
+    retry_after: float | None = None,
+    body: Any = None,
+    *,
+    retry_after_ms: int | None = None,
+    expect: Expect | None = None,
+) -> Step:
+    """An HTTP error, with an OpenAI-style error body unless `body` is given."""
+    headers: list[tuple[str, str]] = []
+    if retry_after is not None:
+        headers.append(("retry-after", f"{retry_after:g}"))
+    if retry_after_ms is not None:
+        headers.append(("retry-after-ms", str(retry_after_ms)))
+    return Step(status=status, headers=tuple(headers), body=body, expect=expect)
+
+
+def delay(seconds: float, then: Step | None = None, *, expect: Expect | None = None) -> Step:
+    """Hold the request `seconds` (a client with a shorter timeout gives up), then answer `then`.
+
+    Without `then` the held request ends in a 504, which a client that timed out never sees.
+    """
+    base = then if then is not None else Step(status=504)
+    return Step(
+        calls=base.calls,
+        text=base.text,
+        status=base.status,
+        headers=base.headers,
+        body=base.body,
+        seconds=seconds,
+        expect=expect or base.expect,
+        usage=base.usage,
+    )
+
+
+def estimate(request: dict[str, Any], output: list[dict[str, Any]]) -> Usage:
+    # About four characters a token: plausible numbers when a test does not script usage.
+    return max(1, len(json.dumps(request)) // 4), max(1, len(json.dumps(output)) // 4)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
