@@ -165,7 +165,7 @@ def test_an_event_signed_for_the_plugins_provider_runs_the_plugins_tool(
 def wait_for_runs(database: Path, count: int, timeout: float = 30) -> list[Run]:
     deadline = time.monotonic() + timeout
     while True:
-        runs = read(database, lambda store: store.runs(limit=100))
+        runs = read(database, lambda store: store.runs.find(limit=100))
         settled = [r for r in runs if r.status in ("succeeded", "failed", "dead")]
         if len(settled) >= count:
             return sorted(settled, key=lambda r: r.id)
@@ -176,7 +176,7 @@ def wait_for_runs(database: Path, count: int, timeout: float = 30) -> list[Run]:
 
 def runs_with_steps(database: Path, runs: list[Run]) -> Iterator[tuple[Run, list[Step]]]:
     for run in runs:
-        yield run, list(read(database, lambda store, run_id=run.id: store.steps(run_id)))
+        yield run, list(read(database, lambda store, run_id=run.id: store.steps.of_run(run_id)))
 
 
 def read(database: Path, query: Any) -> Any:
