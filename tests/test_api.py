@@ -150,6 +150,16 @@ def test_unknown_ids_are_404_and_bad_input_is_422_never_500(admin: LiveGateway) 
     assert client.delete("/api/events", headers=headers).status_code == 405
 
 
+def test_a_path_with_an_encoded_newline_is_still_answered_by_the_api(
+    admin: LiveGateway,
+) -> None:
+    for path in ("/api/runs/%0A/retry", "/api/events/%0A1", "/api/%0A/events"):
+        response = admin.client.post(path, headers=auth())
+        assert response.status_code == 404, path
+        assert response.headers["content-type"] == "application/json", path
+        assert response.json()["error"] == "not_found"
+
+
 def test_events_filter_by_source_type_status_and_time_and_page_by_id(
     admin: LiveGateway,
 ) -> None:

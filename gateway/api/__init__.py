@@ -7,6 +7,7 @@ Errors: 401 without the token, 404 for an unknown id, 409 for a change the state
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -81,7 +82,11 @@ class _CarryApp:
 
 
 def mount(path: str, inner: ASGIApp) -> Mount:
-    return Mount(path, app=_CarryApp(inner))
+    mounted = Mount(path, app=_CarryApp(inner))
+    # Starlette's `{path:path}` is `.*`, which stops at a newline: a path holding an encoded
+    # one (`/api/runs/%0A/retry`) fell out of the mount to the outer app's plain-text 404.
+    mounted.path_regex = re.compile(mounted.path_regex.pattern, re.DOTALL)
+    return mounted
 
 
 def _endpoint(token: str, handler: Handler | None) -> Callable[[Request], Awaitable[Response]]:
