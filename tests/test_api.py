@@ -33,7 +33,7 @@ RULES = """
     - test.record: {label: flaky}
 """
 # Every route, with a real id put in for `{id}` (see `_path`).
-ROUTES = [(method, path) for method, path, _ in ENDPOINTS]
+ROUTES = [(endpoint.method, endpoint.path) for endpoint in ENDPOINTS]
 
 
 def auth(token: str = TOKEN) -> dict[str, str]:
