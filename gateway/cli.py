@@ -248,8 +248,10 @@ def runs(
     cfg = _load(config)
 
     async def fetch(store: Store) -> list[dict[str, Any]]:
+        from gateway.api.models import Run, dump
+
         found = await store.runs.find(status=status, rule=rule, event_id=event, limit=limit)
-        return [r.summary() for r in found]
+        return [dump(Run.of(r)) for r in found]
 
     rows = _with_store(cfg, fetch)
     if as_json:
@@ -281,10 +283,13 @@ def run(
     cfg = _load(config)
 
     async def fetch(store: Store) -> dict[str, Any] | None:
+        from gateway.api.models import Run, Step, dump
+
         found = await store.runs.get(run_id)
         if found is None:
             return None
-        return {**found.summary(), "steps": [s.summary() for s in await store.steps.of_run(run_id)]}
+        steps = [dump(Step.of(s)) for s in await store.steps.of_run(run_id)]
+        return {**dump(Run.of(found)), "steps": steps}
 
     detail = _with_store(cfg, fetch)
     if detail is None:
@@ -430,13 +435,13 @@ def events(
     cfg = _load(config)
 
     async def fetch() -> list[dict[str, Any]]:
+        from gateway.api.models import Event, dump
+
         store = Store(cfg.store_url)
         try:
             await store.open()
-            return [
-                e.summary()
-                for e in await store.events.find(source=source, status=status, limit=limit)
-            ]
+            found = await store.events.find(source=source, status=status, limit=limit)
+            return [dump(Event.of(e)) for e in found]
         finally:
             await store.close()
 

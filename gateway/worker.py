@@ -55,6 +55,10 @@ ROUTED_MAX = 4096
 CLAIM_LINGER_SECONDS = 0.005
 
 
+# What templates see of `event`: everything but its headers and body (`headers`, `payload`).
+TEMPLATE_EVENT_FIELDS = ("id", "source", "provider", "type", "delivery_id", "status", "received_at")
+
+
 def scope_for(event: Event, now: datetime | None = None) -> dict[str, Any]:
     """What templates see: `payload`, `event`, `headers`, `now`."""
     try:
@@ -66,7 +70,7 @@ def scope_for(event: Event, now: datetime | None = None) -> dict[str, Any]:
             # Stored before max_json_depth existed: text, as a body that is not JSON, rather
             # than a structure `tojson` and the journal would recurse into and fail on.
             payload = event.body.decode("utf-8", "replace")
-    info: dict[str, Any] = {**event.summary(), "received_at": event.received_at}
+    info: dict[str, Any] = {key: getattr(event, key) for key in TEMPLATE_EVENT_FIELDS}
     # `periods.last_week.start_date` and the like: around the fire time, in the rule's zone,
     # for a scheduled event; around the arrival, in UTC, for any other.
     anchor, zone = event.received_at, "UTC"

@@ -54,9 +54,16 @@ async def runs(
 
 
 def _summary(run: Run) -> dict[str, Any]:
-    summary = run.summary()
-    keys = ("id", "event_id", "rule", "status", "attempt", "created_at", "finished_at", "error")
-    return {key: summary[key] for key in keys}
+    return {
+        "id": run.id,
+        "event_id": run.event_id,
+        "rule": run.rule,
+        "status": run.status,
+        "attempt": run.attempt,
+        "created_at": run.created_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "error": run.error,
+    }
 
 
 def _utc(value: datetime) -> datetime:

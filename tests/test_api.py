@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +34,7 @@ RULES = """
     - test.record: {label: flaky}
 """
 # Every route, with a real id put in for `{id}` (see `_path`).
-ROUTES = [(method, path) for method, path, _ in ENDPOINTS]
+ROUTES = [(endpoint.method, endpoint.path) for endpoint in ENDPOINTS]
 
 
 def auth(token: str = TOKEN) -> dict[str, str]:
@@ -150,6 +151,65 @@ def test_unknown_ids_are_404_and_bad_input_is_422_never_500(admin: LiveGateway) 
     assert client.delete("/api/events", headers=headers).status_code == 405
 
 
+def test_a_path_with_an_encoded_newline_is_still_answered_by_the_api(
+    admin: LiveGateway,
+) -> None:
+    for path in ("/api/runs/%0A/retry", "/api/events/%0A1", "/api/%0A/events"):
+        response = admin.client.post(path, headers=auth())
+        assert response.status_code == 404, path
+        assert response.headers["content-type"] == "application/json", path
+        assert response.json()["error"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("request_", "problems"),
+    [
+        (("GET", "/api/events?limit=0", None), ["limit: must be between 1 and 1000"]),
+        (("GET", "/api/runs?event=x", None), ["event: not an integer: 'x'"]),
+        (
+            ("GET", "/api/events?since=yesterday", None),
+            ["since: not an ISO 8601 date-time: 'yesterday'"],
+        ),
+        (
+            ("GET", "/api/events?source=" + "s" * 201, None),
+            ["source: at most 200 characters, no NUL"],
+        ),
+        (
+            ("POST", "/api/rules/test", {"event": {"type": ""}}),
+            [
+                "source: a non-empty string is required (or give event_id)",
+                "type: a non-empty string is required (or give event_id)",
+            ],
+        ),
+        (("POST", "/api/rules/test", {"event_id": "one"}), ["event_id: must be an integer"]),
+        (
+            ("POST", "/api/rules/test", {"source": "a", "type": "b", "headers": {"a": 1}}),
+            ["headers: an object of strings"],
+        ),
+        (
+            ("POST", "/api/steps/1/approve", {"by": "", "digest": "zz"}),
+            [
+                "by: a non-empty string of at most 200 characters",
+                "digest: the step's arguments_digest, 64 hex digits",
+            ],
+        ),
+        (("POST", "/api/steps/1/reject", {"reason": 5}), ["reason: must be a string"]),
+    ],
+)
+def test_invalid_input_is_422_with_a_line_per_problem(
+    admin: LiveGateway, request_: tuple[str, str, Any], problems: list[str]
+) -> None:
+    method, path, body = request_
+    response = admin.client.request(method, path, headers=auth(), json=body)
+
+    assert response.status_code == 422
+    assert response.json() == {
+        "error": "invalid_input",
+        "detail": "; ".join(problems),
+        "problems": problems,
+    }
+
+
 def test_events_filter_by_source_type_status_and_time_and_page_by_id(
     admin: LiveGateway,
 ) -> None:
@@ -195,6 +255,32 @@ def test_event_detail_has_the_body_and_headers_with_secrets_redacted(tmp_path: P
     assert '"email": "[redacted]"' in detail["body"]
     assert [r["rule"] for r in detail["runs"]] == ["record-order"]
     assert [s["status"] for s in run["steps"]] == ["succeeded"]
+
+
+def test_the_cli_json_and_the_api_show_the_same_shapes(admin: LiveGateway, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gateway import cli
+
+    ids = _settled(admin)
+
+    def printed(*args: str) -> Any:
+        result = CliRunner().invoke(
+            cli.app, [*args, "--json", "-c", str(tmp_path / "gateway.yaml")]
+        )
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    def served(path: str) -> Any:
+        return admin.client.get(f"/api{path}", headers=auth()).json()
+
+    assert printed("events") == served("/events")["items"]
+    assert printed("runs") == served("/runs")["items"]
+    run, detail = printed("run", str(ids["runs"])), served(f"/runs/{ids['runs']}")
+    # The API's run detail adds when each step finished (and redacts, here nothing).
+    finished = [step.pop("finished_at") for step in detail["steps"]]
+    assert run == detail
+    assert all(finished)
 
 
 def test_replay_creates_new_runs_that_execute(admin: LiveGateway) -> None:

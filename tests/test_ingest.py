@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import asdict
 
 import pytest
 
@@ -23,10 +24,7 @@ def stored_events(gateway: Gateway) -> list[dict[str, object]]:
     async def fetch() -> list[dict[str, object]]:
         store = Store(gateway.app.state.config.store_url)
         try:
-            return [
-                {**e.summary(), "body": e.body, "headers": e.headers}
-                for e in await store.events.find(limit=1000)
-            ]
+            return [asdict(e) for e in await store.events.find(limit=1000)]
         finally:
             await store.engine.dispose()
 

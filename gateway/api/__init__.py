@@ -7,11 +7,14 @@ Errors: 401 without the token, 404 for an unknown id, 409 for a change the state
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
+from functools import cache
 from typing import Any
 
 import orjson
 import structlog
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -19,11 +22,13 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.api import endpoints
+from gateway.api import params
 from gateway.api.auth import bearer, token_matches
 from gateway.api.endpoints import Admin
+from gateway.api.models import Error, dump
 from gateway.api.openapi import document
 from gateway.api.params import InvalidInput, OutOfRange
+from gateway.api.routes import ENDPOINTS, Endpoint
 from gateway.config import Config
 from gateway.errors import ConfigError
 from gateway.operations import IllegalState, NotFound
@@ -31,27 +36,8 @@ from gateway.operations import IllegalState, NotFound
 __all__ = ["ENDPOINTS", "api_routes", "json_response", "outer_state"]
 
 log = structlog.get_logger(__name__)
-Handler = Callable[[Admin, Request], Awaitable[Any]]
 # The scope key under which the gateway's own Starlette app travels into mounted sub-apps.
 GATEWAY_APP = "gateway.app"
-
-# (method, path, handler): the whole API; the OpenAPI document describes the same list.
-ENDPOINTS: list[tuple[str, str, Handler | None]] = [
-    ("GET", "/openapi.json", None),
-    ("GET", "/events", endpoints.list_events),
-    ("GET", "/events/{id:int}", endpoints.get_event),
-    ("POST", "/events/{id:int}/replay", endpoints.replay_event),
-    ("GET", "/runs", endpoints.list_runs),
-    ("GET", "/runs/{id:int}", endpoints.get_run),
-    ("POST", "/runs/{id:int}/retry", endpoints.retry_run),
-    ("POST", "/steps/{id:int}/approve", endpoints.approve_step),
-    ("POST", "/steps/{id:int}/reject", endpoints.reject_step),
-    ("GET", "/schedules", endpoints.list_schedules),
-    ("GET", "/dead", endpoints.list_dead),
-    ("GET", "/rules", endpoints.list_rules),
-    ("POST", "/rules/reload", endpoints.reload_rules),
-    ("POST", "/rules/test", endpoints.test_rules),
-]
 
 
 def json_response(value: Any, status_code: int = 200, **headers: str) -> Response:
@@ -59,9 +45,10 @@ def json_response(value: Any, status_code: int = 200, **headers: str) -> Respons
     return Response(body, status_code, headers=headers or None, media_type="application/json")
 
 
-def error(status: int, code: str, detail: str, **extra: Any) -> Response:
+def error(status: int, code: str, detail: str, problems: list[str] | None = None) -> Response:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
-    return json_response({"error": code, "detail": detail, **extra}, status, **headers)
+    shape = Error(error=code, detail=detail, problems=problems)
+    return json_response(shape.model_dump(mode="json", exclude_none=True), status, **headers)
 
 
 def outer_state(request: Request) -> Any:
@@ -81,17 +68,40 @@ class _CarryApp:
 
 
 def mount(path: str, inner: ASGIApp) -> Mount:
-    return Mount(path, app=_CarryApp(inner))
+    mounted = Mount(path, app=_CarryApp(inner))
+    # Starlette's `{path:path}` is `.*`, which stops at a newline: a path holding an encoded
+    # one (`/api/runs/%0A/retry`) fell out of the mount to the outer app's plain-text 404.
+    mounted.path_regex = re.compile(mounted.path_regex.pattern, re.DOTALL)
+    return mounted
 
 
-def _endpoint(token: str, handler: Handler | None) -> Callable[[Request], Awaitable[Response]]:
-    async def endpoint(request: Request) -> Response:
+@cache
+def _document() -> bytes:
+    return orjson.dumps(document())  # the same for the process's life; ~30 ms to generate
+
+
+async def _call(endpoint: Endpoint, request: Request) -> BaseModel:
+    """Parse what `endpoint` takes from `request` (id, then query, then body) and call it."""
+    assert endpoint.handler is not None
+    given: dict[str, Any] = {}
+    if endpoint.record is not None:
+        given["id"] = params.record_id(request)
+    if endpoint.query is not None:
+        given["query"] = params.query(endpoint.query, request)
+    if endpoint.body is not None:
+        body = await params.json_body(request, required=endpoint.body_required)
+        given["body"] = params.parse(endpoint.body, body)
+    return await endpoint.handler(Admin(outer_state(request)), **given)
+
+
+def _serve(token: str, endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+    async def serve(request: Request) -> Response:
         if not token_matches(bearer(request), token):
             return error(401, "unauthorized", "a valid `Authorization: Bearer` token is required")
-        if handler is None:
-            return json_response(document())
+        if endpoint.handler is None:
+            return Response(_document(), media_type="application/json")
         try:
-            return json_response(await handler(Admin(outer_state(request)), request))
+            return json_response(dump(await _call(endpoint, request)))
         except (NotFound, OutOfRange) as exc:
             return error(404, "not_found", str(exc) if isinstance(exc, NotFound) else "no such id")
         except IllegalState as exc:
@@ -101,7 +111,7 @@ def _endpoint(token: str, handler: Handler | None) -> Callable[[Request], Awaita
         except ConfigError as exc:  # a rule reload that does not validate
             return error(422, "invalid_rules", "the rules do not load", problems=exc.problems)
 
-    return endpoint
+    return serve
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -118,9 +128,6 @@ def api_routes(config: Config) -> list[BaseRoute]:
     token = config.admin_token
     if not token:
         return []
-    routes = [
-        Route(path, _endpoint(token, handler), methods=[method])
-        for method, path, handler in ENDPOINTS
-    ]
+    routes = [Route(e.path, _serve(token, e), methods=[e.method]) for e in ENDPOINTS]
     inner = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     return [mount("/api", inner)]

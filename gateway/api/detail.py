@@ -1,4 +1,4 @@
-"""The JSON shapes of events, runs and steps for operators, with secrets redacted.
+"""Events, runs and steps in detail for operators, with secrets redacted.
 
 Headers that look like credentials and payload fields named sensitive are replaced by
 `[redacted]`; the API and the dashboard both show these shapes and nothing rawer.
@@ -11,11 +11,11 @@ from typing import Any
 
 import orjson
 
+from gateway.api.models import EventDetail, EventTimeline, Run, RunDetail, StepDetail
 from gateway.config import Config
 from gateway.nesting import READABLE_DEPTH, deeper_than
 from gateway.redaction import Redactor
-from gateway.store import Event, Run, Step, Store
-from gateway.store.status import StepStatus
+from gateway.store import Event, Store, records
 
 
 def redactor_for(config: Config) -> Redactor:
@@ -50,35 +50,38 @@ def body_view(body: bytes, redactor: Redactor) -> dict[str, Any]:
     return {"body": text, "body_encoding": "utf-8", "body_redacted": redacted, "payload": clean}
 
 
-def step_view(step: Step, redactor: Redactor) -> dict[str, Any]:
+def step_detail(step: records.Step, redactor: Redactor) -> StepDetail:
     """A step for operators. A call awaiting approval shows its arguments exactly, with their
     digest: the approver must see what will run, and a model could hide anything in a field
     named like a secret."""
-    summary = step.summary()
-    if step.status != StepStatus.AWAITING_APPROVAL:
-        summary["arguments"] = redactor.value(summary["arguments"])
-    summary["result"] = redactor.value(summary["result"])
-    summary["finished_at"] = step.finished_at.isoformat() if step.finished_at else None
-    return summary
+    awaiting = step.status == "awaiting_approval"
+    return StepDetail.of(
+        step,
+        arguments=step.arguments if awaiting else redactor.value(step.arguments),
+        result=redactor.value(step.result),
+    )
 
 
-async def run_detail(store: Store, run: Run, redactor: Redactor) -> dict[str, Any]:
+async def run_detail(store: Store, run: records.Run, redactor: Redactor) -> RunDetail:
     steps = await store.steps.of_run(run.id)
-    return {**run.summary(), "steps": [step_view(s, redactor) for s in steps]}
+    return RunDetail.of(run, steps=[step_detail(s, redactor) for s in steps])
 
 
-async def event_detail(
-    store: Store, event: Event, redactor: Redactor, *, with_steps: bool = False
-) -> dict[str, Any]:
-    """An event with its redacted headers and body, and its runs (with steps if asked)."""
-    runs = sorted(await store.runs.find(event_id=event.id, limit=1000), key=lambda r: r.id)
-    detail: dict[str, Any] = {
-        **event.summary(),
-        "headers": redactor.headers(event.headers),
-        **body_view(event.body, redactor),
-    }
-    if with_steps:
-        detail["runs"] = [await run_detail(store, r, redactor) for r in runs]
-    else:
-        detail["runs"] = [r.summary() for r in runs]
-    return detail
+async def _runs(store: Store, event: Event) -> list[records.Run]:
+    return sorted(await store.runs.find(event_id=event.id, limit=1000), key=lambda r: r.id)
+
+
+async def event_detail(store: Store, event: Event, redactor: Redactor) -> EventDetail:
+    """An event with its redacted headers and body, and its runs."""
+    runs = [Run.of(r) for r in await _runs(store, event)]
+    return EventDetail.of(event, **_raw(event, redactor), runs=runs)
+
+
+async def event_timeline(store: Store, event: Event, redactor: Redactor) -> EventTimeline:
+    """The same, each run with its steps: the dashboard's event page."""
+    runs = [await run_detail(store, r, redactor) for r in await _runs(store, event)]
+    return EventTimeline.of(event, **_raw(event, redactor), runs=runs)
+
+
+def _raw(event: Event, redactor: Redactor) -> dict[str, Any]:
+    return {"headers": redactor.headers(event.headers), **body_view(event.body, redactor)}

@@ -11,13 +11,22 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from gateway.api.models import (
+    ActionPreview,
+    ActionsPreview,
+    AssistantMatch,
+    AssistantPreview,
+    RuleOutcome,
+    RuleTestResult,
+    TestedEvent,
+)
 from gateway.api.params import InvalidInput
 from gateway.config import Config
 from gateway.errors import MalformedPayload
 from gateway.nesting import check_depth
 from gateway.rules import templates
 from gateway.rules.loader import RuleSet
-from gateway.rules.model import Rule
+from gateway.rules.model import Action, Assistant, Rule
 from gateway.rules.templates import TemplateError
 from gateway.store import Event
 from gateway.tools import TOOLS, describe_error
@@ -54,105 +63,103 @@ def raw_event(
     )
 
 
-def try_rules(rules: RuleSet, event: Event) -> dict[str, Any]:
+def try_rules(rules: RuleSet, event: Event) -> RuleTestResult:
     """Every loaded rule with whether it matches `event`, and for matches what would happen."""
     scope = scope_for(event)
     candidates = {rule.name for rule in matching_rules(rules, event)}
     results = [_try(rule, rule.name in candidates, scope) for rule in rules.rules]
-    return {
-        "event": {k: v for k, v in event.summary().items() if k != "received_at"},
-        "matched": [r["rule"] for r in results if r["matched"]],
-        "rules": results,
-    }
+    tested = TestedEvent(
+        id=event.id,
+        source=event.source,
+        provider=event.provider,
+        type=event.type,
+        delivery_id=event.delivery_id,
+        status=event.status,
+    )
+    return RuleTestResult(
+        event=tested, matched=[r.rule for r in results if r.matched], rules=results
+    )
 
 
-def _try(rule: Rule, candidate: bool, scope: dict[str, Any]) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "rule": rule.name,
-        "kind": rule.kind,
-        "mode": rule.mode,
-        "matched": False,
-        "reason": None,
-        "error": None,
-    }
+def _try(
+    rule: Rule, candidate: bool, scope: dict[str, Any]
+) -> ActionsPreview | AssistantMatch | RuleOutcome:
+    entry: dict[str, Any] = {"rule": rule.name, "kind": rule.kind, "mode": rule.mode}
     if not rule.enabled:
-        return {**entry, "reason": "disabled"}
+        return RuleOutcome(**entry, matched=False, reason="disabled", error=None)
     if not candidate:
-        return {**entry, "reason": "`on` does not match this source and type"}
+        reason = "`on` does not match this source and type"
+        return RuleOutcome(**entry, matched=False, reason=reason, error=None)
     try:
         if rule.when is not None and not templates.truthy(templates.evaluate(rule.when, scope)):
-            return {**entry, "reason": "`when` is false"}
+            return RuleOutcome(**entry, matched=False, reason="`when` is false", error=None)
         ordering = templates.evaluate(rule.order_by, scope) if rule.order_by else None
         ordering_key = None if ordering is None else str(ordering)
     except Exception as exc:  # TemplateError, or an undefined value turned into text
         # The worker would create the run already failed, naming this error.
-        return {**entry, "matched": True, "error": f"when/order_by: {exc}"}
-    entry |= {"matched": True, "ordering_key": ordering_key}
+        error = f"when/order_by: {exc}"
+        return RuleOutcome(**entry, matched=True, reason=None, error=error)
+    entry |= {"matched": True, "reason": None, "error": None, "ordering_key": ordering_key}
     if rule.assistant is not None:
-        entry["assistant"] = _assistant(rule, scope)
-    else:
-        entry["actions"] = _actions(rule, scope)
-    return entry
+        return AssistantMatch(**entry, assistant=_assistant(rule.assistant, scope))
+    return ActionsPreview(**entry, actions=_actions(rule, scope))
 
 
-def _actions(rule: Rule, scope: dict[str, Any]) -> list[dict[str, Any]]:
+def _actions(rule: Rule, scope: dict[str, Any]) -> list[ActionPreview]:
     # Results of earlier actions exist only at run time: a template that reads them says so.
     scope = {**scope, "results": {}}
-    found = []
-    for action in rule.actions:
-        tool = TOOLS.get(action.tool)
-        side_effects = bool(tool and tool.side_effects)
-        item: dict[str, Any] = {
-            "tool": action.tool,
-            "as": action.name,
-            "side_effects": side_effects,
-            "would": "shadow" if rule.mode == "shadow" and side_effects else "call",
-            "arguments": None,
-            "error": None,
-        }
-        try:
-            if action.when is not None and not templates.truthy(
-                templates.evaluate(action.when, scope)
-            ):
-                item["would"] = "skip"
-                found.append(item)
-                continue
+    return [_action(rule, action, scope) for action in rule.actions]
+
+
+def _action(rule: Rule, action: Action, scope: dict[str, Any]) -> ActionPreview:
+    tool = TOOLS.get(action.tool)
+    side_effects = bool(tool and tool.side_effects)
+    would = "shadow" if rule.mode == "shadow" and side_effects else "call"
+    arguments: Any = None
+    error: str | None = None
+    try:
+        if action.when is not None and not templates.truthy(templates.evaluate(action.when, scope)):
+            would = "skip"
+        else:
             html = tool.html_arguments if tool is not None else frozenset()
             arguments = _plain(templates.render_arguments(action.arguments, scope, html))
-            item["arguments"] = arguments
             if tool is not None:
-                item["arguments"] = _plain(tool.validate(arguments))
-        except TemplateError as exc:
-            item["error"] = str(exc)
-        except ValidationError as exc:
-            item["error"] = describe_error(exc)
-        except Exception as exc:  # e.g. an undefined name used inside a value: say so
-            item["error"] = f"{type(exc).__name__}: {exc}"
-        found.append(item)
-    return found
+                arguments = _plain(tool.validate(arguments))
+    except TemplateError as exc:
+        error = str(exc)
+    except ValidationError as exc:
+        error = describe_error(exc)
+    except Exception as exc:  # e.g. an undefined name used inside a value: say so
+        error = f"{type(exc).__name__}: {exc}"
+    return ActionPreview(
+        tool=action.tool,
+        name=action.name,
+        side_effects=side_effects,
+        would=would,
+        arguments=arguments,
+        error=error,
+    )
 
 
-def _assistant(rule: Rule, scope: dict[str, Any]) -> dict[str, Any]:
-    spec = rule.assistant
-    assert spec is not None
-    rendered: dict[str, Any] = {
-        "model": spec.model,
-        "tools": list(spec.tools),
-        "policy": spec.policy,
-        "limits": spec.limits.model_dump(),
-        "errors": [],
-    }
+def _assistant(spec: Assistant, scope: dict[str, Any]) -> AssistantPreview:
+    rendered: dict[str, str | None] = {}
+    errors: list[str] = []
     for key in ("instructions", "prompt", "thread"):
         text = getattr(spec, key)
-        if text is None:
-            rendered[key] = None
-            continue
-        try:
-            rendered[key] = str(templates.evaluate(text, scope))
-        except Exception as exc:  # TemplateError, or an undefined value turned into text
-            rendered[key] = None
-            rendered["errors"].append(f"{key}: {exc}")
-    return rendered
+        rendered[key] = None
+        if text is not None:
+            try:
+                rendered[key] = str(templates.evaluate(text, scope))
+            except Exception as exc:  # TemplateError, or an undefined value turned into text
+                errors.append(f"{key}: {exc}")
+    return AssistantPreview(
+        model=spec.model,
+        tools=list(spec.tools),
+        policy=spec.policy,
+        limits=spec.limits.model_dump(),
+        errors=errors,
+        **rendered,
+    )
 
 
 def _plain(value: Any) -> Any:

@@ -1,14 +1,14 @@
-"""Reading operator input (query strings, JSON bodies, path ids) into typed values, or a 422.
+"""Reading operator input (path ids, query strings, JSON bodies) into models, or a 422.
 
 Bad input is the caller's error: it becomes `InvalidInput`, never an exception deeper down.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from gateway.errors import GatewayError
@@ -16,6 +16,8 @@ from gateway.errors import GatewayError
 MAX_ID = 2**63 - 1  # the largest id a store column holds; a larger one names nothing
 MAX_LIMIT = 1000
 MAX_BODY = 1024 * 1024
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class InvalidInput(GatewayError):
@@ -37,45 +39,29 @@ def record_id(request: Request, name: str = "id") -> int:
     return value
 
 
-def text(request: Request, name: str, *, max_length: int = 200) -> str | None:
-    value = request.query_params.get(name)
-    if value is None or value == "":
-        return None
-    if len(value) > max_length or "\x00" in value:
-        raise InvalidInput([f"{name}: at most {max_length} characters, no NUL"])
-    return value
-
-
-def integer(
-    request: Request, name: str, *, default: int | None, low: int = 1, high: int = MAX_ID
-) -> int | None:
-    value = request.query_params.get(name)
-    if value is None or value == "":
-        return default
+def parse(model: type[M], data: Any) -> M:
+    """`data` as `model`, or InvalidInput with a line per problem: the model's own line for a
+    field (its `PROBLEMS`), else the validator's message."""
     try:
-        number = int(value)
-    except ValueError:
-        raise InvalidInput([f"{name}: not an integer: {value[:40]!r}"]) from None
-    if not low <= number <= high:
-        raise InvalidInput([f"{name}: must be between {low} and {high}"])
-    return number
+        return model.model_validate(data)
+    except ValidationError as exc:
+        said: dict[str, str] = getattr(model, "PROBLEMS", {})
+        problems: list[str] = []
+        for error in exc.errors(include_url=False):
+            # A union's variant names its branch in `loc` too: the field is the first name
+            # the model has a line for.
+            names = [str(part) for part in error["loc"] if isinstance(part, str)]
+            field = next((name for name in names if name in said), None)
+            line = f"{field}: {said[field]}" if field else f"{'.'.join(names)}: {error['msg']}"
+            if line not in problems:
+                problems.append(line)
+        raise InvalidInput(problems) from None
 
 
-def timestamp(request: Request, name: str) -> datetime | None:
-    """An ISO 8601 time; without a zone it is UTC."""
-    value = request.query_params.get(name)
-    if value is None or value == "":
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidInput([f"{name}: not an ISO 8601 date-time: {value[:40]!r}"]) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:
-        raise InvalidInput([f"{name}: out of range"]) from None
+def query(model: type[M], request: Request) -> M:
+    """The request's query parameters as `model`; an empty value counts as absent."""
+    given = {name: value for name, value in request.query_params.items() if value != ""}
+    return parse(model, given)
 
 
 async def json_body(request: Request, *, required: bool = True) -> dict[str, Any]:

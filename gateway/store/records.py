@@ -84,18 +84,6 @@ class Event:
         return cls(stored.id, new.source, new.provider, new.type, new.delivery_id,
                    new.received_at, new.headers, new.body, EventStatus.PENDING)  # fmt: skip
 
-    def summary(self) -> dict[str, Any]:
-        """The JSON shape `gateway events --json` and the API list."""
-        return {
-            "id": self.id,
-            "source": self.source,
-            "provider": self.provider,
-            "type": self.type,
-            "delivery_id": self.delivery_id,
-            "status": self.status,
-            "received_at": self.received_at.isoformat(),
-        }
-
 
 def utc(value: datetime | None) -> datetime | None:
     """Datetimes read back from SQLite have no zone; the store writes UTC only."""
@@ -160,25 +148,6 @@ class Run:
             cost=row.cost,
         )
 
-    def summary(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "event_id": self.event_id,
-            "rule": self.rule,
-            "kind": self.kind,
-            "mode": self.mode,
-            "status": self.status,
-            "ordering_key": self.ordering_key,
-            "attempt": self.attempt,
-            "created_at": self.created_at.isoformat(),
-            "started_at": self.started_at.isoformat() if self.started_at else None,
-            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
-            "error": self.error,
-            "thread_key": self.thread_key,
-            "tokens": {"input": self.input_tokens, "output": self.output_tokens},
-            "cost": round(self.cost, 6),
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class Step:
@@ -237,32 +206,6 @@ class Step:
             arguments_digest=row.arguments_digest,
             approved_digest=row.approved_digest,
         )
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "run_id": self.run_id,
-            "position": self.position,
-            "kind": self.kind,
-            "tool": self.tool,
-            "arguments": self.arguments,
-            "idempotency_key": self.idempotency_key,
-            "status": self.status,
-            "result": self.result,
-            "error": self.error,
-            "attempt": self.attempt,
-            "started_at": self.started_at.isoformat(),
-            "duration_ms": self.duration_ms,
-            "model": self.model,
-            "call_id": self.call_id,
-            "tokens": {"input": self.input_tokens, "output": self.output_tokens},
-            "cost": round(self.cost, 6),
-            "decision": self.decision,
-            "decided_by": self.decided_by,
-            "reason": self.reason,
-            "arguments_digest": self.arguments_digest,
-            "approved_digest": self.approved_digest,
-        }
 
 
 @dataclass(frozen=True, slots=True)

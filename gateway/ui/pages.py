@@ -17,12 +17,14 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from gateway import operations
 from gateway.api import outer_state
 from gateway.api.auth import Session, Sessions
-from gateway.api.detail import event_detail, redactor_for
-from gateway.api.endpoints import Admin, dry_run, rule_summary
-from gateway.api.params import MAX_ID, InvalidInput
+from gateway.api.detail import event_timeline, redactor_for
+from gateway.api.endpoints import Admin, rules_of, test_rules
+from gateway.api.inputs import RuleTest
+from gateway.api.models import Event, Run, dump
+from gateway.api.params import MAX_ID, InvalidInput, parse
 from gateway.errors import ConfigError
 from gateway.nesting import READABLE_DEPTH, deeper_than
-from gateway.store import Run
+from gateway.store import records
 from gateway.store.status import FINISHED, EventStatus, RunStatus
 
 CSP = (
@@ -99,8 +101,8 @@ class Pages:
             before=int(before) if before.isdigit() and int(before) <= MAX_ID else None,
             limit=50,
         )
-        rows = [e.summary() for e in events]
-        runs: dict[int, list[Run]] = {}
+        rows = [dump(Event.of(e)) for e in events]
+        runs: dict[int, list[records.Run]] = {}
         if rows:
             found = await admin.store.runs.find(limit=1000)
             for run in found:
@@ -128,7 +130,7 @@ class Pages:
         event = await admin.store.events.get(event_id) if 0 < event_id <= MAX_ID else None
         if event is None:
             return None
-        detail = await event_detail(admin.store, event, redactor_for(admin.config), with_steps=True)
+        detail = dump(await event_timeline(admin.store, event, redactor_for(admin.config)))
         live = event.status == EventStatus.PENDING or any(
             r["status"] not in FINISHED for r in detail["runs"]
         )
@@ -228,7 +230,9 @@ class Pages:
 
     async def dead(self, request: Request, session: Session) -> Response:
         admin = Admin(outer_state(request))
-        runs = [r.summary() for r in await admin.store.runs.find(status=RunStatus.DEAD, limit=200)]
+        runs = [
+            dump(Run.of(r)) for r in await admin.store.runs.find(status=RunStatus.DEAD, limit=200)
+        ]
         return self.render(request, session, "dead.html", runs=runs)
 
     async def rules(self, request: Request, session: Session) -> Response:
@@ -245,8 +249,8 @@ class Pages:
         status: int = 200,
     ) -> Response:
         admin = Admin(outer_state(request))
-        rules = [rule_summary(r, admin.rules) for r in admin.rules.rules]
-        recent = [e.summary() for e in await admin.store.events.find(limit=50)]
+        rules = [dump(rule) for rule in rules_of(admin.rules)]
+        recent = [dump(Event.of(e)) for e in await admin.store.events.find(limit=50)]
         return self.render(
             request,
             session,
@@ -276,7 +280,7 @@ class Pages:
                 if not isinstance(body, dict):
                     raise InvalidInput(["event: a JSON object {source, type, payload, headers}"])
                 body.pop("event_id", None)
-            result = await dry_run(admin, body)
+            result = dump(await test_rules(admin, parse(RuleTest, body)))
         except InvalidInput as exc:
             return await self._rules(request, session, problems=exc.problems, form=form, status=422)
         except operations.NotFound as exc:

@@ -72,10 +72,10 @@ def tried(config: Config, tmp_path: Path, html: str, **changes: Any) -> dict[str
         f"        html: {orjson.dumps(html).decode()}\n"
     )
     event = raw_event(config, "shop", "orders/create", {**injected_order(), **changes})
-    [rule] = try_rules(load_rules(tmp_path / "rules"), event)["rules"]
-    [action] = rule["actions"]
-    assert action["error"] is None, action["error"]
-    arguments: dict[str, Any] = action["arguments"]
+    [rule] = try_rules(load_rules(tmp_path / "rules"), event).rules
+    [action] = rule.actions
+    assert action.error is None, action.error
+    arguments: dict[str, Any] = action.arguments
     return arguments
 
 
@@ -99,12 +99,12 @@ def test_the_rule_tester_shows_the_escaped_html_the_worker_sends(
     _, _, step = html_of_the_sent_mail(tmp_path / "live", smtp)
     event = raw_event(config, "shop", "orders/create", injected_order())
 
-    tester = try_rules(load_rules(RULES), event)["rules"]
+    tester = try_rules(load_rules(RULES), event).rules
 
-    [action] = next(r for r in tester if r["rule"] == "big-order-to-sales")["actions"]
+    [action] = next(r for r in tester if r.rule == "big-order-to-sales").actions
 
-    assert action["arguments"]["html"] == step.arguments["html"]
-    assert "&lt;img src=http://evil/track&gt;" in action["arguments"]["html"]
+    assert action.arguments["html"] == step.arguments["html"]
+    assert "&lt;img src=http://evil/track&gt;" in action.arguments["html"]
 
 
 def test_a_lone_expression_in_html_is_escaped(config: Config, tmp_path: Path) -> None:
