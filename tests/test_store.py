@@ -12,7 +12,7 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from gateway.errors import SchemaMismatch
-from gateway.store import NewEvent, NewRun, Store, Stored, database
+from gateway.store import NewEvent, NewRun, RunStatus, Store, Stored, database
 from gateway.store.notify import Notifier
 from gateway.store.runs import insert_runs
 from tests.postgres import fresh_database
@@ -207,6 +207,25 @@ async def test_routing_an_event_creates_its_runs_once(store: Store) -> None:
     assert (first.rule, first.status, first.ordering_key) == ("a", "pending", "k")
     assert (second.status, second.thread_key) == ("failed", "t")
     assert second.finished_at is not None and second.created_at.tzinfo is not None
+
+
+async def test_runs_are_found_by_status_and_creation_time_oldest_first_if_asked(
+    store: Store,
+) -> None:
+    # What the gateway.runs tool asks: dead runs created in [since, until), oldest first.
+    before = datetime.now(UTC)
+    dead = await routed_runs(store, [None, None, None])
+    for run_id in dead:
+        await store.runs.finish(run_id, RunStatus.DEAD, "gave up")
+    [alive] = await routed_runs(store, [None])
+    after = datetime.now(UTC) + timedelta(seconds=1)
+
+    found = await store.runs.find(status="dead", since=before, until=after, oldest_first=True)
+    assert [r.id for r in found] == dead
+    assert [r.id for r in await store.runs.find(status="dead", since=before)] == dead[::-1]
+    assert [r.id for r in await store.runs.find(since=before, limit=2)] == [alive, dead[2]]
+    assert await store.runs.find(status="dead", since=after) == []
+    assert await store.runs.find(status="dead", since=before, until=before) == []
 
 
 # ---------------------------------------------------------------------- claiming
