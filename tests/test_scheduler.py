@@ -425,6 +425,31 @@ async def test_start_catches_up_and_apscheduler_fires_on_time(store: Store) -> N
     assert row.last_fire_at == max(fire_times)
 
 
+async def test_stop_lets_a_firing_in_flight_record_itself(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A slow database: the firing's event is stored, its schedule row not yet, when stop() comes.
+    record_fire = store.schedules.record_fire
+
+    async def slow_record_fire(*args: Any, **kwargs: Any) -> None:
+        await asyncio.sleep(0.3)
+        await record_fire(*args, **kwargs)
+
+    monkeypatch.setattr(store.schedules, "record_fire", slow_record_fire)
+    scheduler = Scheduler(store, [rule("tick", every="1s")])
+    await scheduler.start()  # fires the current period itself, then APScheduler the next
+    try:
+        for _ in range(60):
+            await asyncio.sleep(0.05)
+            if len(await schedule_events(store)) >= 2:
+                break
+    finally:
+        await scheduler.stop()
+    fire_times = [datetime.fromisoformat(body(e)["fired_at"]) for e in await schedule_events(store)]
+    assert len(fire_times) >= 2
+    assert (await store.schedules.load())["tick"].last_fire_at == max(fire_times)
+
+
 # Template helpers.
 
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -100,6 +101,8 @@ class Scheduler:
         self.timings: dict[str, Timing] = {}
         self._use(rules)
         self._runtime: Any = None
+        # Firings APScheduler started and that have not finished: stop() lets them finish.
+        self._firing: set[asyncio.Task[Any]] = set()
 
     def _use(self, rules: Iterable[Rule]) -> None:
         scheduled = {r.name: r for r in rules if r.enabled and r.schedule is not None}
@@ -200,11 +203,21 @@ class Scheduler:
         if self._runtime is not None:
             self._runtime.shutdown(wait=False)
             self._runtime = None
+            # Firings in flight finish (their event and its record), before the store closes.
+            await asyncio.gather(*self._firing, return_exceptions=True)
             log.info("scheduler.stopped")
 
     async def _wake(self, name: str) -> None:
         # APScheduler woke us at a (jittered) fire time; which period it is comes from the
         # clock and the store, so a late wake, another process or a restart cannot fire twice.
+        # The firing is a task of its own, shielded: APScheduler's shutdown cancels the jobs it
+        # runs, and a firing whose event is stored must still record itself (stop() waits).
+        firing = asyncio.create_task(self._fire(name), name=f"schedule-{name}")
+        self._firing.add(firing)
+        firing.add_done_callback(self._firing.discard)
+        await asyncio.shield(firing)
+
+    async def _fire(self, name: str) -> None:
         try:
             await self.fire_due(name)
         except Exception as exc:  # keep the schedule alive; the next period tries again
