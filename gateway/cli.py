@@ -18,7 +18,6 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
-from gateway import __version__
 from gateway import config as config_module
 from gateway.config import Config
 from gateway.errors import ConfigError, GatewayError
@@ -60,10 +59,30 @@ def _run(make: Callable[[], Awaitable[T]]) -> T:
         raise typer.Exit(1) from None
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        version()
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """Webhook-to-assistant automation gateway."""
+
+
 @app.command()
 def version() -> None:
-    """Print the gateway's version."""
-    console.print(__version__)
+    """Print the gateway's version and the commit it was built from."""
+    from gateway.build import describe
+
+    console.print(describe(), highlight=False)
 
 
 @app.command()
