@@ -8,6 +8,7 @@ import asyncio
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ import httpx2
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
+from sqlalchemy.engine import make_url
 
 from gateway import config as config_module
 from gateway import insecure
@@ -379,3 +381,76 @@ async def test_replicas_started_after_db_upgrade_wake_each_other_on_postgresql(
     # Without NOTIFY the worker finds new events only on its 1 s fallback poll: each would
     # wait 0.5 s or more half of the time.
     assert max(latencies) < 0.5, latencies
+
+
+# ---------------------------------------------------------------------- db upgrade --wait
+
+
+async def _db_upgrade(config: Path, *options: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "gateway.cli", "db", "upgrade", "--config", str(config)],
+        *options,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.mark.slow
+async def test_db_upgrade_waits_for_a_database_that_comes_up_later(
+    write_config: Callable[..., Path],
+) -> None:
+    """The compose `migrate` service starts with PostgreSQL, not after it is ready."""
+    async with fresh_database() as url:
+        real = make_url(url)
+        port = _free_port()  # where PostgreSQL "comes up": a forwarder opened 1.5 s late
+        config = write_config(store=real.set(host="127.0.0.1", port=port).render_as_string(False))
+
+        async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            upstream_reader, upstream_writer = await asyncio.open_connection(real.host, real.port)
+
+            async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+                while chunk := await source.read(65536):
+                    sink.write(chunk)
+                    await sink.drain()
+                sink.close()
+
+            await asyncio.gather(
+                pipe(reader, upstream_writer), pipe(upstream_reader, writer), return_exceptions=True
+            )
+
+        async def open_late() -> asyncio.Server:
+            await asyncio.sleep(1.5)
+            return await asyncio.start_server(forward, "127.0.0.1", port)
+
+        opening = asyncio.create_task(open_late())
+        code, out, err = await _db_upgrade(config, "--wait", "30")
+        server = await opening
+        server.close()
+
+    assert code == 0, err
+    assert "waiting for the database" in err
+    assert "schema at revision" in out
+
+
+async def test_db_upgrade_gives_up_after_its_wait_and_says_so(
+    write_config: Callable[..., Path],
+) -> None:
+    config = write_config(store=f"postgresql+asyncpg://gateway@127.0.0.1:{_free_port()}/gateway")
+    started = time.monotonic()
+
+    code, _, err = await _db_upgrade(config, "--wait", "1")
+
+    assert code == 1
+    assert "error: the database did not answer within 1 s" in err
+    assert "Traceback" not in err
+    assert time.monotonic() - started < 20
