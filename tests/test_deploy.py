@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,8 @@ from tests.fixtures import requires_fixtures, shopify_order
 from tests.postgres import fresh_database
 from tests.process import GatewayProcess
 
-DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
 KUBERNETES = DEPLOY / "kubernetes"
 # The oldest Kubernetes still commonly run, and the newest the validator ships schemas for.
 KUBERNETES_VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
@@ -311,6 +313,91 @@ def test_dockerfile_copies_only_what_exists() -> None:
         if missing == ["README.md"]:
             pytest.skip("README.md is not written yet: the image build needs it (pyproject)")
         assert missing == []
+
+
+def _project() -> dict[str, Any]:
+    project: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return project
+
+
+def test_dockerfile_builds_without_a_registry_from_the_hashed_locks() -> None:
+    # `# syntax=` makes BuildKit fetch a frontend image before building: offline builds fail.
+    assert "syntax=" not in (DEPLOY / "Dockerfile").read_text().splitlines()[0]
+    installs = [a for k, a in dockerfile() if k == "RUN" and re.search(r"pip .*install", a)]
+    assert installs
+    for args in installs:
+        for command in args.split("&&"):
+            if "install" in command:
+                assert "--require-hashes" in command or "/wheels/" in command, command
+
+
+def test_the_runtime_image_has_no_pip_a_data_volume_and_labels() -> None:
+    build = dockerfile()[: len(dockerfile()) - len(final_stage())]
+    assert any("venv --without-pip /opt/venv" in a for k, a in build if k == "RUN")
+    stage = final_stage()
+    assert ("COPY", "--from=build /opt/venv /opt/venv") in stage
+    assert ("VOLUME", "/var/lib/gateway/data") in stage
+    labels = " ".join(a for k, a in stage if k == "LABEL")
+    for name in ("source", "version", "revision"):
+        assert f"org.opencontainers.image.{name}=" in labels
+    defaults = dict(a.split("=", 1) for k, a in stage if k == "ARG" and "=" in a)
+    assert defaults["GATEWAY_VERSION"] == _project()["version"]
+    # matplotlib only with --build-arg EXTRAS=charts
+    assert defaults["EXTRAS"] == '""'
+
+
+def _locked(name: str) -> dict[str, set[str]]:
+    """{normalised name: versions} of a lock file (two where a marker splits by Python version);
+    every pin carries hashes.
+    """
+    text = (ROOT / name).read_text()
+    pinned = r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)(?: ;[^\n]*)? \\$"
+    pins = re.findall(pinned, text, re.MULTILINE)
+    assert pins, name
+    lines = re.findall(r"^[A-Za-z0-9].*$", text, re.MULTILINE)
+    assert len(lines) == len(pins), f"{name} has a line that is not a pin followed by hashes"
+    assert len(re.findall(r"^    --hash=sha256:", text, re.MULTILINE)) >= len(pins)
+    versions: dict[str, set[str]] = {}
+    for pin, version in pins:
+        versions.setdefault(_normal(pin), set()).add(version)
+    return versions
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_lock_files_pin_every_dependency_and_agree_with_each_other() -> None:
+    from packaging.requirements import Requirement
+
+    locks = {n: _locked(n) for n in ("requirements.lock", "requirements-charts.lock")}
+    locks["requirements-test.lock"] = _locked("requirements-test.lock")
+    project = _project()
+    extras = project["optional-dependencies"]
+    wanted = {
+        "requirements.lock": project["dependencies"],
+        "requirements-charts.lock": project["dependencies"] + extras["charts"],
+        "requirements-test.lock": project["dependencies"] + extras["charts"] + extras["test"],
+    }
+    for name, requirements in wanted.items():
+        for line in requirements:
+            requirement = Requirement(line)
+            if _normal(requirement.name) == "webhook-gateway":
+                continue  # the test extra names the charts extra
+            versions = locks[name].get(_normal(requirement.name))
+            assert versions, f"{requirement.name} is not in {name}: run deploy/lock"
+            for version in versions:
+                assert requirement.specifier.contains(version), (name, line, version)
+    assert "matplotlib" not in locks["requirements.lock"]
+    # One version of a package everywhere: the image runs what the tests ran.
+    for name, pins in locks.items():
+        for package, versions in locks["requirements.lock"].items():
+            assert pins.get(package, versions) == versions, (name, package)
+
+
+def test_dockerignore_keeps_secrets_history_and_the_virtualenv_out() -> None:
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".env", "**/.env", ".git", ".venv"} <= set(ignored)
 
 
 # ---------------------------------------------------------------------- SQLite: one worker
