@@ -93,6 +93,43 @@ def test_kustomization_lists_every_manifest() -> None:
     assert sorted(kustomization["resources"]) == [p.name for p in MANIFESTS]
 
 
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_what_kubectl_apply_k_would_send_validates_and_runs_this_version(version: str) -> None:
+    """The kustomization rendered as `kubectl apply -k` renders it (kustomize built into
+    kubectl, no cluster needed), checked like the files; no API server can be had here.
+    """
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed: the kustomization is not rendered")
+    rendered = subprocess.run(
+        [kubectl, "kustomize", str(KUBERNETES)], capture_output=True, text=True, check=True
+    ).stdout
+    docs = [doc for doc in yaml.safe_load_all(rendered) if doc is not None]
+    assert sorted(d["kind"] for d in docs) == sorted(r["kind"] for r in resources())
+    for doc in docs:
+        assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "webhook-gateway"
+        kubernetes_validate.validate(doc, version, strict=True)
+    images = {
+        container["image"]
+        for doc in docs
+        if doc["kind"] in ("Deployment", "Job")
+        for container in doc["spec"]["template"]["spec"]["containers"]
+    }
+    assert images == {f"webhook-gateway:{_project()['version']}"}
+
+
+def test_a_disruption_budget_keeps_a_replica_and_the_migration_is_a_job() -> None:
+    pdb = resource("PodDisruptionBudget", "gateway")["spec"]
+    deployment = resource("Deployment", "gateway")["spec"]
+    assert pdb["minAvailable"] >= 1
+    assert pdb["selector"]["matchLabels"] == deployment["selector"]["matchLabels"]
+    assert deployment["replicas"] > pdb["minAvailable"]
+    job = resource("Job", "gateway-migrate")["spec"]["template"]["spec"]
+    [container] = job["containers"]
+    assert container["args"][:2] == ["db", "upgrade"]
+    assert {"requests", "limits"} <= set(container["resources"])
+
+
 def test_deployment_probes_ready_and_alive_and_runs_unprivileged() -> None:
     pod = resource("Deployment", "gateway")["spec"]["template"]["spec"]
     [container] = pod["containers"]
