@@ -18,7 +18,6 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
-from gateway import __version__
 from gateway import config as config_module
 from gateway.config import Config
 from gateway.errors import ConfigError, GatewayError
@@ -60,10 +59,30 @@ def _run(make: Callable[[], Awaitable[T]]) -> T:
         raise typer.Exit(1) from None
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        version()
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """Webhook-to-assistant automation gateway."""
+
+
 @app.command()
 def version() -> None:
-    """Print the gateway's version."""
-    console.print(__version__)
+    """Print the gateway's version and the commit it was built from."""
+    from gateway.build import describe
+
+    console.print(describe(), highlight=False)
 
 
 @app.command()
@@ -619,20 +638,52 @@ def _with_open_store(cfg: Config, use: Callable[[Store], Awaitable[T]]) -> T:
     return _run(go)
 
 
+def _unreachable(exc: BaseException) -> bool:
+    """The database is not there yet (refused, unknown host, starting up): worth waiting for."""
+    if isinstance(exc, OSError):
+        return True
+    # PostgreSQL's "the database system is starting up" (SQLSTATE 57P03), wrapped by SQLAlchemy.
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) == "57P03"
+
+
 @db_app.command("upgrade")
-def db_upgrade(config: ConfigOption = None) -> None:
+def db_upgrade(
+    config: ConfigOption = None,
+    wait: Annotated[
+        float,
+        typer.Option(
+            min=0, help="Seconds to retry while the database cannot be reached (default: none)"
+        ),
+    ] = 0,
+) -> None:
     """Apply every pending migration."""
     from gateway.store import database
 
     cfg = _load(config)
+    deadline = time.monotonic() + wait
 
     async def upgrade() -> str | None:
-        engine, _ = database.connect(cfg.store_url)
-        try:
-            await database.upgrade(engine)
-            return await database.current_revision(engine)
-        finally:
-            await engine.dispose()
+        delay = 0.5
+        while True:
+            engine, _ = database.connect(cfg.store_url)
+            try:
+                await database.upgrade(engine)
+                return await database.current_revision(engine)
+            except Exception as exc:
+                if not _unreachable(exc):
+                    raise
+                left = deadline - time.monotonic()
+                if left < delay:
+                    waited = f" within {wait:g} s" if wait else ""
+                    message = f"[red]error:[/red] the database did not answer{waited}: {exc}"
+                    err.print(message, highlight=False, soft_wrap=True)
+                    raise typer.Exit(1) from None
+                message = f"waiting for the database ({left:.0f} s left): {exc}"
+                err.print(message, highlight=False, soft_wrap=True)
+            finally:
+                await engine.dispose()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     console.print(f"schema at revision {_run(upgrade)}")
 

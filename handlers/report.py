@@ -91,8 +91,13 @@ async def chart(
 def render_chart(title: str, labels: list[str], values: list[float], kind: str) -> bytes:
     """The PNG bytes of the chart, CHART_WIDTH by CHART_HEIGHT pixels."""
     # The object API with the Agg canvas: no pyplot global state, safe in worker threads.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:  # an optional extra: the default image leaves it out
+        raise PermanentToolError(
+            "report.chart needs matplotlib: install webhook-gateway[charts]"
+        ) from None
 
     figure = Figure(figsize=(CHART_WIDTH / CHART_DPI, CHART_HEIGHT / CHART_DPI), dpi=CHART_DPI)
     FigureCanvasAgg(figure)

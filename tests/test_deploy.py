@@ -8,9 +8,11 @@ import asyncio
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ import httpx2
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
+from sqlalchemy.engine import make_url
 
 from gateway import config as config_module
 from gateway import insecure
@@ -28,7 +31,8 @@ from tests.fixtures import requires_fixtures, shopify_order
 from tests.postgres import fresh_database
 from tests.process import GatewayProcess
 
-DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
 KUBERNETES = DEPLOY / "kubernetes"
 # The oldest Kubernetes still commonly run, and the newest the validator ships schemas for.
 KUBERNETES_VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
@@ -89,6 +93,43 @@ def test_kustomization_lists_every_manifest() -> None:
     assert sorted(kustomization["resources"]) == [p.name for p in MANIFESTS]
 
 
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_what_kubectl_apply_k_would_send_validates_and_runs_this_version(version: str) -> None:
+    """The kustomization rendered as `kubectl apply -k` renders it (kustomize built into
+    kubectl, no cluster needed), checked like the files; no API server can be had here.
+    """
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed: the kustomization is not rendered")
+    rendered = subprocess.run(
+        [kubectl, "kustomize", str(KUBERNETES)], capture_output=True, text=True, check=True
+    ).stdout
+    docs = [doc for doc in yaml.safe_load_all(rendered) if doc is not None]
+    assert sorted(d["kind"] for d in docs) == sorted(r["kind"] for r in resources())
+    for doc in docs:
+        assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "webhook-gateway"
+        kubernetes_validate.validate(doc, version, strict=True)
+    images = {
+        container["image"]
+        for doc in docs
+        if doc["kind"] in ("Deployment", "Job")
+        for container in doc["spec"]["template"]["spec"]["containers"]
+    }
+    assert images == {f"webhook-gateway:{_project()['version']}"}
+
+
+def test_a_disruption_budget_keeps_a_replica_and_the_migration_is_a_job() -> None:
+    pdb = resource("PodDisruptionBudget", "gateway")["spec"]
+    deployment = resource("Deployment", "gateway")["spec"]
+    assert pdb["minAvailable"] >= 1
+    assert pdb["selector"]["matchLabels"] == deployment["selector"]["matchLabels"]
+    assert deployment["replicas"] > pdb["minAvailable"]
+    job = resource("Job", "gateway-migrate")["spec"]["template"]["spec"]
+    [container] = job["containers"]
+    assert container["args"][:2] == ["db", "upgrade"]
+    assert {"requests", "limits"} <= set(container["resources"])
+
+
 def test_deployment_probes_ready_and_alive_and_runs_unprivileged() -> None:
     pod = resource("Deployment", "gateway")["spec"]["template"]["spec"]
     [container] = pod["containers"]
@@ -133,7 +174,7 @@ def test_configmap_carries_the_image_config_and_rules_that_load(tmp_path: Path) 
 def test_migration_job_upgrades_the_schema_and_autoscaler_targets_the_deployment() -> None:
     job = resource("Job", "gateway-migrate")["spec"]
     [container] = job["template"]["spec"]["containers"]
-    assert container["args"] == ["db", "upgrade"]
+    assert container["args"] == ["db", "upgrade", "--wait", "60"]
     assert job["template"]["spec"]["restartPolicy"] in ("Never", "OnFailure")
     hpa = resource("HorizontalPodAutoscaler", "gateway")
     assert hpa["apiVersion"] == "autoscaling/v2"
@@ -196,17 +237,29 @@ def test_compose_runs_postgres_a_migration_two_replicas_and_a_mail_catcher(
     replicas = [name for name, s in services.items() if s.get("command", [None])[0] == "serve"]
 
     assert services["postgres"]["image"].startswith("postgres:16")
-    assert services["migrate"]["command"] == ["db", "upgrade"]
+    assert services["migrate"]["command"][:2] == ["db", "upgrade"]
     assert services["migrate"]["restart"] == "no"
     assert len(replicas) == 2
     assert any("mailpit" in s.get("image", "") for s in services.values())
     for name in replicas:
         depends = services[name]["depends_on"]
-        assert depends["postgres"]["condition"] == "service_healthy"
         assert depends["migrate"]["condition"] == "service_completed_successfully"
         assert "--no-migrate" in services[name]["command"]
         assert any(v.endswith(":/etc/gateway/rules:ro") for v in services[name]["volumes"])
-    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_compose_start_order_rests_on_no_health_condition(compose: dict[str, Any]) -> None:
+    """podman-compose ignores `service_healthy` on podman < 4.6, and podman 4.3 cannot start a
+    container whose dependency has dependencies: the migration waits for PostgreSQL itself.
+    """
+    services = compose["services"]
+    migrate = services["migrate"]
+    assert migrate["command"] == ["db", "upgrade", "--wait", "60"]
+    assert "depends_on" not in migrate
+    for name, service in services.items():
+        for dependency, wanted in service.get("depends_on", {}).items():
+            assert wanted["condition"] != "service_healthy", (name, dependency)
+            assert "depends_on" not in services[dependency], (name, dependency)
 
 
 def test_compose_services_have_healthchecks_whose_commands_compile(
@@ -311,6 +364,91 @@ def test_dockerfile_copies_only_what_exists() -> None:
         assert missing == []
 
 
+def _project() -> dict[str, Any]:
+    project: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return project
+
+
+def test_dockerfile_builds_without_a_registry_from_the_hashed_locks() -> None:
+    # `# syntax=` makes BuildKit fetch a frontend image before building: offline builds fail.
+    assert "syntax=" not in (DEPLOY / "Dockerfile").read_text().splitlines()[0]
+    installs = [a for k, a in dockerfile() if k == "RUN" and re.search(r"pip .*install", a)]
+    assert installs
+    for args in installs:
+        for command in args.split("&&"):
+            if "install" in command:
+                assert "--require-hashes" in command or "/wheels/" in command, command
+
+
+def test_the_runtime_image_has_no_pip_a_data_volume_and_labels() -> None:
+    build = dockerfile()[: len(dockerfile()) - len(final_stage())]
+    assert any("venv --without-pip /opt/venv" in a for k, a in build if k == "RUN")
+    stage = final_stage()
+    assert ("COPY", "--from=build /opt/venv /opt/venv") in stage
+    assert ("VOLUME", "/var/lib/gateway/data") in stage
+    labels = " ".join(a for k, a in stage if k == "LABEL")
+    for name in ("source", "version", "revision"):
+        assert f"org.opencontainers.image.{name}=" in labels
+    defaults = dict(a.split("=", 1) for k, a in stage if k == "ARG" and "=" in a)
+    assert defaults["GATEWAY_VERSION"] == _project()["version"]
+    # matplotlib only with --build-arg EXTRAS=charts
+    assert defaults["EXTRAS"] == '""'
+
+
+def _locked(name: str) -> dict[str, set[str]]:
+    """{normalised name: versions} of a lock file (two where a marker splits by Python version);
+    every pin carries hashes.
+    """
+    text = (ROOT / name).read_text()
+    pinned = r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)(?: ;[^\n]*)? \\$"
+    pins = re.findall(pinned, text, re.MULTILINE)
+    assert pins, name
+    lines = re.findall(r"^[A-Za-z0-9].*$", text, re.MULTILINE)
+    assert len(lines) == len(pins), f"{name} has a line that is not a pin followed by hashes"
+    assert len(re.findall(r"^    --hash=sha256:", text, re.MULTILINE)) >= len(pins)
+    versions: dict[str, set[str]] = {}
+    for pin, version in pins:
+        versions.setdefault(_normal(pin), set()).add(version)
+    return versions
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_lock_files_pin_every_dependency_and_agree_with_each_other() -> None:
+    from packaging.requirements import Requirement
+
+    locks = {n: _locked(n) for n in ("requirements.lock", "requirements-charts.lock")}
+    locks["requirements-test.lock"] = _locked("requirements-test.lock")
+    project = _project()
+    extras = project["optional-dependencies"]
+    wanted = {
+        "requirements.lock": project["dependencies"],
+        "requirements-charts.lock": project["dependencies"] + extras["charts"],
+        "requirements-test.lock": project["dependencies"] + extras["charts"] + extras["test"],
+    }
+    for name, requirements in wanted.items():
+        for line in requirements:
+            requirement = Requirement(line)
+            if _normal(requirement.name) == "webhook-gateway":
+                continue  # the test extra names the charts extra
+            versions = locks[name].get(_normal(requirement.name))
+            assert versions, f"{requirement.name} is not in {name}: run deploy/lock"
+            for version in versions:
+                assert requirement.specifier.contains(version), (name, line, version)
+    assert "matplotlib" not in locks["requirements.lock"]
+    # One version of a package everywhere: the image runs what the tests ran.
+    for name, pins in locks.items():
+        for package, versions in locks["requirements.lock"].items():
+            assert pins.get(package, versions) == versions, (name, package)
+
+
+def test_dockerignore_keeps_secrets_history_and_the_virtualenv_out() -> None:
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".env", "**/.env", ".git", ".venv"} <= set(ignored)
+
+
 # ---------------------------------------------------------------------- SQLite: one worker
 
 
@@ -379,3 +517,76 @@ async def test_replicas_started_after_db_upgrade_wake_each_other_on_postgresql(
     # Without NOTIFY the worker finds new events only on its 1 s fallback poll: each would
     # wait 0.5 s or more half of the time.
     assert max(latencies) < 0.5, latencies
+
+
+# ---------------------------------------------------------------------- db upgrade --wait
+
+
+async def _db_upgrade(config: Path, *options: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "gateway.cli", "db", "upgrade", "--config", str(config)],
+        *options,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.mark.slow
+async def test_db_upgrade_waits_for_a_database_that_comes_up_later(
+    write_config: Callable[..., Path],
+) -> None:
+    """The compose `migrate` service starts with PostgreSQL, not after it is ready."""
+    async with fresh_database() as url:
+        real = make_url(url)
+        port = _free_port()  # where PostgreSQL "comes up": a forwarder opened 1.5 s late
+        config = write_config(store=real.set(host="127.0.0.1", port=port).render_as_string(False))
+
+        async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            upstream_reader, upstream_writer = await asyncio.open_connection(real.host, real.port)
+
+            async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+                while chunk := await source.read(65536):
+                    sink.write(chunk)
+                    await sink.drain()
+                sink.close()
+
+            await asyncio.gather(
+                pipe(reader, upstream_writer), pipe(upstream_reader, writer), return_exceptions=True
+            )
+
+        async def open_late() -> asyncio.Server:
+            await asyncio.sleep(1.5)
+            return await asyncio.start_server(forward, "127.0.0.1", port)
+
+        opening = asyncio.create_task(open_late())
+        code, out, err = await _db_upgrade(config, "--wait", "30")
+        server = await opening
+        server.close()
+
+    assert code == 0, err
+    assert "waiting for the database" in err
+    assert "schema at revision" in out
+
+
+async def test_db_upgrade_gives_up_after_its_wait_and_says_so(
+    write_config: Callable[..., Path],
+) -> None:
+    config = write_config(store=f"postgresql+asyncpg://gateway@127.0.0.1:{_free_port()}/gateway")
+    started = time.monotonic()
+
+    code, _, err = await _db_upgrade(config, "--wait", "1")
+
+    assert code == 1
+    assert "error: the database did not answer within 1 s" in err
+    assert "Traceback" not in err
+    assert time.monotonic() - started < 20

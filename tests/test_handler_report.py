@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import struct
+import sys
 from typing import Any
 
 import pytest
@@ -94,5 +95,23 @@ async def test_chart_needs_one_value_per_label() -> None:
             name="c.png",
             title="t",
             labels=["a", "b"],
+            values=[1],
+        )
+
+
+async def test_chart_without_matplotlib_names_the_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # matplotlib is the optional `charts` extra: the default image leaves it out.
+    for module in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
+        monkeypatch.setitem(sys.modules, module, None)
+
+    with pytest.raises(PermanentToolError, match=r"install webhook-gateway\[charts\]"):
+        await call(
+            "report.chart",
+            {},
+            name="c.png",
+            title="t",
+            labels=["a"],
             values=[1],
         )
