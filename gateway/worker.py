@@ -288,9 +288,9 @@ class Worker:
         for event in pending:
             try:
                 planned = plan_runs(self.rules, event)
-            except Exception as exc:  # a bug must not leave the event pending, retried forever
+            except Exception:  # a bug must not leave the event pending, retried forever
                 log.exception("event.route_failed", event_id=event.id)
-                routes.append((event.id, [], f"error: {type(exc).__name__}"[:20]))
+                routes.append((event.id, [], EventStatus.ERROR))
                 continue
             routes.append((event.id, planned, routed_status(planned)))
         free = self._free()

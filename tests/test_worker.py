@@ -301,3 +301,23 @@ async def test_events_that_did_not_fit_in_hand_are_not_overtaken_by_later_ones(
     assert [run.event_id for run in runs] == [one.id for one in stored]
     # Runs of the key ran in run-id order, so the calls went out in the events' order.
     assert [int(c["key"].split(".")[0]) for c in CALLS] == [run.id for run in runs]
+
+
+async def test_an_event_whose_routing_crashed_is_marked_error_and_still_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bug while planning must not leave the event pending (retried for ever), nor mark it
+    # with a status the admin API cannot show (it answered 500 for every list holding it).
+    from gateway.api.models import Event as EventModel
+
+    def crash(*_: Any) -> Any:
+        raise RuntimeError("a bug while planning")
+
+    monkeypatch.setattr(worker_module, "plan_runs", crash)
+    async with worker_on(tmp_path) as (store, worker):
+        stored = await store.events.add(new_event("crash"))
+        await worker.route_events([await store.events.get(stored.id)])  # type: ignore[list-item]
+        event = await store.events.get(stored.id)
+    assert event is not None
+    assert event.status == "error"
+    assert EventModel.of(event).status == "error"

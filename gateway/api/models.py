@@ -15,26 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSche
 from gateway.rules import model as rules
 from gateway.rules.model import Schedule, Trigger
 from gateway.store import records
+from gateway.store.status import EventStatus, RunStatus, StepStatus
 
-# Statuses as stored (gateway.store writes them); `test` is the rule tester's made-up event.
-EventStatus = Literal["pending", "routed", "unmatched"]
-RunStatus = Literal[
-    "pending", "running", "awaiting_approval", "succeeded", "failed", "dead", "cancelled"
-]
-StepStatus = Literal[
-    "started",
-    "succeeded",
-    "failed",
-    "error",
-    "skipped",
-    "shadowed",
-    "invalid",
-    "refused",
-    "duplicate",
-    "awaiting_approval",
-    "approved",
-    "rejected",
-]
 RuleKind = Literal["actions", "assistant"]
 Mode = Literal["live", "shadow"]
 

@@ -10,14 +10,13 @@ from enum import StrEnum
 
 
 class EventStatus(StrEnum):
-    """An event's routing: waiting, or done (with runs, or matching no rule).
-
-    An event whose routing crashed is marked `error: <exception type>` instead, for people.
-    """
+    """An event's routing: waiting, or done (with runs, or matching no rule, or crashed: a bug
+    in planning, logged as `event.route_failed`, must not leave the event pending for ever)."""
 
     PENDING = "pending"
     ROUTED = "routed"
     UNMATCHED = "unmatched"
+    ERROR = "error"
 
 
 class RunStatus(StrEnum):
