@@ -305,7 +305,7 @@ def test_builtin_tools_are_loaded() -> None:
     assert "email.send" in TOOLS
 
 
-# --------------------------------------------------------------------------- the two set-up commands
+# ------------------------------------------------------------------ the two set-up commands
 
 
 def _setup_commands() -> list[str]:
