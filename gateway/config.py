@@ -23,6 +23,7 @@ from pydantic import (
 
 from gateway import plugins, yamlfile
 from gateway.errors import ConfigError
+from gateway.knowledge.settings import Collection, check_names
 from gateway.nesting import READABLE_DEPTH
 from gateway.tools import FAMILIES
 
@@ -110,6 +111,8 @@ class Config(BaseModel):
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     models: dict[str, dict[str, Any]] = Field(default_factory=dict)
     handlers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Retrieval collections (docs/knowledge.md), searched by the `knowledge.search` tool.
+    knowledge: dict[str, Collection] = Field(default_factory=dict)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     # OpenTelemetry: {exporter: console|otlp, endpoint, service_name}; needs the tracing extra.
@@ -127,6 +130,11 @@ class Config(BaseModel):
             if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
                 raise ValueError(f"source name {name!r} may only use letters, digits, . _ -")
         return sources
+
+    @field_validator("knowledge")
+    @classmethod
+    def _collection_names(cls, knowledge: dict[str, Collection]) -> dict[str, Collection]:
+        return check_names(knowledge)
 
     @property
     def rules_dir(self) -> Path:

@@ -1,0 +1,10 @@
+"""Knowledge retrieval: collections of the team's documents, indexed in the store, searched
+lexically (BM25 / PostgreSQL full text), by embeddings, or both fused, and cited.
+"""
+
+from __future__ import annotations
+
+from gateway.knowledge.library import Hit, Library, Ranking, UnknownCollection, answer
+from gateway.knowledge.settings import Collection
+
+__all__ = ["Collection", "Hit", "Library", "Ranking", "UnknownCollection", "answer"]

@@ -1,0 +1,153 @@
+"""The collections of one gateway: indexing them and searching them, lexically, by embeddings,
+or both fused. The CLI, the `knowledge.search` tool and `assistant.context:` all search here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from gateway.assistant.models import load_profiles
+from gateway.errors import ConfigError, GatewayError
+from gateway.knowledge.embeddings import Embedder
+from gateway.knowledge.indexer import IndexReport, index
+from gateway.knowledge.ranking import by_cosine, fuse
+from gateway.knowledge.settings import Collection
+from gateway.store.abc import KnowledgeStore
+from gateway.store.records import Passage
+
+# Passages one search returns at most, and characters of passage text in one answer at most
+# (each passage's share cut at a word, marked "…").
+MAX_K = 20
+MAX_RESULT_CHARS = 12_000
+# Candidates each ranking hands to the fusion: deeper than k, so a passage second in both
+# rankings can win over one first in a single ranking.
+CANDIDATES = 50
+
+
+class UnknownCollection(GatewayError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        super().__init__(
+            f"no knowledge collection named {name!r} (known: {', '.join(known) or 'none'})"
+        )
+
+
+class Ranking(StrEnum):
+    LEXICAL = "lexical"
+    EMBEDDING = "embedding"
+    FUSED = "fused"
+
+
+@dataclass(frozen=True)
+class Hit:
+    passage: Passage
+    score: float
+
+    @property
+    def citation(self) -> str:
+        """`file#heading`, then the lines, or the page of a PDF."""
+        p = self.passage
+        anchor = f"#{p.heading}" if p.heading else ""
+        where = f"page {p.page}" if p.page is not None else f"lines {p.line_start}-{p.line_end}"
+        return f"{p.path}{anchor} ({where})"
+
+    def as_dict(self, max_chars: int) -> dict[str, Any]:
+        return {
+            "citation": self.citation,
+            "score": round(self.score, 6),
+            "text": _shorten(self.passage.text, max_chars),
+        }
+
+
+def _shorten(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit - 1)
+    return text[: cut if cut > 0 else limit - 1] + "…"
+
+
+class Library:
+    """The `knowledge:` collections over `store`; `aclose()` it (it may hold HTTP clients)."""
+
+    def __init__(
+        self,
+        collections: Mapping[str, Collection],
+        store: KnowledgeStore,
+        *,
+        models: Mapping[str, Mapping[str, Any]] | None = None,
+        base_dir: Path | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.collections = dict(collections)
+        self.store = store
+        self.base_dir = base_dir or Path.cwd()
+        self._profiles = load_profiles(models or {})
+        self._environ = environ
+        self._embedders: dict[str, Embedder] = {}
+
+    def collection(self, name: str) -> Collection:
+        found = self.collections.get(name)
+        if found is None:
+            raise UnknownCollection(name, sorted(self.collections))
+        return found
+
+    def embedder(self, name: str) -> Embedder | None:
+        """The embedder of collection `name`, or None for a lexical-only collection."""
+        profile_name = self.collection(name).embeddings
+        if profile_name is None:
+            return None
+        if profile_name not in self._embedders:
+            profile = self._profiles.get(profile_name)
+            if profile is None:
+                raise ConfigError(
+                    [f"knowledge.{name}.embeddings: no model profile named {profile_name!r}"]
+                )
+            self._embedders[profile_name] = Embedder(profile, environ=self._environ)
+        return self._embedders[profile_name]
+
+    async def index(self, name: str) -> IndexReport:
+        return await index(
+            self.store, name, self.collection(name), self.base_dir, self.embedder(name)
+        )
+
+    async def search(
+        self, name: str, query: str, k: int = 5, ranking: Ranking | None = None
+    ) -> list[Hit]:
+        """The `k` best passages of collection `name` for `query`: fused where the collection
+        has embeddings, lexical where it has none (or as `ranking` asks)."""
+        k = max(1, min(k, MAX_K))
+        embedder = self.embedder(name)
+        if ranking is None:
+            ranking = Ranking.FUSED if embedder is not None else Ranking.LEXICAL
+        if ranking is not Ranking.LEXICAL and embedder is None:
+            raise ConfigError([f"knowledge.{name}: no `embeddings:` profile to rank by"])
+        depth = max(CANDIDATES, k)
+        lexical: list[tuple[int, float]] = []
+        if ranking is not Ranking.EMBEDDING:
+            lexical = await self.store.lexical(name, query, depth)
+        by_vector: list[tuple[int, float]] = []
+        if ranking is not Ranking.LEXICAL and embedder is not None:
+            [vector] = await embedder.embed([query])
+            by_vector = by_cosine(vector, await self.store.vectors(name), depth)
+        if ranking is Ranking.FUSED:
+            ranked = fuse([[i for i, _ in lexical], [i for i, _ in by_vector]], k)
+        else:
+            ranked = (lexical or by_vector)[:k]
+        scores = dict(ranked)
+        found = await self.store.passages([i for i, _ in ranked])
+        return [Hit(passage, scores[passage.id]) for passage in found]
+
+    async def aclose(self) -> None:
+        for embedder in self._embedders.values():
+            await embedder.aclose()
+        self._embedders.clear()
+
+
+def answer(hits: list[Hit], max_chars: int = MAX_RESULT_CHARS) -> list[dict[str, Any]]:
+    """Hits as the tool and the prompt carry them: each passage's text within its share."""
+    share = max_chars // max(1, len(hits))
+    return [hit.as_dict(share) for hit in hits]

@@ -1,0 +1,49 @@
+"""Knowledge collections as `gateway.yaml` declares them under `knowledge:`.
+
+A collection is a set of files (glob patterns, relative to the config's folder), how they are
+split into passages, and, optionally, the model profile that embeds them or hosted search.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# A collection's name is a key in the store and a word in the tool's arguments.
+NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")
+
+
+class Collection(BaseModel):
+    """One entry of `knowledge:`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    paths: list[str] = Field(min_length=1, description="glob patterns, ** for any folders")
+    # A model profile under `models:` whose /v1/embeddings endpoint embeds the passages;
+    # none: lexical ranking only.
+    embeddings: str | None = None
+    # Upload the files to an OpenAI vector store and offer the hosted `file_search` tool.
+    hosted: bool = False
+    # Characters per passage (at most), and how many the next passage repeats.
+    passage_chars: int = Field(1200, ge=200, le=20_000)
+    overlap_chars: int = Field(150, ge=0)
+    # Files larger than this are skipped with a warning (a PDF of scans, a log dump).
+    max_file_bytes: int = Field(20 * 1024 * 1024, gt=0)
+
+    @model_validator(mode="after")
+    def _overlap_within_passage(self) -> Collection:
+        if self.overlap_chars >= self.passage_chars // 2:
+            raise ValueError(
+                f"overlap_chars ({self.overlap_chars}) must be under half of passage_chars "
+                f"({self.passage_chars})"
+            )
+        return self
+
+
+def check_names(collections: dict[str, Collection]) -> dict[str, Collection]:
+    """The `knowledge:` block's names checked (a validator of `Config.knowledge`)."""
+    for name in collections:
+        if not NAME.fullmatch(name):
+            raise ValueError(f"collection name {name!r} may only use letters, digits, _ and -")
+    return collections
