@@ -25,6 +25,7 @@ from gateway.api import api_routes
 from gateway.assistant.loop import AssistantRunner
 from gateway.config import Config
 from gateway.ingest.endpoint import IngestEndpoint
+from gateway.knowledge.service import Indexing
 from gateway.metrics import Metrics
 from gateway.ruleset import load_ruleset
 from gateway.scheduler import Scheduler
@@ -85,6 +86,7 @@ def create_app(
     if notifier is not None:
         store.events.on_commit(notifier.notify_soon)
     lock = store.worker_lock() if worker is not None else None
+    indexing = Indexing(config.knowledge, config.models, config.base_dir) if worker else None
 
     # Windows has no SIGHUP.
     hangup = getattr(signal, "SIGHUP", None) if reload_on_hangup else None
@@ -113,6 +115,8 @@ def create_app(
         try:
             if worker is not None:
                 await worker.start()
+                if indexing is not None:
+                    indexing.start(store.knowledge)
                 if notifier is not None:
                     notifier.start(wake)
             if scheduler is not None:
@@ -127,6 +131,8 @@ def create_app(
                 await scheduler.stop()
             if notifier is not None:
                 await notifier.stop()
+            if indexing is not None:
+                await indexing.stop()
             if worker is not None:
                 await worker.stop()
             if assistants is not None:

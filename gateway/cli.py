@@ -159,11 +159,14 @@ def serve(
 def check(config: ConfigOption = None) -> None:
     """Validate the configuration and the rules; exit 1 listing every problem."""
     from gateway.insecure import findings, shown_url
+    from gateway.knowledge.check import warnings as knowledge_warnings
 
     cfg = _load(config)
     # Warnings, not errors: the walk-through runs on test secrets; `serve` decides beyond loopback.
     for finding in findings(cfg):
         err.print(f"[yellow]warning:[/yellow] {finding}", highlight=False, soft_wrap=True)
+    for warning in knowledge_warnings(cfg):
+        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
     rules = _rules(cfg)
     console.print(
         f"[green]ok[/green]: {len(cfg.sources)} source(s), {len(rules.rules)} rule(s) "
@@ -707,3 +710,9 @@ def db_current(config: ConfigOption = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# Registered last: the knowledge commands use this module's config and store helpers.
+from gateway.knowledge.cli import app as knowledge_app  # noqa: E402
+
+app.add_typer(knowledge_app, name="knowledge")

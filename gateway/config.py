@@ -23,7 +23,7 @@ from pydantic import (
 
 from gateway import plugins, yamlfile
 from gateway.errors import ConfigError
-from gateway.knowledge.settings import Collection, check_names
+from gateway.knowledge.settings import Collection, check_names, profile_problems
 from gateway.nesting import READABLE_DEPTH
 from gateway.tools import FAMILIES
 
@@ -194,6 +194,9 @@ def load(path: str | Path | None = None, *, environ: dict[str, str] | None = Non
     handlers = expanded.get("handlers")
     if isinstance(handlers, dict):
         problems += _check_handlers(handlers, doc)
+    if config is not None:
+        for at, message in profile_problems(config.knowledge, config.models):
+            problems.append(f"{doc.where(at)}: {'.'.join(map(str, at))}: {message}")
     if problems:
         raise ConfigError(problems)
     assert config is not None

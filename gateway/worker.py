@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from gateway import tracing
 from gateway.config import Config
+from gateway.knowledge.settings import handlers_with_knowledge
 from gateway.metrics import Metrics
 from gateway.nesting import READABLE_DEPTH, deeper_than
 from gateway.rules import templates
@@ -183,7 +184,7 @@ class Worker:
         self.assistant = assistant
         self.tools = tools if tools is not None else TOOLS
         # The families' settings and the clients their calls share, closed by `stop`.
-        self.toolbox = Toolbox(config.handlers, self.tools)
+        self.toolbox = Toolbox(handlers_with_knowledge(config), self.tools)
         self.concurrency = config.worker.concurrency
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._sleep = sleep

@@ -35,6 +35,16 @@ def checks(config: Config) -> tuple[list[str], RuleCheck]:
                     f"no profile named {rule.assistant.model!r} under `models:` (defined: {known})",
                 )
             )
+        context = rule.assistant.context
+        if context is not None and context.knowledge not in config.knowledge:
+            collections = ", ".join(sorted(config.knowledge)) or "none"
+            found.append(
+                (
+                    ("assistant", "context", "knowledge"),
+                    f"no collection named {context.knowledge!r} under `knowledge:` "
+                    f"(defined: {collections})",
+                )
+            )
         for tool, limits in rule.assistant.policy.items():
             found += [
                 (("assistant", "policy", tool), problem)

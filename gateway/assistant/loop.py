@@ -21,7 +21,8 @@ from gateway.assistant import policy as policies
 from gateway.assistant.backends import Backend, ModelError, Turn, make_backend
 from gateway.assistant.models import ModelProfile, cost, load_profiles
 from gateway.config import Config
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, GatewayError
+from gateway.knowledge.context import with_context
 from gateway.rules import templates
 from gateway.rules.model import Rule
 from gateway.rules.templates import TemplateError
@@ -108,7 +109,13 @@ class _Conversation:
             try:
                 prompt = str(templates.evaluate(spec.prompt, self.scope))
                 instructions = str(templates.evaluate(spec.instructions, self.scope))
-            except TemplateError as exc:
+                if spec.context is not None:
+                    query = str(templates.evaluate(spec.context.query, self.scope))
+                    library = await self.worker.toolbox.client("knowledge")
+                    prompt = await with_context(
+                        spec.context, query, prompt, library, self.store.knowledge
+                    )
+            except (TemplateError, GatewayError) as exc:
                 await self.worker.end(run, RunStatus.FAILED, f"prompt: {exc}")
                 return
             own = [{"type": "message", "role": "user", "content": prompt}]

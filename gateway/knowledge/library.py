@@ -71,12 +71,15 @@ def _shorten(text: str, limit: int) -> str:
 
 
 class Library:
-    """The `knowledge:` collections over `store`; `aclose()` it (it may hold HTTP clients)."""
+    """The `knowledge:` collections over `store`; `aclose()` it (it may hold HTTP clients).
+
+    A library made without a store (the tool's, shared by every call) is given one per call.
+    """
 
     def __init__(
         self,
         collections: Mapping[str, Collection],
-        store: KnowledgeStore,
+        store: KnowledgeStore | None = None,
         *,
         models: Mapping[str, Mapping[str, Any]] | None = None,
         base_dir: Path | None = None,
@@ -109,17 +112,30 @@ class Library:
             self._embedders[profile_name] = Embedder(profile, environ=self._environ)
         return self._embedders[profile_name]
 
-    async def index(self, name: str) -> IndexReport:
+    def _store(self, store: KnowledgeStore | None) -> KnowledgeStore:
+        found = store or self.store
+        if found is None:
+            raise GatewayError("knowledge search needs the gateway's store")
+        return found
+
+    async def index(self, name: str, store: KnowledgeStore | None = None) -> IndexReport:
         return await index(
-            self.store, name, self.collection(name), self.base_dir, self.embedder(name)
+            self._store(store), name, self.collection(name), self.base_dir, self.embedder(name)
         )
 
     async def search(
-        self, name: str, query: str, k: int = 5, ranking: Ranking | None = None
+        self,
+        name: str,
+        query: str,
+        k: int = 5,
+        ranking: Ranking | None = None,
+        *,
+        store: KnowledgeStore | None = None,
     ) -> list[Hit]:
         """The `k` best passages of collection `name` for `query`: fused where the collection
         has embeddings, lexical where it has none (or as `ranking` asks)."""
         k = max(1, min(k, MAX_K))
+        knowledge = self._store(store)
         embedder = self.embedder(name)
         if ranking is None:
             ranking = Ranking.FUSED if embedder is not None else Ranking.LEXICAL
@@ -128,17 +144,17 @@ class Library:
         depth = max(CANDIDATES, k)
         lexical: list[tuple[int, float]] = []
         if ranking is not Ranking.EMBEDDING:
-            lexical = await self.store.lexical(name, query, depth)
+            lexical = await knowledge.lexical(name, query, depth)
         by_vector: list[tuple[int, float]] = []
         if ranking is not Ranking.LEXICAL and embedder is not None:
             [vector] = await embedder.embed([query])
-            by_vector = by_cosine(vector, await self.store.vectors(name), depth)
+            by_vector = by_cosine(vector, await knowledge.vectors(name), depth)
         if ranking is Ranking.FUSED:
             ranked = fuse([[i for i, _ in lexical], [i for i, _ in by_vector]], k)
         else:
             ranked = (lexical or by_vector)[:k]
         scores = dict(ranked)
-        found = await self.store.passages([i for i, _ in ranked])
+        found = await knowledge.passages([i for i, _ in ranked])
         return [Hit(passage, scores[passage.id]) for passage in found]
 
     async def aclose(self) -> None:

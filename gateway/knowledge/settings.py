@@ -7,6 +7,8 @@ split into passages, and, optionally, the model profile that embeds them or host
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -28,6 +30,9 @@ class Collection(BaseModel):
     # Characters per passage (at most), and how many the next passage repeats.
     passage_chars: int = Field(1200, ge=200, le=20_000)
     overlap_chars: int = Field(150, ge=0)
+    # Seconds between re-indexings while the gateway runs (it indexes once at start);
+    # none: only at start and by `gateway knowledge index`.
+    reindex_every: float | None = Field(None, ge=60)
     # Files larger than this are skipped with a warning (a PDF of scans, a log dump).
     max_file_bytes: int = Field(20 * 1024 * 1024, gt=0)
 
@@ -47,3 +52,39 @@ def check_names(collections: dict[str, Collection]) -> dict[str, Collection]:
         if not NAME.fullmatch(name):
             raise ValueError(f"collection name {name!r} may only use letters, digits, _ and -")
     return collections
+
+
+def profile_problems(
+    collections: dict[str, Collection], models: dict[str, Any]
+) -> list[tuple[tuple[str, ...], str]]:
+    """Each collection whose `embeddings:` names no profile under `models:`, at that field."""
+    known = ", ".join(sorted(models)) or "none"
+    return [
+        (
+            ("knowledge", name, "embeddings"),
+            f"no profile named {c.embeddings!r} under `models:` (defined: {known})",
+        )
+        for name, c in collections.items()
+        if c.embeddings is not None and c.embeddings not in models
+    ]
+
+
+class KnowledgeConfig(Protocol):
+    """What `handlers_with_knowledge` reads of the gateway's `Config`."""
+
+    handlers: dict[str, dict[str, Any]]
+    knowledge: dict[str, Collection]
+    models: dict[str, dict[str, Any]]
+    base_dir: Path
+
+
+def handlers_with_knowledge(config: KnowledgeConfig) -> dict[str, dict[str, Any]]:
+    """The `handlers:` blocks, with the `knowledge` family's completed from `knowledge:` and
+    `models:`: what the `knowledge.search` tool searches and embeds queries with."""
+    own = dict(config.handlers.get("knowledge") or {})
+    own.update(
+        collections={name: c.model_dump() for name, c in config.knowledge.items()},
+        models=dict(config.models),
+        base_dir=str(config.base_dir),
+    )
+    return {**config.handlers, "knowledge": own}

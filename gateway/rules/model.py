@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from gateway.knowledge.context import KnowledgeContext
+
 
 class Trigger(BaseModel):
     """`on:` which events a rule sees; `*` globs in both fields."""
@@ -94,6 +96,8 @@ class Assistant(BaseModel):
     tools: list[str] = Field(default_factory=list)
     policy: dict[str, ToolPolicy] = Field(default_factory=dict)
     limits: Limits = Field(default_factory=Limits)
+    # Passages of a knowledge collection put before the prompt (docs/knowledge.md).
+    context: KnowledgeContext | None = None
 
 
 class Schedule(BaseModel):
