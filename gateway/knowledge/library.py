@@ -141,21 +141,26 @@ class Library:
             ranking = Ranking.FUSED if embedder is not None else Ranking.LEXICAL
         if ranking is not Ranking.LEXICAL and embedder is None:
             raise ConfigError([f"knowledge.{name}: no `embeddings:` profile to rank by"])
-        depth = max(CANDIDATES, k)
-        lexical: list[tuple[int, float]] = []
+        # One ranking: its k best. Fused: each ranking's deeper candidates.
+        depth = max(CANDIDATES, k) if ranking is Ranking.FUSED else k
+        lexical: list[tuple[Passage, float]] = []
         if ranking is not Ranking.EMBEDDING:
             lexical = await knowledge.lexical(name, query, depth)
         by_vector: list[tuple[int, float]] = []
         if ranking is not Ranking.LEXICAL and embedder is not None:
             [vector] = await embedder.embed([query])
             by_vector = by_cosine(vector, await knowledge.vectors(name), depth)
+        if ranking is Ranking.LEXICAL:
+            return [Hit(passage, score) for passage, score in lexical]
         if ranking is Ranking.FUSED:
-            ranked = fuse([[i for i, _ in lexical], [i for i, _ in by_vector]], k)
+            ids = [passage.id for passage, _ in lexical]
+            ranked = fuse([ids, [i for i, _ in by_vector]], k)
         else:
-            ranked = (lexical or by_vector)[:k]
-        scores = dict(ranked)
-        found = await knowledge.passages([i for i, _ in ranked])
-        return [Hit(passage, scores[passage.id]) for passage in found]
+            ranked = by_vector[:k]
+        known = {passage.id: passage for passage, _ in lexical}
+        missing = [i for i, _ in ranked if i not in known]
+        known.update((p.id, p) for p in await knowledge.passages(missing))
+        return [Hit(known[i], score) for i, score in ranked if i in known]
 
     async def aclose(self) -> None:
         for embedder in self._embedders.values():

@@ -294,8 +294,8 @@ class KnowledgeStore(Protocol):
 
     async def collections(self) -> list[CollectionStats]: ...
 
-    async def lexical(self, collection: str, query: str, limit: int) -> list[tuple[int, float]]:
-        """Passage ids best first with their score (higher is better): SQLite FTS5's BM25, or
+    async def lexical(self, collection: str, query: str, limit: int) -> list[tuple[Passage, float]]:
+        """Passages best first with their score (higher is better): SQLite FTS5's BM25, or
         PostgreSQL's full-text rank. Any text is a valid query (its words are searched)."""
         ...
 

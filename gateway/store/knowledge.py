@@ -164,13 +164,20 @@ class Knowledge(Part):
             for row in await self._rows(counts)
         ]
 
-    async def lexical(self, collection: str, query: str, limit: int) -> list[tuple[int, float]]:
+    async def lexical(self, collection: str, query: str, limit: int) -> list[tuple[Passage, float]]:
         terms = query_terms(query)
         if not terms:
             return []
         dialect = knowledge_sqlite if self.dialect.name == "sqlite" else knowledge_postgresql
-        statement = dialect.lexical(collection, terms, limit)
-        return [(row.id, float(row.score)) for row in await self._rows(statement)]
+        ranked = dialect.lexical(collection, terms, limit).subquery("ranked")
+        # The passages come with their ranking, in one round trip.
+        query_ = (
+            select(passages, files.c.path, ranked.c.score)
+            .join(ranked, ranked.c.id == passages.c.id)
+            .join(files, files.c.id == passages.c.file_id)
+            .order_by(ranked.c.score.desc(), passages.c.id)
+        )
+        return [(_passage(row), float(row.score)) for row in await self._rows(query_)]
 
     async def vectors(self, collection: str) -> list[tuple[int, bytes]]:
         query = select(passages.c.id, passages.c.embedding).where(

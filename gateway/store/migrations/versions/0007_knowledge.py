@@ -20,16 +20,20 @@ depends_on: str | Sequence[str] | None = None
 
 Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
+# The collection is searched as one token, its tag ('c' and the hex of its name): matched
+# with the query's words, the index finds a collection's rows itself; filtering on a stored
+# column instead read each matching passage's row (10x slower at 10,000 passages).
+TAG = "'c' || lower(hex({row}.collection))"
 SQLITE_FTS = [
-    # Porter stemming: "refunds" finds "refund". `collection` is stored, not searched.
-    "CREATE VIRTUAL TABLE knowledge_fts USING fts5(collection UNINDEXED, heading, text, "
+    # Porter stemming: "refunds" finds "refund".
+    "CREATE VIRTUAL TABLE knowledge_fts USING fts5(tag, heading, text, "
     "content='knowledge_passages', content_rowid='id', tokenize='porter unicode61')",
     "CREATE TRIGGER knowledge_fts_insert AFTER INSERT ON knowledge_passages BEGIN "
-    "INSERT INTO knowledge_fts(rowid, collection, heading, text) "
-    "VALUES (new.id, new.collection, new.heading, new.text); END",
+    "INSERT INTO knowledge_fts(rowid, tag, heading, text) "
+    f"VALUES (new.id, {TAG.format(row='new')}, new.heading, new.text); END",
     "CREATE TRIGGER knowledge_fts_delete AFTER DELETE ON knowledge_passages BEGIN "
-    "INSERT INTO knowledge_fts(knowledge_fts, rowid, collection, heading, text) "
-    "VALUES ('delete', old.id, old.collection, old.heading, old.text); END",
+    "INSERT INTO knowledge_fts(knowledge_fts, rowid, tag, heading, text) "
+    f"VALUES ('delete', old.id, {TAG.format(row='old')}, old.heading, old.text); END",
 ]
 POSTGRESQL_TSV = [
     "ALTER TABLE knowledge_passages ADD COLUMN tsv tsvector GENERATED ALWAYS AS ("
