@@ -45,6 +45,23 @@ def checks(config: Config) -> tuple[list[str], RuleCheck]:
                     f"(defined: {collections})",
                 )
             )
+        for name in rule.assistant.file_search:
+            collection = config.knowledge.get(name)
+            if collection is None or not collection.hosted:
+                found.append(
+                    (
+                        ("assistant", "file_search"),
+                        f"{name!r} is not a hosted collection under `knowledge:`",
+                    )
+                )
+        profile = config.models.get(rule.assistant.model) or {}
+        if rule.assistant.file_search and profile.get("api", "responses") != "responses":
+            found.append(
+                (
+                    ("assistant", "file_search"),
+                    f"profile {rule.assistant.model!r} is not on the Responses API",
+                )
+            )
         for tool, limits in rule.assistant.policy.items():
             found += [
                 (("assistant", "policy", tool), problem)

@@ -22,7 +22,7 @@ from gateway.assistant.backends import Backend, ModelError, Turn, make_backend
 from gateway.assistant.models import ModelProfile, cost, load_profiles
 from gateway.config import Config
 from gateway.errors import ConfigError, GatewayError
-from gateway.knowledge.context import with_context
+from gateway.knowledge.context import file_search_tool, with_context
 from gateway.rules import templates
 from gateway.rules.model import Rule
 from gateway.rules.templates import TemplateError
@@ -102,6 +102,13 @@ class _Conversation:
     async def run(self, journal: list[Step]) -> None:
         run, spec = self.run_, self.spec
         history = await self._history()
+        if spec.file_search:
+            try:
+                library = await self.worker.toolbox.client("knowledge")
+                self.definitions.append(await file_search_tool(library, spec.file_search))
+            except GatewayError as exc:
+                await self.worker.end(run, RunStatus.FAILED, f"file_search: {exc}")
+                return
         if journal:
             instructions = journal[0].result.get("instructions", "")
             own: list[Item] = list(journal[0].result["items"])  # this run's part of the thread
@@ -432,7 +439,15 @@ def _turn_record(turn: Turn) -> dict[str, Any]:
         if c.model_call_id is not None:
             record["model_call_id"] = c.model_call_id  # renamed: the model's id, for audit
         calls.append(record)
-    return {"text": turn.text, "items": turn.items, "calls": calls, "response_id": turn.response_id}
+    made: dict[str, Any] = {
+        "text": turn.text,
+        "items": turn.items,
+        "calls": calls,
+        "response_id": turn.response_id,
+    }
+    if turn.citations:
+        made["citations"] = turn.citations  # what a hosted file_search answer cites
+    return made
 
 
 def _placed(turn_position: int, calls: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:

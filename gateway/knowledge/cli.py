@@ -54,7 +54,7 @@ def index(
     """Index collections: add, update and remove passages by content hash."""
 
     async def go(library: Library, store: Store, cfg: Config) -> None:
-        names = [name] if name else [n for n, c in cfg.knowledge.items() if not c.hosted]
+        names = [name] if name else list(cfg.knowledge)
         for one in names:
             report = await library.index(one)
             console.print(
@@ -70,6 +70,9 @@ def index(
             )
             for skipped in report.skipped:
                 console.print(f"  [yellow]skipped[/yellow] {skipped}", highlight=False)
+        if name is None and any(c.hosted for c in cfg.knowledge.values()):
+            for gone in await library.prune_hosted():
+                console.print(f"{gone}: no longer configured, vector store deleted")
 
     _with_library(config, go)
 
@@ -151,6 +154,11 @@ def drop(
     """Remove a collection's files and passages from the store (the files stay on disk)."""
 
     async def go(library: Library, store: Store, cfg: Config) -> None:
+        configured = cfg.knowledge.get(name)
+        if configured is not None and configured.hosted:
+            deleted = await library.drop_hosted(name)
+            console.print(f"{name}: vector store {'deleted' if deleted else 'not found'}")
+            return
         removed = await store.knowledge.drop(name)
         console.print(f"{name}: {removed} file(s) removed from the store", highlight=False)
 

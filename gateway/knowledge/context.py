@@ -1,12 +1,16 @@
-"""`assistant.context:` — a rule puts the best passages of a collection into its prompt:
+"""What a rule's assistant gets from the collections besides `knowledge.search`:
 
     assistant:
       context: {knowledge: runbooks, query: "{{ payload.subject }}", k: 4}
+      file_search: [policies]          # hosted collections, searched by the model itself
 
-The passages go before the rendered prompt, each under its citation, so the model can cite them.
+`context:` passages go before the rendered prompt, each under its citation; `file_search:`
+offers the hosted `file_search` tool over those collections' vector stores.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -44,3 +48,9 @@ async def with_context(
         f"Passages from the {context.knowledge} collection (cite them by the bracketed "
         f"source):\n\n{found}\n\n---\n\n{prompt}"
     )
+
+
+async def file_search_tool(library: Library, collections: list[str]) -> dict[str, Any]:
+    """The hosted `file_search` tool over the vector stores of these hosted collections."""
+    ids = [await library.vector_store_id(name) for name in collections]
+    return {"type": "file_search", "vector_store_ids": ids}

@@ -29,6 +29,19 @@ class Usage:
     requests: int = 0
 
 
+def client_of(
+    profile: ModelProfile, environ: Mapping[str, str] | None = None
+) -> openai.AsyncOpenAI:
+    """The profile's OpenAI client, with the client's own retries (its backoff honours
+    Retry-After) as the profile sets them."""
+    return openai.AsyncOpenAI(
+        api_key=profile.api_key(environ),
+        base_url=profile.base_url,
+        timeout=profile.timeout,
+        max_retries=profile.max_retries,
+    )
+
+
 class Embedder:
     """The embeddings endpoint of one model profile; `aclose()` it when done."""
 
@@ -42,13 +55,7 @@ class Embedder:
         self.profile = profile
         self.batch = batch
         self.usage = Usage()
-        # The client's own retries, with its backoff that honours Retry-After.
-        self.client = openai.AsyncOpenAI(
-            api_key=profile.api_key(environ),
-            base_url=profile.base_url,
-            timeout=profile.timeout,
-            max_retries=profile.max_retries,
-        )
+        self.client = client_of(profile, environ)
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
         """One vector per text, in order, `batch` texts per request."""

@@ -61,7 +61,7 @@ def matching_files(patterns: list[str], base_dir: Path) -> list[Path]:
     return sorted(found)
 
 
-def _key(path: Path, base_dir: Path) -> str:
+def key_of(path: Path, base_dir: Path) -> str:
     """The file's name in the store and in citations: relative to the config's folder."""
     try:
         return path.resolve().relative_to(base_dir.resolve()).as_posix()
@@ -81,7 +81,7 @@ def _read(
         data = path.read_bytes()
         # The settings that shape passages are part of the hash: changing them re-indexes.
         digest = hashlib.sha256(fingerprint.encode() + b"\0" + data).hexdigest()
-        found.append(_Found(_key(path, base_dir), path, data, digest))
+        found.append(_Found(key_of(path, base_dir), path, data, digest))
     return found
 
 

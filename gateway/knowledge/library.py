@@ -12,7 +12,8 @@ from typing import Any
 
 from gateway.assistant.models import load_profiles
 from gateway.errors import ConfigError, GatewayError
-from gateway.knowledge.embeddings import Embedder
+from gateway.knowledge.embeddings import Embedder, client_of
+from gateway.knowledge.hosted import VectorStores
 from gateway.knowledge.indexer import IndexReport, index
 from gateway.knowledge.ranking import by_cosine, fuse
 from gateway.knowledge.settings import Collection
@@ -91,6 +92,8 @@ class Library:
         self._profiles = load_profiles(models or {})
         self._environ = environ
         self._embedders: dict[str, Embedder] = {}
+        self._hosted: dict[str, VectorStores] = {}
+        self._vector_store_ids: dict[str, str] = {}
 
     def collection(self, name: str) -> Collection:
         found = self.collections.get(name)
@@ -118,7 +121,51 @@ class Library:
             raise GatewayError("knowledge search needs the gateway's store")
         return found
 
+    def vector_stores(self, name: str) -> VectorStores:
+        """The vector stores of hosted collection `name`'s profile."""
+        profile_name = self.collection(name).profile
+        if profile_name not in self._hosted:
+            profile = self._profiles.get(profile_name)
+            if profile is None:
+                raise ConfigError(
+                    [f"knowledge.{name}.profile: no model profile named {profile_name!r}"]
+                )
+            self._hosted[profile_name] = VectorStores(client_of(profile, self._environ))
+        return self._hosted[profile_name]
+
+    async def vector_store_id(self, name: str) -> str:
+        """The vector store of hosted collection `name`, for the `file_search` tool."""
+        if name not in self._vector_store_ids:
+            if not self.collection(name).hosted:
+                raise ConfigError([f"knowledge.{name}: not a hosted collection"])
+            found = await self.vector_stores(name).find(name)
+            if found is None:
+                raise GatewayError(f"knowledge.{name}: not uploaded yet (gateway knowledge index)")
+            self._vector_store_ids[name] = found
+        return self._vector_store_ids[name]
+
+    async def drop_hosted(self, name: str) -> bool:
+        """Delete hosted collection `name`'s vector store and files."""
+        self._vector_store_ids.pop(name, None)
+        return await self.vector_stores(name).delete(name)
+
+    async def prune_hosted(self) -> list[str]:
+        """Delete the vector stores of collections no longer configured as hosted (on the
+        profiles of those that are); the names of those deleted."""
+        hosted = {n for n, c in self.collections.items() if c.hosted}
+        gone: list[str] = []
+        for stores in {id(self.vector_stores(n)): self.vector_stores(n) for n in hosted}.values():
+            for name in await stores.names():
+                if name not in hosted and name not in gone:
+                    await stores.delete(name)
+                    gone.append(name)
+        return gone
+
     async def index(self, name: str, store: KnowledgeStore | None = None) -> IndexReport:
+        collection = self.collection(name)
+        if collection.hosted:
+            self._vector_store_ids.pop(name, None)
+            return await self.vector_stores(name).sync(name, collection, self.base_dir)
         return await index(
             self._store(store), name, self.collection(name), self.base_dir, self.embedder(name)
         )
@@ -135,6 +182,10 @@ class Library:
         """The `k` best passages of collection `name` for `query`: fused where the collection
         has embeddings, lexical where it has none (or as `ranking` asks)."""
         k = max(1, min(k, MAX_K))
+        if self.collection(name).hosted:
+            raise ConfigError(
+                [f"knowledge.{name} is hosted: the model searches it with file_search"]
+            )
         knowledge = self._store(store)
         embedder = self.embedder(name)
         if ranking is None:
@@ -166,6 +217,9 @@ class Library:
         for embedder in self._embedders.values():
             await embedder.aclose()
         self._embedders.clear()
+        for stores in self._hosted.values():
+            await stores.client.close()
+        self._hosted.clear()
 
 
 def answer(hits: list[Hit], max_chars: int = MAX_RESULT_CHARS) -> list[dict[str, Any]]:

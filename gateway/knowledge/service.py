@@ -21,7 +21,8 @@ log = structlog.get_logger("gateway.knowledge")
 
 
 class Indexing:
-    """The background task that indexes `collections` into `store` (hosted ones excepted)."""
+    """The background task that indexes `collections` into `store`, and syncs hosted ones
+    with their vector stores."""
 
     def __init__(
         self,
@@ -29,8 +30,7 @@ class Indexing:
         models: Mapping[str, Mapping[str, Any]],
         base_dir: Path,
     ) -> None:
-        local = {name: c for name, c in collections.items() if not c.hosted}
-        self.library = Library(local, models=models, base_dir=base_dir)
+        self.library = Library(collections, models=models, base_dir=base_dir)
         self._task: asyncio.Task[None] | None = None
 
     def start(self, store: KnowledgeStore) -> None:

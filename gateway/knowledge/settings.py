@@ -27,6 +27,8 @@ class Collection(BaseModel):
     embeddings: str | None = None
     # Upload the files to an OpenAI vector store and offer the hosted `file_search` tool.
     hosted: bool = False
+    # The Responses profile under `models:` whose API holds the vector store (hosted only).
+    profile: str = "default"
     # Characters per passage (at most), and how many the next passage repeats.
     passage_chars: int = Field(1200, ge=200, le=20_000)
     overlap_chars: int = Field(150, ge=0)
@@ -57,9 +59,10 @@ def check_names(collections: dict[str, Collection]) -> dict[str, Collection]:
 def profile_problems(
     collections: dict[str, Collection], models: dict[str, Any]
 ) -> list[tuple[tuple[str, ...], str]]:
-    """Each collection whose `embeddings:` names no profile under `models:`, at that field."""
+    """Each collection whose `embeddings:` names no profile under `models:`, and each hosted
+    one whose `profile:` is missing or not on the Responses API, at that field."""
     known = ", ".join(sorted(models)) or "none"
-    return [
+    found: list[tuple[tuple[str, ...], str]] = [
         (
             ("knowledge", name, "embeddings"),
             f"no profile named {c.embeddings!r} under `models:` (defined: {known})",
@@ -67,6 +70,26 @@ def profile_problems(
         for name, c in collections.items()
         if c.embeddings is not None and c.embeddings not in models
     ]
+    for name, c in collections.items():
+        if not c.hosted:
+            continue
+        profile = models.get(c.profile)
+        if profile is None:
+            found.append(
+                (
+                    ("knowledge", name, "profile"),
+                    f"hosted: no profile named {c.profile!r} under `models:` (defined: {known})",
+                )
+            )
+        elif dict(profile).get("api", "responses") != "responses":
+            found.append(
+                (
+                    ("knowledge", name, "profile"),
+                    f"hosted: profile {c.profile!r} is not on the Responses API "
+                    "(file_search is a Responses tool)",
+                )
+            )
+    return found
 
 
 class KnowledgeConfig(Protocol):

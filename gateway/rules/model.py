@@ -98,6 +98,8 @@ class Assistant(BaseModel):
     limits: Limits = Field(default_factory=Limits)
     # Passages of a knowledge collection put before the prompt (docs/knowledge.md).
     context: KnowledgeContext | None = None
+    # Hosted knowledge collections the model searches with the hosted `file_search` tool.
+    file_search: list[str] = Field(default_factory=list)
 
 
 class Schedule(BaseModel):
