@@ -118,3 +118,27 @@ def test_a_context_rule_must_name_a_configured_collection(tmp_path: Path) -> Non
     code, out = gateway("check", "-c", str(config))
     assert code == 1
     assert "no collection named 'runbooks' under `knowledge:` (defined: kb)" in out
+
+
+def test_file_search_must_name_a_hosted_collection_on_a_responses_profile(
+    tmp_path: Path,
+) -> None:
+    config = write_config(
+        tmp_path,
+        kb={"paths": PATTERNS},
+        policies={"paths": PATTERNS, "hosted": True, "profile": "local"},
+    )
+    (tmp_path / "rules" / "r.yaml").write_text(
+        "- name: r\n  on: {source: shop}\n  assistant:\n    prompt: hi\n    file_search: [kb]\n"
+    )
+    text = config.read_text() + "models: {default: {model: gpt-4.1-mini},"
+    text += " local: {api: chat, model: qwen3, base_url: 'http://127.0.0.1:1/v1'}}\n"
+    text += "sources: {shop: {provider: shopify, secret: s}}\n"
+    config.write_text(text)
+    code, out = gateway("check", "-c", str(config))
+    assert code == 1
+    assert "knowledge.policies.profile: hosted: profile 'local' is not on the Responses API" in out
+    config.write_text(text.replace("profile: local", "profile: default"))
+    code, out = gateway("check", "-c", str(config))
+    assert code == 1
+    assert "'kb' is not a hosted collection under `knowledge:`" in out
