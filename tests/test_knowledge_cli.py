@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import yaml
@@ -142,3 +143,24 @@ def test_file_search_must_name_a_hosted_collection_on_a_responses_profile(
     code, out = gateway("check", "-c", str(config))
     assert code == 1
     assert "'kb' is not a hosted collection under `knowledge:`" in out
+
+
+def test_indexing_with_embeddings_counts_tokens_and_says_how_vectors_are_compared(
+    tmp_path: Path,
+) -> None:
+    from gateway.testing.fake_embeddings import EmbeddingServer
+
+    copy_corpus(tmp_path)
+    with EmbeddingServer() as server:
+        config = write_config(tmp_path, kb={"paths": PATTERNS, "embeddings": "embed"})
+        profile = json.dumps(server.block())
+        config.write_text(config.read_text() + f"models: {{embed: {profile}}}\n")
+        code, out = gateway("knowledge", "index", "-c", str(config))
+        code2, out2 = gateway("knowledge", "list", "-c", str(config))
+    assert code == 0, out
+    assert "note: vectors are compared in the gateway (the plain fallback): " in out
+    spent = re.search(r"; (\d+) embedding tokens \(\$0\.0000\)", out)  # a local model: free
+    assert spent is not None and int(spent.group(1)) > 0
+    assert sum(len(batch) for batch in server.batches) == 24  # every passage, embedded once
+    assert code2 == 0
+    assert re.search(r"kb\s+│\s+8\s+│\s+24\s+│\s+24\s+│", out2)  # files, passages, embedded

@@ -140,6 +140,12 @@ async def test_dropping_a_collection_removes_its_files_and_passages(
     assert await library.search("kb", "refund", 5) == []
 
 
+async def test_the_store_says_how_it_compares_vectors(store: Store) -> None:
+    note = await store.knowledge.vector_note()
+    assert note.startswith("vectors are compared in the gateway (the plain fallback): ")
+    assert ("sqlite" in note) == (store.dialect.name == "sqlite")
+
+
 def test_markdown_is_split_along_headings_with_line_ranges() -> None:
     text = (
         "# Title\n\nIntro line.\n\n## Part\n\nFirst para\nstill first.\n\n```\ncode\n\nmore\n```\n"

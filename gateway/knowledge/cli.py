@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from gateway.store import Store
 
 app = typer.Typer(help="Knowledge collections: index, search, list, drop.", no_args_is_help=True)
-console = Console()
+console = Console(soft_wrap=True)
 T = TypeVar("T")
 
 ConfigOption = Annotated[
@@ -55,6 +55,8 @@ def index(
 
     async def go(library: Library, store: Store, cfg: Config) -> None:
         names = [name] if name else list(cfg.knowledge)
+        if any(c.embeddings for n, c in cfg.knowledge.items() if n in names):
+            console.print(f"note: {await store.knowledge.vector_note()}", highlight=False)
         for one in names:
             report = await library.index(one)
             console.print(

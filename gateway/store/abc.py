@@ -299,6 +299,10 @@ class KnowledgeStore(Protocol):
         PostgreSQL's full-text rank. Any text is a valid query (its words are searched)."""
         ...
 
+    async def vector_note(self) -> str:
+        """How this store compares vectors, and why not with a database extension."""
+        ...
+
     async def vectors(self, collection: str) -> list[tuple[int, bytes]]:
         """Every embedded passage of the collection: its id and its vector."""
         ...

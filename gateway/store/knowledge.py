@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, text, update
 
 from gateway.store import knowledge_postgresql, knowledge_sqlite
 from gateway.store.part import Part, now_utc
@@ -178,6 +178,25 @@ class Knowledge(Part):
             .order_by(ranked.c.score.desc(), passages.c.id)
         )
         return [(_passage(row), float(row.score)) for row in await self._rows(query_)]
+
+    async def vector_note(self) -> str:
+        if self.dialect.name == "sqlite":
+            import importlib.util
+            import sqlite3
+
+            if not hasattr(sqlite3.Connection, "enable_load_extension"):
+                why = "this Python's sqlite3 cannot load extensions such as sqlite-vec"
+            elif importlib.util.find_spec("sqlite_vec") is None:
+                why = "sqlite-vec is not installed"
+            else:
+                why = "sqlite-vec is installed, but the gateway does not use it yet"
+        else:
+            query = text("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")
+            if await self._first(query) is None:
+                why = "the pgvector extension is not installed on this PostgreSQL server"
+            else:
+                why = "pgvector is available, but the gateway does not use it yet"
+        return f"vectors are compared in the gateway (the plain fallback): {why}"
 
     async def vectors(self, collection: str) -> list[tuple[int, bytes]]:
         query = select(passages.c.id, passages.c.embedding).where(
