@@ -86,7 +86,11 @@ def create_app(
     if notifier is not None:
         store.events.on_commit(notifier.notify_soon)
     lock = store.worker_lock() if worker is not None else None
-    indexing = Indexing(config.knowledge, config.models, config.base_dir) if worker else None
+    indexing = (
+        Indexing(config.knowledge, config.models, config.base_dir)
+        if worker is not None and config.knowledge
+        else None
+    )
 
     # Windows has no SIGHUP.
     hangup = getattr(signal, "SIGHUP", None) if reload_on_hangup else None

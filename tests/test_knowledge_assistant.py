@@ -110,3 +110,12 @@ def test_a_context_rule_puts_the_passages_into_the_prompt(
     )
     assert "patronictl failover --candidate db-replica-1" in prompt
     assert prompt.index("patronictl") < prompt.index("Customer asks: how do I promote")
+
+
+def test_the_tool_refuses_more_than_20_passages_and_an_empty_query() -> None:
+    from gateway.tools import TOOLS
+
+    tool = TOOLS["knowledge.search"]
+    assert set(tool.problems({"collection": "kb", "query": "", "k": 21})) == {"query", "k"}
+    assert tool.problems({"collection": "kb", "query": "refund", "k": 20}) == {}
+    assert tool.side_effects is False

@@ -188,3 +188,41 @@ def test_a_broken_pdf_or_unknown_format_is_a_clear_error(tmp_path: Path) -> None
         load(tmp_path / "a.docx", b"PK")
     with pytest.raises(UnreadableFile, match="not UTF-8"):
         load(tmp_path / "a.md", b"\xff\xfe\xfa")
+
+
+async def test_a_file_over_max_file_bytes_is_skipped_and_one_at_it_is_indexed(
+    store: Store, tmp_path: Path
+) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs/at.md").write_text("# At\n\n" + "a" * 194)  # 200 bytes
+    (tmp_path / "docs/over.md").write_text("# Over\n\n" + "b" * 193)  # 201 bytes
+    settings = collection(paths=["docs/*.md"], max_file_bytes=200)
+    library = Library({"docs": settings}, store.knowledge, base_dir=tmp_path)
+    report = await library.index("docs")
+    await library.aclose()
+    assert report.added == ["docs/at.md"]
+    [skipped] = report.skipped
+    assert "over.md: 201 bytes, over max_file_bytes" in skipped
+
+
+def test_a_query_searches_at_most_32_distinct_words_without_stop_words() -> None:
+    from gateway.store.knowledge import MAX_QUERY_TERMS, query_terms
+
+    words = [f"word{i}" for i in range(40)]
+    assert query_terms("The refund, the REFUND and how?") == ["refund"]
+    assert query_terms(" ".join(words)) == words[:MAX_QUERY_TERMS] and MAX_QUERY_TERMS == 32
+
+
+async def test_a_search_answer_is_capped_in_passages_and_characters(library: Library) -> None:
+    from gateway.knowledge import answer
+    from gateway.knowledge.library import MAX_K
+
+    await library.index("kb")
+    words = "refund policy days euros laptop disk database page security hotel customer"
+    hits = await library.search("kb", words, 100)
+    assert len(hits) == MAX_K == 20
+    shared = answer(hits, max_chars=600)
+    assert sum(len(h["text"]) for h in shared) <= 600
+    for hit, given in zip(hits, shared, strict=True):
+        if len(hit.passage.text) > 600 // 20:
+            assert given["text"].endswith("…") and len(given["text"]) <= 30
