@@ -15,7 +15,7 @@ import secrets
 import socket
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,12 +27,12 @@ from pydantic import ValidationError
 from gateway import tracing
 from gateway.config import Config
 from gateway.metrics import Metrics
-from gateway.nesting import READABLE_DEPTH, deeper_than
 from gateway.rules import templates
 from gateway.rules.loader import RuleSet
 from gateway.rules.model import Rule
+from gateway.rules.plan import plan, routed_status
+from gateway.rules.scope import scope_for
 from gateway.rules.templates import TemplateError
-from gateway.scheduler.periods import periods as calendar_periods
 from gateway.store import Event, NewRun, Run, Step, Store, Stored
 from gateway.store.notify import wait_until_set
 from gateway.store.status import DONE, EventStatus, RunStatus, StepStatus
@@ -53,109 +53,6 @@ ARRIVED_MAX = 4096
 ROUTED_MAX = 4096
 # Under a backlog, how long the worker waits for more free slots to claim them together.
 CLAIM_LINGER_SECONDS = 0.005
-
-
-# What templates see of `event`: everything but its headers and body (`headers`, `payload`).
-TEMPLATE_EVENT_FIELDS = ("id", "source", "provider", "type", "delivery_id", "status", "received_at")
-
-
-def scope_for(event: Event, now: datetime | None = None) -> dict[str, Any]:
-    """What templates see: `payload`, `event`, `headers`, `now`."""
-    try:
-        payload = orjson.loads(event.body)
-    except orjson.JSONDecodeError:
-        payload = event.body.decode("utf-8", "replace")
-    else:
-        if deeper_than(payload, READABLE_DEPTH):
-            # Stored before max_json_depth existed: text, as a body that is not JSON, rather
-            # than a structure `tojson` and the journal would recurse into and fail on.
-            payload = event.body.decode("utf-8", "replace")
-    info: dict[str, Any] = {key: getattr(event, key) for key in TEMPLATE_EVENT_FIELDS}
-    # `periods.last_week.start_date` and the like: around the fire time, in the rule's zone,
-    # for a scheduled event; around the arrival, in UTC, for any other.
-    anchor, zone = event.received_at, "UTC"
-    if event.source == "schedule" and isinstance(payload, dict):
-        fired = payload.get("fired_at")
-        info["fired_at"] = datetime.fromisoformat(fired) if isinstance(fired, str) else None
-        info["manual"] = bool(payload.get("manual"))
-        anchor = info["fired_at"] or anchor
-        zone = str(payload.get("timezone") or zone)
-    return {
-        "payload": payload,
-        "event": info,
-        "headers": event.headers,
-        "now": now or datetime.now(UTC),
-        "periods": LazyPeriods(anchor, zone),
-    }
-
-
-class LazyPeriods(Mapping[str, Any]):
-    """`periods` for templates, computed on first use: most rules never look at it."""
-
-    def __init__(self, anchor: datetime, zone: str) -> None:
-        self._anchor, self._zone = anchor, zone
-        self._computed: dict[str, Any] | None = None
-
-    def _all(self) -> dict[str, Any]:
-        if self._computed is None:
-            self._computed = _periods(self._anchor, self._zone)
-        return self._computed
-
-    def __getitem__(self, key: str) -> Any:
-        return self._all()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._all())
-
-    def __len__(self) -> int:
-        return len(self._all())
-
-
-def _periods(anchor: datetime, zone: str) -> dict[str, dict[str, str]]:
-    try:
-        return calendar_periods(anchor, zone)
-    except (ValueError, KeyError):  # a zone unknown here (checked at load): fall back to UTC
-        return calendar_periods(anchor, "UTC")
-
-
-def matching_rules(rules: RuleSet, event: Event) -> list[Rule]:
-    if event.source == "schedule":
-        rule = rules.by_name.get(event.type)
-        return [rule] if rule is not None and rule.enabled and rule.schedule else []
-    return rules.matching(event.source, event.type)
-
-
-def plan_runs(rules: RuleSet, event: Event) -> list[NewRun]:
-    """The runs an event starts: one per matching rule whose `when` holds.
-
-    A rule whose templates fail on this event still gets a run, already failed, naming the
-    error: nothing is dropped silently.
-    """
-    scope = scope_for(event)
-    planned = []
-    for rule in matching_rules(rules, event):
-        base = NewRun(event_id=event.id, rule=rule.name, kind=rule.kind, mode=rule.mode)
-        try:
-            if rule.when is not None and not templates.truthy(templates.evaluate(rule.when, scope)):
-                continue
-            key = templates.evaluate(rule.order_by, scope) if rule.order_by else None
-            thread = None
-            if rule.assistant is not None and rule.assistant.thread:
-                thread = str(templates.evaluate(rule.assistant.thread, scope))
-        except TemplateError as exc:
-            planned.append(replace(base, status=RunStatus.FAILED, error=f"when/order_by: {exc}"))
-            continue
-        ordering = None if key is None or key == "" else f"{rule.name}:{key}"
-        if ordering is None and thread:
-            # Runs continuing one conversation must not interleave their turns.
-            ordering = f"thread:{thread}"
-        planned.append(replace(base, ordering_key=ordering, thread_key=thread))
-    return planned
-
-
-def routed_status(planned: Sequence[NewRun]) -> EventStatus:
-    """What routing an event makes of it: routed if it starts runs, else unmatched."""
-    return EventStatus.ROUTED if planned else EventStatus.UNMATCHED
 
 
 class Worker:
@@ -287,7 +184,7 @@ class Worker:
         routes: list[tuple[int, list[NewRun], str]] = []
         for event in pending:
             try:
-                planned = plan_runs(self.rules, event)
+                planned = plan(self.rules, event)
             except Exception:  # a bug must not leave the event pending, retried forever
                 log.exception("event.route_failed", event_id=event.id)
                 routes.append((event.id, [], EventStatus.ERROR))
@@ -317,12 +214,12 @@ class Worker:
 
     async def route(self, event: Event) -> list[int]:
         """Route one event (as `route_pending` does a page)."""
-        planned = plan_runs(self.rules, event)
+        planned = plan(self.rules, event)
         return await self.store.runs.route(event.id, planned, routed_status(planned))
 
     async def replay(self, event: Event) -> list[int]:
         """Run the rules again on a stored event: new runs, new idempotency keys."""
-        run_ids = await self.store.runs.add(plan_runs(self.rules, event))
+        run_ids = await self.store.runs.add(plan(self.rules, event))
         self.announce_runs()
         return run_ids
 
