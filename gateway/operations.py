@@ -186,7 +186,7 @@ async def reload_rules(state: Any) -> RuleSet:
     state.rules = rules
     worker: Worker | None = getattr(state, "worker", None)
     if worker is not None:
-        worker.rules = rules
+        worker.replace_rules(rules)
     scheduler: Scheduler | None = getattr(state, "scheduler", None)
     if scheduler is not None:
         await scheduler.replace_rules(rules.scheduled)
