@@ -30,8 +30,6 @@ from gateway.rules.plan import plan, routed_status
 from gateway.rules.scope import scope_for
 from gateway.runs.actions import ActionsExecutor
 from gateway.runs.executor import Executor, ExecutorFactory, RunServices
-from gateway.runs.journal import Journal
-from gateway.runs.outcome import Outcomes
 from gateway.runs.retry import RetryPolicy
 from gateway.store import Event, NewRun, Run, Store, Stored
 from gateway.store.notify import wait_until_set
@@ -76,20 +74,16 @@ class Worker:
         self.tools = tools if tools is not None else TOOLS
         # The families' settings and the clients their calls share, closed by `stop`.
         self.toolbox = Toolbox(config.handlers, self.tools)
-        self.outcomes = Outcomes(
-            store, RetryPolicy(config.worker), self.metrics, wake=self.notify_runs
-        )
-        self.journal = Journal(
+        services = RunServices.assemble(
             store,
             self.toolbox,
             self.tools,
-            self.outcomes,
             self.metrics,
+            RetryPolicy(config.worker),
+            wake=self.notify_runs,
             finishing=self._finishing_run,
         )
-        services = RunServices(
-            store, self.journal, self.outcomes, self.toolbox, self.tools, self.metrics
-        )
+        self.outcomes = services.outcomes
         # One executor per rule kind: the worker hands each claimed run to its kind's.
         factories = {"actions": ActionsExecutor, **(executors or {})}
         self.executors: dict[str, Executor] = {

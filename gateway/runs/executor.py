@@ -7,6 +7,7 @@ executor is built from the `RunServices` the worker shares (journal, outcomes, s
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -14,6 +15,7 @@ from gateway.metrics import Metrics
 from gateway.rules.model import Rule
 from gateway.runs.journal import Journal
 from gateway.runs.outcome import Outcomes
+from gateway.runs.retry import RetryPolicy
 from gateway.store import Event, Run, Step, Store
 from gateway.tools import Tool, Toolbox
 
@@ -28,6 +30,24 @@ class RunServices:
     toolbox: Toolbox
     tools: Mapping[str, Tool]
     metrics: Metrics
+
+    @classmethod
+    def assemble(
+        cls,
+        store: Store,
+        toolbox: Toolbox,
+        tools: Mapping[str, Tool],
+        metrics: Metrics,
+        policy: RetryPolicy,
+        *,
+        wake: Callable[[], None] = lambda: None,
+        finishing: Callable[[], AbstractContextManager[None]] = nullcontext,
+    ) -> RunServices:
+        """The services of one worker: `wake` when a retry is due, `finishing` held while a
+        run's last step commits (see `Journal`)."""
+        outcomes = Outcomes(store, policy, metrics, wake=wake)
+        journal = Journal(store, toolbox, tools, outcomes, metrics, finishing=finishing)
+        return cls(store, journal, outcomes, toolbox, tools, metrics)
 
 
 class Executor(Protocol):
