@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,11 @@ from gateway.config import Config
 from gateway.rules.loader import RuleSet
 from gateway.rules.loader import load as load_rules
 from gateway.rules.model import Rule
+from gateway.rules.plan import plan
 from gateway.scheduler import schedule_event
-from gateway.store import NewEvent, Store
+from gateway.store import Event, NewEvent, Store
 from gateway.worker import Worker
-from tests.fixtures import Fixture, all_fixtures, requires_fixtures
+from tests.fixtures import Fixture, all_fixtures, load, requires_fixtures
 from tests.test_providers import lowered, provider_for
 
 SHIPPED = Path(__file__).resolve().parent.parent / "rules"
@@ -68,15 +70,27 @@ def dispute() -> NewEvent:
     return NewEvent("stripe", "stripe", "charge.dispute.created", "evt_1", {}, body, FIRED)
 
 
+def failed_pipeline() -> NewEvent:
+    """The GitLab fixture (a pipeline that passed) as the pipeline that failed."""
+    passed = event_of(load("gitlab", "pipeline_hook"))
+    payload = orjson.loads(passed.body)
+    payload["object_attributes"]["status"] = "failed"
+    return replace(passed, delivery_id="failed", body=orjson.dumps(payload))
+
+
 def events() -> list[Any]:
-    """Every fixture, every scheduled rule fired, and a dispute: each with a rule it matches."""
+    """Every fixture, every scheduled rule fired, a dispute and a failed pipeline."""
     cases: list[Any] = [pytest.param(event_of, f, id=f.id) for f in all_fixtures()]
     cases += [
         pytest.param(fired, rule, id=f"schedule/{rule.name}")
         for rule in shipped().rules
         if rule.schedule
     ]
-    return [*cases, pytest.param(lambda _: dispute(), None, id="stripe/dispute")]
+    return [
+        *cases,
+        pytest.param(lambda _: dispute(), None, id="stripe/dispute"),
+        pytest.param(lambda _: failed_pipeline(), None, id="gitlab/pipeline_failed"),
+    ]
 
 
 async def worker_and_dry_run(store: Store, rules: RuleSet, new: NewEvent) -> tuple[Any, Any]:
@@ -112,3 +126,17 @@ async def test_worker_and_dry_run_agree_on_every_shipped_rule(
 
     assert worker != [], "every case matches at least one shipped rule"
     assert dry_run == worker
+
+
+@requires_fixtures
+def test_every_enabled_shipped_rule_plans_a_run_in_one_of_the_cases() -> None:
+    rules = shipped()
+    planned = set()
+    for case in events():
+        make, source = case.values
+        new = make(source)
+        shared = ("source", "provider", "type", "delivery_id", "headers", "body", "received_at")
+        event = Event(id=1, status="pending", **{name: getattr(new, name) for name in shared})
+        planned |= {run.rule for run in plan(rules, event)}
+
+    assert planned == {rule.name for rule in rules.rules if rule.enabled}
