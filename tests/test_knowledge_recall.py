@@ -122,3 +122,18 @@ async def test_an_embeddings_server_that_keeps_failing_is_a_clear_error(
     finally:
         await embedder.aclose()
     assert embeddings.fail == 7  # one try and the profile's two retries
+
+
+async def test_embedding_search_sees_a_reindexed_file(library: Library) -> None:
+    """The vectors a search compares are cached per collection version: a re-index (here or
+    on another replica) changes the version, and the next search reads them again."""
+    question = "Are refunds paid in cryptocurrency?"
+    before = await library.search("kb", question, 1, Ranking.EMBEDDING)
+    assert "cryptocurrency" not in before[0].passage.text
+    refunds = library.base_dir / "kb/policies/refunds.md"
+    refunds.write_text(
+        refunds.read_text() + "\n## Cryptocurrency\n\nRefunds are never paid in cryptocurrency.\n"
+    )
+    await library.index("kb")
+    [hit] = await library.search("kb", question, 1, Ranking.EMBEDDING)
+    assert "never paid in cryptocurrency" in hit.passage.text

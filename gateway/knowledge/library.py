@@ -15,7 +15,7 @@ from gateway.errors import ConfigError, GatewayError
 from gateway.knowledge.embeddings import Embedder, client_of
 from gateway.knowledge.hosted import VectorStores
 from gateway.knowledge.indexer import IndexReport, index
-from gateway.knowledge.ranking import by_cosine, fuse
+from gateway.knowledge.ranking import VectorIndex, fuse
 from gateway.knowledge.settings import Collection
 from gateway.store.abc import KnowledgeStore
 from gateway.store.records import Passage
@@ -94,6 +94,8 @@ class Library:
         self._embedders: dict[str, Embedder] = {}
         self._hosted: dict[str, VectorStores] = {}
         self._vector_store_ids: dict[str, str] = {}
+        # Each collection's vectors as last read, with the version they were read at.
+        self._vectors: dict[str, tuple[tuple[int, Any], VectorIndex[int]]] = {}
 
     def collection(self, name: str) -> Collection:
         found = self.collections.get(name)
@@ -200,7 +202,7 @@ class Library:
         by_vector: list[tuple[int, float]] = []
         if ranking is not Ranking.LEXICAL and embedder is not None:
             [vector] = await embedder.embed([query])
-            by_vector = by_cosine(vector, await knowledge.vectors(name), depth)
+            by_vector = (await self._vector_index(name, knowledge)).nearest(vector, depth)
         if ranking is Ranking.LEXICAL:
             return [Hit(passage, score) for passage, score in lexical]
         if ranking is Ranking.FUSED:
@@ -212,6 +214,15 @@ class Library:
         missing = [i for i, _ in ranked if i not in known]
         known.update((p.id, p) for p in await knowledge.passages(missing))
         return [Hit(known[i], score) for i, score in ranked if i in known]
+
+    async def _vector_index(self, name: str, knowledge: KnowledgeStore) -> VectorIndex[int]:
+        """The collection's vectors, read again only when an index changed them (any replica's:
+        the version is read from the store on every search)."""
+        version = await knowledge.version(name)
+        cached = self._vectors.get(name)
+        if cached is None or cached[0] != version:
+            cached = self._vectors[name] = (version, VectorIndex(await knowledge.vectors(name)))
+        return cached[1]
 
     async def aclose(self) -> None:
         for embedder in self._embedders.values():

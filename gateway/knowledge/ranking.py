@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections import Counter
 from collections.abc import Hashable, Sequence
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 
@@ -30,27 +31,50 @@ def unpack(data: bytes) -> array[float]:
     return array("f", data)
 
 
+class VectorIndex(Generic[K]):
+    """Stored vectors ready to compare with a query: built once per version of a collection,
+    so a search does not read and unpack every vector again."""
+
+    def __init__(self, rows: list[tuple[K, bytes]]) -> None:
+        sizes = Counter(len(data) for _, data in rows)
+        # Vectors of another length were made by another model: they cannot be compared.
+        size = sizes.most_common(1)[0][0] if sizes else 0
+        same = [(key, data) for key, data in rows if len(data) == size]
+        self.keys = [key for key, _ in same]
+        self.dimensions = size // 4
+        self._rows: Any = [unpack(data) for _, data in same]
+        try:
+            import numpy as np
+        except ImportError:  # pragma: no cover - numpy comes with the charts extra
+            return
+        matrix = np.frombuffer(b"".join(data for _, data in same), dtype="<f4")
+        self._rows = matrix.reshape(len(same), self.dimensions)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def nearest(self, query: Sequence[float], limit: int) -> list[tuple[K, float]]:
+        """The `limit` vectors most similar to `query`, best first, with their cosine."""
+        if not self.keys or len(query) != self.dimensions:
+            return []
+        wanted = unpack(pack(query))
+        if isinstance(self._rows, list):  # pragma: no cover - without numpy
+            pairs = zip(self.keys, self._rows, strict=True)
+            scored = [(key, _dot(wanted, row)) for key, row in pairs]
+            scored.sort(key=lambda pair: pair[1], reverse=True)
+            return scored[:limit]
+        import numpy as np
+
+        scores = self._rows @ np.asarray(wanted, dtype="<f4")
+        top = np.argsort(-scores, kind="stable")[:limit]
+        return [(self.keys[i], float(scores[i])) for i in top]
+
+
 def by_cosine(
     query: Sequence[float], rows: list[tuple[K, bytes]], limit: int
 ) -> list[tuple[K, float]]:
     """The `limit` rows most similar to `query`, best first, with their cosine similarity."""
-    if not rows:
-        return []
-    wanted = unpack(pack(query))
-    # A vector of another length was made by another model: it cannot be compared.
-    same = [(key, data) for key, data in rows if len(data) == len(wanted) * 4]
-    if not same:
-        return []
-    try:
-        import numpy as np
-    except ImportError:  # pragma: no cover - numpy comes with the charts extra
-        scored = [(key, _dot(wanted, unpack(data))) for key, data in same]
-    else:
-        matrix = np.frombuffer(b"".join(data for _, data in same), dtype="<f4")
-        scores = matrix.reshape(len(same), len(wanted)) @ np.asarray(wanted, dtype="<f4")
-        scored = [(key, float(score)) for (key, _), score in zip(same, scores, strict=True)]
-    scored.sort(key=lambda pair: pair[1], reverse=True)
-    return scored[:limit]
+    return VectorIndex(rows).nearest(query, limit)
 
 
 def _dot(a: array[float], b: array[float]) -> float:

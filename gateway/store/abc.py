@@ -299,6 +299,11 @@ class KnowledgeStore(Protocol):
         PostgreSQL's full-text rank. Any text is a valid query (its words are searched)."""
         ...
 
+    async def version(self, collection: str) -> tuple[int, datetime | None]:
+        """What changes whenever the collection's passages do: its file count and last index
+        time (a cache of its vectors is kept while this stays the same)."""
+        ...
+
     async def vector_note(self) -> str:
         """How this store compares vectors, and why not with a database extension."""
         ...

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, text, update
@@ -178,6 +179,15 @@ class Knowledge(Part):
             .order_by(ranked.c.score.desc(), passages.c.id)
         )
         return [(_passage(row), float(row.score)) for row in await self._rows(query_)]
+
+    async def version(self, collection: str) -> tuple[int, datetime | None]:
+        query = select(func.count(files.c.id), func.max(files.c.indexed_at)).where(
+            files.c.collection == collection
+        )
+        row: Any = await self._first(query)
+        if row is None:
+            return 0, None
+        return int(row[0]), utc(row[1])
 
     async def vector_note(self) -> str:
         if self.dialect.name == "sqlite":
