@@ -229,9 +229,10 @@ def tools(
     as_json: Annotated[bool, typer.Option("--json", help="Print the definitions as JSON")] = False,
 ) -> None:
     """The tool catalogue: every tool a rule or an assistant may call, with its schema."""
+    from gateway.knowledge.settings import handlers_with_knowledge
     from gateway.tools import TOOLS, Toolbox
 
-    toolbox = Toolbox(_load(config).handlers)
+    toolbox = Toolbox(handlers_with_knowledge(_load(config)))
     definitions = [
         {
             "tool": name,

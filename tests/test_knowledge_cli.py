@@ -164,3 +164,12 @@ def test_indexing_with_embeddings_counts_tokens_and_says_how_vectors_are_compare
     assert sum(len(batch) for batch in server.batches) == 24  # every passage, embedded once
     assert code2 == 0
     assert re.search(r"kb\s+│\s+8\s+│\s+24\s+│\s+24\s+│", out2)  # files, passages, embedded
+
+
+def test_the_tool_catalogue_names_the_configured_collections(tmp_path: Path) -> None:
+    config = str(write_config(tmp_path, kb={"paths": PATTERNS}, drafts={"paths": ["d/*"]}))
+    code, out = gateway("tools", "--json", "-c", config)
+    assert code == 0, out
+    [tool] = [t for t in json.loads(out) if t["tool"] == "knowledge.search"]
+    assert tool["description"].endswith("Collections: drafts, kb.")
+    assert tool["side_effects"] is False
