@@ -228,3 +228,41 @@ async def test_a_search_answer_is_capped_in_passages_and_characters(library: Lib
     for hit, given in zip(hits, shared, strict=True):
         if len(hit.passage.text) > 600 // 20:
             assert given["text"].endswith("…") and len(given["text"]) <= 30
+
+
+async def test_the_gateway_reindexes_every_reindex_every_seconds(
+    store: Store, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from gateway.knowledge.service import Indexing
+
+    copy_corpus(tmp_path)
+    clock = [1000.0]
+    slept: list[float] = []
+    second = asyncio.Event()
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock[0] += seconds
+        if len(slept) == 1:  # between the first and the second indexing, a file goes away
+            (tmp_path / "kb/runbooks/disk-full.md").unlink()
+        else:
+            second.set()
+            await asyncio.Event().wait()  # the test stops the task here
+
+    indexing = Indexing(
+        {"kb": collection(reindex_every=600)},
+        {},
+        tmp_path,
+        sleep=fake_sleep,
+        clock=lambda: clock[0],
+    )
+    indexing.start(store.knowledge)
+    try:
+        await asyncio.wait_for(second.wait(), 30)
+    finally:
+        await indexing.stop()
+    assert slept == [600.0, 600.0]
+    paths = {f.path for f in await store.knowledge.files("kb")}
+    assert len(paths) == 7 and "kb/runbooks/disk-full.md" not in paths

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,14 @@ class Indexing:
         collections: Mapping[str, Collection],
         models: Mapping[str, Mapping[str, Any]],
         base_dir: Path,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.library = Library(collections, models=models, base_dir=base_dir)
         self._task: asyncio.Task[None] | None = None
+        self._sleep = sleep
+        self._clock = clock
 
     def start(self, store: KnowledgeStore) -> None:
         if self.library.collections:
@@ -49,7 +54,7 @@ class Indexing:
         due = dict.fromkeys(self.library.collections, 0.0)
         while due:
             for name in sorted(due, key=due.__getitem__):
-                if due[name] > time.monotonic():
+                if due[name] > self._clock():
                     continue
                 try:
                     await self.library.index(name, store)
@@ -59,6 +64,6 @@ class Indexing:
                 if every is None:
                     del due[name]
                 else:
-                    due[name] = time.monotonic() + every
+                    due[name] = self._clock() + every
             if due:
-                await asyncio.sleep(max(0.0, min(due.values()) - time.monotonic()))
+                await self._sleep(max(0.0, min(due.values()) - self._clock()))
