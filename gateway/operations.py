@@ -6,20 +6,19 @@ One implementation for the admin API, the dashboard and the CLI; each edge maps 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 
-from gateway.errors import ConfigError, GatewayError
+from gateway.errors import GatewayError
 from gateway.rules.loader import RuleSet
-from gateway.ruleset import load_ruleset
 from gateway.store import Run, Step, Store
 from gateway.store.records import call_digest
 from gateway.store.status import RunStatus, StepStatus
 from gateway.worker import Worker, plan_runs
 
 if TYPE_CHECKING:
-    from gateway.scheduler import Scheduler
+    from gateway.runtime import Gateway
 
 log = structlog.get_logger(__name__)
 # Runs an operator may send round again: finished without success.
@@ -170,34 +169,7 @@ async def reject(
     return await decide(store, step_id, "rejected", by=by, reason=reason, worker=worker)
 
 
-async def reload_rules(state: Any) -> RuleSet:
-    """Re-read the rules through `load_ruleset`, the very check `gateway check` and start-up
-    run; only a rule set without any problem replaces the old one.
-
-    `state` is the Starlette app state: its `rules`, its worker's and its scheduler's are
-    swapped together. Raises `ConfigError` with every problem, leaving all three as they were.
-    """
-    try:
-        rules = load_ruleset(state.config)
-    except ConfigError as exc:
-        log.warning("rules.reload_refused", problems=exc.problems)
-        raise
-    state.rules = rules
-    worker: Worker | None = getattr(state, "worker", None)
-    if worker is not None:
-        worker.rules = rules
-    scheduler: Scheduler | None = getattr(state, "scheduler", None)
-    if scheduler is not None:
-        await scheduler.replace_rules(rules.scheduled)
-    log.info("rules.reloaded", rules=len(rules.rules))
-    return rules
-
-
-async def reload_rules_on_signal(state: Any) -> None:
-    """SIGHUP's reload: nobody waits for an answer, so the log says what happened (above)."""
-    try:
-        await reload_rules(state)
-    except ConfigError:
-        pass  # refused and logged, the old rules kept
-    except Exception as exc:  # a signal handler has no caller to raise to
-        log.error("rules.reload_failed", error=str(exc))
+async def reload_rules(gateway: Gateway) -> RuleSet:
+    """Re-read and swap the rules of a running gateway (`Gateway.reload_rules`): the admin
+    API's and the dashboard's reload, and SIGHUP's. Raises `ConfigError` with every problem."""
+    return await gateway.reload_rules()

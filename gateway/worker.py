@@ -320,6 +320,10 @@ class Worker:
         planned = plan_runs(self.rules, event)
         return await self.store.runs.route(event.id, planned, routed_status(planned))
 
+    def replace_rules(self, rules: RuleSet) -> None:
+        """Plan new runs with `rules` from now on (a reload); runs already planned keep theirs."""
+        self.rules = rules
+
     async def replay(self, event: Event) -> list[int]:
         """Run the rules again on a stored event: new runs, new idempotency keys."""
         run_ids = await self.store.runs.add(plan_runs(self.rules, event))
