@@ -12,6 +12,10 @@
     ├── ToolError              a tool call failed (gateway.tools; `retryable`, `retry_after`)
     │   └── PermanentToolError the remote refused for good
     ├── TemplateError          a rule template failed to compile or evaluate
+    ├── NotFound               an operator named a record that is not there (`kind`, `id`)
+    ├── IllegalState           the record's state does not allow the operator's change
+    │   └── NotWhatWasShown    an approval names arguments that are not the step's
+    ├── UnknownRule            an operator named a rule that is not there (fire)
     └── StoreError
         ├── StoreUnavailable   the database cannot be reached or cannot commit
         ├── SchemaMismatch     the database schema is not one this version knows
@@ -90,3 +94,33 @@ class SchemaMismatch(StoreError):
             f"database schema is at revision {revision!r}, this gateway expects {expected!r}: "
             "run `gateway db upgrade` (or upgrade the gateway)"
         )
+
+
+class NotFound(GatewayError):
+    """No record of this kind has this id."""
+
+    def __init__(self, kind: str, id: int) -> None:
+        self.kind = kind
+        self.id = id
+        super().__init__(f"no {kind} {id}")
+
+
+class IllegalState(GatewayError):
+    """The record exists, but its state does not allow the change (approve a finished step)."""
+
+    def __init__(self, kind: str, id: int, detail: str) -> None:
+        self.kind = kind
+        self.id = id
+        super().__init__(detail)
+
+
+class NotWhatWasShown(IllegalState):
+    """An approval names arguments that are not the step's: the approver saw something else
+    (a stale page), or the step changed after the model proposed it."""
+
+    def __init__(self, step_id: int, detail: str) -> None:
+        super().__init__("step", step_id, detail)
+
+
+class UnknownRule(GatewayError):
+    """An operator named a rule the gateway does not have (or not of the kind asked for)."""

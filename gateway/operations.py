@@ -1,6 +1,7 @@
-"""What an operator does to the gateway's work: replay, retry, approve, reject, reload rules.
+"""What an operator does to the gateway's work: replay, retry, approve, reject, fire, reload.
 
-One implementation for the admin API, the dashboard and the CLI; each edge maps the errors.
+One implementation for the admin API, the dashboard and the CLI; each edge maps the errors
+(`NotFound`, `IllegalState`, `UnknownRule`, from `gateway.errors`).
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from gateway.errors import GatewayError
+from gateway.errors import IllegalState, NotFound, NotWhatWasShown, UnknownRule
 from gateway.rules.loader import RuleSet
+from gateway.rules.model import Rule
 from gateway.store import Run, Step, Store
 from gateway.store.records import call_digest
 from gateway.store.status import RunStatus, StepStatus
@@ -20,35 +22,26 @@ from gateway.worker import Worker, plan_runs
 if TYPE_CHECKING:
     from gateway.runtime import Gateway
 
+__all__ = [
+    "IllegalState",
+    "NotFound",
+    "NotWhatWasShown",
+    "Replayed",
+    "UnknownRule",
+    "approve",
+    "decide",
+    "fire",
+    "reject",
+    "reload_rules",
+    "replay",
+    "retry",
+    "run",
+    "scheduled_rule",
+    "step",
+]
 log = structlog.get_logger(__name__)
 # Runs an operator may send round again: finished without success.
 RETRYABLE = (RunStatus.FAILED, RunStatus.DEAD)
-
-
-class NotFound(GatewayError):
-    """No record of this kind has this id."""
-
-    def __init__(self, kind: str, id: int) -> None:
-        self.kind = kind
-        self.id = id
-        super().__init__(f"no {kind} {id}")
-
-
-class IllegalState(GatewayError):
-    """The record exists, but its state does not allow the change (approve a finished step)."""
-
-    def __init__(self, kind: str, id: int, detail: str) -> None:
-        self.kind = kind
-        self.id = id
-        super().__init__(detail)
-
-
-class NotWhatWasShown(IllegalState):
-    """An approval names arguments that are not the step's: the approver saw something else
-    (a stale page), or the step changed after the model proposed it."""
-
-    def __init__(self, step_id: int, detail: str) -> None:
-        super().__init__("step", step_id, detail)
 
 
 @dataclass(frozen=True)
@@ -70,6 +63,38 @@ async def replay(
     if worker is not None:
         worker.announce_runs()
     return Replayed(event_id, run_ids)
+
+
+async def run(store: Store, run_id: int) -> Run:
+    """The run `run_id`, or `NotFound`."""
+    found = await store.runs.get(run_id)
+    if found is None:
+        raise NotFound("run", run_id)
+    return found
+
+
+async def step(store: Store, step_id: int) -> Step:
+    """The step `step_id`, or `NotFound`."""
+    found = await store.steps.get(step_id)
+    if found is None:
+        raise NotFound("step", step_id)
+    return found
+
+
+def scheduled_rule(rules: RuleSet, name: str) -> Rule:
+    """The enabled scheduled rule `name`, or `UnknownRule` naming those there are."""
+    found = next((r for r in rules.scheduled if r.name == name), None)
+    if found is None:
+        known = ", ".join(r.name for r in rules.scheduled) or "none"
+        raise UnknownRule(f"no enabled scheduled rule named {name!r} (known: {known})")
+    return found
+
+
+async def fire(store: Store, rule: Rule) -> int:
+    """Fire a scheduled rule now, outside its schedule: a new manual event; its id."""
+    from gateway.scheduler import fire as fire_now
+
+    return (await fire_now(store, rule)).id
 
 
 async def retry(store: Store, run_id: int, worker: Worker | None = None) -> Run:
