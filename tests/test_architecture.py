@@ -79,7 +79,8 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
     frozenset(layer.split())
     for layer in (
         # Foundations: the version, the error tree, logging, metrics, YAML, entry points.
-        "gateway errors build nesting redaction log yamlfile plugins metrics tracing issue_keys",
+        "gateway errors backoff build nesting redaction log yamlfile plugins metrics tracing",
+        "issue_keys",
         "tools",  # typed tool functions and their registry
         "config server",
         "store",
