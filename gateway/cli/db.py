@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Annotated
 
@@ -32,33 +31,48 @@ def db_upgrade(
     ] = 0,
 ) -> None:
     """Apply every pending migration."""
+    import stamina
+
     from gateway.store import database
 
     cfg = load_config(config)
     deadline = time.monotonic() + wait
 
-    async def upgrade() -> str | None:
-        delay = 0.5
-        while True:
-            engine, _ = database.connect(cfg.store_url)
-            try:
-                await database.upgrade(engine)
-                return await database.current_revision(engine)
-            except Exception as exc:
-                if not _unreachable(exc):
-                    raise
-                left = deadline - time.monotonic()
-                if left < delay:
-                    waited = f" within {wait:g} s" if wait else ""
-                    message = f"[red]error:[/red] the database did not answer{waited}: {exc}"
-                    err.print(message, highlight=False, soft_wrap=True)
-                    raise typer.Exit(1) from None
+    async def once() -> str | None:
+        engine, _ = database.connect(cfg.store_url)
+        try:
+            await database.upgrade(engine)
+            return await database.current_revision(engine)
+        except Exception as exc:
+            left = deadline - time.monotonic()
+            if _unreachable(exc) and left > 0:
                 message = f"waiting for the database ({left:.0f} s left): {exc}"
                 err.print(message, highlight=False, soft_wrap=True)
-            finally:
-                await engine.dispose()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            raise
+        finally:
+            await engine.dispose()
+
+    async def upgrade() -> str | None:
+        try:
+            # Backoff from 0.5 s doubling to 5 s, for `wait` seconds in all (none: one try).
+            async for attempt in stamina.retry_context(
+                on=_unreachable,
+                attempts=None if wait else 1,
+                timeout=wait or None,
+                wait_initial=0.5,
+                wait_max=5.0,
+                wait_jitter=0.0,
+            ):
+                with attempt:
+                    return await once()
+        except Exception as exc:
+            if not _unreachable(exc):
+                raise
+            waited = f" within {wait:g} s" if wait else ""
+            message = f"[red]error:[/red] the database did not answer{waited}: {exc}"
+            err.print(message, highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        raise AssertionError("stamina tries at least once")
 
     console.print(f"schema at revision {run(upgrade)}")
 
