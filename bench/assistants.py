@@ -133,7 +133,7 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
     import orjson
 
     from gateway import log
-    from gateway.assistant.loop import AssistantRunner
+    from gateway.assistant.runner import AssistantRunner
     from gateway.config import Config
     from gateway.rules.loader import RuleSet
     from gateway.rules.model import Rule
@@ -188,9 +188,9 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
                 for n in range(args.runs)
             )
         )
-        worker = Worker(store, RuleSet([rule]), config)
-        runner = AssistantRunner(config)
-        runner.bind(worker)
+        worker = Worker(
+            store, RuleSet([rule]), config, executors={"assistant": AssistantRunner.factory(config)}
+        )
         finished = asyncio.Event()
         done = 0
 
@@ -215,7 +215,6 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
         elapsed = time.perf_counter() - started
         await sampler
         await worker.stop()
-        await runner.close()
         succeeded = await store.runs.count("succeeded")
         await store.close()
     finally:

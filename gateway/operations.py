@@ -14,10 +14,11 @@ import structlog
 from gateway.errors import IllegalState, NotFound, NotWhatWasShown, UnknownRule
 from gateway.rules.loader import RuleSet
 from gateway.rules.model import Rule
+from gateway.rules.plan import plan
 from gateway.store import Run, Step, Store
 from gateway.store.records import call_digest
 from gateway.store.status import RunStatus, StepStatus
-from gateway.worker import Worker, plan_runs
+from gateway.worker import Worker
 
 if TYPE_CHECKING:
     from gateway.runtime import Gateway
@@ -59,7 +60,7 @@ async def replay(
         raise NotFound("event", event_id)
     if worker is not None and worker.rules is rules:
         return Replayed(event_id, await worker.replay(event))
-    run_ids = await store.runs.add(plan_runs(rules, event))
+    run_ids = await store.runs.add(plan(rules, event))
     if worker is not None:
         worker.announce_runs()
     return Replayed(event_id, run_ids)

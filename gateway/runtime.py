@@ -15,13 +15,14 @@ from datetime import UTC, datetime
 import structlog
 
 from gateway import tracing
-from gateway.assistant.loop import AssistantRunner
+from gateway.assistant.runner import AssistantRunner
 from gateway.config import Config
 from gateway.errors import ConfigError
 from gateway.ingest.endpoint import IngestEndpoint
 from gateway.metrics import Metrics
 from gateway.rules.loader import RuleSet
 from gateway.ruleset import load_ruleset
+from gateway.runs.executor import ExecutorFactory
 from gateway.scheduler import Scheduler
 from gateway.store import Store
 from gateway.store.lock import WorkerLock
@@ -53,7 +54,6 @@ class Gateway:
         self.worker: Worker | None = None
         self.scheduler: Scheduler | None = None
         self.notifier: Notifier | None = None
-        self._assistants: AssistantRunner | None = None
         self._lock: WorkerLock | None = None
         self._reloads: set[asyncio.Task[None]] = set()
 
@@ -73,10 +73,18 @@ class Gateway:
             self.notifier = Notifier(config.store_url)
         if "worker" in roles:
             notify = self.notifier.notify_soon if self.notifier is not None else None
-            self.worker = Worker(store, self.rules, config, metrics=self.metrics, notify=notify)
+            # The executors of rule kinds beyond direct actions (the worker closes them).
+            executors: dict[str, ExecutorFactory] = {}
             if config.models or any(r.assistant for r in self.rules.rules):
-                self._assistants = AssistantRunner(config)
-                self._assistants.bind(self.worker)
+                executors["assistant"] = AssistantRunner.factory(config)
+            self.worker = Worker(
+                store,
+                self.rules,
+                config,
+                executors=executors,
+                metrics=self.metrics,
+                notify=notify,
+            )
             # New events wake the worker the moment they are committed.
             store.events.on_commit(self.worker.notify_events)
             self._lock = store.worker_lock()
@@ -117,8 +125,6 @@ class Gateway:
                 await self.notifier.stop()
             if self.worker is not None:
                 await self.worker.stop()
-            if self._assistants is not None:
-                await self._assistants.close()
         finally:
             await self.store.close()
             if self._lock is not None:
