@@ -63,6 +63,7 @@ def test_index_then_search_list_and_drop(tmp_path: Path) -> None:
 def test_searching_an_unknown_collection_fails_naming_the_known_ones(tmp_path: Path) -> None:
     copy_corpus(tmp_path)
     config = str(write_config(tmp_path))
+    gateway("knowledge", "index", "-c", config)  # the one command that migrates a new database
     code, out = gateway("knowledge", "search", "runbook", "disk", "-c", config)
     assert code == 1
     assert "no knowledge collection named 'runbook' (known: kb)" in out

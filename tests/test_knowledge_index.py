@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway.errors import UnreadableFile
 from gateway.knowledge import Library
-from gateway.knowledge.loaders import UnreadableFile, html, load, markdown
+from gateway.knowledge.loaders import html, load, markdown
 from gateway.knowledge.splitter import split
 from gateway.store import Store
 from tests.knowledge import collection, copy_corpus

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway.errors import EmbeddingError
 from gateway.knowledge import Library, Ranking
-from gateway.knowledge.embeddings import Embedder, EmbeddingError
+from gateway.knowledge.embeddings import Embedder
 from gateway.store import Store
 from gateway.testing.fake_embeddings import EmbeddingServer
 from tests.knowledge import collection, copy_corpus, questions

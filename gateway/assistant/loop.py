@@ -29,7 +29,6 @@ from gateway.assistant.items import (
 )
 from gateway.assistant.models import ModelProfile, cost
 from gateway.errors import ConfigError, GatewayError
-from gateway.knowledge.context import file_search_tool, with_context
 from gateway.rules import templates
 from gateway.rules.model import Rule
 from gateway.rules.templates import TemplateError
@@ -73,8 +72,9 @@ class Conversation:
         history = await self._history()
         if spec.file_search:
             try:
+                # The knowledge family's client: a gateway.knowledge.Library.
                 library = await self.toolbox.client("knowledge")
-                self.definitions.append(await file_search_tool(library, spec.file_search))
+                self.definitions.append(await library.file_search(spec.file_search))
             except GatewayError as exc:
                 await self.outcomes.end(run, RunStatus.FAILED, f"file_search: {exc}")
                 return
@@ -88,8 +88,8 @@ class Conversation:
                 if spec.context is not None:
                     query = str(templates.evaluate(spec.context.query, self.scope))
                     library = await self.toolbox.client("knowledge")
-                    prompt = await with_context(
-                        spec.context, query, prompt, library, self.store.knowledge
+                    prompt = await library.context(
+                        spec.context, query, prompt, self.store.knowledge
                     )
             except (TemplateError, GatewayError) as exc:
                 await self.outcomes.end(run, RunStatus.FAILED, f"prompt: {exc}")

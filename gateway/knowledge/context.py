@@ -5,27 +5,18 @@
       file_search: [policies]          # hosted collections, searched by the model itself
 
 `context:` passages go before the rendered prompt, each under its citation; `file_search:`
-offers the hosted `file_search` tool over those collections' vector stores.
+offers the hosted `file_search` tool over those collections' vector stores. The assistant
+loop reaches both through the knowledge family's client, a `Library` (`Library.context` and
+`Library.file_search`), without importing this package.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from gateway.knowledge.library import MAX_K, MAX_RESULT_CHARS, Library, answer
+from gateway.knowledge.library import MAX_RESULT_CHARS, Library, answer
+from gateway.rules.model import KnowledgeContext
 from gateway.store.abc import KnowledgeStore
-
-
-class KnowledgeContext(BaseModel):
-    """The `context:` of an assistant rule."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    knowledge: str = Field(description="the collection searched")
-    query: str = Field(min_length=1, description="a template, rendered like the prompt")
-    k: int = Field(4, ge=1, le=MAX_K)
 
 
 async def with_context(

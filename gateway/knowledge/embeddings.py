@@ -10,14 +10,10 @@ from dataclasses import dataclass
 import openai
 
 from gateway.assistant.models import ModelProfile, cost
-from gateway.errors import GatewayError
+from gateway.errors import EmbeddingError
 
 # Inputs per request: OpenAI takes up to 2,048, local servers often far fewer at a time.
 BATCH = 64
-
-
-class EmbeddingError(GatewayError):
-    """The embeddings endpoint failed (after the profile's retries) or answered nonsense."""
 
 
 @dataclass

@@ -14,17 +14,13 @@ from pathlib import Path
 
 import openai
 
-from gateway.errors import GatewayError
+from gateway.errors import HostedError
 from gateway.knowledge.indexer import IndexReport, key_of, matching_files
 from gateway.knowledge.settings import Collection
 
 PREFIX = "gateway:"
 # Metadata that marks a vector store as made by the gateway for a collection.
 MARK = "gateway_collection"
-
-
-class HostedError(GatewayError):
-    """The Files or Vector Stores API failed (after the profile's retries)."""
 
 
 @dataclass

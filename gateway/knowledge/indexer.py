@@ -13,6 +13,7 @@ from pathlib import Path
 
 import structlog
 
+from gateway.errors import UnreadableFile
 from gateway.knowledge import loaders
 from gateway.knowledge.embeddings import Embedder
 from gateway.knowledge.ranking import pack
@@ -111,7 +112,7 @@ async def index(
     async def write(one: _Found) -> None:
         try:
             passages = await _passages(one, collection, embedder)
-        except loaders.UnreadableFile as exc:
+        except UnreadableFile as exc:
             report.skipped.append(f"{one.path}: {exc}")
             if one.key in stored:  # what it said before is no longer what the file says
                 await store.remove_files(name, [one.key])

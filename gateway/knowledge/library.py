@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.assistant.models import load_profiles
-from gateway.errors import ConfigError, GatewayError
+from gateway.config import MAX_PASSAGES
+from gateway.errors import ConfigError, GatewayError, UnknownCollection
 from gateway.knowledge.embeddings import Embedder, client_of
 from gateway.knowledge.hosted import VectorStores
 from gateway.knowledge.indexer import IndexReport, index
@@ -22,19 +23,11 @@ from gateway.store.records import Passage
 
 # Passages one search returns at most, and characters of passage text in one answer at most
 # (each passage's share cut at a word, marked "…").
-MAX_K = 20
+MAX_K = MAX_PASSAGES
 MAX_RESULT_CHARS = 12_000
 # Candidates each ranking hands to the fusion: deeper than k, so a passage second in both
 # rankings can win over one first in a single ranking.
 CANDIDATES = 50
-
-
-class UnknownCollection(GatewayError):
-    def __init__(self, name: str, known: list[str]) -> None:
-        self.name = name
-        super().__init__(
-            f"no knowledge collection named {name!r} (known: {', '.join(known) or 'none'})"
-        )
 
 
 class Ranking(StrEnum):
@@ -214,6 +207,18 @@ class Library:
         missing = [i for i, _ in ranked if i not in known]
         known.update((p.id, p) for p in await knowledge.passages(missing))
         return [Hit(known[i], score) for i, score in ranked if i in known]
+
+    async def context(self, context: Any, query: str, prompt: str, store: KnowledgeStore) -> str:
+        """`prompt` after the passages of a rule's `context:` (gateway.knowledge.context)."""
+        from gateway.knowledge.context import with_context
+
+        return await with_context(context, query, prompt, self, store)
+
+    async def file_search(self, collections: list[str]) -> dict[str, Any]:
+        """The hosted `file_search` tool over these hosted collections' vector stores."""
+        from gateway.knowledge.context import file_search_tool
+
+        return await file_search_tool(self, collections)
 
     async def _vector_index(self, name: str, knowledge: KnowledgeStore) -> VectorIndex[int]:
         """The collection's vectors, read again only when an index changed them (any replica's:

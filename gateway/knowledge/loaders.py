@@ -11,11 +11,7 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
-from gateway.errors import GatewayError
-
-
-class UnreadableFile(GatewayError):
-    """A knowledge file that cannot be read as its format (a broken PDF, bad encoding)."""
+from gateway.errors import UnreadableFile
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from gateway.knowledge.context import KnowledgeContext
+from gateway.config import MAX_PASSAGES
 
 
 class Trigger(BaseModel):
@@ -82,6 +82,16 @@ def _approve_is_a_boolean(limits: dict[str, Any]) -> dict[str, Any]:
 
 
 ToolPolicy = Annotated[dict[str, Any], AfterValidator(_approve_is_a_boolean)]
+
+
+class KnowledgeContext(BaseModel):
+    """The `context:` of an assistant rule."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    knowledge: str = Field(description="the collection searched")
+    query: str = Field(min_length=1, description="a template, rendered like the prompt")
+    k: int = Field(4, ge=1, le=MAX_PASSAGES)
 
 
 class Assistant(BaseModel):

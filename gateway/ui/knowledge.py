@@ -9,7 +9,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api import outer_state
+from gateway.api import gateway_of
 from gateway.api.auth import Session
 from gateway.api.endpoints import Admin
 from gateway.errors import GatewayError
@@ -29,7 +29,7 @@ class KnowledgePage:
         self.pages = pages
 
     async def __call__(self, request: Request, session: Session) -> Response:
-        admin = Admin(outer_state(request))
+        admin = Admin(gateway_of(request))
         config, store = admin.config, admin.store
         stats = {s.name: s for s in await store.knowledge.collections()}
         names = sorted(set(config.knowledge) | set(stats))

@@ -1,40 +1,38 @@
 """`gateway knowledge index|search|list|drop`: the collections from the command line.
 
-Each command opens the store from the config (migrating it, so a new database works).
+`index` brings a new database's schema up to date, as it writes; the others open the store as
+it is (`gateway db upgrade` first).
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from gateway.cli.common import ConfigOption, console, load_config, print_json, with_store
 from gateway.knowledge.library import MAX_K, Library, Ranking
 
 if TYPE_CHECKING:
     from gateway.config import Config
     from gateway.store import Store
 
-app = typer.Typer(help="Knowledge collections: index, search, list, drop.", no_args_is_help=True)
-console = Console(soft_wrap=True)
+knowledge_app = typer.Typer(
+    help="Knowledge collections: index, search, list, drop.", no_args_is_help=True
+)
 T = TypeVar("T")
 
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="Config file (default: $GATEWAY_CONFIG or ./gateway.yaml)"),
-]
 
-
-def _with_library(config: Path | None, use: Callable[[Library, Store, Config], Awaitable[T]]) -> T:
-    from gateway.cli import _load, _with_open_store
-
-    cfg = _load(config)
+def _with_library(
+    config: Path | None,
+    use: Callable[[Library, Store, Config], Awaitable[T]],
+    *,
+    migrate: bool = False,
+) -> T:
+    cfg = load_config(config)
 
     async def go(store: Store) -> T:
         library = Library(cfg.knowledge, store.knowledge, models=cfg.models, base_dir=cfg.base_dir)
@@ -43,10 +41,10 @@ def _with_library(config: Path | None, use: Callable[[Library, Store, Config], A
         finally:
             await library.aclose()
 
-    return _with_open_store(cfg, go)
+    return with_store(cfg, go, migrate=migrate)
 
 
-@app.command()
+@knowledge_app.command()
 def index(
     name: Annotated[str | None, typer.Argument(help="One collection (default: all)")] = None,
     config: ConfigOption = None,
@@ -56,7 +54,9 @@ def index(
     async def go(library: Library, store: Store, cfg: Config) -> None:
         names = [name] if name else list(cfg.knowledge)
         if any(c.embeddings for n, c in cfg.knowledge.items() if n in names):
-            console.print(f"note: {await store.knowledge.vector_note()}", highlight=False)
+            console.print(
+                f"note: {await store.knowledge.vector_note()}", highlight=False, soft_wrap=True
+            )
         for one in names:
             report = await library.index(one)
             console.print(
@@ -69,17 +69,20 @@ def index(
                     else ""
                 ),
                 highlight=False,
+                soft_wrap=True,
             )
             for skipped in report.skipped:
-                console.print(f"  [yellow]skipped[/yellow] {skipped}", highlight=False)
+                console.print(
+                    f"  [yellow]skipped[/yellow] {skipped}", highlight=False, soft_wrap=True
+                )
         if name is None and any(c.hosted for c in cfg.knowledge.values()):
             for gone in await library.prune_hosted():
-                console.print(f"{gone}: no longer configured, vector store deleted")
+                console.print(f"{gone}: no longer configured, vector store deleted", soft_wrap=True)
 
-    _with_library(config, go)
+    _with_library(config, go, migrate=True)
 
 
-@app.command()
+@knowledge_app.command()
 def search(
     name: Annotated[str, typer.Argument(help="The collection")],
     query: Annotated[str, typer.Argument(help="What to look for")],
@@ -95,11 +98,13 @@ def search(
     async def go(library: Library, store: Store, cfg: Config) -> None:
         hits = await library.search(name, query, k, ranking)
         if as_json:
-            sys.stdout.write(json.dumps([hit.as_dict(10_000) for hit in hits], indent=2) + "\n")
+            print_json([hit.as_dict(10_000) for hit in hits])
             return
         for hit in hits:
-            console.print(f"[bold]{hit.citation}[/bold]  {hit.score:.4f}", highlight=False)
-            console.print(hit.passage.text, markup=False, highlight=False)
+            console.print(
+                f"[bold]{hit.citation}[/bold]  {hit.score:.4f}", highlight=False, soft_wrap=True
+            )
+            console.print(hit.passage.text, markup=False, highlight=False, soft_wrap=True)
             console.print()
         if not hits:
             console.print("no passage matched")
@@ -107,7 +112,7 @@ def search(
     _with_library(config, go)
 
 
-@app.command("list")
+@knowledge_app.command("list")
 def list_(
     name: Annotated[str | None, typer.Argument(help="Show this collection's files")] = None,
     config: ConfigOption = None,
@@ -148,7 +153,7 @@ def list_(
     _with_library(config, go)
 
 
-@app.command()
+@knowledge_app.command()
 def drop(
     name: Annotated[str, typer.Argument(help="The collection")],
     config: ConfigOption = None,
@@ -159,9 +164,13 @@ def drop(
         configured = cfg.knowledge.get(name)
         if configured is not None and configured.hosted:
             deleted = await library.drop_hosted(name)
-            console.print(f"{name}: vector store {'deleted' if deleted else 'not found'}")
+            console.print(
+                f"{name}: vector store {'deleted' if deleted else 'not found'}", soft_wrap=True
+            )
             return
         removed = await store.knowledge.drop(name)
-        console.print(f"{name}: {removed} file(s) removed from the store", highlight=False)
+        console.print(
+            f"{name}: {removed} file(s) removed from the store", highlight=False, soft_wrap=True
+        )
 
     _with_library(config, go)

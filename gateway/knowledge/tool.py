@@ -1,6 +1,7 @@
 """`knowledge.search`: the passages of a knowledge collection that best answer a query, each
 with its citation (`file#heading`, lines or page) and score. Reads the store; no side effect.
 
+A tool family kept beside the library it calls (not in handlers/, which sits below it).
 The family's settings are filled in by the gateway from `knowledge:` and `models:`
 (`handlers_with_knowledge`); under `handlers: knowledge:` only `max_result_chars` is yours.
 """
@@ -14,10 +15,9 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from gateway.errors import ConfigError
-from gateway.knowledge import Collection, Library, UnknownCollection, answer
-from gateway.knowledge.embeddings import EmbeddingError
-from gateway.knowledge.library import MAX_K, MAX_RESULT_CHARS
+from gateway.errors import ConfigError, EmbeddingError, UnknownCollection
+from gateway.knowledge.library import MAX_K, MAX_RESULT_CHARS, Library, answer
+from gateway.knowledge.settings import Collection
 from gateway.tools import Family, FamilySettings, PermanentToolError, ToolContext, ToolError
 
 
