@@ -23,6 +23,7 @@ import structlog
 
 from gateway import tracing
 from gateway.config import Config
+from gateway.knowledge.settings import handlers_with_knowledge
 from gateway.metrics import Metrics
 from gateway.rules.loader import RuleSet
 from gateway.rules.model import Rule
@@ -73,7 +74,7 @@ class Worker:
         self.config = config
         self.tools = tools if tools is not None else TOOLS
         # The families' settings and the clients their calls share, closed by `stop`.
-        self.toolbox = Toolbox(config.handlers, self.tools)
+        self.toolbox = Toolbox(handlers_with_knowledge(config), self.tools)
         services = RunServices.assemble(
             store,
             self.toolbox,

@@ -86,7 +86,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "store",
         "rules ingest handlers insecure",
         "scheduler",
-        "runs assistant",
+        "runs assistant knowledge",
         "worker",
         "ruleset runtime",  # the composition root: every part, built and started
         "operations",  # what an operator does, on the runtime's parts

@@ -1,5 +1,5 @@
-"""The durable store: events, runs, steps, threads, schedules and sessions, in SQLite or
-PostgreSQL.
+"""The durable store: events, runs, steps, threads, schedules, sessions and knowledge, in
+SQLite or PostgreSQL.
 
 `Store` is the one object the rest of the gateway talks to: one part per concept, each with
 the interface in `gateway.store.abc` (`store.events.get(id)`, `store.runs.claim(...)`).
@@ -13,6 +13,7 @@ from gateway.errors import SchemaMismatch
 from gateway.store import database
 from gateway.store.abc import (
     EventStore,
+    KnowledgeStore,
     RunStore,
     ScheduleStore,
     SessionStore,
@@ -22,6 +23,7 @@ from gateway.store.abc import (
 from gateway.store.batching import Journal
 from gateway.store.events import Events
 from gateway.store.ingest import EventWriter
+from gateway.store.knowledge import Knowledge
 from gateway.store.lock import WorkerLock
 from gateway.store.records import Event, NewEvent, NewRun, Run, ScheduleState, Step, Stored
 from gateway.store.runs import Runs
@@ -60,6 +62,7 @@ class Store:
     threads: ThreadStore
     schedules: ScheduleStore
     sessions: SessionStore
+    knowledge: KnowledgeStore
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -74,6 +77,7 @@ class Store:
         self.threads = Threads(*on)
         self.schedules = Schedules(*on)
         self.sessions = Sessions(*on)
+        self.knowledge = Knowledge(*on)
 
     async def open(self, *, migrate: bool = True) -> None:
         """Bring the schema to the head revision (if `migrate`) and start the writers.
