@@ -13,6 +13,7 @@ from gateway.errors import SchemaMismatch
 from gateway.store import database
 from gateway.store.abc import (
     EventStore,
+    RetentionStore,
     RunStore,
     ScheduleStore,
     SessionStore,
@@ -24,6 +25,7 @@ from gateway.store.events import Events
 from gateway.store.ingest import EventWriter
 from gateway.store.lock import WorkerLock
 from gateway.store.records import Event, NewEvent, NewRun, Run, ScheduleState, Step, Stored
+from gateway.store.retention import Retention
 from gateway.store.runs import Runs
 from gateway.store.schedules import Schedules
 from gateway.store.sessions import Sessions
@@ -60,6 +62,7 @@ class Store:
     threads: ThreadStore
     schedules: ScheduleStore
     sessions: SessionStore
+    retention: RetentionStore
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -74,6 +77,7 @@ class Store:
         self.threads = Threads(*on)
         self.schedules = Schedules(*on)
         self.sessions = Sessions(*on)
+        self.retention = Retention(*on)
 
     async def open(self, *, migrate: bool = True) -> None:
         """Bring the schema to the head revision (if `migrate`) and start the writers.

@@ -1,14 +1,15 @@
 """The store as the rest of the gateway sees it: one interface per part, no SQL.
 
 `Store` (gateway.store) has one attribute per part: `store.events`, `store.runs`, `store.steps`,
-`store.threads`, `store.schedules`, `store.sessions`. Writes to work (runs, steps, threads) are
-group-committed: each call returns once its own change is committed, and a burst of calls
-from many runs shares one transaction.
+`store.threads`, `store.schedules`, `store.sessions`, `store.retention`. Writes to work (runs,
+steps, threads) are group-committed: each call returns once its own change is committed, and a
+burst of calls from many runs shares one transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -246,6 +247,66 @@ class ScheduleStore(Protocol):
 
     async def record_manual(self, rule: str, *, event_id: int, now: datetime) -> None:
         """Note a manual firing: it is the last event, but no scheduled period was fired."""
+        ...
+
+
+class RetentionStore(Protocol):
+    """Old history, found, archived as plain rows, pruned in bounded batches, restored.
+
+    Nothing unfinished is ever selected: pending events, events with a pending, running,
+    dead or awaiting-approval run, and such runs themselves, stay.
+    """
+
+    async def events_to_prune(
+        self,
+        before: datetime,
+        limit: int,
+        *,
+        source: str | None = None,
+        other_than: Sequence[str] = (),
+    ) -> list[dict[str, Any]]:
+        """Up to `limit` routed events received before `before` that still hold a body,
+        oldest first (of `source` only, or of none of `other_than`), as JSON-ready rows: bytes
+        in base64, times in ISO 8601, as an archive keeps them and `restore` takes them."""
+        ...
+
+    async def prune_bodies(self, ids: Sequence[int]) -> int:
+        """Empty these events' body and headers; their rows (and dedup keys) stay."""
+        ...
+
+    async def runs_to_prune(
+        self,
+        before: datetime,
+        limit: int,
+        *,
+        rule: str | None = None,
+        other_than: Sequence[str] = (),
+    ) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        """Up to `limit` finished runs (not dead) created before `before`, each with its steps."""
+        ...
+
+    async def prune_runs(self, ids: Sequence[int]) -> int: ...
+
+    async def prune_event_rows(self, before: datetime, limit: int) -> int:
+        """Delete up to `limit` rows of pruned events received before `before` with no run."""
+        ...
+
+    async def prune_threads(self, before: datetime, limit: int) -> int: ...
+
+    async def restore(self, table: str, rows: Sequence[dict[str, Any]]) -> int:
+        """Bring archived rows of `events`, `runs` or `steps` back; how many changed."""
+        ...
+
+    async def vacuum(self, pages: int) -> int:
+        """Return up to `pages` free pages to the file system (SQLite); pages returned."""
+        ...
+
+    async def size(self) -> int:
+        """Bytes the database takes."""
+        ...
+
+    def exclusive(self) -> AbstractAsyncContextManager[bool]:
+        """Enter to learn whether this process may prune now (one across replicas)."""
         ...
 
 
