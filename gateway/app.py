@@ -26,6 +26,8 @@ from gateway.assistant.loop import AssistantRunner
 from gateway.config import Config
 from gateway.ingest.endpoint import IngestEndpoint
 from gateway.metrics import Metrics
+from gateway.retention.disk import Probe, free_bytes
+from gateway.retention.service import RetentionService
 from gateway.ruleset import load_ruleset
 from gateway.scheduler import Scheduler
 from gateway.server import BodyLimit
@@ -45,6 +47,7 @@ def create_app(
     migrate: bool = True,
     roles: frozenset[str] = ROLES,
     reload_on_hangup: bool = False,
+    disk_probe: Probe = free_bytes,
 ) -> Starlette:
     """The gateway for `config`; raises `ConfigError` (every problem) on a bad rule file.
 
@@ -56,7 +59,10 @@ def create_app(
         tracing.configure(config.tracing)
     store = Store(config.store_url)
     metrics = Metrics()
-    ingest = IngestEndpoint(config, store, metrics, clock)
+    retention = RetentionService(
+        config, store, metrics, prune="scheduler" in roles, probe=disk_probe
+    )
+    ingest = IngestEndpoint(config, store, metrics, clock, disk=retention.disk)
     # PostgreSQL: other replicas' workers wake on NOTIFY; SQLite: one worker process per file.
     notifier = Notifier(config.store_url) if store.dialect.skip_locked else None
     worker = (
@@ -117,12 +123,14 @@ def create_app(
                     notifier.start(wake)
             if scheduler is not None:
                 await scheduler.start()
+            retention.start()
             if hangup is not None:
                 asyncio.get_running_loop().add_signal_handler(hangup, reload_on_signal)
             yield
         finally:
             if hangup is not None:
                 asyncio.get_running_loop().remove_signal_handler(hangup)
+            await retention.stop()
             if scheduler is not None:
                 await scheduler.stop()
             if notifier is not None:
@@ -139,6 +147,8 @@ def create_app(
         return JSONResponse({"status": "ok", "version": __version__})
 
     async def readyz(request: Request) -> Response:
+        if problem := retention.unready():
+            return JSONResponse({"status": problem}, status_code=503)
         if await store.ping():
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "store unavailable"}, status_code=503)
@@ -150,6 +160,7 @@ def create_app(
                 metrics.queue_depth.labels(queue).set(count)
                 age = (now - oldest).total_seconds() if oldest else 0.0
                 metrics.queue_age.labels(queue).set(max(0.0, age))
+            await retention.observe()
         except Exception as exc:  # the store is down: /readyz says so; metrics still answer
             log.warning("metrics.queue_stats_failed", error=str(exc))
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -176,4 +187,5 @@ def create_app(
     app.state.rules = rules
     app.state.worker = worker
     app.state.scheduler = scheduler
+    app.state.retention = retention
     return app

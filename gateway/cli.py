@@ -21,10 +21,13 @@ from rich.table import Column, Table
 from gateway import config as config_module
 from gateway.config import Config
 from gateway.errors import ConfigError, GatewayError
+from gateway.retention.cli import archive_app, retention_app
 
 app = typer.Typer(help="Webhook-to-assistant automation gateway.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(retention_app, name="retention")
+app.add_typer(archive_app, name="archive")
 console = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
@@ -170,6 +173,8 @@ def check(config: ConfigOption = None) -> None:
         f"from {cfg.rules_dir}, store {shown_url(cfg.store)}",
         highlight=False,
     )
+    for line in cfg.retention.summary():
+        console.print(line, highlight=False, soft_wrap=True)
 
 
 def _rules(cfg: Config) -> RuleSet:

@@ -301,6 +301,10 @@ class RetentionStore(Protocol):
         """Return up to `pages` free pages to the file system (SQLite); pages returned."""
         ...
 
+    async def compact(self) -> None:
+        """Rewrite a SQLite file whole so later vacuums give pages back (needs it alone)."""
+        ...
+
     async def size(self) -> int:
         """Bytes the database takes."""
         ...

@@ -220,6 +220,16 @@ class Retention(Part):
 
         return await self.journal.apply(change)
 
+    async def compact(self) -> None:
+        """SQLite: rewrite the file whole with incremental auto-vacuum on (an older file was
+        made without it); it needs the database to itself. PostgreSQL: nothing to do."""
+        if self.dialect.name != "sqlite":
+            return
+        async with self.engine.connect() as conn:
+            auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await auto.exec_driver_sql("PRAGMA auto_vacuum=INCREMENTAL")
+            await auto.exec_driver_sql("VACUUM")
+
     async def size(self) -> int:
         """Bytes the store's database takes (SQLite: the file, WAL excluded)."""
         if self.dialect.name == "sqlite":
@@ -266,7 +276,7 @@ def plain(table: str, row: Mapping[Any, Any]) -> Row:
             value = base64.b64encode(value).decode()
         elif isinstance(value, datetime):
             value = (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
-        out[column.name] = value
+        out[str(column.name)] = value
     return out
 
 
@@ -281,5 +291,5 @@ def typed(table: str, row: Row) -> Row:
             value = base64.b64decode(value)
         elif value is not None and isinstance(column.type, DateTime):
             value = datetime.fromisoformat(value).astimezone(UTC)
-        out[column.name] = value
+        out[str(column.name)] = value
     return out

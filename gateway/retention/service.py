@@ -1,0 +1,62 @@
+"""Retention in a running gateway: the pruning job (in the scheduler role), the disk watch
+(ingest and /readyz), and their metrics. `create_app` makes one and calls these few methods.
+"""
+
+from __future__ import annotations
+
+from gateway.config import Config
+from gateway.metrics import Metrics
+from gateway.retention.archive import open_archive
+from gateway.retention.disk import DiskWatch, Probe, free_bytes
+from gateway.retention.prune import Pruned, Pruner
+from gateway.store import Store
+
+
+class RetentionService:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        metrics: Metrics,
+        *,
+        prune: bool,
+        probe: Probe = free_bytes,
+    ) -> None:
+        settings = config.retention
+        self.store = store
+        self.metrics = metrics
+        self.disk = DiskWatch.for_store(
+            config.store_url, settings.min_free_bytes, probe, self._reading
+        )
+        self.pruner: Pruner | None = None
+        if prune and settings.enabled:
+            archive = open_archive(settings.archive, config.base_dir, settings.archive_endpoint)
+            self.pruner = Pruner(store, settings, archive=archive, on_pruned=self._pruned)
+
+    def _reading(self, free: int, low: bool) -> None:
+        self.metrics.disk_free.set(free)
+        self.metrics.disk_low.set(1 if low else 0)
+
+    def _pruned(self, pruned: Pruned) -> None:
+        for kind, count in pruned.as_dict().items():
+            self.metrics.pruned.labels(kind).inc(count)
+
+    def start(self) -> None:
+        if self.pruner is not None:
+            self.pruner.start()
+
+    async def stop(self) -> None:
+        if self.pruner is not None:
+            await self.pruner.stop()
+
+    def unready(self) -> str | None:
+        """Why this replica must not take webhooks now (the disk floor), or None."""
+        if self.disk is not None and self.disk.low:
+            return f"free disk space below the floor of {self.disk.floor} bytes"
+        return None
+
+    async def observe(self) -> None:
+        """Bring the store-size and disk gauges up to date (for /metrics)."""
+        if self.disk is not None:
+            self.disk.free()
+        self.metrics.store_bytes.set(await self.store.retention.size())
