@@ -3,6 +3,7 @@ metric says so; above it again, everything is back. Free space is an injected pr
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -90,3 +91,21 @@ def test_a_floor_of_zero_turns_the_watch_off(write_config: Callable[..., Path]) 
     app = create_app(config, roles=frozenset({"ingest"}), disk_probe=lambda path: 0)
     with serve_in_thread(app) as url, httpx2.Client(base_url=url) as client:
         assert client.get("/readyz").status_code == 200
+
+
+def test_the_dashboard_shows_store_size_and_free_disk(
+    gateway: httpx2.Client, free: list[int]
+) -> None:
+    login = gateway.post("/ui/login", data={"token": "t" * 32, "next": "/ui/events"})
+    # The session cookie is Secure: carried by hand over loopback HTTP.
+    cookie = re.search(r"gateway_session=([^;]+)", login.headers["set-cookie"])
+    assert cookie is not None
+    free[0] = FLOOR - 1
+    time.sleep(1.1)
+
+    gateway.cookies.set("gateway_session", cookie[1])
+    page = gateway.get("/ui/events")
+
+    assert page.status_code == 200
+    assert 'id="storage"' in page.text and "free on its disk" in page.text
+    assert "BELOW THE FLOOR" in page.text

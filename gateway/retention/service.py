@@ -55,8 +55,29 @@ class RetentionService:
             return f"free disk space below the floor of {self.disk.floor} bytes"
         return None
 
+    async def describe(self) -> str:
+        """One line for the dashboard: the store's size, free disk space and the floor."""
+        line = f"store {_size(await self.store.retention.size())}"
+        if self.disk is not None:
+            free = self.disk.free()
+            line += f", {_size(free)} free on its disk"
+            if self.disk.floor:
+                line += f" (webhooks refused below {_size(self.disk.floor)})"
+                if self.disk.low_at(free):
+                    line += ": BELOW THE FLOOR, webhooks are answered 503"
+        return line
+
     async def observe(self) -> None:
         """Bring the store-size and disk gauges up to date (for /metrics)."""
         if self.disk is not None:
             self.disk.free()
         self.metrics.store_bytes.set(await self.store.retention.size())
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
