@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from gateway import config as config_module
 from gateway.cli import app as cli
 from gateway.config import Config
-from gateway.operations import replay
+from gateway.operations import IllegalState, replay
 from gateway.retention.archive import Archive, DirectoryArchive, S3Archive, decode
 from gateway.retention.config import RetentionConfig
 from gateway.retention.prune import Pruner
@@ -107,19 +107,27 @@ async def test_pruned_events_are_archived_restored_and_replayed(
     assert len(replayed.run_ids) == 1  # the rule's condition read the restored payload
 
 
-async def test_a_body_pruned_event_gets_its_body_back(store: Store, tmp_path: Path) -> None:
-    event_id = (await store.events.add(NewEvent("shop", "shopify", "t", "d", {}, b"{}", NOW))).id
+@pytest.mark.usefixtures("recording")
+async def test_a_body_pruned_event_is_replayed_only_once_restored(
+    store: Store, config: Config, tmp_path: Path
+) -> None:
+    body = b'{"id": 9, "total": 900}'
+    new = NewEvent("shop", "shopify", "orders/create", "d", {}, body, NOW)
+    event_id = (await store.events.add(new)).id
     await store.events.set_status(event_id, EventStatus.UNMATCHED)
     archive = DirectoryArchive(tmp_path / "archive")
     settings = RetentionConfig(pause=0, bodies="1d", runs="30d")  # type: ignore[arg-type]
     await Pruner(store, settings, archive=archive).prune(NOW + timedelta(days=2))
     pruned = await store.events.get(event_id)
-    assert pruned is not None and pruned.body == b""
+    assert pruned is not None and pruned.pruned and pruned.body == b""
+    with pytest.raises(IllegalState, match="archive restore"):
+        await replay(store, load_ruleset(config), event_id)
 
     done = await restore(store, archive, NOW - timedelta(days=1), NOW + timedelta(days=1))
 
     back = await store.events.get(event_id)
-    assert done.events == 1 and back is not None and back.body == b"{}"
+    assert done.events == 1 and back is not None and back.body == body and not back.pruned
+    assert len((await replay(store, load_ruleset(config), event_id)).run_ids) == 1
 
 
 async def test_restore_leaves_out_what_is_outside_the_range(store: Store, tmp_path: Path) -> None:
