@@ -4,13 +4,17 @@ kept past the body, space given back on SQLite."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from gateway import config as config_module
+from gateway.cli import app as cli
+from gateway.errors import ConfigError
 from gateway.retention.config import RetentionConfig
 from gateway.retention.prune import Pruner
 from gateway.store import EventStatus, NewEvent, NewRun, RunStatus, Store
@@ -219,3 +223,33 @@ async def test_pruning_gives_space_back_on_sqlite(tmp_path: Path) -> None:
         assert (tmp_path / "gateway.db").stat().st_size < full / 10
     finally:
         await store.close()
+
+
+def test_gateway_check_shows_the_retention_in_force(
+    write_config: Callable[..., Path],
+) -> None:
+    path = write_config(retention={"bodies": "14d", "rules": {"audit": {"runs": "365d"}}})
+
+    result = CliRunner().invoke(cli, ["check", "-c", str(path)])
+
+    assert result.exit_code == 0, result.output
+    assert "retention: bodies 14d, runs 90d, dedup keys 7d, threads 90d" in result.output
+    assert "retention: rule audit: runs 365d" in result.output
+
+
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        ({"bodies": "30x"}, "not a duration"),
+        ({"runs": "0d"}, "runs must be longer than 0"),
+        ({"sources": {"shop": {"runs": "1d"}}}, "Extra inputs are not permitted"),
+        ({"batch": 0}, "greater than or equal to 1"),
+    ],
+)
+def test_a_bad_retention_setting_is_a_config_error_naming_it(
+    write_config: Callable[..., Path], settings: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        config_module.load(write_config(retention=settings), environ={})
+
+    assert any("retention" in p and problem in p for p in raised.value.problems)
