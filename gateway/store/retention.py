@@ -212,13 +212,22 @@ class Retention(Part):
 
         def change(conn: Connection) -> int:
             before = int(conn.exec_driver_sql("PRAGMA freelist_count").scalar_one())
-            # pysqlite steps a pragma once (one page): step through all of it on the cursor.
+            # pysqlite steps a statement that returns no rows only once, and each step of
+            # incremental_vacuum frees one page: one execution per page, all in this commit.
             cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            cursor.execute(f"PRAGMA incremental_vacuum({int(pages)})").fetchall()
+            for _ in range(min(pages, before)):
+                cursor.execute("PRAGMA incremental_vacuum(1)")
             cursor.close()
             return before - int(conn.exec_driver_sql("PRAGMA freelist_count").scalar_one())
 
-        return await self.journal.apply(change)
+        freed = await self.journal.apply(change)
+        if freed:
+            # The moved pages sit in the WAL until a checkpoint copies them back and shortens
+            # the file; TRUNCATE also empties the WAL, which just grew by as much.
+            async with self.engine.connect() as conn:
+                auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await auto.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        return freed
 
     async def compact(self) -> None:
         """SQLite: rewrite the file whole with incremental auto-vacuum on (an older file was
