@@ -74,7 +74,7 @@ async def event_with_run(
 
 
 def pruner(store: Store, **settings: Any) -> Pruner:
-    return Pruner(store, RetentionConfig.model_validate({"pause": 0, **settings}))
+    return Pruner(store, RetentionConfig.model_validate({"pause": 0, "rest": 0, **settings}))
 
 
 async def test_old_bodies_runs_and_steps_are_pruned(store: Store) -> None:

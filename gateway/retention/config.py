@@ -76,8 +76,11 @@ class RetentionConfig(BaseModel):
     # transaction deletes: small batches keep the write lock short for ingest.
     every: Duration = timedelta(hours=1)
     batch: int = Field(500, ge=1, le=10_000)
-    # Seconds to pause between batches, so ingest and the worker get the writer in between.
+    # After each batch, rest `rest` times as long as the batch took (at least `pause`
+    # seconds): with 1.0 the job uses the database at most half the time, so ingest and the
+    # worker keep their share of the writer and the CPU (bench/retention).
     pause: float = Field(0.01, ge=0, le=10)
+    rest: float = Field(1.0, ge=0, le=100)
     # Where pruned events and runs are written first (compressed JSON Lines): a directory,
     # or s3://bucket/prefix/ (needs the `s3` extra). None: pruned history is not kept.
     archive: str | None = None

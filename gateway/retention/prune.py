@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
@@ -89,6 +90,7 @@ class Pruner:
         scopes.append((self.config.bodies, None, list(self.config.sources)))
         for keep, source, other_than in scopes:
             while True:
+                began = time.monotonic()
                 rows = await self.store.retention.events_to_prune(
                     now - keep, self.config.batch, source=source, other_than=other_than
                 )
@@ -98,7 +100,7 @@ class Pruner:
                     await self.archive.write("events", rows)
                     pruned.archived += len(rows)
                 pruned.bodies += await self.store.retention.prune_bodies([r["id"] for r in rows])
-                await asyncio.sleep(self.config.pause)
+                await self._rest(began)
 
     async def _runs(self, now: datetime, pruned: Pruned) -> None:
         scopes: list[tuple[timedelta, str | None, list[str]]] = [
@@ -107,6 +109,7 @@ class Pruner:
         scopes.append((self.config.runs, None, list(self.config.rules)))
         for keep, rule, other_than in scopes:
             while True:
+                began = time.monotonic()
                 found = await self.store.retention.runs_to_prune(
                     now - keep, self.config.batch, rule=rule, other_than=other_than
                 )
@@ -117,14 +120,20 @@ class Pruner:
                     await self.archive.write("runs", records)
                     pruned.archived += len(records)
                 pruned.runs += await self.store.retention.prune_runs([r["id"] for r, _ in found])
-                await asyncio.sleep(self.config.pause)
+                await self._rest(began)
 
     async def _drain(self, batch: Callable[[], Awaitable[int]]) -> int:
         total = 0
+        began = time.monotonic()
         while done := await batch():
             total += done
-            await asyncio.sleep(self.config.pause)
+            await self._rest(began)
+            began = time.monotonic()
         return total
+
+    async def _rest(self, began: float) -> None:
+        took = time.monotonic() - began
+        await asyncio.sleep(max(self.config.pause, took * self.config.rest))
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._every(), name="retention")
