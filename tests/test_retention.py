@@ -169,16 +169,16 @@ async def test_pruning_deletes_in_batches_of_the_configured_size(store: Store) -
     for n in range(7):
         await event_with_run(store, f"b{n}", RunStatus.SUCCEEDED)
     batches: list[int] = []
-    original = store.retention.prune_runs
+    original = store.retention.prune_runs_before
 
-    async def counted(ids: Any) -> int:
-        batches.append(len(ids))
-        return await original(ids)
+    async def counted(*args: Any, **kwargs: Any) -> int:
+        batches.append(await original(*args, **kwargs))
+        return batches[-1]
 
-    store.retention.prune_runs = counted  # type: ignore[method-assign]
+    store.retention.prune_runs_before = counted  # type: ignore[method-assign]
     pruned = await pruner(store, batch=3).prune(LATER)
 
-    assert batches == [3, 3, 1]
+    assert batches == [3, 3, 1, 0]
     assert pruned is not None and pruned.runs == 7 and pruned.event_rows == 7
 
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import structlog
 
@@ -22,8 +23,8 @@ from gateway.store import Store
 
 log = structlog.get_logger(__name__)
 
-# Free pages given back per SQLite commit (4 KiB each: 8 MiB), so no commit holds the lock long.
-VACUUM_PAGES = 2048
+# Free pages given back per SQLite commit (4 KiB each: 512 KiB), so no commit holds the lock long.
+VACUUM_PAGES = 128
 
 
 @dataclass
@@ -89,6 +90,16 @@ class Pruner:
         ]
         scopes.append((self.config.bodies, None, list(self.config.sources)))
         for keep, source, other_than in scopes:
+            if self.archive is None:  # nothing to keep: select and prune in one commit
+                batch = partial(
+                    self.store.retention.prune_bodies_before,
+                    now - keep,
+                    self.config.batch,
+                    source=source,
+                    other_than=other_than,
+                )
+                pruned.bodies += await self._drain(batch)
+                continue
             while True:
                 began = time.monotonic()
                 rows = await self.store.retention.events_to_prune(
@@ -96,9 +107,8 @@ class Pruner:
                 )
                 if not rows:
                     break
-                if self.archive is not None:
-                    await self.archive.write("events", rows)
-                    pruned.archived += len(rows)
+                await self.archive.write("events", rows)
+                pruned.archived += len(rows)
                 pruned.bodies += await self.store.retention.prune_bodies([r["id"] for r in rows])
                 await self._rest(began)
 
@@ -108,6 +118,16 @@ class Pruner:
         ]
         scopes.append((self.config.runs, None, list(self.config.rules)))
         for keep, rule, other_than in scopes:
+            if self.archive is None:
+                batch = partial(
+                    self.store.retention.prune_runs_before,
+                    now - keep,
+                    self.config.batch,
+                    rule=rule,
+                    other_than=other_than,
+                )
+                pruned.runs += await self._drain(batch)
+                continue
             while True:
                 began = time.monotonic()
                 found = await self.store.retention.runs_to_prune(
@@ -115,10 +135,9 @@ class Pruner:
                 )
                 if not found:
                     break
-                if self.archive is not None:
-                    records = [{"run": run, "steps": steps} for run, steps in found]
-                    await self.archive.write("runs", records)
-                    pruned.archived += len(records)
+                records = [{"run": run, "steps": steps} for run, steps in found]
+                await self.archive.write("runs", records)
+                pruned.archived += len(records)
                 pruned.runs += await self.store.retention.prune_runs([r["id"] for r, _ in found])
                 await self._rest(began)
 

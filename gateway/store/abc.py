@@ -287,6 +287,29 @@ class RetentionStore(Protocol):
 
     async def prune_runs(self, ids: Sequence[int]) -> int: ...
 
+    async def prune_bodies_before(
+        self,
+        before: datetime,
+        limit: int,
+        *,
+        source: str | None = None,
+        other_than: Sequence[str] = (),
+    ) -> int:
+        """`events_to_prune` then `prune_bodies` in one commit, the rows never read out (when
+        nothing is archived); how many were pruned."""
+        ...
+
+    async def prune_runs_before(
+        self,
+        before: datetime,
+        limit: int,
+        *,
+        rule: str | None = None,
+        other_than: Sequence[str] = (),
+    ) -> int:
+        """`runs_to_prune` then `prune_runs` in one commit, nothing read out."""
+        ...
+
     async def prune_event_rows(self, before: datetime, limit: int) -> int:
         """Delete up to `limit` rows of pruned events received before `before` with no run."""
         ...

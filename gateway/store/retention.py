@@ -19,6 +19,7 @@ from sqlalchemy import (
     Connection,
     DateTime,
     LargeBinary,
+    Select,
     Table,
     delete,
     exists,
@@ -52,36 +53,26 @@ class Retention(Part):
         source: str | None = None,
         other_than: Sequence[str] = (),
     ) -> list[Row]:
-        unfinished_run = exists().where(
-            runs.c.event_id == events.c.id, runs.c.status.notin_(PRUNABLE)
-        )
-        query = (
-            select(events)
-            .where(
-                events.c.pruned_at.is_(None),
-                events.c.received_at < before.astimezone(UTC),
-                events.c.status != EventStatus.PENDING,
-                ~unfinished_run,
-            )
-            .order_by(events.c.received_at)
-            .limit(limit)
-        )
-        if source is not None:
-            query = query.where(events.c.source == source)
-        if other_than:
-            query = query.where(events.c.source.notin_(list(other_than)))
+        query = _old_events(select(events), before, limit, source, other_than)
         return [plain("events", row._mapping) for row in await self._rows(query)]
 
-    async def prune_bodies(self, ids: Sequence[int]) -> int:
+    async def prune_bodies_before(
+        self,
+        before: datetime,
+        limit: int,
+        *,
+        source: str | None = None,
+        other_than: Sequence[str] = (),
+    ) -> int:
+        chosen = _old_events(select(events.c.id), before, limit, source, other_than)
+
         def change(conn: Connection) -> int:
-            result = conn.execute(
-                update(events)
-                .where(events.c.id.in_(list(ids)), events.c.pruned_at.is_(None))
-                .values(body=b"", headers={}, pruned_at=now_utc())
-            )
-            return int(result.rowcount)
+            return _strip(conn, list(conn.execute(chosen).scalars()))
 
         return await self.journal.apply(change)
+
+    async def prune_bodies(self, ids: Sequence[int]) -> int:
+        return await self.journal.apply(lambda conn: _strip(conn, list(ids)))
 
     async def runs_to_prune(
         self,
@@ -91,16 +82,7 @@ class Retention(Part):
         rule: str | None = None,
         other_than: Sequence[str] = (),
     ) -> list[tuple[Row, list[Row]]]:
-        query = (
-            select(runs)
-            .where(runs.c.created_at < before.astimezone(UTC), runs.c.status.in_(PRUNABLE))
-            .order_by(runs.c.created_at)
-            .limit(limit)
-        )
-        if rule is not None:
-            query = query.where(runs.c.rule == rule)
-        if other_than:
-            query = query.where(runs.c.rule.notin_(list(other_than)))
+        query = _old_runs(select(runs), before, limit, rule, other_than)
         found = [plain("runs", row._mapping) for row in await self._rows(query)]
         if not found:
             return []
@@ -114,14 +96,20 @@ class Retention(Part):
     async def prune_runs(self, ids: Sequence[int]) -> int:
         """Delete runs and their steps; their conversation items stay in their thread (which
         ages out by last use), no longer pointing at the run."""
+        return await self.journal.apply(lambda conn: _delete_runs(conn, list(ids)))
+
+    async def prune_runs_before(
+        self,
+        before: datetime,
+        limit: int,
+        *,
+        rule: str | None = None,
+        other_than: Sequence[str] = (),
+    ) -> int:
+        chosen = _old_runs(select(runs.c.id), before, limit, rule, other_than)
 
         def change(conn: Connection) -> int:
-            chosen = list(ids)
-            conn.execute(
-                update(thread_items).where(thread_items.c.run_id.in_(chosen)).values(run_id=None)
-            )
-            conn.execute(delete(steps).where(steps.c.run_id.in_(chosen)))
-            return int(conn.execute(delete(runs).where(runs.c.id.in_(chosen))).rowcount)
+            return _delete_runs(conn, list(conn.execute(chosen).scalars()))
 
         return await self.journal.apply(change)
 
@@ -223,10 +211,10 @@ class Retention(Part):
         freed = await self.journal.apply(change)
         if freed:
             # The moved pages sit in the WAL until a checkpoint copies them back and shortens
-            # the file; TRUNCATE also empties the WAL, which just grew by as much.
+            # the file; PASSIVE waits for no writer (TRUNCATE would hold ingest back).
             async with self.engine.connect() as conn:
                 auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                await auto.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                await auto.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
         return freed
 
     async def compact(self) -> None:
@@ -274,6 +262,71 @@ class Retention(Part):
                     unlock = text("SELECT pg_advisory_unlock(:key)")
                     await conn.execute(unlock, {"key": PRUNE_LOCK})
                 await conn.commit()
+
+
+def _old_events(
+    query: Select[Any],
+    before: datetime,
+    limit: int,
+    source: str | None,
+    other_than: Sequence[str],
+) -> Select[Any]:
+    """Routed events received before `before` still holding a body, no run of theirs
+    unfinished or dead: oldest first."""
+    unfinished_run = exists().where(runs.c.event_id == events.c.id, runs.c.status.notin_(PRUNABLE))
+    query = (
+        query.where(
+            events.c.pruned_at.is_(None),
+            events.c.received_at < before.astimezone(UTC),
+            events.c.status != EventStatus.PENDING,
+            ~unfinished_run,
+        )
+        .order_by(events.c.received_at)
+        .limit(limit)
+    )
+    if source is not None:
+        query = query.where(events.c.source == source)
+    if other_than:
+        query = query.where(events.c.source.notin_(list(other_than)))
+    return query
+
+
+def _old_runs(
+    query: Select[Any],
+    before: datetime,
+    limit: int,
+    rule: str | None,
+    other_than: Sequence[str],
+) -> Select[Any]:
+    query = (
+        query.where(runs.c.created_at < before.astimezone(UTC), runs.c.status.in_(PRUNABLE))
+        .order_by(runs.c.created_at)
+        .limit(limit)
+    )
+    if rule is not None:
+        query = query.where(runs.c.rule == rule)
+    if other_than:
+        query = query.where(runs.c.rule.notin_(list(other_than)))
+    return query
+
+
+def _strip(conn: Connection, ids: list[int]) -> int:
+    if not ids:
+        return 0
+    result = conn.execute(
+        update(events)
+        .where(events.c.id.in_(ids), events.c.pruned_at.is_(None))
+        .values(body=b"", headers={}, pruned_at=now_utc())
+    )
+    return int(result.rowcount)
+
+
+def _delete_runs(conn: Connection, ids: list[int]) -> int:
+    if not ids:
+        return 0
+    conn.execute(update(thread_items).where(thread_items.c.run_id.in_(ids)).values(run_id=None))
+    conn.execute(delete(steps).where(steps.c.run_id.in_(ids)))
+    return int(conn.execute(delete(runs).where(runs.c.id.in_(ids))).rowcount)
 
 
 def plain(table: str, row: Mapping[Any, Any]) -> Row:
