@@ -75,7 +75,7 @@ class RetentionConfig(BaseModel):
     # How often the pruning job runs (once across replicas), and how many rows one
     # transaction deletes: small batches keep the write lock short for ingest.
     every: Duration = timedelta(hours=1)
-    batch: int = Field(500, ge=1, le=10_000)
+    batch: int = Field(100, ge=1, le=10_000)
     # After each batch, rest `rest` times as long as the batch took (at least `pause`
     # seconds): with 1.0 the job uses the database at most half the time, so ingest and the
     # worker keep their share of the writer and the CPU (bench/retention).
