@@ -3,6 +3,9 @@ an S3 bucket (the real boto3 against moto's server on loopback), restored, and r
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -157,30 +160,44 @@ async def test_an_s3_archive_is_written_and_restored_with_boto3(store: Store, s3
     assert event is not None and event.body == b'{"id": 2, "total": 500}'
 
 
-def test_gateway_archive_restore_brings_a_range_back(config: Config, tmp_path: Path) -> None:
-    runner = CliRunner()
-    path = str(tmp_path / "gateway.yaml")
+def test_gateway_retention_prune_and_archive_restore_round_trip(
+    write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    short = {"archive": "archive", "bodies": "1s", "runs": "1s", "dedup_keys": "1s", "rest": 0}
+    path = str(write_config(retention=short))
+    config = config_module.load(path, environ={})
 
-    async def seed(store: Store) -> None:
-        await finished_order(store, 7, 500)
-
-    import asyncio
-
-    async def seeded() -> None:
+    async def seed() -> int:
         store = Store(config.store_url)
         await store.open()
-        await seed(store)
-        await store.close()
+        try:
+            return await finished_order(store, 7, 500)
+        finally:
+            await store.close()
 
-    asyncio.run(seeded())
-    later = (LATER + timedelta(days=1)).isoformat()
-    # The pass the job would make 100 days on: the CLI prunes "now", so age the history.
+    event_id = asyncio.run(seed())
+    time.sleep(1.1)  # older than every retention of this config
+    runner = CliRunner()
+
     pruned = runner.invoke(cli, ["retention", "prune", "-c", path])
-    assert pruned.exit_code == 0, pruned.output
-    assert '"bodies":0' in pruned.output  # nothing is 30 days old yet
 
-    since, until = (NOW - timedelta(hours=1)).isoformat(), later
+    assert pruned.exit_code == 0, pruned.output
+    assert json.loads(pruned.output.splitlines()[-1]) | {"pages": 0} == {
+        "bodies": 1, "runs": 1, "event_rows": 1, "threads": 0, "pages": 0, "archived": 2
+    }  # fmt: skip
+    since, until = (NOW - timedelta(hours=1)).isoformat(), (NOW + timedelta(hours=1)).isoformat()
     restored = runner.invoke(cli, ["archive", "restore", "--since", since, "--until", until,
                                    "-c", path])  # fmt: skip
     assert restored.exit_code == 0, restored.output
-    assert '"events":0' in restored.output
+    assert json.loads(restored.output.splitlines()[-1]) == {"events": 1, "runs": 1, "steps": 1}
+
+    async def read() -> bytes | None:
+        store = Store(config.store_url)
+        await store.open()
+        try:
+            event = await store.events.get(event_id)
+            return event.body if event else None
+        finally:
+            await store.close()
+
+    assert asyncio.run(read()) == b'{"id": 7, "total": 500}'
