@@ -24,7 +24,7 @@ from pydantic import (
 from gateway import plugins, yamlfile
 from gateway.errors import ConfigError
 from gateway.nesting import READABLE_DEPTH
-from gateway.retention.config import RetentionConfig
+from gateway.retention_config import RetentionConfig
 from gateway.tools import FAMILIES
 
 DEFAULT_PATH = Path("gateway.yaml")

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from gateway import config as config_module
 from gateway.cli import app as cli
 from gateway.errors import ConfigError
-from gateway.retention.config import RetentionConfig
 from gateway.retention.prune import Pruner
+from gateway.retention_config import RetentionConfig
 from gateway.store import EventStatus, NewEvent, NewRun, RunStatus, Store
 from tests.postgres import fresh_database
 

@@ -18,9 +18,9 @@ from gateway.cli import app as cli
 from gateway.config import Config
 from gateway.operations import IllegalState, replay
 from gateway.retention.archive import Archive, DirectoryArchive, S3Archive, decode
-from gateway.retention.config import RetentionConfig
 from gateway.retention.prune import Pruner
 from gateway.retention.restore import restore
+from gateway.retention_config import RetentionConfig
 from gateway.ruleset import load_ruleset
 from gateway.store import EventStatus, NewEvent, NewRun, RunStatus, Store
 

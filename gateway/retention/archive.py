@@ -17,14 +17,11 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from gateway.errors import GatewayError
+from gateway.errors import ArchiveError
 
 Record = dict[str, Any]
 KINDS = ("events", "runs")
-
-
-class ArchiveError(GatewayError):
-    """An archive cannot be opened, written or read."""
+__all__ = ["Archive", "ArchiveError", "DirectoryArchive", "S3Archive", "open_archive"]
 
 
 class Archive(Protocol):

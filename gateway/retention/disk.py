@@ -12,20 +12,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.errors import StoreUnavailable
+from gateway.errors import DiskBelowFloor
 
 Probe = Callable[[Path], int]
 """Free bytes on the file system holding a path."""
 FRESH = 1.0  # seconds a reading is reused
-
-
-class DiskBelowFloor(StoreUnavailable):
-    """Free disk space beside the store is under `retention.min_free_bytes`."""
-
-    def __init__(self, free: int, floor: int) -> None:
-        self.free = free
-        self.floor = floor
-        super().__init__(f"{free} bytes free beside the store, below the floor of {floor}")
+__all__ = ["DiskBelowFloor", "DiskWatch", "Probe", "free_bytes"]
 
 
 def free_bytes(path: Path) -> int:

@@ -18,7 +18,7 @@ from functools import partial
 import structlog
 
 from gateway.retention.archive import Archive
-from gateway.retention.config import RetentionConfig
+from gateway.retention_config import RetentionConfig
 from gateway.store import Store
 
 log = structlog.get_logger(__name__)

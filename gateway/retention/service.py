@@ -1,5 +1,5 @@
 """Retention in a running gateway: the pruning job (in the scheduler role), the disk watch
-(ingest and /readyz), and their metrics. `create_app` makes one and calls these few methods.
+(ingest and /readyz), and their metrics. The `Gateway` runtime owns one.
 """
 
 from __future__ import annotations
@@ -19,19 +19,15 @@ class RetentionService:
         store: Store,
         metrics: Metrics,
         *,
-        prune: bool,
         probe: Probe = free_bytes,
     ) -> None:
-        settings = config.retention
+        self.config = config
         self.store = store
         self.metrics = metrics
         self.disk = DiskWatch.for_store(
-            config.store_url, settings.min_free_bytes, probe, self._reading
+            config.store_url, config.retention.min_free_bytes, probe, self._reading
         )
         self.pruner: Pruner | None = None
-        if prune and settings.enabled:
-            archive = open_archive(settings.archive, config.base_dir, settings.archive_endpoint)
-            self.pruner = Pruner(store, settings, archive=archive, on_pruned=self._pruned)
 
     def _reading(self, free: int, low: bool) -> None:
         self.metrics.disk_free.set(free)
@@ -41,13 +37,18 @@ class RetentionService:
         for kind, count in pruned.as_dict().items():
             self.metrics.pruned.labels(kind).inc(count)
 
-    def start(self) -> None:
-        if self.pruner is not None:
+    def start(self, *, prune: bool) -> None:
+        """Start the pruning job if `prune` (the scheduler role) and retention is enabled."""
+        settings, config = self.config.retention, self.config
+        if prune and settings.enabled and self.pruner is None:
+            archive = open_archive(settings.archive, config.base_dir, settings.archive_endpoint)
+            self.pruner = Pruner(self.store, settings, archive=archive, on_pruned=self._pruned)
             self.pruner.start()
 
     async def stop(self) -> None:
         if self.pruner is not None:
             await self.pruner.stop()
+            self.pruner = None
 
     def unready(self) -> str | None:
         """Why this replica must not take webhooks now (the disk floor), or None."""
