@@ -21,6 +21,7 @@ from starlette.routing import Route
 from gateway import __version__
 from gateway.api import api_routes
 from gateway.config import Config
+from gateway.retention.disk import Probe, free_bytes
 from gateway.runtime import ROLES, Gateway
 from gateway.server import BodyLimit
 from gateway.ui import ui_routes
@@ -36,13 +37,14 @@ def create_app(
     migrate: bool = True,
     roles: frozenset[str] = ROLES,
     reload_on_hangup: bool = False,
+    disk_probe: Probe = free_bytes,
 ) -> Starlette:
     """The gateway for `config`; raises `ConfigError` (every problem) on a bad rule file.
 
     With `reload_on_hangup` (the `gateway serve` process, whose main thread runs the loop),
     SIGHUP reloads the rules as the admin API does.
     """
-    gateway = Gateway(config, clock=clock)
+    gateway = Gateway(config, clock=clock, disk_probe=disk_probe)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -59,6 +61,8 @@ def create_app(
         return JSONResponse({"status": "ok", "version": __version__})
 
     async def readyz(request: Request) -> Response:
+        if problem := gateway.retention.unready():
+            return JSONResponse({"status": problem}, status_code=503)
         if await gateway.store.ping():
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "store unavailable"}, status_code=503)
@@ -66,6 +70,7 @@ def create_app(
     async def metrics_endpoint(request: Request) -> Response:
         try:
             await gateway.update_queue_metrics()
+            await gateway.retention.observe()
         except Exception as exc:  # the store is down: /readyz says so; metrics still answer
             log.warning("metrics.queue_stats_failed", error=str(exc))
         registry = gateway.metrics.registry

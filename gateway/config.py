@@ -24,6 +24,7 @@ from pydantic import (
 from gateway import plugins, yamlfile
 from gateway.errors import ConfigError
 from gateway.nesting import READABLE_DEPTH
+from gateway.retention_config import RetentionConfig
 from gateway.tools import FAMILIES
 
 DEFAULT_PATH = Path("gateway.yaml")
@@ -200,6 +201,8 @@ class Config(BaseModel):
     knowledge: dict[str, KnowledgeCollection] = Field(default_factory=dict)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    # How long history is kept, where pruned history is archived, the free-disk floor.
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     # OpenTelemetry: {exporter: console|otlp, endpoint, service_name}; needs the tracing extra.
     tracing: dict[str, Any] | None = None
     # Extra field names (in log lines) whose values are always redacted, beside the built-in

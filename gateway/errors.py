@@ -22,8 +22,10 @@
     ├── IllegalState           the record's state does not allow the operator's change
     │   └── NotWhatWasShown    an approval names arguments that are not the step's
     ├── UnknownRule            an operator named a rule that is not there (fire)
+    ├── ArchiveError           a retention archive cannot be opened, written or read
     └── StoreError
         ├── StoreUnavailable   the database cannot be reached or cannot commit
+        │   └── DiskBelowFloor free disk beside the store is under retention.min_free_bytes
         ├── SchemaMismatch     the database schema is not one this version knows
         ├── EventDoesNotFit    a value of a new event breaks a constraint of the events table
         └── WorkerAlreadyRunning  another process runs the worker on this SQLite file
@@ -91,6 +93,19 @@ class StoreError(GatewayError):
 
 class StoreUnavailable(StoreError):
     """The store cannot be reached or cannot commit right now."""
+
+
+class DiskBelowFloor(StoreUnavailable):
+    """Free disk space beside the store is under `retention.min_free_bytes`."""
+
+    def __init__(self, free: int, floor: int) -> None:
+        self.free = free
+        self.floor = floor
+        super().__init__(f"{free} bytes free beside the store, below the floor of {floor}")
+
+
+class ArchiveError(GatewayError):
+    """A retention archive cannot be opened, written or read."""
 
 
 class EventDoesNotFit(StoreError):

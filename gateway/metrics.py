@@ -89,3 +89,22 @@ class Metrics:
             ["queue"],
             registry=self.registry,
         )
+        self.store_bytes = Gauge(
+            "gateway_store_bytes", "Bytes the store's database takes", registry=self.registry
+        )
+        self.disk_free = Gauge(
+            "gateway_disk_free_bytes",
+            "Free bytes on the file system of a SQLite store",
+            registry=self.registry,
+        )
+        self.disk_low = Gauge(
+            "gateway_disk_below_floor",
+            "1 while free disk space is under retention.min_free_bytes (webhooks answered 503)",
+            registry=self.registry,
+        )
+        self.pruned = Counter(
+            "gateway_pruned",
+            "History removed by the retention job: bodies, runs, event_rows, threads, pages",
+            ["kind"],
+            registry=self.registry,
+        )

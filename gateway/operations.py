@@ -58,6 +58,9 @@ async def replay(
     event = await store.events.get(event_id)
     if event is None:
         raise NotFound("event", event_id)
+    if event.pruned:
+        detail = f"event {event_id}'s body was pruned: `gateway archive restore` brings it back"
+        raise IllegalState("event", event_id, detail)
     if worker is not None and worker.rules is rules:
         return Replayed(event_id, await worker.replay(event))
     run_ids = await store.runs.add(plan(rules, event))

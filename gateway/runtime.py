@@ -21,6 +21,8 @@ from gateway.errors import ConfigError
 from gateway.ingest.endpoint import IngestEndpoint
 from gateway.knowledge.service import Indexing
 from gateway.metrics import Metrics
+from gateway.retention.disk import Probe, free_bytes
+from gateway.retention.service import RetentionService
 from gateway.rules.loader import RuleSet
 from gateway.ruleset import load_ruleset
 from gateway.runs.executor import ExecutorFactory
@@ -43,14 +45,24 @@ class Gateway:
     rules of every part together. Ingest (`self.ingest`) serves in every role.
     """
 
-    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        disk_probe: Probe = free_bytes,
+    ) -> None:
         self.config = config
         self.rules = load_ruleset(config)
         if config.tracing:
             tracing.configure(config.tracing)
         self.store = Store(config.store_url)
         self.metrics = Metrics()
-        self.ingest = IngestEndpoint(config, self.store, self.metrics, clock)
+        # The pruning job (scheduler role) and the free-disk floor ingest and /readyz obey.
+        self.retention = RetentionService(config, self.store, self.metrics, probe=disk_probe)
+        self.ingest = IngestEndpoint(
+            config, self.store, self.metrics, clock, disk=self.retention.disk
+        )
         self.roles: frozenset[str] | None = None
         self.worker: Worker | None = None
         self.scheduler: Scheduler | None = None
@@ -119,6 +131,7 @@ class Gateway:
                     self.notifier.start(self.wake)
             if self.scheduler is not None:
                 await self.scheduler.start()
+            self.retention.start(prune="scheduler" in roles)
         except BaseException:
             await self.stop()
             raise
@@ -126,6 +139,7 @@ class Gateway:
     async def stop(self) -> None:
         """Stop what `start` started, the store last; a started part is always stopped."""
         try:
+            await self.retention.stop()
             if self.scheduler is not None:
                 await self.scheduler.stop()
             if self.notifier is not None:

@@ -82,9 +82,9 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "gateway errors backoff build nesting redaction log yamlfile plugins metrics tracing",
         "issue_keys",
         "tools",  # typed tool functions and their registry
-        "config server",
+        "retention_config config server",
         "store",
-        "rules ingest handlers insecure",
+        "rules ingest handlers insecure retention",
         "scheduler",
         "runs assistant knowledge",
         "worker",

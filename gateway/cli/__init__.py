@@ -11,11 +11,17 @@ from gateway.cli import check, operate, records, schedules, send, serve
 from gateway.cli.common import app
 from gateway.cli.db import db_app
 from gateway.cli.knowledge import knowledge_app
+from gateway.retention.cli import archive_app, retention_app
 
 # The command modules, each registering its commands on `app` when imported.
 COMMANDS = (serve, check, records, operate, schedules, send)
 # Sub-apps: `gateway <name> ...`.
-SUBCOMMANDS = {"db": db_app, "knowledge": knowledge_app}
+SUBCOMMANDS = {
+    "db": db_app,
+    "knowledge": knowledge_app,
+    "retention": retention_app,
+    "archive": archive_app,
+}
 for name, sub_app in SUBCOMMANDS.items():
     app.add_typer(sub_app, name=name)
 

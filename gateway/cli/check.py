@@ -36,6 +36,8 @@ def check(config: ConfigOption = None) -> None:
         f"from {cfg.rules_dir}, store {shown_url(cfg.store)}",
         highlight=False,
     )
+    for line in cfg.retention.summary():
+        console.print(line, highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -33,6 +33,7 @@ from gateway.errors import ClientGone as ClientGone
 from gateway.ingest.provider import PROVIDERS, Provider
 from gateway.metrics import Metrics
 from gateway.nesting import check_depth
+from gateway.retention.disk import DiskWatch
 from gateway.store import NewEvent, Store
 
 log = structlog.get_logger("gateway.ingest")
@@ -55,7 +56,9 @@ class IngestEndpoint:
         store: Store,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
+        disk: DiskWatch | None = None,
     ) -> None:
+        self.disk = disk
         self.sources: dict[str, Provider] = {
             name: PROVIDERS[source.provider](source) for name, source in config.sources.items()
         }
@@ -100,6 +103,8 @@ class IngestEndpoint:
         provider = self.sources.get(name)
         if provider is None:
             raise UnknownSource(f"no source named {name!r}")
+        if self.disk is not None:
+            self.disk.check()  # below the free-disk floor: 503, the sender retries later
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         body = await self._read_body(headers, receive)
         provider.verify(headers, body, self.clock())

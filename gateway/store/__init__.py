@@ -14,6 +14,7 @@ from gateway.store import database
 from gateway.store.abc import (
     EventStore,
     KnowledgeStore,
+    RetentionStore,
     RunStore,
     ScheduleStore,
     SessionStore,
@@ -26,6 +27,7 @@ from gateway.store.ingest import EventWriter
 from gateway.store.knowledge import Knowledge
 from gateway.store.lock import WorkerLock
 from gateway.store.records import Event, NewEvent, NewRun, Run, ScheduleState, Step, Stored
+from gateway.store.retention import Retention
 from gateway.store.runs import Runs
 from gateway.store.schedules import Schedules
 from gateway.store.sessions import Sessions
@@ -63,6 +65,7 @@ class Store:
     schedules: ScheduleStore
     sessions: SessionStore
     knowledge: KnowledgeStore
+    retention: RetentionStore
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -78,6 +81,7 @@ class Store:
         self.schedules = Schedules(*on)
         self.sessions = Sessions(*on)
         self.knowledge = Knowledge(*on)
+        self.retention = Retention(*on)
 
     async def open(self, *, migrate: bool = True) -> None:
         """Bring the schema to the head revision (if `migrate`) and start the writers.

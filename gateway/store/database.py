@@ -141,6 +141,9 @@ def _begin_immediate(connection: Connection) -> None:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    # Takes effect in a new database file (before its first table): pruning can then give
+    # pages back with `incremental_vacuum`; an older file needs one VACUUM (docs/operations).
+    cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
     # WAL lets readers run beside the writer; FULL makes every commit survive power loss.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")

@@ -62,6 +62,8 @@ class Event:
     headers: dict[str, str]
     body: bytes
     status: str
+    # Retention emptied its body and headers (`gateway archive restore` brings them back).
+    pruned: bool = False
 
     @classmethod
     def from_row(cls, row: Any) -> Event:
@@ -75,6 +77,7 @@ class Event:
             headers=dict(row.headers),
             body=bytes(row.body),
             status=row.status,
+            pruned=getattr(row, "pruned_at", None) is not None,
         )
 
     @classmethod

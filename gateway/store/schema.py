@@ -35,6 +35,9 @@ metadata = MetaData()
 # (the planners use a partial index only for a query that repeats its condition).
 UNFINISHED = text("status NOT IN (" + ", ".join(f"'{status}'" for status in FINISHED) + ")")
 
+# An event still holding its body, as migration 0008 wrote it into the partial index.
+UNPRUNED = text("pruned_at IS NULL")
+
 # SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid); PostgreSQL wants BIGINT.
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -53,11 +56,19 @@ events = Table(
     Column("headers", JSON, nullable=False),
     Column("body", LargeBinary, nullable=False),
     Column("status", String(20), nullable=False, server_default=EventStatus.PENDING.value),
+    # When the retention job pruned the raw body and headers (the row stays for dedup).
+    Column("pruned_at", DateTime(timezone=True), nullable=True),
     # Named in 0001, when the delivery id was the key; 0004 renamed the column under it
     # (SQLite renames a constraint only by rebuilding the table).
     UniqueConstraint("source", "dedup_key", name="uq_events_source_delivery"),
     Index("ix_events_status_id", "status", "id"),
     Index("ix_events_received_at", "received_at"),
+    Index(
+        "ix_events_unpruned",
+        "received_at",
+        sqlite_where=UNPRUNED,
+        postgresql_where=UNPRUNED,
+    ),
 )
 
 # The columns a new event fills, in the table's order: what the ingest writers insert.
@@ -135,6 +146,7 @@ runs = Table(
         postgresql_where=UNFINISHED,
     ),
     Index("ix_runs_event_id", "event_id"),
+    Index("ix_runs_created_at", "created_at"),
 )
 
 # Every tool call (and, for assistants, every model turn) of a run, recorded before it happens.

@@ -112,7 +112,10 @@ class Pages:
             older = "?" + urlencode(
                 {**{k: v for k, v in filters.items() if v}, "before": rows[-1]["id"]}
             )
-        return {"events": rows, "runs": runs, "filters": filters, "older": older}
+        retention = getattr(gateway_of(request), "retention", None)
+        storage = await retention.describe() if retention is not None else None
+        return {"events": rows, "runs": runs, "filters": filters, "older": older,
+                "storage": storage}  # fmt: skip
 
     async def events(self, request: Request, session: Session) -> Response:
         context = await self._events(request)

@@ -1,0 +1,150 @@
+"""Interfaces of the store's parts that each serve one feature (retention, knowledge).
+
+`gateway.store.abc` holds the core parts (events, runs, steps, threads, schedules, sessions)
+and re-exports these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Any, Protocol
+
+from gateway.store.records import (
+    CollectionStats,
+    KnowledgeFile,
+    NewPassage,
+    Passage,
+)
+
+
+class RetentionStore(Protocol):
+    """Old history, found, archived as plain rows, pruned in bounded batches, restored.
+
+    Nothing unfinished is ever selected: pending events, events with a pending, running,
+    dead or awaiting-approval run, and such runs themselves, stay.
+    """
+
+    async def events_to_prune(
+        self,
+        before: datetime,
+        limit: int,
+        *,
+        source: str | None = None,
+        other_than: Sequence[str] = (),
+    ) -> list[dict[str, Any]]:
+        """Up to `limit` routed events received before `before` that still hold a body,
+        oldest first (of `source` only, or of none of `other_than`), as JSON-ready rows: bytes
+        in base64, times in ISO 8601, as an archive keeps them and `restore` takes them."""
+        ...
+
+    async def prune_bodies(self, ids: Sequence[int]) -> int:
+        """Empty these events' body and headers; their rows (and dedup keys) stay."""
+        ...
+
+    async def runs_to_prune(
+        self,
+        before: datetime,
+        limit: int,
+        *,
+        rule: str | None = None,
+        other_than: Sequence[str] = (),
+    ) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        """Up to `limit` finished runs (not dead) created before `before`, each with its steps."""
+        ...
+
+    async def prune_runs(self, ids: Sequence[int]) -> int: ...
+
+    async def prune_bodies_before(
+        self,
+        before: datetime,
+        limit: int,
+        *,
+        source: str | None = None,
+        other_than: Sequence[str] = (),
+    ) -> int:
+        """`events_to_prune` then `prune_bodies` in one commit, the rows never read out (when
+        nothing is archived); how many were pruned."""
+        ...
+
+    async def prune_runs_before(
+        self,
+        before: datetime,
+        limit: int,
+        *,
+        rule: str | None = None,
+        other_than: Sequence[str] = (),
+    ) -> int:
+        """`runs_to_prune` then `prune_runs` in one commit, nothing read out."""
+        ...
+
+    async def prune_event_rows(self, before: datetime, limit: int) -> int:
+        """Delete up to `limit` rows of pruned events received before `before` with no run."""
+        ...
+
+    async def prune_threads(self, before: datetime, limit: int) -> int: ...
+
+    async def restore(self, table: str, rows: Sequence[dict[str, Any]]) -> int:
+        """Bring archived rows of `events`, `runs` or `steps` back; how many changed."""
+        ...
+
+    async def vacuum(self, pages: int) -> int:
+        """Return up to `pages` free pages to the file system (SQLite); pages returned."""
+        ...
+
+    async def compact(self) -> None:
+        """Rewrite a SQLite file whole so later vacuums give pages back (needs it alone)."""
+        ...
+
+    async def size(self) -> int:
+        """Bytes the database takes."""
+        ...
+
+    def exclusive(self) -> AbstractAsyncContextManager[bool]:
+        """Enter to learn whether this process may prune now (one across replicas)."""
+        ...
+
+
+class KnowledgeStore(Protocol):
+    """Knowledge collections: files by content hash, their passages, lexical and vector search."""
+
+    async def files(self, collection: str) -> list[KnowledgeFile]: ...
+
+    async def replace_file(
+        self, collection: str, path: str, sha256: str, passages: Sequence[NewPassage]
+    ) -> None:
+        """Store `path`'s passages in place of any it had, in one transaction."""
+        ...
+
+    async def remove_files(self, collection: str, paths: Iterable[str]) -> int:
+        """Remove files and their passages; how many files were removed."""
+        ...
+
+    async def drop(self, collection: str) -> int:
+        """Remove a whole collection; how many files it had."""
+        ...
+
+    async def collections(self) -> list[CollectionStats]: ...
+
+    async def lexical(self, collection: str, query: str, limit: int) -> list[tuple[Passage, float]]:
+        """Passages best first with their score (higher is better): SQLite FTS5's BM25, or
+        PostgreSQL's full-text rank. Any text is a valid query (its words are searched)."""
+        ...
+
+    async def version(self, collection: str) -> tuple[int, datetime | None]:
+        """What changes whenever the collection's passages do: its file count and last index
+        time (a cache of its vectors is kept while this stays the same)."""
+        ...
+
+    async def vector_note(self) -> str:
+        """How this store compares vectors, and why not with a database extension."""
+        ...
+
+    async def vectors(self, collection: str) -> list[tuple[int, bytes]]:
+        """Every embedded passage of the collection: its id and its vector."""
+        ...
+
+    async def passages(self, ids: Sequence[int]) -> list[Passage]:
+        """The passages with these ids, in the order given (unknown ids left out)."""
+        ...
