@@ -159,16 +159,30 @@ def serve(
 def check(config: ConfigOption = None) -> None:
     """Validate the configuration and the rules; exit 1 listing every problem."""
     from gateway.insecure import findings, shown_url
+    from gateway.ruleset import check as check_all
 
-    cfg = _load(config)
+    try:
+        checked = check_all(config)
+    except ConfigError as exc:
+        _problems(exc, "in the configuration")
+        raise typer.Exit(1) from None
+    for problems, where in (
+        (checked.in_config, "in the configuration"),
+        (checked.in_rules, "in the rules"),
+    ):
+        if problems:
+            _problems(ConfigError(problems), where)
+    if checked.rules is None or checked.in_config:
+        raise typer.Exit(1)
+    cfg = checked.config
     # Warnings, not errors: the walk-through runs on test secrets; `serve` decides beyond loopback.
     for finding in findings(cfg):
         err.print(f"[yellow]warning:[/yellow] {finding}", highlight=False, soft_wrap=True)
-    rules = _rules(cfg)
     console.print(
-        f"[green]ok[/green]: {len(cfg.sources)} source(s), {len(rules.rules)} rule(s) "
+        f"[green]ok[/green]: {len(cfg.sources)} source(s), {len(checked.rules.rules)} rule(s) "
         f"from {cfg.rules_dir}, store {shown_url(cfg.store)}",
         highlight=False,
+        soft_wrap=True,
     )
 
 
