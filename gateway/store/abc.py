@@ -1,9 +1,9 @@
 """The store as the rest of the gateway sees it: one interface per part, no SQL.
 
 `Store` (gateway.store) has one attribute per part: `store.events`, `store.runs`, `store.steps`,
-`store.threads`, `store.schedules`, `store.sessions`. Writes to work (runs, steps, threads) are
-group-committed: each call returns once its own change is committed, and a burst of calls
-from many runs shares one transaction.
+`store.threads`, `store.schedules`, `store.sessions`, `store.stats`. Writes to work (runs,
+steps, threads) are group-committed: each call returns once its own change is committed, and a
+burst of calls from many runs shares one transaction.
 """
 
 from __future__ import annotations
@@ -192,6 +192,10 @@ class StepStore(Protocol):
 
     async def get(self, step_id: int) -> Step | None: ...
 
+    async def awaiting(self, limit: int = 200) -> list[Step]:
+        """Steps awaiting approval, oldest first: the approvals inbox."""
+        ...
+
     async def decide(
         self,
         step_id: int,
@@ -205,6 +209,31 @@ class StepStore(Protocol):
         `approved_digest`: the digest of the arguments an approval is given for (the run makes
         the call only if its arguments have it).
         """
+        ...
+
+
+class StatsStore(Protocol):
+    """Counts for the dashboard's overview, grouped in the database; read only."""
+
+    async def events_by_source(
+        self, since: datetime, bucket_seconds: int
+    ) -> list[tuple[datetime, str, int]]:
+        """Events received since `since`: (bucket start, source, count), oldest first."""
+        ...
+
+    async def runs_by_status(self, since: datetime) -> dict[RunStatus, int]:
+        """Runs created since `since`, counted by status."""
+        ...
+
+    async def usage_by_rule_day(
+        self, since: datetime
+    ) -> list[tuple[datetime, str, int, int, float]]:
+        """Assistant runs created since `since`: (UTC day, rule, input tokens, output tokens,
+        cost), oldest day first."""
+        ...
+
+    async def action_latencies(self, since: datetime) -> list[float]:
+        """Seconds from an event's arrival to its run's first tool call, recent runs first."""
         ...
 
 
