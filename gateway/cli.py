@@ -312,45 +312,19 @@ def run(
     config: ConfigOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
-    """Show one run and every step it took."""
+    """Show one run and every step: arguments, result or error, tokens, cost, model."""
+    from gateway import runview
+
     cfg = _load(config)
-
-    async def fetch(store: Store) -> dict[str, Any] | None:
-        from gateway.api.models import Run, Step, dump
-
-        found = await store.runs.get(run_id)
-        if found is None:
-            return None
-        steps = [dump(Step.of(s)) for s in await store.steps.of_run(run_id)]
-        return {**dump(Run.of(found)), "steps": steps}
-
-    detail = _with_store(cfg, fetch)
+    detail = _with_store(cfg, lambda store: runview.fetch(store, cfg, run_id))
     if detail is None:
         err.print(f"[red]error:[/red] no run {run_id}")
         raise typer.Exit(1)
     if as_json:
         _print_json(detail)
         return
-    console.print(
-        f"run {detail['id']} ({detail['rule']}) on event {detail['event_id']}: "
-        f"[bold]{detail['status']}[/bold] after {detail['attempt']} attempt(s)"
-    )
-    if detail["error"]:
-        console.print(f"error: {detail['error']}", markup=False)
-    table = Table("#", "id", "kind", "tool", "status", "attempt", "ms", "result / error")
-    for step in detail["steps"]:
-        outcome = step["error"] or json.dumps(step["result"], default=str)
-        table.add_row(
-            str(step["position"]),
-            str(step["id"]),
-            step["kind"],
-            step["tool"] or "",
-            step["status"],
-            str(step["attempt"]),
-            f"{step['duration_ms'] or 0:.1f}",
-            outcome[:80],
-        )
-    console.print(table)
+    for line in runview.text(detail):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _operate(cfg: Config, use: Callable[[Store], Awaitable[T]]) -> T:

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from gateway.assistant.models import dollars as money
 from gateway.testing.fake_llm import ScriptedModel, answer, call
-from gateway.ui.charts import money
 from tests.fixtures import requires_fixtures
 from tests.live import LiveGateway, live_gateway
 from tests.recording import CALLS

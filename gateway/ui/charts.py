@@ -12,6 +12,8 @@ from datetime import datetime
 
 from markupsafe import Markup, escape
 
+from gateway.assistant.models import dollars as money
+
 # Colours for series in order (sources, rules), and for run statuses by name.
 PALETTE = ("#2563eb", "#16a34a", "#d97706", "#9333ea", "#0891b2", "#dc2626", "#4b5563")
 STATUS_COLOURS = {
@@ -25,18 +27,6 @@ STATUS_COLOURS = {
 WIDTH, HEIGHT, LEFT, BOTTOM = 720, 170, 64, 22
 # The widest a bar gets: a week of days stays a set of bars, not a wall.
 MAX_BAR = 48
-
-
-def money(value: float | None) -> str:
-    """Dollars with the digits that matter: `$0.000042`, `$0.0123`, `$0.50`, `$1.50`, `$0`."""
-    if not value:
-        return "$0"
-    if abs(value) >= 1:
-        return f"${value:,.2f}"
-    # Three significant digits: a cent's fraction is what a small model turn costs.
-    places = min(10, 2 - math.floor(math.log10(abs(value))))
-    whole, _, fraction = f"{value:.{places}f}".partition(".")
-    return f"${whole}.{fraction[:2]}{fraction[2:].rstrip('0')}"
 
 
 def colour(index: int) -> str:

@@ -23,11 +23,11 @@ from gateway.api.endpoints import Admin, rules_of, test_rules
 from gateway.api.inputs import RuleTest
 from gateway.api.models import Event, Run, dump
 from gateway.api.params import MAX_ID, InvalidInput, parse
+from gateway.assistant.models import dollars as money
 from gateway.errors import ConfigError
 from gateway.nesting import READABLE_DEPTH, deeper_than
 from gateway.store import records
 from gateway.store.status import FINISHED, EventStatus, RunStatus
-from gateway.ui.charts import money
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
