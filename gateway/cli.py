@@ -15,18 +15,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Column, Table
 
 from gateway import config as config_module
+from gateway import terminal
 from gateway.config import Config
 from gateway.errors import ConfigError, GatewayError
 
 app = typer.Typer(help="Webhook-to-assistant automation gateway.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-console = Console()
-err = Console(stderr=True)
+console = terminal.console()
+err = terminal.console(stderr=True)
 T = TypeVar("T")
 
 if TYPE_CHECKING:
@@ -75,6 +75,7 @@ def _options(
     ] = False,
 ) -> None:
     """Webhook-to-assistant automation gateway."""
+    terminal.quiet_logs()
 
 
 @app.command()
@@ -286,6 +287,8 @@ def runs(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array")] = False,
 ) -> None:
     """List runs, newest first (tokens and cost included)."""
+    from gateway.assistant.models import dollars
+
     cfg = _load(config)
 
     async def fetch(store: Store) -> list[dict[str, Any]]:
@@ -308,7 +311,7 @@ def runs(
             row["status"],
             str(row["attempt"]),
             str(tokens),
-            f"{row['cost']:.4f}",
+            dollars(row["cost"]),
             (row["error"] or "")[:60],
         )
     console.print(table)
@@ -316,7 +319,7 @@ def runs(
 
 @app.command()
 def run(
-    run_id: Annotated[int, typer.Argument(help="The run to show")],
+    run_id: Annotated[int, typer.Argument(metavar="RUN", help="The run to show")],
     config: ConfigOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
@@ -354,7 +357,7 @@ def _operate(cfg: Config, use: Callable[[Store], Awaitable[T]]) -> T:
 
 @app.command()
 def retry(
-    run_id: Annotated[int, typer.Argument(help="A failed or dead run")],
+    run_id: Annotated[int, typer.Argument(metavar="RUN", help="A failed or dead run")],
     config: ConfigOption = None,
 ) -> None:
     """Run a failed or dead run again: finished steps are kept, the rest resume."""
@@ -366,7 +369,7 @@ def retry(
 
 @app.command()
 def approve(
-    step_id: Annotated[int, typer.Argument(help="A step awaiting approval")],
+    step_id: Annotated[int, typer.Argument(metavar="STEP", help="A step awaiting approval")],
     config: ConfigOption = None,
     by: Annotated[str, typer.Option(help="Who approves (recorded)")] = "cli",
     digest: Annotated[
@@ -407,7 +410,7 @@ def _show_for_approval(cfg: Config, step_id: int) -> str | None:
 
 @app.command()
 def reject(
-    step_id: Annotated[int, typer.Argument(help="A step awaiting approval")],
+    step_id: Annotated[int, typer.Argument(metavar="STEP", help="A step awaiting approval")],
     reason: Annotated[str, typer.Option(help="Why (the model is told)")],
     config: ConfigOption = None,
     by: Annotated[str, typer.Option(help="Who rejects (recorded)")] = "cli",
@@ -421,7 +424,7 @@ def reject(
 
 @app.command()
 def replay(
-    event_id: Annotated[int, typer.Argument(help="A stored event")],
+    event_id: Annotated[int, typer.Argument(metavar="EVENT", help="A stored event")],
     config: ConfigOption = None,
 ) -> None:
     """Run the rules again on a stored event: new runs, new idempotency keys."""
@@ -479,7 +482,9 @@ def events(
 
 @app.command()
 def send(
-    file: Annotated[Path, typer.Argument(help="The payload to post, byte for byte", exists=True)],
+    file: Annotated[
+        Path, typer.Argument(metavar="FILE", help="The payload to post, byte for byte", exists=True)
+    ],
     source: Annotated[str, typer.Option(help="The configured source to sign for")],
     config: ConfigOption = None,
     headers: Annotated[
@@ -597,7 +602,7 @@ def schedules(
 
 @app.command()
 def fire(
-    rule: Annotated[str, typer.Argument(help="A scheduled rule")],
+    rule: Annotated[str, typer.Argument(metavar="RULE", help="A scheduled rule")],
     config: ConfigOption = None,
 ) -> None:
     """Fire a scheduled rule now (a new, manual event); prints the event id."""
