@@ -12,31 +12,21 @@ from typer.testing import CliRunner
 from gateway import cli
 from gateway.testing.fake_llm import ScriptedModel, answer, call
 from tests.fixtures import requires_fixtures
-from tests.live import LiveGateway, live_gateway
+from tests.live import APPROVED_TRIAGE, LiveGateway, live_gateway, priced_models
 
 pytestmark = [requires_fixtures, pytest.mark.usefixtures("recording")]
 
-RULES = """
-- name: triage
-  on: {source: shop, event: orders/create}
-  assistant:
-    model: default
-    prompt: "New order {{ payload.name }}"
-    tools: [test.record]
-    policy:
-      test.record: {approve: true}
-"""
 # Longer than any terminal line: it must come out whole, not cut at 80 columns.
 LABEL = "a label long enough to be cut by a table that fits eighty columns, " * 2
 
 
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[tuple[LiveGateway, ScriptedModel]]:
-    with ScriptedModel() as model:
-        profile = {"api": "responses", "base_url": model.url, "model": "scripted-model"}
-        models = {"default": profile | {"prices": {"input": 0.15, "output": 0.6}}}
-        with live_gateway(tmp_path, RULES, models=models) as gw:
-            yield gw, model
+    with (
+        ScriptedModel() as model,
+        live_gateway(tmp_path, APPROVED_TRIAGE, models=priced_models(model.url)) as gw,
+    ):
+        yield gw, model
 
 
 def shown(tmp_path: Path, *args: str) -> str:

@@ -15,34 +15,27 @@ import pytest
 from gateway.assistant.models import dollars as money
 from gateway.testing.fake_llm import ScriptedModel, answer, call
 from tests.fixtures import requires_fixtures
-from tests.live import LiveGateway, live_gateway
+from tests.live import APPROVED_TRIAGE, LiveGateway, live_gateway, priced_models
 from tests.recording import CALLS
 from tests.test_ui import TOKEN, log_in, model, off_loop, page, playwright_api, shot  # noqa: F401
 
 pytestmark = [requires_fixtures, pytest.mark.usefixtures("recording")]
 
-RULES = """
-- name: triage
-  on: {source: shop, event: orders/create}
-  assistant:
-    model: default
-    prompt: "New order {{ payload.name }}"
-    tools: [test.record]
-    policy:
-      test.record: {approve: true}
+RULES = (
+    APPROVED_TRIAGE
+    + """
 - name: weekly-report
   schedule: {cron: "0 8 * * MON"}
   actions:
     - test.record: {label: report}
 """
+)
 VIP = {"label": "vip", "delay_ms": 0, "order": None}
 
 
 @pytest.fixture
 def gateway(tmp_path: Path, model: ScriptedModel) -> Iterator[LiveGateway]:  # noqa: F811
-    # Priced so that one turn costs a few millionths of a dollar: 120 in, 30 out = $0.000036.
-    profile = {"api": "responses", "base_url": model.url, "model": "scripted-model"}
-    models = {"default": profile | {"prices": {"input": 0.15, "output": 0.6}}}
+    models = priced_models(model.url)  # one turn of 120 in, 30 out: $0.000036
     with live_gateway(tmp_path, RULES, admin_token=TOKEN, models=models) as gw:
         gw.url = gw.url.replace("127.0.0.1", "localhost")
         yield gw
