@@ -67,6 +67,8 @@ def test_the_overview_is_the_landing_page_with_charts_that_update_live(
     expect(page.locator("#panel-runs svg.chart")).to_contain_text("awaiting_approval")
     expect(page.locator("#card-approvals .figure")).to_have_text("1")
     expect(page.locator("#card-dead .figure")).to_have_text("0")
+    expect(page.locator("#card-action")).to_contain_text("1 run(s), all replicas")
+    expect(page.locator("#card-ingest")).to_contain_text("1 request(s), this replica")
     expect(page.locator("#panel-usage tr[data-rule=triage] .cost")).to_have_text("$0.000036")
     shot(page, "6-overview")
 

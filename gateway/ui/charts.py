@@ -62,10 +62,12 @@ def stacked_bars(
                 f"<title>{escape(tip)}</title></rect>"
             )
     if buckets:
-        for i in (0, len(buckets) // 2, len(buckets) - 1):
-            x = LEFT + i * step + step / 2
+        last = len(buckets) - 1
+        # The first label starts at its bar and the last ends at its own: none is cut off.
+        for i, anchor in ((0, "start"), (last // 2, "middle"), (last, "end")):
+            x = LEFT + i * step + {"start": 0, "middle": step / 2, "end": step}[anchor]
             parts.append(
-                f'<text x="{x:.1f}" y="{HEIGHT - 6}" text-anchor="middle" class="tick">'
+                f'<text x="{x:.1f}" y="{HEIGHT - 6}" text-anchor="{anchor}" class="tick">'
                 f"{escape(buckets[i].strftime(time_format))}</text>"
             )
     return _svg(label, parts)
