@@ -40,6 +40,7 @@ ConfigOption = Annotated[
 
 
 def main() -> None:
+    terminal.quiet_logs()
     app()
 
 
@@ -75,7 +76,6 @@ def _options(
     ] = False,
 ) -> None:
     """Webhook-to-assistant automation gateway."""
-    terminal.quiet_logs()
 
 
 @app.command()

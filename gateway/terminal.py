@@ -23,7 +23,8 @@ def console(*, stderr: bool = False) -> Console:
 
 def quiet_logs() -> None:
     """Commands print their result on stdout alone: what they log goes to stderr, and only
-    warnings and errors (`serve` configures its own logs; so do tests)."""
+    warnings and errors (`serve` configures its own logs). For the `gateway` process only
+    (`cli.main`): a test invoking `cli.app` keeps its own logging."""
     if not structlog.is_configured():
         from gateway import log
 
