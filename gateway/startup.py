@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any
 
 from gateway.config import Config
 from gateway.insecure import shown_url
+from gateway.rules.loader import RuleSet
 from gateway.store.lock import WorkerAlreadyRunning, WorkerLock
 
 
@@ -45,9 +45,10 @@ def problems(config: Config, roles: Collection[str]) -> list[str]:
     return []
 
 
-def summary(config: Config, state: Any, roles: Collection[str], host: str, port: int) -> list[str]:
+def summary(
+    config: Config, rules: RuleSet, roles: Collection[str], host: str, port: int
+) -> list[str]:
     """One line each: address, store, rules, sources, and what is on or off (and why)."""
-    rules = state.rules
     api = "on" if config.admin_token else "off (no admin_token in the config)"
     scheduled = len(rules.scheduled)
     events = len(rules.rules) - scheduled

@@ -15,8 +15,10 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from gateway.errors import GatewayError
+from gateway.errors import NoNewDelivery
 from gateway.ingest.provider import Provider
+
+__all__ = ["NoNewDelivery", "new_delivery"]
 
 # Headers senders put their delivery id in (lower case), from docs/providers.md's table.
 DELIVERY_HEADERS = frozenset(
@@ -43,10 +45,6 @@ BODY_IDS: tuple[tuple[str, ...], ...] = (
 ADDED_FIELD = "gateway_send_id"
 
 Sign = Callable[[bytes, dict[str, str]], dict[str, str]]
-
-
-class NoNewDelivery(GatewayError):
-    """No change of the headers or the body made the provider see a new event."""
 
 
 def new_delivery(

@@ -10,7 +10,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api import outer_state
+from gateway.api import gateway_of
 from gateway.api.auth import Session
 from gateway.api.detail import redactor_for, run_detail, step_detail
 from gateway.api.endpoints import Admin
@@ -44,9 +44,9 @@ class Views:
         self.pages = pages
 
     async def _overview(self, request: Request) -> dict[str, Any]:
-        state = outer_state(request)
+        gateway = gateway_of(request)
         chosen = request.query_params.get("range", "hour")
-        return await overview(Admin(state).store, chosen, getattr(state, "metrics", None))
+        return await overview(gateway.store, chosen, gateway.metrics)
 
     async def overview(self, request: Request, session: Session) -> Response:
         context = await self._overview(request)
@@ -57,7 +57,7 @@ class Views:
         return self.pages.render(request, session, "_overview.html", **context)
 
     async def _run(self, request: Request) -> dict[str, Any] | None:
-        admin = Admin(outer_state(request))
+        admin = Admin(gateway_of(request))
         run_id = request.path_params["id"]
         run = await admin.store.runs.get(run_id) if 0 < run_id <= MAX_ID else None
         event = await admin.store.events.get(run.event_id) if run is not None else None
@@ -86,7 +86,7 @@ class Views:
         return response
 
     async def _approvals(self, request: Request) -> dict[str, Any]:
-        admin = Admin(outer_state(request))
+        admin = Admin(gateway_of(request))
         redactor = redactor_for(admin.config)
         items = []
         for step in await admin.store.steps.awaiting(INBOX_LIMIT):
