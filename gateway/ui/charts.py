@@ -64,7 +64,9 @@ def stacked_bars(
     if buckets:
         last = len(buckets) - 1
         # The first label starts at its bar and the last ends at its own: none is cut off.
-        for i, anchor in ((0, "start"), (last // 2, "middle"), (last, "end")):
+        labels = [(0, "start"), (last // 2, "middle"), (last, "end")]
+        # A label per distinct bar: with one or two bars, no two labels print over each other.
+        for i, anchor in {i: (i, anchor) for i, anchor in reversed(labels)}.values():
             x = LEFT + i * step + {"start": 0, "middle": step / 2, "end": step}[anchor]
             parts.append(
                 f'<text x="{x:.1f}" y="{HEIGHT - 6}" text-anchor="{anchor}" class="tick">'
