@@ -5,7 +5,6 @@ Every problem is collected, not just the first, so `gateway check` can list them
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from pathlib import Path
@@ -16,12 +15,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from gateway import plugins, yamlfile
+from gateway import problems as wording
 from gateway.errors import ConfigError
 from gateway.nesting import READABLE_DEPTH
 from gateway.retention_config import RetentionConfig
@@ -210,6 +211,13 @@ class Config(BaseModel):
     redact_fields: list[str] = Field(default_factory=list)
     # Where relative paths (store file, rules directory) are resolved; set by `load`.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+    # The file it was read from, with the line of every key: later checks (model profiles)
+    # name the line of what they find too.
+    _document: yamlfile.Document | None = PrivateAttr(None)
+
+    def where(self, location: yamlfile.Location) -> str:
+        """`file:line` of a key of the config file, as problems print it."""
+        return self._document.where(location) if self._document else "gateway.yaml"
 
     @field_validator("sources")
     @classmethod
@@ -250,6 +258,18 @@ def resolve_path(path: str | Path | None) -> Path:
 
 def load(path: str | Path | None = None, *, environ: dict[str, str] | None = None) -> Config:
     """Read, expand and validate the config; raise `ConfigError` listing every problem."""
+    config, problems = read(path, environ=environ)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def read(
+    path: str | Path | None = None, *, environ: dict[str, str] | None = None
+) -> tuple[Config, list[str]]:
+    """The config and every problem in it, in line order. With problems, the config holds the
+    parts that are valid, so `gateway check` can go on to the rules in the same pass. Raises
+    `ConfigError` only when there is nothing to go on (no file, not YAML, not a mapping)."""
     file = resolve_path(path)
     if not file.exists():
         raise ConfigError([f"{file}: config file not found (use --config or GATEWAY_CONFIG)"])
@@ -263,34 +283,29 @@ def load(path: str | Path | None = None, *, environ: dict[str, str] | None = Non
     if not isinstance(raw, dict):
         raise ConfigError([f"{doc.where(())}: the config must be a mapping"])
 
-    problems: list[str] = []
-    duplicates = _duplicate_keys(file, ("sources",))
-    problems += [
-        f"{file}:{line}: sources.{name}: duplicate source name" for name, line in duplicates
+    problems = [
+        f"{file}:{d.line}: {'.'.join(map(str, d.location))}: {d.message}" for d in doc.duplicates
     ]
     expanded = _expand(raw, (), env, doc, problems)
     expanded["base_dir"] = file.parent.resolve()
-    config: Config | None = None
     try:
         config = Config.model_validate(expanded)
     except ValidationError as exc:
         for err in exc.errors():
             loc = tuple(err["loc"])
             field = ".".join(str(p) for p in loc)
-            problems.append(f"{doc.where(loc)}: {field}: {err['msg']}")
+            problems.append(f"{doc.where(loc)}: {field}: {wording.message(Config, err)}")
+        config = wording.partial(Config, expanded) or Config()
+    config._document = doc
     sources = expanded.get("sources")
     if isinstance(sources, dict):
         problems += _check_sources(sources, doc)
     handlers = expanded.get("handlers")
     if isinstance(handlers, dict):
         problems += _check_handlers(handlers, doc)
-    if config is not None:
-        for at, message in knowledge_problems(config.knowledge, config.models):
-            problems.append(f"{doc.where(at)}: {'.'.join(map(str, at))}: {message}")
-    if problems:
-        raise ConfigError(problems)
-    assert config is not None
-    return config
+    for at, message in knowledge_problems(config.knowledge, config.models):
+        problems.append(f"{doc.where(at)}: {'.'.join(map(str, at))}: {message}")
+    return config, wording.in_line_order(problems)
 
 
 def _expand(
@@ -320,26 +335,6 @@ def _expand(
     return value
 
 
-def _duplicate_keys(file: Path, under: tuple[str, ...]) -> list[tuple[str, int]]:
-    """YAML silently keeps the last of two equal keys; a duplicate source is a mistake."""
-    import yaml
-
-    node = yaml.compose(file.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-    for key in under:
-        if not isinstance(node, yaml.MappingNode):
-            return []
-        node = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
-    if not isinstance(node, yaml.MappingNode):
-        return []
-    seen: set[str] = set()
-    found = []
-    for key_node, _ in node.value:
-        if key_node.value in seen:
-            found.append((key_node.value, key_node.start_mark.line + 1))
-        seen.add(key_node.value)
-    return found
-
-
 class SourceCheck(Protocol):
     """What the config needs of a provider (`gateway.ingest.provider.Provider`), found by name
     in the `gateway.providers` registry: the config never imports ingest."""
@@ -360,9 +355,10 @@ def _check_sources(sources: dict[str, Any], doc: yamlfile.Document) -> list[str]
         provider = providers.get(source.provider)
         if provider is None:
             known = ", ".join(sorted(providers))
+            hint = wording.did_you_mean(source.provider, providers)
             problems.append(
                 f"{doc.where((*at, 'provider'))}: sources.{name}.provider: unknown provider "
-                f"{source.provider!r} (known: {known})"
+                f"{source.provider!r} (known: {known}){hint}"
             )
             continue
         for message in provider.check(source):
@@ -379,11 +375,10 @@ def _check_handlers(handlers: dict[str, Any], doc: yamlfile.Document) -> list[st
         family = FAMILIES.get(name)
         if family is None:
             known = ", ".join(sorted(FAMILIES))
-            close = difflib.get_close_matches(str(name), list(FAMILIES), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = wording.did_you_mean(name, FAMILIES)
             problems.append(
                 f"{doc.where(at)}: handlers.{name}: unknown tool family {name!r} "
-                f"(known: {known}{hint})"
+                f"(known: {known}){hint}"
             )
             continue
         if not isinstance(block, dict):

@@ -11,6 +11,7 @@
     │   ├── UnsupportedMediaType
     │   └── MalformedPayload   body is not what the provider sends (bad JSON, bad UTF-8)
     ├── ClientGone             the sender left before its body was complete: nobody to answer
+    ├── NoNewDelivery          `gateway send --new-id` found no change making a new event
     ├── InvalidInput           an admin API request's parameters or body (carries every problem)
     ├── OutOfRange             an admin API path id no record can have (answered as not found)
     ├── ModelError             a model request failed (gateway.assistant.backends; `retryable`)
@@ -211,6 +212,10 @@ class ModelError(GatewayError):
         self.status = status
         self.retry_after = retry_after
         super().__init__(message)
+
+
+class NoNewDelivery(GatewayError):
+    """No change of a payload's headers or body made its provider see a new event."""
 
 
 class ClientGone(GatewayError):

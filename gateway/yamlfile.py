@@ -18,6 +18,22 @@ from gateway.errors import YamlSyntaxError as YamlSyntaxError
 Location = tuple[str | int, ...]
 
 
+@dataclass(frozen=True)
+class Duplicate:
+    """A key given twice in one mapping: where it is, and the lines of both."""
+
+    location: Location
+    first: int
+    line: int
+
+    @property
+    def message(self) -> str:
+        return (
+            f"duplicate key {self.location[-1]!r} (first on line {self.first}, again on line "
+            f"{self.line}): YAML would keep only the last"
+        )
+
+
 @dataclass
 class Document:
     """Parsed YAML data plus the line of every mapping key and sequence item."""
@@ -25,6 +41,9 @@ class Document:
     path: Path
     data: Any
     lines: dict[Location, int] = field(default_factory=dict)
+    # Each key given twice in one mapping: YAML would silently keep the last, so the loaders
+    # report these beside their own problems.
+    duplicates: list[Duplicate] = field(default_factory=list)
 
     def line(self, location: Location) -> int | None:
         """The line of `location`, or of its nearest ancestor that has one."""
@@ -64,7 +83,8 @@ def load(path: Path) -> Document:
         if node is None:
             return Document(path, None)
         lines: dict[Location, int] = {}
-        _walk(loader, node, (), lines)
+        duplicates: list[Duplicate] = []
+        _walk(loader, node, (), lines, duplicates)
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -73,18 +93,31 @@ def load(path: Path) -> Document:
         ) from None
     finally:
         loader.dispose()
-    return Document(path, data, lines)
+    return Document(path, data, lines, duplicates)
 
 
-def _walk(loader: Loader, node: yaml.Node, at: Location, lines: dict[Location, int]) -> None:
+def _walk(
+    loader: Loader,
+    node: yaml.Node,
+    at: Location,
+    lines: dict[Location, int],
+    duplicates: list[Duplicate],
+) -> None:
     lines[at] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
+        first: dict[Any, int] = {}
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
-            if isinstance(key, str | int):
-                lines[(*at, key)] = key_node.start_mark.line + 1
-                _walk(loader, value_node, (*at, key), lines)
-                lines[(*at, key)] = key_node.start_mark.line + 1
+            line = key_node.start_mark.line + 1
+            if not isinstance(key, str | int):
+                continue
+            if key in first:
+                duplicates.append(Duplicate((*at, key), first[key], line))
+            # The data holds the last of equal keys: so do the lines its problems point at.
+            first.setdefault(key, line)
+            lines[(*at, key)] = line
+            _walk(loader, value_node, (*at, key), lines, duplicates)
+            lines[(*at, key)] = line
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _walk(loader, item, (*at, index), lines)
+            _walk(loader, item, (*at, index), lines, duplicates)

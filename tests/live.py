@@ -112,3 +112,22 @@ def live_gateway(
             yield live
         finally:
             live.client.close()
+
+
+# An assistant rule whose one tool call waits for approval, and a priced profile for it: one
+# turn of 120 tokens in and 30 out costs $0.000036 (the dashboard's and the CLI's small costs).
+APPROVED_TRIAGE = """
+- name: triage
+  on: {source: shop, event: orders/create}
+  assistant:
+    model: default
+    prompt: "New order {{ payload.name }}"
+    tools: [test.record]
+    policy:
+      test.record: {approve: true}
+"""
+
+
+def priced_models(base_url: str) -> dict[str, Any]:
+    profile = {"api": "responses", "base_url": base_url, "model": "scripted-model"}
+    return {"default": profile | {"prices": {"input": 0.15, "output": 0.6}}}

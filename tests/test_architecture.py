@@ -79,7 +79,8 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
     frozenset(layer.split())
     for layer in (
         # Foundations: the version, the error tree, logging, metrics, YAML, entry points.
-        "gateway errors backoff build nesting redaction log yamlfile plugins metrics tracing",
+        "gateway errors backoff build nesting redaction log yamlfile problems plugins metrics"
+        " tracing",
         "issue_keys",
         "tools",  # typed tool functions and their registry
         "retention_config config server",
@@ -90,7 +91,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "worker",
         "ruleset runtime",  # the composition root: every part, built and started
         "operations",  # what an operator does, on the runtime's parts
-        "api ui cli app testing",  # the edges
+        "api ui cli app testing runview startup terminal",  # the edges
     )
 )
 # Edges that break the layers, each with the issue that removes it (none since issue 14).

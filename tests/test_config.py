@@ -34,7 +34,10 @@ def problems_of(tmp_path: Path, text: str, env: dict[str, str] | None = None) ->
 def test_every_problem_is_listed_with_file_and_line(tmp_path: Path) -> None:
     problems = "\n".join(problems_of(tmp_path, BROKEN))
 
-    assert "gateway.yaml:5: sources.shop: duplicate source name" in problems
+    assert (
+        "gateway.yaml:5: sources.shop: duplicate key 'shop' (first on line 3, again on line 5)"
+        in problems
+    )
     assert "gateway.yaml:5: sources.shop.secret: environment variable SHOP_SECRET is not set" in (
         problems
     )
@@ -150,3 +153,42 @@ def test_handlers_blocks_of_the_example_config_are_valid() -> None:
     config = config_module.load(Path(__file__).parents[1] / "gateway.yaml", environ={})
 
     assert set(config.handlers) == {"jira", "email", "slack", "sql"}
+
+
+def test_a_duplicate_key_is_refused_naming_both_lines(tmp_path: Path) -> None:
+    text = (
+        "models:\n  default: {model: gpt-4.1-mini}\n"
+        "store: sqlite:///gw.db\n"
+        "models:\n  local: {api: chat, model: qwen3}\n"
+    )
+
+    [problem] = problems_of(tmp_path, text)
+
+    assert problem == (
+        f"{tmp_path / 'gateway.yaml'}:4: models: duplicate key 'models' "
+        "(first on line 1, again on line 4): YAML would keep only the last"
+    )
+
+
+def test_an_unknown_key_names_the_closest_valid_one(tmp_path: Path) -> None:
+    problems = "\n".join(problems_of(tmp_path, "stor: sqlite:///gw.db\nworker: {concurency: 2}\n"))
+
+    assert "gateway.yaml:1: stor: unknown key 'stor' (did you mean 'store'?)" in problems
+    assert (
+        "gateway.yaml:2: worker.concurency: unknown key 'concurency' (did you mean 'concurrency'?)"
+        in problems
+    )
+
+
+def test_an_unknown_provider_names_the_closest_one(tmp_path: Path) -> None:
+    problems = "\n".join(problems_of(tmp_path, "sources:\n  shop: {provider: shopfy, secret: x}\n"))
+
+    assert "unknown provider 'shopfy'" in problems
+    assert "(did you mean 'shopify'?)" in problems
+
+
+def test_problems_are_listed_in_line_order(tmp_path: Path) -> None:
+    problems = problems_of(tmp_path, BROKEN)
+    lines = [int(p.split(":")[1]) for p in problems]
+
+    assert lines == sorted(lines)

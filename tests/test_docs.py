@@ -166,7 +166,7 @@ def test_config_example_validates(block: Block, tmp_path: Path) -> None:
     # Only the fragment's variables are set: the example config's own fall back to defaults.
     config = config_module.load(path, environ=_environ(block.body))
 
-    load_profiles(config.models)  # `gateway check` does not validate profiles yet
+    load_profiles(config.models)  # what the assistant loads at start
     for name in fragment.get("sources", {}):
         assert name in config.sources, block.id
 

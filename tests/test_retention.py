@@ -242,7 +242,7 @@ def test_gateway_check_shows_the_retention_in_force(
     [
         ({"bodies": "30x"}, "not a duration"),
         ({"runs": "0d"}, "runs must be longer than 0"),
-        ({"sources": {"shop": {"runs": "1d"}}}, "Extra inputs are not permitted"),
+        ({"sources": {"shop": {"runs": "1d"}}}, "unknown key 'runs' (it takes bodies)"),
         ({"batch": 0}, "greater than or equal to 1"),
     ],
 )

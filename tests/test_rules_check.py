@@ -155,3 +155,90 @@ def test_the_example_config_and_rules_pass_the_check() -> None:
         "shop.yaml",
         "stripe.yaml",
     }
+
+
+ONE_PASS_CONFIG = """\
+store: sqlite:///gateway.db
+rules: rules
+sources:
+  shop: {provider: shopify, secret: x}
+models:
+  default: {api: respones, model: m}
+worker: {concurency: 2}
+"""
+
+ONE_PASS_RULES = """\
+- name: typos
+  on: {source: shpo}
+  wehn: "{{ payload.total > 1 }}"
+  assistant:
+    model: defualt
+    prompt: hi
+    tools: [email.sen]
+- name: shadowed
+  on: {source: shop}
+  actions:
+    - log.record: {message: one}
+  actions:
+    - log.record: {message: two}
+"""
+
+
+@pytest.fixture(scope="module")
+def one_pass(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, list[str], Path]:
+    directory = tmp_path_factory.mktemp("one-pass")
+    (directory / "rules").mkdir()
+    (directory / "rules" / "typos.yaml").write_text(ONE_PASS_RULES)
+    (directory / "gateway.yaml").write_text(ONE_PASS_CONFIG)
+    result = CliRunner().invoke(app, ["check", "--config", str(directory / "gateway.yaml")])
+    return result.exit_code, result.output.splitlines(), directory
+
+
+ONE_PASS = [
+    ("gateway.yaml", 6, "models.default.api: Input should be 'responses' or 'chat'"),
+    (
+        "gateway.yaml",
+        7,
+        "worker.concurency: unknown key 'concurency' (did you mean 'concurrency'?)",
+    ),
+    ("rules/typos.yaml", 2, "rule typos: on.source: no source named 'shpo' (did you mean 'shop'?)"),
+    ("rules/typos.yaml", 3, "rule typos: wehn: unknown key 'wehn' (did you mean 'when'?)"),
+    (
+        "rules/typos.yaml",
+        5,
+        "rule typos: assistant.model: no profile named 'defualt' under `models:` "
+        "(did you mean 'default'?)",
+    ),
+    (
+        "rules/typos.yaml",
+        7,
+        "rule typos: assistant.tools.0: unknown tool 'email.sen' (did you mean 'email.send'?)",
+    ),
+    (
+        "rules/typos.yaml",
+        12,
+        "rule shadowed: actions: duplicate key 'actions' (first on line 10, again on line 12)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("file", "line", "message"), ONE_PASS, ids=[p[2][:40] for p in ONE_PASS])
+def test_one_check_lists_config_and_rule_problems_with_file_and_line(
+    one_pass: tuple[int, list[str], Path], file: str, line: int, message: str
+) -> None:
+    code, lines, directory = one_pass
+
+    assert code == 1
+    assert [text for text in lines if text.startswith(f"  - {directory / file}:{line}: {message}")]
+
+
+def test_problems_of_one_check_are_in_line_order(one_pass: tuple[int, list[str], Path]) -> None:
+    _, lines, directory = one_pass
+    found = [
+        (text.split(":")[0].removeprefix("  - "), int(text.split(":")[1]))
+        for text in lines
+        if text.startswith("  - ")
+    ]
+
+    assert found == sorted(found, key=lambda f: (f[0] != str(directory / "gateway.yaml"), f))
+    assert len(found) == len(ONE_PASS)

@@ -88,6 +88,9 @@ def _try(
     entry: dict[str, Any] = {"rule": rule.name, "kind": rule.kind, "mode": rule.mode}
     if not rule.enabled:
         return RuleOutcome(**entry, matched=False, reason="disabled", error=None)
+    if not candidate and rule.schedule is not None:
+        reason = "a schedule rule: it runs on its schedule, or by gateway fire, not on events"
+        return RuleOutcome(**entry, matched=False, reason=reason, error=None)
     if not candidate:
         reason = "`on` does not match this source and type"
         return RuleOutcome(**entry, matched=False, reason=reason, error=None)

@@ -6,22 +6,29 @@ cannot, as it knows nothing of model profiles.
 
 from __future__ import annotations
 
-from gateway.assistant.models import load_profiles
+from pydantic import ValidationError
+
+from gateway import problems as wording
+from gateway.assistant.models import ModelProfile
 from gateway.assistant.policy import validate_policy
 from gateway.config import Config
-from gateway.errors import ConfigError
 from gateway.rules.loader import Problem, RuleCheck
 from gateway.rules.model import Rule
 from gateway.tools import TOOLS
 
 
 def checks(config: Config) -> tuple[list[str], RuleCheck]:
-    """Every problem of the `models:` block, and the check of one assistant rule against it."""
-    try:
-        load_profiles(config.models)
-        problems: list[str] = []
-    except ConfigError as exc:
-        problems = [f"models: {problem}" for problem in exc.problems]
+    """Every problem of the `models:` block (at its line in the config file), and the check of
+    one assistant rule against it."""
+    problems: list[str] = []
+    for name, entry in config.models.items():
+        try:
+            ModelProfile.model_validate(entry)
+        except ValidationError as error:
+            for e in error.errors():
+                at = ("models", name, *e["loc"])
+                field = ".".join(str(p) for p in at)
+                problems.append(f"{config.where(at)}: {field}: {wording.message(ModelProfile, e)}")
     known = ", ".join(sorted(config.models)) or "none"
 
     def check(rule: Rule) -> list[Problem]:
@@ -32,7 +39,9 @@ def checks(config: Config) -> tuple[list[str], RuleCheck]:
             found.append(
                 (
                     ("assistant", "model"),
-                    f"no profile named {rule.assistant.model!r} under `models:` (defined: {known})",
+                    f"no profile named {rule.assistant.model!r} under `models:`"
+                    f"{wording.did_you_mean(rule.assistant.model, config.models)} "
+                    f"(defined: {known})",
                 )
             )
         context = rule.assistant.context

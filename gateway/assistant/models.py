@@ -7,6 +7,7 @@ patiently to talk to it. Rules refer to profiles by name (`assistant.model: defa
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -128,3 +129,15 @@ def cost(profile: ModelProfile, input_tokens: int, output_tokens: int) -> float:
     if prices is None:
         return 0.0
     return (input_tokens * prices.input + output_tokens * prices.output) / 1_000_000
+
+
+def dollars(value: float | None) -> str:
+    """Dollars with the digits that matter: `$0.000042`, `$0.0123`, `$0.50`, `$1.50`, `$0`."""
+    if not value:
+        return "$0"
+    if abs(value) >= 1:
+        return f"${value:,.2f}"
+    # Three significant digits: a cent's fraction is what a small model turn costs.
+    places = min(10, 2 - math.floor(math.log10(abs(value))))
+    whole, _, fraction = f"{value:.{places}f}".partition(".")
+    return f"${whole}.{fraction[:2]}{fraction[2:].rstrip('0')}"

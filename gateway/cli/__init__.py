@@ -29,4 +29,7 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:
+    from gateway import terminal
+
+    terminal.quiet_logs()
     app()

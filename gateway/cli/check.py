@@ -13,28 +13,44 @@ from gateway.cli.common import (
     console,
     err,
     load_config,
-    load_rules,
     print_json,
+    problems,
 )
 
 
 @app.command()
 def check(config: ConfigOption = None) -> None:
     """Validate the configuration and the rules; exit 1 listing every problem."""
+    from gateway.errors import ConfigError
     from gateway.insecure import findings, shown_url
     from gateway.knowledge.check import warnings as knowledge_warnings
+    from gateway.ruleset import check as check_all
 
-    cfg = load_config(config)
+    # One pass: the config's problems do not hide the rules' (every one, in line order).
+    try:
+        checked = check_all(config)
+    except ConfigError as exc:
+        problems(exc, "in the configuration")
+        raise typer.Exit(1) from None
+    for found, where in (
+        (checked.in_config, "in the configuration"),
+        (checked.in_rules, "in the rules"),
+    ):
+        if found:
+            problems(ConfigError(found), where)
+    if checked.rules is None or checked.in_config:
+        raise typer.Exit(1)
+    cfg = checked.config
     # Warnings, not errors: the walk-through runs on test secrets; `serve` decides beyond loopback.
     for finding in findings(cfg):
         err.print(f"[yellow]warning:[/yellow] {finding}", highlight=False, soft_wrap=True)
     for warning in knowledge_warnings(cfg):
         err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
-    rules = load_rules(cfg)
     console.print(
-        f"[green]ok[/green]: {len(cfg.sources)} source(s), {len(rules.rules)} rule(s) "
+        f"[green]ok[/green]: {len(cfg.sources)} source(s), {len(checked.rules.rules)} rule(s) "
         f"from {cfg.rules_dir}, store {shown_url(cfg.store)}",
         highlight=False,
+        soft_wrap=True,
     )
     for line in cfg.retention.summary():
         console.print(line, highlight=False, soft_wrap=True)

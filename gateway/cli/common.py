@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 
 from gateway import config as config_module
+from gateway import terminal
 from gateway.config import Config
 from gateway.errors import ConfigError, GatewayError
 
@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from gateway.store import Store
 
 app = typer.Typer(help="Webhook-to-assistant automation gateway.", no_args_is_help=True)
-console = Console()
-err = Console(stderr=True)
+console = terminal.console()
+err = terminal.console(stderr=True)
 T = TypeVar("T")
 
 ConfigOption = Annotated[

@@ -48,7 +48,7 @@ def operate(cfg: Config, use: Callable[[Store], Awaitable[T]]) -> T:
 
 @app.command()
 def retry(
-    run_id: Annotated[int, typer.Argument(help="A failed or dead run")],
+    run_id: Annotated[int, typer.Argument(metavar="RUN", help="A failed or dead run")],
     config: ConfigOption = None,
 ) -> None:
     """Run a failed or dead run again: finished steps are kept, the rest resume."""
@@ -60,7 +60,7 @@ def retry(
 
 @app.command()
 def approve(
-    step_id: Annotated[int, typer.Argument(help="A step awaiting approval")],
+    step_id: Annotated[int, typer.Argument(metavar="STEP", help="A step awaiting approval")],
     config: ConfigOption = None,
     by: Annotated[str, typer.Option(help="Who approves (recorded)")] = "cli",
     digest: Annotated[
@@ -100,7 +100,7 @@ def _show_for_approval(cfg: Config, step_id: int) -> str | None:
 
 @app.command()
 def reject(
-    step_id: Annotated[int, typer.Argument(help="A step awaiting approval")],
+    step_id: Annotated[int, typer.Argument(metavar="STEP", help="A step awaiting approval")],
     reason: Annotated[str, typer.Option(help="Why (the model is told)")],
     config: ConfigOption = None,
     by: Annotated[str, typer.Option(help="Who rejects (recorded)")] = "cli",
@@ -116,7 +116,7 @@ def reject(
 
 @app.command()
 def replay(
-    event_id: Annotated[int, typer.Argument(help="A stored event")],
+    event_id: Annotated[int, typer.Argument(metavar="EVENT", help="A stored event")],
     config: ConfigOption = None,
 ) -> None:
     """Run the rules again on a stored event: new runs, new idempotency keys."""

@@ -3,7 +3,6 @@ these never migrate the database)."""
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -14,6 +13,7 @@ from gateway.cli.common import (
     JsonOption,
     app,
     console,
+    fail,
     load_config,
     print_json,
     with_store,
@@ -66,6 +66,7 @@ def runs(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array")] = False,
 ) -> None:
     """List runs, newest first (tokens and cost included)."""
+    from gateway.assistant.models import dollars
 
     async def fetch(store: Store) -> list[dict[str, Any]]:
         from gateway.api.models import Run, dump
@@ -87,7 +88,7 @@ def runs(
             row["status"],
             str(row["attempt"]),
             str(tokens),
-            f"{row['cost']:.4f}",
+            dollars(row["cost"]),
             (row["error"] or "")[:60],
         )
     console.print(table)
@@ -95,41 +96,19 @@ def runs(
 
 @app.command()
 def run(
-    run_id: Annotated[int, typer.Argument(help="The run to show")],
+    run_id: Annotated[int, typer.Argument(metavar="RUN", help="The run to show")],
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show one run and every step it took."""
+    """Show one run and every step: arguments, result or error, tokens, cost, model."""
+    from gateway import runview
 
-    async def fetch(store: Store) -> dict[str, Any]:
-        from gateway import operations
-        from gateway.api.models import Run, Step, dump
-
-        found = await operations.run(store, run_id)
-        steps = [dump(Step.of(s)) for s in await store.steps.of_run(run_id)]
-        return {**dump(Run.of(found)), "steps": steps}
-
-    detail = with_store(load_config(config), fetch)
+    cfg = load_config(config)
+    detail = with_store(cfg, lambda store: runview.fetch(store, cfg, run_id))
+    if detail is None:
+        raise fail(f"no run {run_id}")
     if as_json:
         print_json(detail)
         return
-    console.print(
-        f"run {detail['id']} ({detail['rule']}) on event {detail['event_id']}: "
-        f"[bold]{detail['status']}[/bold] after {detail['attempt']} attempt(s)"
-    )
-    if detail["error"]:
-        console.print(f"error: {detail['error']}", markup=False)
-    table = Table("#", "id", "kind", "tool", "status", "attempt", "ms", "result / error")
-    for step in detail["steps"]:
-        outcome = step["error"] or json.dumps(step["result"], default=str)
-        table.add_row(
-            str(step["position"]),
-            str(step["id"]),
-            step["kind"],
-            step["tool"] or "",
-            step["status"],
-            str(step["attempt"]),
-            f"{step['duration_ms'] or 0:.1f}",
-            outcome[:80],
-        )
-    console.print(table)
+    for line in runview.text(detail):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -82,7 +82,7 @@ def schedules(
 
 @app.command()
 def fire(
-    rule: Annotated[str, typer.Argument(help="A scheduled rule")],
+    rule: Annotated[str, typer.Argument(metavar="RULE", help="A scheduled rule")],
     config: ConfigOption = None,
 ) -> None:
     """Fire a scheduled rule now (a new, manual event); prints the event id."""

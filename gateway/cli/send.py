@@ -14,7 +14,9 @@ from gateway.cli.common import ConfigOption, app, console, err, load_config
 
 @app.command()
 def send(
-    file: Annotated[Path, typer.Argument(help="The payload to post, byte for byte", exists=True)],
+    file: Annotated[
+        Path, typer.Argument(metavar="FILE", help="The payload to post, byte for byte", exists=True)
+    ],
     source: Annotated[str, typer.Option(help="The configured source to sign for")],
     config: ConfigOption = None,
     headers: Annotated[
@@ -27,6 +29,10 @@ def send(
     url: Annotated[
         str | None, typer.Option(help="Where to post (default: this config's server)")
     ] = None,
+    new_id: Annotated[
+        bool,
+        typer.Option("--new-id", help="Send as a new event: a fresh delivery id (or body id)"),
+    ] = False,
 ) -> None:
     """Sign a payload as the source's provider would (fresh timestamp) and post it."""
     import httpx2
@@ -44,6 +50,17 @@ def send(
         headers = sibling if sibling.exists() else None
     sent = merge_headers(json.loads(headers.read_text()) if headers else {}, _parse(header or []))
     provider = PROVIDERS[cfg.sources[source].provider](cfg.sources[source])
+    if new_id:
+        from gateway.ingest.fresh import NoNewDelivery, new_delivery
+
+        def signed(data: bytes, given: dict[str, str]) -> dict[str, str]:
+            return merge_headers(given, provider.sign(data, given, time.time()))
+
+        try:
+            body, sent = new_delivery(provider, body, sent, signed)
+        except NoNewDelivery as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False)
+            raise typer.Exit(1) from None
     sent = merge_headers(sent, provider.sign(body, sent, time.time()))
     sent.setdefault("Content-Type", "application/json")
     target = url or f"http://{cfg.host}:{cfg.port}/hooks/{source}"

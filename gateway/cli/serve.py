@@ -92,15 +92,23 @@ def serve(
         err.print(f"[red]error:[/red] unknown role(s) {sorted(unknown)}; use all, {sorted(ROLES)}")
         raise typer.Exit(2)
     chosen = ROLES if "all" in roles else frozenset(roles)
+    from gateway import startup
+
+    for problem in startup.problems(cfg, chosen):
+        err.print(f"[red]not starting:[/red] {problem}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
     try:
         application = create_app(cfg, migrate=migrate, roles=chosen, reload_on_hangup=True)
     except ConfigError as exc:
         problems(exc, "in the rules; not starting")
         raise typer.Exit(1) from None
+    port = port if port is not None else cfg.port
+    for line in startup.summary(cfg, application.state.gateway.rules, chosen, listen, port):
+        err.print(line, markup=False, highlight=False, soft_wrap=True)
     # Everything loaded so far lives as long as the process: keep it out of the collector's
     # scans, and collect less often. Parsing a webhook allocates hundreds of objects that die
     # young; with the default thresholds, collections cost more than the parse (bench/ingest).
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-    server.serve(application, cfg.server, host=listen, port=port if port is not None else cfg.port)
+    server.serve(application, cfg.server, host=listen, port=port)

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gateway import problems as wording
 from gateway import yamlfile
 from gateway.errors import ConfigError
 from gateway.rules import templates
@@ -61,6 +62,7 @@ def load(directory: Path, checks: Sequence[RuleCheck] = ()) -> RuleSet:
         except yamlfile.YamlSyntaxError as exc:
             problems.append(str(exc))
             continue
+        problems += [_duplicate(doc, d) for d in doc.duplicates]
         if doc.data is None:
             continue
         if not isinstance(doc.data, list):
@@ -79,7 +81,7 @@ def load(directory: Path, checks: Sequence[RuleCheck] = ()) -> RuleSet:
             files[rule.name] = path
             rules.append(rule)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(wording.in_line_order(problems))
     return RuleSet(rules, files)
 
 
@@ -91,16 +93,20 @@ def _parse(
     problems: list[str],
 ) -> Rule | None:
     name = raw.get("name", f"#{index + 1}") if isinstance(raw, dict) else f"#{index + 1}"
+    before = len(problems)
     try:
-        rule = Rule.model_validate(raw)
+        valid: Rule | None = Rule.model_validate(raw)
     except ValidationError as exc:
+        valid = None
         for err in exc.errors():
             loc = tuple(p for p in err["loc"] if not isinstance(p, str) or not p.startswith("["))
             where = doc.where((index, *loc))
             field_name = ".".join(str(p) for p in loc) or "(rule)"
-            problems.append(f"{where}: rule {name}: {field_name}: {err['msg']}")
+            problems.append(f"{where}: rule {name}: {field_name}: {wording.message(Rule, err)}")
+    # An invalid rule's valid parts are checked too: one pass of `check` lists every problem.
+    rule = valid or wording.partial(Rule, raw)
+    if rule is None:
         return None
-    before = len(problems)
     found = _semantic_problems(rule)
     for check in checks:
         found += check(rule)
@@ -108,7 +114,7 @@ def _parse(
         problems.append(
             f"{doc.where((index, *at))}: rule {name}: {'.'.join(map(str, at))}: {message}"
         )
-    return rule if len(problems) == before else None
+    return valid if len(problems) == before else None
 
 
 def _semantic_problems(rule: Rule) -> list[Problem]:
@@ -133,7 +139,7 @@ def _semantic_problems(rule: Rule) -> list[Problem]:
         at: tuple[str | int, ...] = ("actions", position)
         tool = TOOLS.get(action.tool)
         if tool is None:
-            found.append(((*at, action.tool), f"unknown tool {action.tool!r} ({_known()})"))
+            found.append(((*at, action.tool), _unknown_tool(action.tool)))
             continue
         # Arguments go by their schema names (an alias such as http.request's `json`).
         fields = {info.alias or name: info for name, info in tool.arguments.model_fields.items()}
@@ -165,17 +171,27 @@ def _semantic_problems(rule: Rule) -> list[Problem]:
             template(("assistant", key), getattr(rule.assistant, key))
         for i, name in enumerate(rule.assistant.tools):
             if name not in TOOLS:
-                found.append((("assistant", "tools", i), f"unknown tool {name!r} ({_known()})"))
+                found.append((("assistant", "tools", i), _unknown_tool(name)))
         for name in rule.assistant.policy:
             if name not in rule.assistant.tools:
                 found.append(
                     (
                         ("assistant", "policy", name),
-                        f"policy for {name!r}, which is not in the tools allowlist",
+                        f"policy for {name!r}, which is not in the tools allowlist"
+                        + wording.did_you_mean(name, rule.assistant.tools),
                     )
                 )
     return found
 
 
-def _known() -> str:
-    return "known: " + ", ".join(sorted(TOOLS))
+def _unknown_tool(name: str) -> str:
+    known = ", ".join(sorted(TOOLS))
+    return f"unknown tool {name!r}{wording.did_you_mean(name, TOOLS)} (known: {known})"
+
+
+def _duplicate(doc: yamlfile.Document, duplicate: yamlfile.Duplicate) -> str:
+    index, *at = duplicate.location
+    rule = doc.data[index] if isinstance(doc.data, list) and isinstance(index, int) else None
+    name = rule.get("name") if isinstance(rule, dict) else None
+    where = f"rule {name or f'#{index + 1}'}: " if isinstance(index, int) else ""
+    return f"{doc.path}:{duplicate.line}: {where}{'.'.join(map(str, at))}: {duplicate.message}"

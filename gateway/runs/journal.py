@@ -116,7 +116,8 @@ class Journal:
             files=self.outcomes.files.setdefault(run.id, {}),
             store=self.store,
         )
-        attempt = (step.attempt + 1) if step is not None else 1
+        # An approved call has not run yet: waiting for the decision was no attempt at it.
+        attempt = 1 if step is None else step.attempt + (step.status != StepStatus.APPROVED)
         if tool.side_effects:
             # Journal first: from here on, a crash leaves an outcome we must check, not guess.
             if step is None:

@@ -18,6 +18,7 @@ from gateway.store.abc import (
     RunStore,
     ScheduleStore,
     SessionStore,
+    StatsStore,
     StepStore,
     ThreadStore,
 )
@@ -31,6 +32,7 @@ from gateway.store.retention import Retention
 from gateway.store.runs import Runs
 from gateway.store.schedules import Schedules
 from gateway.store.sessions import Sessions
+from gateway.store.stats import Stats
 from gateway.store.status import EventStatus, RunStatus, StepStatus
 from gateway.store.steps import Steps
 from gateway.store.threads import Threads
@@ -66,6 +68,7 @@ class Store:
     sessions: SessionStore
     knowledge: KnowledgeStore
     retention: RetentionStore
+    stats: StatsStore
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -82,6 +85,7 @@ class Store:
         self.sessions = Sessions(*on)
         self.knowledge = Knowledge(*on)
         self.retention = Retention(*on)
+        self.stats = Stats(*on)
 
     async def open(self, *, migrate: bool = True) -> None:
         """Bring the schema to the head revision (if `migrate`) and start the writers.

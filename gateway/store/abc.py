@@ -3,7 +3,7 @@
 `Store` (gateway.store) has one attribute per part: `store.events`, `store.runs`, `store.steps`,
 `store.threads`, `store.schedules`, `store.sessions`, and the parts that each serve one
 feature, whose interfaces are in `gateway.store.abc_features` (re-exported here):
-`store.knowledge`, `store.retention`. Writes to work (runs, steps, threads) are
+`store.knowledge`, `store.retention`, `store.stats`. Writes to work (runs, steps, threads) are
 group-committed: each call returns once its own change is committed, and a burst of calls from
 many runs shares one transaction.
 """
@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from gateway.store.abc_features import KnowledgeStore as KnowledgeStore
 from gateway.store.abc_features import RetentionStore as RetentionStore
+from gateway.store.abc_features import StatsStore as StatsStore
 from gateway.store.records import (
     Event,
     NewEvent,
@@ -203,6 +204,10 @@ class StepStore(Protocol):
         ...
 
     async def get(self, step_id: int) -> Step | None: ...
+
+    async def awaiting(self, limit: int = 200) -> list[Step]:
+        """Steps awaiting approval, oldest first: the approvals inbox."""
+        ...
 
     async def decide(
         self,

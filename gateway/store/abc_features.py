@@ -1,4 +1,4 @@
-"""Interfaces of the store's parts that each serve one feature (retention, knowledge).
+"""Interfaces of the store's parts that each serve one feature: retention, knowledge, stats.
 
 `gateway.store.abc` holds the core parts (events, runs, steps, threads, schedules, sessions)
 and re-exports these.
@@ -17,6 +17,7 @@ from gateway.store.records import (
     NewPassage,
     Passage,
 )
+from gateway.store.status import RunStatus
 
 
 class RetentionStore(Protocol):
@@ -147,4 +148,29 @@ class KnowledgeStore(Protocol):
 
     async def passages(self, ids: Sequence[int]) -> list[Passage]:
         """The passages with these ids, in the order given (unknown ids left out)."""
+        ...
+
+
+class StatsStore(Protocol):
+    """Counts for the dashboard's overview, grouped in the database; read only."""
+
+    async def events_by_source(
+        self, since: datetime, bucket_seconds: int
+    ) -> list[tuple[datetime, str, int]]:
+        """Events received since `since`: (bucket start, source, count), oldest first."""
+        ...
+
+    async def runs_by_status(self, since: datetime) -> dict[RunStatus, int]:
+        """Runs created since `since`, counted by status."""
+        ...
+
+    async def usage_by_rule_day(
+        self, since: datetime
+    ) -> list[tuple[datetime, str, int, int, float]]:
+        """Assistant runs created since `since`: (UTC day, rule, input tokens, output tokens,
+        cost), oldest day first."""
+        ...
+
+    async def action_latencies(self, since: datetime) -> list[float]:
+        """Seconds from an event's arrival to its run's first tool call, recent runs first."""
         ...

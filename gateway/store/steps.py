@@ -150,6 +150,15 @@ class Steps(Part):
         row = await self._first(select(steps).where(steps.c.id == step_id))
         return Step.from_row(row) if row else None
 
+    async def awaiting(self, limit: int = 200) -> list[Step]:
+        query = (
+            select(steps)
+            .where(steps.c.status == StepStatus.AWAITING_APPROVAL)
+            .order_by(steps.c.id)
+            .limit(limit)
+        )
+        return [Step.from_row(row) for row in await self._rows(query)]
+
     async def decide(
         self,
         step_id: int,

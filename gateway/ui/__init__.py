@@ -26,6 +26,7 @@ from gateway.ui.session import (
     session_of,
     start_session,
 )
+from gateway.ui.views import Views
 
 __all__ = ["ui_routes"]
 
@@ -39,6 +40,7 @@ def ui_routes(config: Config) -> list[BaseRoute]:
         return []
     sessions = Sessions(token)
     pages = Pages(sessions)
+    views = Views(pages)
 
     async def login_form(request: Request) -> Response:
         if await session_of(request, sessions) is not None:
@@ -81,7 +83,7 @@ def ui_routes(config: Config) -> list[BaseRoute]:
         return Response(data, media_type=STATIC[name], headers={"Cache-Control": "max-age=300"})
 
     async def home(request: Request) -> Response:
-        return RedirectResponse("/ui/events", status_code=303)
+        return RedirectResponse("/ui/overview", status_code=303)
 
     def page(path: str, handler: Page, method: str = "GET") -> Route:
         return Route(path, guarded(sessions, handler), methods=[method])
@@ -97,7 +99,12 @@ def ui_routes(config: Config) -> list[BaseRoute]:
         page("/events/{id:int}", pages.event),
         page("/events/{id:int}/timeline", pages.timeline),
         page("/events/{id:int}/replay", pages.replay, "POST"),
-        page("/runs/{id:int}", pages.run),
+        page("/overview", views.overview),
+        page("/overview/panel", views.overview_panel),
+        page("/approvals", views.approvals),
+        page("/approvals/rows", views.approval_rows),
+        page("/runs/{id:int}", views.run),
+        page("/runs/{id:int}/panel", views.run_panel),
         page("/runs/{id:int}/retry", pages.retry, "POST"),
         page("/steps/{id:int}/{decision:str}", pages.decide, "POST"),
         page("/schedules", pages.schedules),

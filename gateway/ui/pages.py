@@ -5,6 +5,7 @@ Each page reads through the same code as the admin API and acts through `gateway
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -22,6 +23,7 @@ from gateway.api.endpoints import Admin, rules_of, test_rules
 from gateway.api.inputs import RuleTest
 from gateway.api.models import Event, Run, dump
 from gateway.api.params import MAX_ID, InvalidInput, parse
+from gateway.assistant.models import dollars as money
 from gateway.errors import ConfigError
 from gateway.nesting import READABLE_DEPTH, deeper_than
 from gateway.store import records
@@ -61,6 +63,7 @@ environment = Environment(
 environment.filters["pretty"] = _pretty
 environment.filters["when"] = _when
 environment.globals["duration"] = _seconds
+environment.filters["money"] = money
 
 
 class Pages:
@@ -153,14 +156,6 @@ class Pages:
         response.headers["X-Live"] = "1" if context["live"] else "0"
         return response
 
-    async def run(self, request: Request, session: Session) -> Response:
-        admin = Admin(gateway_of(request))
-        run_id = request.path_params["id"]
-        run = await admin.store.runs.get(run_id) if 0 < run_id <= MAX_ID else None
-        if run is None:
-            return self.render(request, session, "missing.html", 404, what="run")
-        return RedirectResponse(f"/ui/events/{run.event_id}#run-{run.id}", status_code=303)
-
     # ------------------------------------------------------------------ actions
 
     async def replay(self, request: Request, session: Session) -> Response:
@@ -201,12 +196,15 @@ class Pages:
             return self.render(request, session, "missing.html", 404, what="step")
         form: dict[str, str] = request.state.form
         reason = (form.get("reason") or "").strip()[:2000] or None
+        # Back to the page the form was on (the inbox, the run), else the event's.
+        back = re.match(r"/ui/(approvals|runs/\d+|events/\d+)", form.get("back") or "")
+        page = back.group(0) if back else f"/ui/events/{run.event_id}"
         # The approve form carries the digest of the arguments it showed: the approval is for
         # those arguments only, and a form without one approves nothing.
         digest = form.get("digest") or None
         if decision == "approve" and digest is None:
             problem = f"step {step_id}: the form did not say which arguments it showed; reload"
-            return _back(f"/ui/events/{run.event_id}", problem=problem)
+            return _back(page, problem=problem)
         try:
             await operations.decide(
                 admin.store,
@@ -218,9 +216,9 @@ class Pages:
                 worker=admin.worker,
             )
         except operations.IllegalState as exc:
-            return _back(f"/ui/events/{run.event_id}", problem=str(exc))
+            return _back(page, problem=str(exc))
         verb = "approved" if decision == "approve" else "rejected"
-        return _back(f"/ui/events/{run.event_id}", notice=f"step {step_id} {verb}; run resumes")
+        return _back(page, notice=f"step {step_id} {verb}; run resumes")
 
     # ------------------------------------------------------------------ other pages
 

@@ -84,7 +84,7 @@ def safe_next(target: str | None) -> str:
     """Only a dashboard path is a place to go after login (no open redirect)."""
     if target and target.startswith("/ui/") and not target.startswith("/ui//"):
         return target
-    return "/ui/events"
+    return "/ui/overview"
 
 
 def guarded(sessions: Sessions, page: Page) -> Callable[[Request], Awaitable[Response]]:

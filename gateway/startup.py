@@ -1,0 +1,64 @@
+"""What `gateway serve` says before it listens: one line per thing it found wrong (and then it
+does not start), else one line each for where it listens, the store, rules, sources and what
+is switched on, and why not where something is off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from pathlib import Path
+
+from gateway.config import Config
+from gateway.insecure import shown_url
+from gateway.rules.loader import RuleSet
+from gateway.store.lock import WorkerAlreadyRunning, WorkerLock
+
+
+def sqlite_path(config: Config) -> Path | None:
+    """The SQLite database file of the store, or None (PostgreSQL, or in memory)."""
+    prefix = "sqlite:///"
+    url = config.store_url
+    if not url.startswith(prefix) or url.endswith(":memory:"):
+        return None
+    return Path(url[len(prefix) :].split("?", 1)[0])
+
+
+def problems(config: Config, roles: Collection[str]) -> list[str]:
+    """What would make start-up fail with a traceback, found first and said in one line."""
+    database = sqlite_path(config)
+    if database is None:
+        return []
+    if not database.parent.is_dir():
+        return [
+            f"store {shown_url(config.store)}: the folder {database.parent} does not exist; "
+            "create it, or change `store:` in the config"
+        ]
+    if "worker" in roles:
+        lock = WorkerLock(str(database))
+        try:
+            lock.acquire()
+        except WorkerAlreadyRunning as exc:
+            return [str(exc)]
+        except OSError as exc:
+            return [f"store {shown_url(config.store)}: cannot write beside it: {exc.strerror}"]
+        lock.release()
+    return []
+
+
+def summary(
+    config: Config, rules: RuleSet, roles: Collection[str], host: str, port: int
+) -> list[str]:
+    """One line each: address, store, rules, sources, and what is on or off (and why)."""
+    api = "on" if config.admin_token else "off (no admin_token in the config)"
+    scheduled = len(rules.scheduled)
+    events = len(rules.rules) - scheduled
+    return [
+        f"serving on http://{host}:{port} (roles: {', '.join(sorted(roles))})",
+        f"store: {shown_url(config.store_url)}",
+        f"rules: {len(rules.rules)} from {config.rules_dir} ({events} on events, "
+        f"{scheduled} scheduled)",
+        f"sources: {', '.join(sorted(config.sources)) or 'none'} (POST /hooks/SOURCE)",
+        f"admin API /api: {api}",
+        f"dashboard /ui: {api}",
+        "metrics /metrics, health /healthz and /readyz: on",
+    ]
