@@ -24,6 +24,8 @@ from pydantic import (
 from gateway import plugins, yamlfile
 from gateway.errors import ConfigError
 from gateway.nesting import READABLE_DEPTH
+from gateway.runs.circuit import CircuitSettings
+from gateway.runs.policy import RetryOverride, RetryPolicy, Seconds
 from gateway.tools import FAMILIES
 
 DEFAULT_PATH = Path("gateway.yaml")
@@ -55,12 +57,20 @@ class WorkerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     concurrency: int = Field(16, ge=1)
-    max_attempts: int = Field(5, ge=1)
-    backoff_base: float = Field(1.0, gt=0)
-    backoff_max: float = Field(300.0, gt=0)
+    # Earlier names of `retry:` settings; when given, they win over `retry:`.
+    max_attempts: int | None = Field(None, ge=1)
+    backoff_base: float | None = Field(None, gt=0)
+    backoff_max: float | None = Field(None, gt=0)
     # How long a claimed run stays the claimer's without renewal (renewed every third of it):
     # after a replica dies, another takes its runs over once this has passed.
     lease_seconds: float = Field(30.0, gt=0)
+
+
+class RetryConfig(RetryPolicy):
+    """`retry:` the default retry policy, overrides per tool or tool family, the circuits."""
+
+    tools: dict[str, RetryOverride] = Field(default_factory=dict)
+    circuit: CircuitSettings = Field(default_factory=CircuitSettings)
 
 
 class ServerConfig(BaseModel):
@@ -111,6 +121,10 @@ class Config(BaseModel):
     models: dict[str, dict[str, Any]] = Field(default_factory=dict)
     handlers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    # SIGTERM: how long calls in flight may take to finish before they are cut off (and resumed
+    # after the restart). Under Kubernetes' default 30 s termination grace period.
+    shutdown_grace: Seconds = Field(25.0, ge=0)
     server: ServerConfig = Field(default_factory=ServerConfig)
     # OpenTelemetry: {exporter: console|otlp, endpoint, service_name}; needs the tracing extra.
     tracing: dict[str, Any] | None = None
@@ -127,6 +141,17 @@ class Config(BaseModel):
             if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
                 raise ValueError(f"source name {name!r} may only use letters, digits, . _ -")
         return sources
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The default retry policy: `retry:`, with the older `worker:` settings over it."""
+        legacy = RetryOverride(
+            max_attempts=self.worker.max_attempts,
+            backoff_base=self.worker.backoff_base,
+            backoff_max=self.worker.backoff_max,
+        )
+        fields = self.retry.model_dump(include=set(RetryPolicy.model_fields))
+        return RetryPolicy(**fields).merged(legacy)
 
     @property
     def rules_dir(self) -> Path:

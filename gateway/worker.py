@@ -10,14 +10,13 @@ import asyncio
 import contextlib
 import functools
 import os
-import random
 import secrets
 import socket
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -32,6 +31,8 @@ from gateway.rules import templates
 from gateway.rules.loader import RuleSet
 from gateway.rules.model import Rule
 from gateway.rules.templates import TemplateError
+from gateway.runs.circuit import Circuits, downstream
+from gateway.runs.policy import policy_for
 from gateway.scheduler.periods import periods as calendar_periods
 from gateway.store import Event, NewRun, Run, Step, Store, Stored
 from gateway.store.notify import wait_until_set
@@ -178,6 +179,10 @@ class Worker:
         self._notify_others = notify or (lambda: None)
         self.lease_seconds = config.worker.lease_seconds
         self.metrics = metrics or Metrics()
+        self.retry_default = config.retry_policy
+        self.circuits = Circuits(
+            config.retry.circuit, store.runs, on_change=self.metrics.circuit_changed
+        )
         self.rules = rules
         self.config = config
         self.assistant = assistant
@@ -542,6 +547,8 @@ class Worker:
         A permanent refusal fails the run, or, with `refusal_ends_run=False` (an assistant's
         call, which the model may correct), is returned as a `ToolRefused`.
         """
+        if await self.circuits.hold(run.id, downstream(tool.name, arguments)):
+            return _STOP  # the downstream is failing: the run waits, spending no attempt
         key = step.idempotency_key if step is not None else f"{run.id}.{position}.{nonce()}"
         context = self.toolbox.context(
             tool,
@@ -588,6 +595,7 @@ class Worker:
             if result is None:
                 result = await tool.call(call.context, arguments)
         except ToolError as exc:
+            await self.circuits.record(call.downstream, failed=exc.retryable)
             values = call.step_values()
             outcome = StepStatus.ERROR if exc.retryable else StepStatus.FAILED
             self.metrics.step_seconds.labels(tool.name, outcome).observe(
@@ -618,9 +626,10 @@ class Worker:
                 {**values, "status": StepStatus.ERROR, "error": str(exc)},
                 new=call.new,
             )
-            await self.retry_or_dead(run, f"{tool.name}: {exc}", exc.retry_after)
+            await self.retry_or_dead(run, f"{tool.name}: {exc}", exc.retry_after, tool.name)
             return _STOP
         except Exception as exc:  # an unexpected failure inside a handler: retry like any
+            await self.circuits.record(call.downstream, failed=True)
             values = call.step_values()
             error = f"{type(exc).__name__}: {exc}"
             await self.store.steps.finish(
@@ -629,8 +638,9 @@ class Worker:
                 {**values, "status": StepStatus.ERROR, "error": error},
                 new=call.new,
             )
-            await self.retry_or_dead(run, f"{tool.name}: {error}", None)
+            await self.retry_or_dead(run, f"{tool.name}: {error}", None, tool.name)
             return _STOP
+        await self.circuits.record(call.downstream, failed=False)
         values = call.step_values()
         self.metrics.step_seconds.labels(tool.name, StepStatus.SUCCEEDED).observe(
             values["duration_ms"] / 1000
@@ -688,19 +698,23 @@ class Worker:
         if run_status:
             self.ended(run, run_status)
 
-    async def retry_or_dead(self, run: Run, error: str, retry_after: float | None) -> None:
-        worker = self.config.worker
-        if run.attempt >= worker.max_attempts:
-            await self.end(run, RunStatus.DEAD, f"gave up after {run.attempt} attempts: {error}")
+    async def retry_or_dead(
+        self, run: Run, error: str, retry_after: float | None, tool: str | None = None
+    ) -> None:
+        rule = self.rules.by_name.get(run.rule)
+        policy = policy_for(
+            self.retry_default, self.config.retry.tools, rule.retry if rule else None, tool
+        )
+        now = datetime.now(UTC)
+        decision = policy.decide(
+            attempt=run.attempt, since=run.retry_since or now, now=now, retry_after=retry_after
+        )
+        if decision.at is None:
+            await self.end(run, RunStatus.DEAD, f"{decision.reason}: {error}")
             return
-        delay = min(worker.backoff_max, worker.backoff_base * 2 ** (run.attempt - 1))
-        delay *= 0.5 + random.random() / 2  # jitter: retries of many runs do not align
-        if retry_after is not None:
-            delay = max(delay, retry_after)
-        at = datetime.now(UTC) + timedelta(seconds=delay)
-        await self.store.runs.retry_later(run.id, at, error)
+        await self.store.runs.retry_later(run.id, decision.at, error)
         self.metrics.retries.labels(run.rule).inc()
-        log.warning("run.retry", attempt=run.attempt, delay=round(delay, 3), error=error)
+        log.warning("run.retry", attempt=run.attempt, delay=round(decision.delay, 3), error=error)
         self.notify_runs()
 
     async def end(self, run: Run, status: RunStatus, error: str | None = None) -> None:
@@ -733,6 +747,10 @@ class _Call:
     new: bool  # no step was journaled before the call: the step is inserted whole after it
     refusal_ends_run: bool
     clock: float = field(default_factory=time.perf_counter)
+
+    @property
+    def downstream(self) -> str:
+        return downstream(self.tool.name, self.arguments)
 
     def step_values(self) -> dict[str, Any]:
         """The step's columns once the call returned: timing, and all of it if `new`."""

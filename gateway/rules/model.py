@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from gateway.runs.policy import RetryOverride
+
 
 class Trigger(BaseModel):
     """`on:` which events a rule sees; `*` globs in both fields."""
@@ -120,6 +122,8 @@ class Rule(BaseModel):
     assistant: Assistant | None = None
     mode: Literal["live", "shadow"] = "live"
     enabled: bool = True
+    # Over the `retry:` policy of gateway.yaml (and its per-tool overrides) for this rule's runs.
+    retry: RetryOverride | None = None
 
     @field_validator("when", "order_by", mode="before")
     @classmethod

@@ -111,6 +111,16 @@ class RunStore(Protocol):
         """Back to pending, due at `at`, its lease dropped."""
         ...
 
+    async def wait(self, run_id: int, until: datetime, reason: str) -> None:
+        """Park a run as waiting (a downstream's circuit is open) until `until`, for `reason`,
+        without spending the attempt its claim counted."""
+        ...
+
+    async def wake(self, reason: str) -> int:
+        """Make every run waiting for `reason` due now (a probe found the downstream back);
+        how many."""
+        ...
+
     async def pause(self, run_id: int, status: RunStatus) -> None:
         """Leave a run waiting for someone (awaiting_approval): no lease, no retry timer."""
         ...

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, text, update
+from sqlalchemy import Connection, bindparam, case, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.store import claim as claiming
@@ -136,7 +136,8 @@ class Runs(Part):
 
     async def next_due(self) -> datetime | None:
         query = select(func.min(runs.c.next_attempt_at)).where(
-            runs.c.status == RunStatus.PENDING, runs.c.next_attempt_at.is_not(None)
+            runs.c.status.in_((RunStatus.PENDING, RunStatus.WAITING)),
+            runs.c.next_attempt_at.is_not(None),
         )
         value: datetime | None = await self._scalar(query)
         if value is not None and value.tzinfo is None:
@@ -152,27 +153,46 @@ class Runs(Part):
         await self.journal.apply(change)
 
     async def retry_later(self, run_id: int, at: datetime, error: str) -> None:
-        def change(conn: Connection) -> None:
-            conn.execute(
-                update(runs)
-                .where(runs.c.id == run_id)
-                .values(
-                    status=RunStatus.PENDING,
-                    error=error,
-                    next_attempt_at=at,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                )
-            )
+        await self._release(
+            run_id,
+            status=RunStatus.PENDING,
+            error=error,
+            next_attempt_at=at,
+            retry_since=func.coalesce(runs.c.retry_since, now_utc()),
+        )
 
-        await self.journal.apply(change)
+    async def wait(self, run_id: int, until: datetime, reason: str) -> None:
+        await self._release(
+            run_id,
+            status=RunStatus.WAITING,
+            error=reason,
+            next_attempt_at=until,
+            # Waiting spends no attempt: the claim that took it counted one.
+            attempt=case((runs.c.attempt > 0, runs.c.attempt - 1), else_=0),
+        )
+
+    async def wake(self, reason: str) -> int:
+        def change(conn: Connection) -> int:
+            result = conn.execute(
+                update(runs)
+                .where(runs.c.status == RunStatus.WAITING, runs.c.error == reason)
+                .values(next_attempt_at=now_utc())
+            )
+            return int(result.rowcount)
+
+        return await self.journal.apply(change)
 
     async def pause(self, run_id: int, status: RunStatus) -> None:
+        await self._release(run_id, status=status)
+
+    async def _release(self, run_id: int, **values: Any) -> None:
+        """Change a run's state and drop its lease: it is no longer anyone's to run now."""
+
         def change(conn: Connection) -> None:
             conn.execute(
                 update(runs)
                 .where(runs.c.id == run_id)
-                .values(status=status, lease_owner=None, lease_expires_at=None)
+                .values(**values, lease_owner=None, lease_expires_at=None)
             )
 
         await self.journal.apply(change)
@@ -188,6 +208,7 @@ class Runs(Part):
             }
             if reset_attempts:
                 values["attempt"] = 0
+                values["retry_since"] = None  # a new series: a new retry horizon
             result = conn.execute(
                 update(runs)
                 .where(runs.c.id == run_id, runs.c.status != RunStatus.RUNNING)
@@ -238,6 +259,9 @@ class Runs(Part):
             ),
             "approvals": select(func.count(), func.min(runs.c.created_at)).where(
                 runs.c.status == RunStatus.AWAITING_APPROVAL
+            ),
+            "waiting": select(func.count(), func.min(runs.c.created_at)).where(
+                runs.c.status == RunStatus.WAITING
             ),
         }
         stats: dict[str, tuple[int, datetime | None]] = {}

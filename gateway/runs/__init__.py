@@ -1,0 +1,1 @@
+"""Running what the rules planned: retry policy, circuit breakers, graceful shutdown."""

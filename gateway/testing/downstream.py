@@ -1,0 +1,69 @@
+"""A loopback downstream that counts side effects by idempotency key, and can be made to fail
+(an outage answering 503) or to answer slowly: what outage, shutdown and chaos tests call."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+
+class CountingDownstream:
+    """POST /effect: a side effect, counted under its `Idempotency-Key` when answered 2xx.
+
+    `outage(seconds)` makes it answer 503 for that long (from now); `delay` is how long each
+    call takes. `effects` counts the calls answered 2xx per key; `attempts` every call.
+    """
+
+    def __init__(self, *, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.effects: Counter[str] = Counter()
+        self.attempts: Counter[str] = Counter()
+        self.refused = 0
+        self.in_flight = 0
+        self._down_until = 0.0
+        self._lock = threading.Lock()
+        self.app = Starlette(
+            routes=[
+                Route("/effect", self.effect, methods=["POST"]),
+                Route("/counts", self.counts, methods=["GET"]),
+            ]
+        )
+
+    def outage(self, seconds: float) -> None:
+        self._down_until = time.monotonic() + seconds
+
+    @property
+    def down(self) -> bool:
+        return time.monotonic() < self._down_until
+
+    async def effect(self, request: Request) -> Response:
+        key = request.headers.get("idempotency-key", "")
+        await request.body()
+        with self._lock:
+            self.attempts[key] += 1
+        if self.down:
+            with self._lock:
+                self.refused += 1
+            return PlainTextResponse("down for maintenance", status_code=503)
+        self.in_flight += 1
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+        finally:
+            self.in_flight -= 1
+        with self._lock:
+            self.effects[key] += 1
+        return JSONResponse({"done": key})
+
+    async def counts(self, request: Request) -> Response:
+        """What happened so far, for a harness in another process (bench/chaos)."""
+        with self._lock:
+            effects = dict(self.effects)
+        return JSONResponse({"effects": effects, "refused": self.refused})

@@ -1,0 +1,71 @@
+"""A downstream outage under load, scaled down 20 times (60 s → 3 s; the retry cap and the
+circuit's waits likewise): every acknowledged event's side effect happens once after recovery,
+runs wait behind the open circuit meanwhile, and none is dead."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import generate_latest
+
+from gateway.testing.downstream import CountingDownstream
+from gateway.testing.server import serve_in_thread
+from tests.live import live_gateway
+
+OUTAGE_SECONDS = 3.0
+EVENTS = 60
+
+RULE = """
+- name: notify
+  on: {source: shop, event: orders/create}
+  actions:
+    - http.request: {method: POST, url: "URL/effect", json: {order: "{{ payload.name }}"}}
+"""
+
+SCALED = {
+    # 10 min cap and 30 s circuit waits, scaled down; the horizon stays long.
+    "retry": {
+        "horizon": "1h",
+        "circuit": {"failures": 5, "open_for": 0.25, "open_max": 0.5},
+    },
+    "worker": {"backoff_base": 0.05, "backoff_max": 0.5},
+}
+
+
+@pytest.fixture
+def downstream() -> Iterator[tuple[CountingDownstream, str]]:
+    server = CountingDownstream()
+    with serve_in_thread(server.app) as url:
+        yield server, url
+
+
+def test_a_downstream_outage_under_load_loses_and_repeats_nothing(
+    tmp_path: Path, downstream: tuple[CountingDownstream, str]
+) -> None:
+    server, url = downstream
+    rules = RULE.replace("URL", url)
+    handlers = {"http": {"allow_hosts": ["127.0.0.1"]}}
+    with live_gateway(tmp_path, rules, handlers=handlers, **SCALED) as gw:  # type: ignore[arg-type]
+        server.outage(OUTAGE_SECONDS)
+        saw_waiting = False
+        started = time.monotonic()
+        for n in range(EVENTS):
+            gw.post_order(f"e{n}", name=f"#{n}")
+            time.sleep((OUTAGE_SECONDS + 1) / EVENTS)
+            if not saw_waiting and server.down:
+                saw_waiting = any(
+                    r.error == "circuit open: http 127.0.0.1" for r in gw.runs(status="waiting")
+                )
+        assert time.monotonic() - started > OUTAGE_SECONDS  # events arrived across the outage
+        runs = gw.finished_runs(EVENTS, timeout=60)
+        metrics = generate_latest(gw.app.state.metrics.registry).decode()
+
+    assert server.refused > 0
+    assert saw_waiting, "no run waited behind the open circuit"
+    assert [r.status for r in runs] == ["succeeded"] * EVENTS
+    assert len(server.effects) == EVENTS  # one key per event
+    assert set(server.effects.values()) == {1}  # each side effect once
+    assert 'gateway_circuit_open{downstream="http 127.0.0.1"} 0.0' in metrics
