@@ -27,6 +27,7 @@ from gateway.config import Config
 from gateway.ingest.endpoint import IngestEndpoint
 from gateway.metrics import Metrics
 from gateway.ruleset import load_ruleset
+from gateway.runs.shutdown import RefuseWhenDraining, Shutdown
 from gateway.scheduler import Scheduler
 from gateway.server import BodyLimit
 from gateway.store import Store
@@ -85,6 +86,9 @@ def create_app(
     if notifier is not None:
         store.events.on_commit(notifier.notify_soon)
     lock = store.worker_lock() if worker is not None else None
+    shutdown = Shutdown(config.shutdown_grace)
+    if worker is not None:
+        shutdown.on_begin.append(worker.stop_claiming)
 
     # Windows has no SIGHUP.
     hangup = getattr(signal, "SIGHUP", None) if reload_on_hangup else None
@@ -119,16 +123,18 @@ def create_app(
                 await scheduler.start()
             if hangup is not None:
                 asyncio.get_running_loop().add_signal_handler(hangup, reload_on_signal)
+                shutdown.install(asyncio.get_running_loop())
             yield
         finally:
             if hangup is not None:
                 asyncio.get_running_loop().remove_signal_handler(hangup)
+                shutdown.uninstall()
             if scheduler is not None:
                 await scheduler.stop()
             if notifier is not None:
                 await notifier.stop()
             if worker is not None:
-                await worker.stop()
+                await worker.stop(shutdown.left())
             if assistants is not None:
                 await assistants.close()
             await store.close()
@@ -139,6 +145,8 @@ def create_app(
         return JSONResponse({"status": "ok", "version": __version__})
 
     async def readyz(request: Request) -> Response:
+        if shutdown.draining:  # first, so a load balancer stops sending before we stop taking
+            return JSONResponse({"status": "shutting down"}, status_code=503)
         if await store.ping():
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "store unavailable"}, status_code=503)
@@ -156,7 +164,7 @@ def create_app(
 
     app = Starlette(
         routes=[
-            Route("/hooks/{source}", ingest, methods=["POST"]),
+            Route("/hooks/{source}", RefuseWhenDraining(shutdown, ingest), methods=["POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
@@ -176,4 +184,5 @@ def create_app(
     app.state.rules = rules
     app.state.worker = worker
     app.state.scheduler = scheduler
+    app.state.shutdown = shutdown
     return app

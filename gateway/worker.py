@@ -33,6 +33,7 @@ from gateway.rules.model import Rule
 from gateway.rules.templates import TemplateError
 from gateway.runs.circuit import Circuits, downstream
 from gateway.runs.policy import policy_for
+from gateway.runs.shutdown import drain, hand_over
 from gateway.scheduler.periods import periods as calendar_periods
 from gateway.store import Event, NewRun, Run, Step, Store, Stored
 from gateway.store.notify import wait_until_set
@@ -211,6 +212,8 @@ class Worker:
         # Files produced during a run (name → bytes), for later steps such as an attachment.
         self.files: dict[int, dict[str, bytes]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        # Shutting down: runs in flight finish their calls, start no new one (`hand_over`).
+        self.draining = False
         # Callbacks told about each run that ends (metrics, tests).
         self.on_run_end: list[Callable[[int, str], None]] = []
 
@@ -229,7 +232,17 @@ class Worker:
         ]
         self.notify_events()
 
-    async def stop(self) -> None:
+    def stop_claiming(self) -> None:
+        """SIGTERM: route and claim nothing more; runs in flight go on (see `stop`)."""
+        self.draining = True
+        for task in self._tasks[:2]:  # the route and claim loops; leases are still renewed
+            task.cancel()
+
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop, letting runs in flight finish for up to `grace` seconds first."""
+        self.stop_claiming()
+        await asyncio.gather(*self._tasks[:2], return_exceptions=True)
+        await drain(self._active, grace)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -547,6 +560,9 @@ class Worker:
         A permanent refusal fails the run, or, with `refusal_ends_run=False` (an assistant's
         call, which the model may correct), is returned as a `ToolRefused`.
         """
+        if self.draining:
+            await hand_over(self.store.runs, run.id)
+            return _STOP
         if await self.circuits.hold(run.id, downstream(tool.name, arguments)):
             return _STOP  # the downstream is failing: the run waits, spending no attempt
         key = step.idempotency_key if step is not None else f"{run.id}.{position}.{nonce()}"
