@@ -73,6 +73,19 @@ def statuses(tmp_path: Path) -> list[str]:
         return [row[0] for row in db.execute("SELECT status FROM runs ORDER BY id")]
 
 
+def restart_until_settled(gateway: GatewayProcess, tmp_path: Path) -> None:
+    """Start the gateway again and let it finish every run."""
+    restarted = GatewayProcess(gateway.config).start()
+    try:
+        deadline = time.monotonic() + 30
+        while statuses(tmp_path) != ["succeeded"] * EVENTS:
+            assert time.monotonic() < deadline, restarted.output()
+            time.sleep(0.1)
+        time.sleep(0.5)  # and then nothing more happens
+    finally:
+        restarted.stop()
+
+
 def test_sigterm_lets_calls_in_flight_finish_and_repeats_none(
     write_config: Callable[..., Path],
     tmp_path: Path,
@@ -87,11 +100,7 @@ def test_sigterm_lets_calls_in_flight_finish_and_repeats_none(
 
     assert took >= 1.0, "the gateway did not wait for its calls"
     assert statuses(tmp_path) == ["succeeded"] * EVENTS  # journaled before exit
-    restarted = GatewayProcess(gateway.config).start()
-    try:
-        time.sleep(1.0)  # a restarted worker finds nothing left to do
-    finally:
-        restarted.stop()
+    restart_until_settled(gateway, tmp_path)
     assert len(server.effects) == EVENTS
     assert set(server.attempts.values()) == {1}
 
@@ -110,14 +119,7 @@ def test_calls_longer_than_the_grace_period_resume_once_with_the_same_key(
     assert took < 3.0, "the gateway waited past its grace period"
     assert set(statuses(tmp_path)) == {"running"}  # cut off: left to resume
 
-    restarted = GatewayProcess(gateway.config).start()
-    try:
-        deadline = time.monotonic() + 30
-        while statuses(tmp_path) != ["succeeded"] * EVENTS:
-            assert time.monotonic() < deadline, restarted.output()
-            time.sleep(0.1)
-    finally:
-        restarted.stop()
+    restart_until_settled(gateway, tmp_path)
     assert len(server.attempts) == EVENTS  # no new key: every repeat carried the first one
     assert set(server.attempts.values()) == {2}
 
@@ -149,13 +151,6 @@ def test_a_draining_worker_finishes_the_call_in_flight_and_hands_over_the_next_s
     assert sum(server.attempts.values()) == EVENTS  # no second step was begun
 
     server.delay = 0.0
-    restarted = GatewayProcess(gateway.config).start()
-    try:
-        deadline = time.monotonic() + 30
-        while statuses(tmp_path) != ["succeeded"] * EVENTS:
-            assert time.monotonic() < deadline, restarted.output()
-            time.sleep(0.1)
-    finally:
-        restarted.stop()
+    restart_until_settled(gateway, tmp_path)
     assert len(server.effects) == 2 * EVENTS
     assert set(server.attempts.values()) == {1}
