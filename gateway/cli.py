@@ -21,6 +21,7 @@ from rich.table import Column, Table
 from gateway import config as config_module
 from gateway.config import Config
 from gateway.errors import ConfigError, GatewayError
+from gateway.runs.waiting import circuit_lines, run_state
 
 app = typer.Typer(help="Webhook-to-assistant automation gateway.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
@@ -283,13 +284,15 @@ def runs(
             str(row["id"]),
             str(row["event_id"]),
             row["rule"],
-            row["status"],
+            run_state(row),
             str(row["attempt"]),
             str(tokens),
             f"{row['cost']:.4f}",
             (row["error"] or "")[:60],
         )
     console.print(table)
+    for line in circuit_lines(rows):
+        console.print(line, markup=False, highlight=False)
 
 
 @app.command()

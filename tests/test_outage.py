@@ -69,3 +69,44 @@ def test_a_downstream_outage_under_load_loses_and_repeats_nothing(
     assert len(server.effects) == EVENTS  # one key per event
     assert set(server.effects.values()) == {1}  # each side effect once
     assert 'gateway_circuit_open{downstream="http 127.0.0.1"} 0.0' in metrics
+
+
+def test_waiting_runs_and_open_circuits_are_shown_in_the_cli_api_and_dashboard(
+    tmp_path: Path, downstream: tuple[CountingDownstream, str]
+) -> None:
+    from typer.testing import CliRunner
+
+    from gateway import cli
+    from gateway.api.auth import SESSION_COOKIE, Sessions
+
+    server, url = downstream
+    token = "a-long-enough-admin-token-for-tests-0123456789"
+    handlers = {"http": {"allow_hosts": ["127.0.0.1"]}}
+    server.outage(600)
+    with live_gateway(
+        tmp_path, RULE.replace("URL", url), handlers=handlers, admin_token=token, **SCALED
+    ) as gw:  # type: ignore[arg-type]
+        for n in range(8):
+            gw.post_order(f"e{n}", name=f"#{n}")
+        gw.wait_for(lambda: len(gw.runs(status="waiting")) >= 3)
+
+        shown = CliRunner().invoke(
+            cli.app, ["runs", "-c", str(tmp_path / "gateway.yaml")], env={"COLUMNS": "200"}
+        )
+        listed = gw.client.get(
+            "/api/runs", params={"status": "waiting"}, headers={"Authorization": f"Bearer {token}"}
+        ).json()["items"]
+        gw.client.cookies.set(SESSION_COOKIE, Sessions(token).issue(), path="/ui")
+        page = gw.client.get("/ui/dead").text
+
+        server.outage(0)  # the downstream is back: a probe gets through, the rest are woken
+        runs = gw.finished_runs(8, timeout=30)
+
+    assert shown.exit_code == 0, shown.output
+    assert "waiting until" in shown.output
+    assert "circuit open: http 127.0.0.1: " in shown.output
+    assert all(r["error"] == "circuit open: http 127.0.0.1" for r in listed)
+    assert all(r["next_attempt_at"] for r in listed)
+    assert "Waiting for a downstream" in page and "http 127.0.0.1" in page
+    assert [r.status for r in runs] == ["succeeded"] * 8
+    assert set(server.effects.values()) == {1}

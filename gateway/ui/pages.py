@@ -24,6 +24,7 @@ from gateway.api.models import Event, Run, dump
 from gateway.api.params import MAX_ID, InvalidInput, parse
 from gateway.errors import ConfigError
 from gateway.nesting import READABLE_DEPTH, deeper_than
+from gateway.runs.waiting import open_circuits
 from gateway.store import records
 from gateway.store.status import FINISHED, EventStatus, RunStatus
 
@@ -233,7 +234,9 @@ class Pages:
         runs = [
             dump(Run.of(r)) for r in await admin.store.runs.find(status=RunStatus.DEAD, limit=200)
         ]
-        return self.render(request, session, "dead.html", runs=runs)
+        waiting = await admin.store.runs.find(status=RunStatus.WAITING, limit=200)
+        circuits = open_circuits(dump(Run.of(r)) for r in waiting)
+        return self.render(request, session, "dead.html", runs=runs, circuits=circuits)
 
     async def rules(self, request: Request, session: Session) -> Response:
         return await self._rules(request, session)
