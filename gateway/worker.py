@@ -32,6 +32,7 @@ from gateway.rules.loader import RuleSet
 from gateway.rules.model import Rule
 from gateway.rules.templates import TemplateError
 from gateway.runs.circuit import Circuits, downstream
+from gateway.runs.persist import persist
 from gateway.runs.policy import policy_for
 from gateway.runs.shutdown import drain, hand_over
 from gateway.scheduler.periods import periods as calendar_periods
@@ -669,12 +670,15 @@ class Worker:
             if self._backlog:
                 self._runs_ready.set()
         try:
-            await self.store.steps.finish(
-                run.id,
-                position,
-                {**values, "status": StepStatus.SUCCEEDED, "result": result, "error": None},
-                call.end_run,
-                new=call.new,
+            # The call happened: its result must be journaled, or a retry would make it again.
+            await persist(
+                lambda: self.store.steps.finish(
+                    run.id,
+                    position,
+                    {**values, "status": StepStatus.SUCCEEDED, "result": result, "error": None},
+                    call.end_run,
+                    new=call.new,
+                )
             )
         finally:
             if call.end_run:
