@@ -32,6 +32,7 @@ from gateway.scheduler import Scheduler
 from gateway.server import BodyLimit
 from gateway.store import Store
 from gateway.store.notify import Notifier
+from gateway.store.presence import Presence
 from gateway.ui import ui_routes
 from gateway.worker import Worker
 
@@ -87,8 +88,13 @@ def create_app(
         store.events.on_commit(notifier.notify_soon)
     lock = store.worker_lock() if worker is not None else None
     shutdown = Shutdown(config.shutdown_grace)
+    presence = None
     if worker is not None:
         shutdown.on_begin.append(worker.stop_claiming)
+        if store.dialect.skip_locked:  # PostgreSQL: runs of a dead replica are taken at once
+            presence = Presence(store.url, worker.owner, store.runs.release_orphans)
+            worker.owner = presence.owner
+            presence.on_takeover = lambda count: worker.announce_runs()
 
     # Windows has no SIGHUP.
     hangup = getattr(signal, "SIGHUP", None) if reload_on_hangup else None
@@ -115,6 +121,8 @@ def create_app(
                 lock.release()
             raise
         try:
+            if presence is not None:
+                await presence.start()
             if worker is not None:
                 await worker.start()
                 if notifier is not None:
@@ -135,6 +143,8 @@ def create_app(
                 await notifier.stop()
             if worker is not None:
                 await worker.stop(shutdown.left())
+            if presence is not None:
+                await presence.stop()
             if assistants is not None:
                 await assistants.close()
             await store.close()

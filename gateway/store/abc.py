@@ -101,6 +101,11 @@ class RunStore(Protocol):
         """Make every running run claimable now (SQLite at start: no other worker can exist)."""
         ...
 
+    async def release_orphans(self) -> int:
+        """End the leases of runs whose owner's presence lock is gone (PostgreSQL; see
+        `gateway.store.presence`), so they can be claimed now; how many."""
+        ...
+
     async def next_due(self) -> datetime | None:
         """When the earliest waiting retry becomes due (for the worker's timer)."""
         ...

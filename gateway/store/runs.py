@@ -13,6 +13,7 @@ from sqlalchemy import Connection, bindparam, case, func, insert, select, text, 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.store import claim as claiming
+from gateway.store import presence
 from gateway.store.abc import Claim, Route
 from gateway.store.batching import Journal
 from gateway.store.database import Dialect
@@ -31,6 +32,17 @@ LOCK_KEYS = text(
     "SELECT pg_advisory_xact_lock(1734440037, h)"
     " FROM (SELECT DISTINCT hashtext(k) AS h FROM unnest(CAST(:b_keys AS text[])) AS k"
     " ORDER BY h) AS ordered"
+)
+# Runs held by a replica marked present (`gateway.store.presence`) whose advisory lock is gone:
+# their lease ends now. The two-int lock's second key shows in pg_locks as an unsigned objid.
+RELEASE_ORPHANS = text(
+    "UPDATE runs SET lease_expires_at = :b_now"
+    f" WHERE status = 'running' AND lease_owner LIKE '%{presence.MARK}'"
+    " AND lease_expires_at > :b_now"
+    " AND (hashtext(lease_owner)::bigint & 4294967295) NOT IN ("
+    "  SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted"
+    f"  AND classid = {presence.NAMESPACE} AND objsubid = 2"
+    "  AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
 )
 END_RUN = (
     update(runs)
@@ -130,6 +142,16 @@ class Runs(Part):
                 .where(runs.c.status == RunStatus.RUNNING)
                 .values(lease_expires_at=now_utc())
             )
+            return int(result.rowcount)
+
+        return await self.journal.apply(change)
+
+    async def release_orphans(self) -> int:
+        if self.dialect.single_writer:
+            return 0  # one worker per SQLite file: its runs are resumed when it starts
+
+        def change(conn: Connection) -> int:
+            result = conn.execute(RELEASE_ORPHANS, {"b_now": now_utc()})
             return int(result.rowcount)
 
         return await self.journal.apply(change)
