@@ -319,6 +319,8 @@ class Worker:
                 routes, (self.owner, free, self.lease_seconds)
             )
             for event, (_, planned, status), run_ids in zip(pending, routes, created, strict=True):
+                if run_ids is None:
+                    continue  # another replica routed it first: nothing to say
                 if run_ids:
                     self._routed[event.id] = replace(event, status=status)
                 log.info(
@@ -331,7 +333,7 @@ class Worker:
         finally:
             self._reserved -= free
         taken = {run.id for run in claimed}
-        if any(run_id not in taken for run_ids in created for run_id in run_ids):
+        if any(run_id not in taken for run_ids in created for run_id in run_ids or ()):
             self.announce_runs()  # runs left for this worker's next claim or another replica
 
     async def route(self, event: Event) -> list[int]:

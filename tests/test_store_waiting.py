@@ -1,12 +1,13 @@
 """The store's side of outlasting outages, on SQLite and PostgreSQL: runs waiting behind an
-open circuit, woken by a probe, and the start of a run's series of failures."""
+open circuit, woken by a probe, the start of a run's series of failures, and routing that
+tells the replica that lost the race for an event."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from gateway.store import RunStatus, Store
-from tests.test_store import routed_runs, store, store_url  # noqa: F401 (fixtures)
+from gateway.store import NewRun, RunStatus, Store
+from tests.test_store import new_event, routed_runs, store, store_url  # noqa: F401 (fixtures)
 
 REASON = "circuit open: jira"
 
@@ -66,3 +67,18 @@ async def test_the_failure_series_starts_at_the_first_retry_and_an_operator_retr
     assert await store.runs.requeue(run_id, reset_attempts=True)
     run = await store.runs.get(run_id)
     assert run is not None and run.retry_since is None
+
+
+async def test_routing_an_event_routed_elsewhere_first_reports_it_as_not_routed_here(
+    store: Store,  # noqa: F811
+) -> None:
+    stored = await store.events.add(new_event("routed-twice"))
+    plan = [NewRun(event_id=stored.id, rule="r", kind="actions")]
+    first, _ = await store.runs.route_and_claim([(stored.id, plan, "routed")], None)
+    again, _ = await store.runs.route_and_claim([(stored.id, plan, "routed")], None)
+    unmatched = await store.events.add(new_event("no-rule"))
+    none, _ = await store.runs.route_and_claim([(unmatched.id, [], "unmatched")], None)
+
+    assert len(first[0] or []) == 1
+    assert again == [None]  # the loser logs nothing and starts nothing
+    assert none == [[]]  # routed here, to no rule

@@ -57,6 +57,13 @@ async def test_release_orphans_ends_only_the_leases_of_present_owners_whose_lock
     assert taken.attempt == 2  # the run "gone" held, taken over at once
 
 
+def migrated(tmp_path: Path, store: str, url: str) -> Path:
+    """The config of replicas calling `url` on a migrated `store`, with a 30 s lease."""
+    config = configure(tmp_path, store, [effect_rule(url, order_by=False)], lease=LEASE)
+    upgrade(config)
+    return config
+
+
 def test_a_killed_replicas_runs_are_taken_over_in_seconds_not_a_lease(
     tmp_path: Path,
     pg_url: str,  # noqa: F811
@@ -64,9 +71,7 @@ def test_a_killed_replicas_runs_are_taken_over_in_seconds_not_a_lease(
 ) -> None:
     server, url = effects
     server.delay = 3.0  # runs are in flight when the replica dies
-    config = configure(tmp_path, pg_url, [effect_rule(url, order_by=False)], lease=LEASE)
-    upgrade(config)
-    with replicas(config, 2) as gateways:
+    with replicas(migrated(tmp_path, pg_url, url), 2) as gateways:
         acked = post_all([g.url for g in gateways], deliveries("kill", EVENTS, EVENTS))
         victim = gateways[0]
         assert victim.proc is not None
@@ -100,9 +105,7 @@ def test_no_replica_takes_a_live_replicas_runs(
 ) -> None:
     server, url = effects
     server.delay = 2.5  # longer than the presence check: live runs are looked at twice
-    config = configure(tmp_path, pg_url, [effect_rule(url, order_by=False)], lease=LEASE)
-    upgrade(config)
-    with replicas(config, 2) as gateways:
+    with replicas(migrated(tmp_path, pg_url, url), 2) as gateways:
         post_all([g.url for g in gateways], deliveries("live", EVENTS, EVENTS))
         wait_for(lambda: unfinished(pg_url) == 0, 60, "every run")
     attempts = query(pg_url, "SELECT attempt FROM runs")

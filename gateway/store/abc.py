@@ -77,10 +77,10 @@ class RunStore(Protocol):
 
     async def route_and_claim(
         self, routes: Sequence[Route], claim: Claim | None
-    ) -> tuple[list[list[int]], list[Run]]:
+    ) -> tuple[list[list[int] | None], list[Run]]:
         """`route` for a page of events in one commit, then, in the same commit, `claim`: a
         worker with free slots takes the runs it just created without another round trip.
-        Each event's new run ids ([] for one routed by someone else), and the claimed runs."""
+        Each event's new run ids (None for one routed by someone else), and the claimed runs."""
         ...
 
     async def add(self, new_runs: Sequence[NewRun]) -> list[int]:

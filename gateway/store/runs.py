@@ -74,12 +74,12 @@ class Runs(Part):
 
     async def route(self, event_id: int, new_runs: Sequence[NewRun], status: str) -> list[int]:
         created, _ = await self.route_and_claim([(event_id, new_runs, status)], None)
-        return created[0]
+        return created[0] or []
 
     async def route_and_claim(
         self, routes: Sequence[Route], claim: Claim | None
-    ) -> tuple[list[list[int]], list[Run]]:
-        def change(conn: Connection) -> tuple[list[list[int]], list[Run]]:
+    ) -> tuple[list[list[int] | None], list[Run]]:
+        def change(conn: Connection) -> tuple[list[list[int] | None], list[Run]]:
             ids = [event_id for event_id, _, _ in routes]
             query = select(events.c.id).where(
                 events.c.id.in_(ids), events.c.status == EventStatus.PENDING
@@ -103,7 +103,8 @@ class Runs(Part):
                 if claim is not None and claim[1] > 0
                 else []
             )
-            return [by_event.get(event_id, []) for event_id in ids], claimed
+            routed = [by_event.get(e, []) if e in still else None for e in ids]
+            return routed, claimed
 
         return await self.journal.apply(change)
 
