@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections import Counter
@@ -18,13 +19,15 @@ class CountingDownstream:
     """POST /effect: a side effect, counted under its `Idempotency-Key` when answered 2xx.
 
     `outage(seconds)` makes it answer 503 for that long (from now); `delay` is how long each
-    call takes. `effects` counts the calls answered 2xx per key; `attempts` every call.
+    call takes. `effects` counts the calls answered 2xx per key; `attempts` every call;
+    `keys_by_event` the keys of the effects per `event` named in a JSON body.
     """
 
     def __init__(self, *, delay: float = 0.0) -> None:
         self.delay = delay
         self.effects: Counter[str] = Counter()
         self.attempts: Counter[str] = Counter()
+        self.keys_by_event: dict[str, set[str]] = {}
         self.refused = 0
         self.in_flight = 0
         self._down_until = 0.0
@@ -45,7 +48,7 @@ class CountingDownstream:
 
     async def effect(self, request: Request) -> Response:
         key = request.headers.get("idempotency-key", "")
-        await request.body()
+        body = await request.body()
         with self._lock:
             self.attempts[key] += 1
         if self.down:
@@ -60,10 +63,22 @@ class CountingDownstream:
             self.in_flight -= 1
         with self._lock:
             self.effects[key] += 1
+            event = _event_of(body)
+            if event is not None:
+                self.keys_by_event.setdefault(event, set()).add(key)
         return JSONResponse({"done": key})
 
     async def counts(self, request: Request) -> Response:
         """What happened so far, for a harness in another process (bench/chaos)."""
         with self._lock:
             effects = dict(self.effects)
-        return JSONResponse({"effects": effects, "refused": self.refused})
+            by_event = {event: sorted(keys) for event, keys in self.keys_by_event.items()}
+        return JSONResponse({"effects": effects, "by_event": by_event, "refused": self.refused})
+
+
+def _event_of(body: bytes) -> str | None:
+    try:
+        found = json.loads(body).get("event")
+    except (ValueError, AttributeError):
+        return None
+    return str(found) if found is not None else None
