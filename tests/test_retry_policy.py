@@ -92,3 +92,13 @@ def test_config_reads_durations_and_the_older_worker_settings_win() -> None:
 def test_a_bad_duration_is_a_config_error(bad: object) -> None:
     with pytest.raises(ValidationError, match="horizon"):
         Config.model_validate({"retry": {"horizon": bad}})
+
+
+def test_a_rule_takes_its_own_retry_settings_and_refuses_unknown_ones() -> None:
+    from gateway.rules.model import Rule
+
+    base = {"name": "r", "on": {"source": "shop"}, "actions": [{"log.record": {}}]}
+    rule = Rule.model_validate({**base, "retry": {"horizon": "3d", "backoff_max": "2m"}})
+    assert rule.retry == RetryOverride(horizon=3 * 86400, backoff_max=120)
+    with pytest.raises(ValidationError, match=r"retry\.horizn"):
+        Rule.model_validate({**base, "retry": {"horizn": "3d"}})
