@@ -22,17 +22,17 @@ from starlette.routing import Route
 
 from gateway import __version__, operations, tracing
 from gateway.api import api_routes
-from gateway.assistant.loop import AssistantRunner
+from gateway.assistant.runner import AssistantRunner
 from gateway.config import Config
 from gateway.ingest.endpoint import IngestEndpoint
 from gateway.metrics import Metrics
 from gateway.ruleset import load_ruleset
+from gateway.runs.executor import ExecutorFactory
 from gateway.runs.shutdown import RefuseWhenDraining, Shutdown
 from gateway.scheduler import Scheduler
 from gateway.server import BodyLimit
 from gateway.store import Store
 from gateway.store.notify import Notifier
-from gateway.store.presence import Presence
 from gateway.ui import ui_routes
 from gateway.worker import Worker
 
@@ -61,21 +61,21 @@ def create_app(
     ingest = IngestEndpoint(config, store, metrics, clock)
     # PostgreSQL: other replicas' workers wake on NOTIFY; SQLite: one worker process per file.
     notifier = Notifier(config.store_url) if store.dialect.skip_locked else None
+    executors: dict[str, ExecutorFactory] = {}
+    if config.models or any(r.assistant for r in rules.rules):
+        executors["assistant"] = AssistantRunner.factory(config)
     worker = (
         Worker(
             store,
             rules,
             config,
+            executors=executors,
             metrics=metrics,
             notify=notifier.notify_soon if notifier is not None else None,
         )
         if "worker" in roles
         else None
     )
-    assistants = None
-    if worker is not None and (config.models or any(r.assistant for r in rules.rules)):
-        assistants = AssistantRunner(config)
-        assistants.bind(worker)
     if worker is not None:
         # New events wake the worker the moment they are committed.
         store.events.on_commit(worker.notify_events)
@@ -88,13 +88,13 @@ def create_app(
         store.events.on_commit(notifier.notify_soon)
     lock = store.worker_lock() if worker is not None else None
     shutdown = Shutdown(config.shutdown_grace)
-    presence = None
+    # PostgreSQL: the runs of a replica that is gone are taken over at once, not after a lease.
+    presence = store.presence(worker.owner) if worker is not None else None
     if worker is not None:
         shutdown.on_begin.append(worker.stop_claiming)
-        if store.dialect.skip_locked:  # PostgreSQL: runs of a dead replica are taken at once
-            presence = Presence(store.url, worker.owner, store.runs.release_orphans)
-            worker.owner = presence.owner
-            presence.on_takeover = lambda count: worker.announce_runs()
+    if worker is not None and presence is not None:
+        worker.owner = presence.owner
+        presence.on_takeover = lambda count: worker.announce_runs()
 
     # Windows has no SIGHUP.
     hangup = getattr(signal, "SIGHUP", None) if reload_on_hangup else None
@@ -145,8 +145,6 @@ def create_app(
                 await worker.stop(shutdown.left())
             if presence is not None:
                 await presence.stop()
-            if assistants is not None:
-                await assistants.close()
             await store.close()
             if lock is not None:
                 lock.release()

@@ -107,8 +107,10 @@ class RetryPolicy(BaseModel):
         delay *= 0.5 + jitter() / 2
         if retry_after is not None:
             delay = max(delay, retry_after)
-        at = min(now + timedelta(seconds=delay), deadline)
-        return Decision(at, (at - now).total_seconds())
+        at = now + timedelta(seconds=delay)
+        if at > deadline:  # one last try, at the horizon
+            return Decision(deadline, (deadline - now).total_seconds())
+        return Decision(at, delay)
 
 
 def _span(policy: RetryPolicy) -> str:

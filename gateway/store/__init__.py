@@ -23,6 +23,7 @@ from gateway.store.batching import Journal
 from gateway.store.events import Events
 from gateway.store.ingest import EventWriter
 from gateway.store.lock import WorkerLock
+from gateway.store.presence import Presence
 from gateway.store.records import Event, NewEvent, NewRun, Run, ScheduleState, Step, Stored
 from gateway.store.runs import Runs
 from gateway.store.schedules import Schedules
@@ -104,6 +105,13 @@ class Store:
         except Exception:
             return False
         return True
+
+    def presence(self, owner: str) -> Presence | None:
+        """The presence lock a worker `owner` holds on this store, so that its runs are taken
+        over the moment it is gone (PostgreSQL); None on SQLite, which has one worker."""
+        if self.dialect.single_writer:
+            return None
+        return Presence(self.url, owner, self.runs.release_orphans)
 
     def worker_lock(self) -> WorkerLock | None:
         """The lock a worker must hold on this store: SQLite allows one worker process per
