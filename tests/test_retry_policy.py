@@ -3,7 +3,9 @@ Retry-After as a floor, and overrides per tool family, tool and rule."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -102,3 +104,16 @@ def test_a_rule_takes_its_own_retry_settings_and_refuses_unknown_ones() -> None:
     assert rule.retry == RetryOverride(horizon=3 * 86400, backoff_max=120)
     with pytest.raises(ValidationError, match=r"retry\.horizn"):
         Rule.model_validate({**base, "retry": {"horizn": "3d"}})
+
+
+def test_gateway_check_names_a_bad_retry_setting(write_config: Callable[..., Path]) -> None:
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+
+    path = write_config(retry={"horizon": "forever", "tools": {"http": {"backof_max": "1m"}}})
+    result = CliRunner().invoke(app, ["check", "--config", str(path)])
+
+    assert result.exit_code == 1
+    assert "retry.horizon" in result.output and "not a duration" in result.output
+    assert "retry.tools.http.backof_max" in result.output
