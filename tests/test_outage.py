@@ -110,3 +110,35 @@ def test_waiting_runs_and_open_circuits_are_shown_in_the_cli_api_and_dashboard(
     assert "Waiting for a downstream" in page and "http 127.0.0.1" in page
     assert [r.status for r in runs] == ["succeeded"] * 8
     assert set(server.effects.values()) == {1}
+
+
+def test_an_assistant_run_waits_behind_an_open_circuit_and_resumes_without_a_new_turn(
+    tmp_path: Path, downstream: tuple[CountingDownstream, str]
+) -> None:
+    from gateway.testing.fake_llm import ScriptedModel, answer, call
+
+    server, url = downstream
+    server.outage(600)
+    notify = {"method": "POST", "url": f"{url}/effect", "headers": None, "body": None}
+    rule = """
+- name: tell
+  on: {source: shop, event: orders/create}
+  assistant:
+    prompt: "Order {{ payload.name }}"
+    tools: [http.request]
+"""
+    with ScriptedModel(
+        call("http__request", {**notify, "json": {"order": "#1"}}), answer("Told.")
+    ) as model:
+        models = {"default": {"api": "responses", "base_url": model.url, "model": "m"}}
+        handlers = {"http": {"allow_hosts": ["127.0.0.1"]}}
+        with live_gateway(tmp_path, rule, handlers=handlers, models=models, **SCALED) as gw:  # type: ignore[arg-type]
+            gw.post_order("e1", name="#1")
+            [waiting] = gw.wait_for(lambda: gw.runs(status="waiting"))
+            server.outage(0)
+            [run] = gw.finished_runs(1)
+
+    assert waiting.error == "circuit open: http 127.0.0.1"
+    assert run.status == "succeeded"
+    assert list(server.effects.values()) == [1]
+    assert len(model.requests) == 2  # the call was resumed from the journal, not asked again
