@@ -1,16 +1,15 @@
-"""The Starlette application: webhook ingest, health and metrics, wired to one store.
+"""The Starlette application: the routes of webhook ingest, health, metrics, API and dashboard.
 
-`create_app` is the single place where the gateway's parts are put together.
+The parts behind them are the `Gateway` runtime's (`gateway.runtime`); handlers reach it as
+`app.state.gateway` (`gateway.api.gateway_of` from a mounted sub-app).
 """
 
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -20,24 +19,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from gateway import __version__, operations, tracing
+from gateway import __version__
 from gateway.api import api_routes
-from gateway.assistant.runner import AssistantRunner
 from gateway.config import Config
-from gateway.ingest.endpoint import IngestEndpoint
-from gateway.metrics import Metrics
-from gateway.ruleset import load_ruleset
-from gateway.runs.executor import ExecutorFactory
-from gateway.runs.shutdown import RefuseWhenDraining, Shutdown
-from gateway.scheduler import Scheduler
+from gateway.runs.shutdown import RefuseWhenDraining
+from gateway.runtime import ROLES, Gateway
 from gateway.server import BodyLimit
-from gateway.store import Store
-from gateway.store.notify import Notifier
 from gateway.ui import ui_routes
-from gateway.worker import Worker
 
+__all__ = ["ROLES", "create_app"]
 log = structlog.get_logger(__name__)
-ROLES = frozenset({"ingest", "worker", "scheduler"})
 
 
 def create_app(
@@ -53,126 +44,47 @@ def create_app(
     With `reload_on_hangup` (the `gateway serve` process, whose main thread runs the loop),
     SIGHUP reloads the rules as the admin API does.
     """
-    rules = load_ruleset(config)
-    if config.tracing:
-        tracing.configure(config.tracing)
-    store = Store(config.store_url)
-    metrics = Metrics()
-    ingest = IngestEndpoint(config, store, metrics, clock)
-    # PostgreSQL: other replicas' workers wake on NOTIFY; SQLite: one worker process per file.
-    notifier = Notifier(config.store_url) if store.dialect.skip_locked else None
-    executors: dict[str, ExecutorFactory] = {}
-    if config.models or any(r.assistant for r in rules.rules):
-        executors["assistant"] = AssistantRunner.factory(config)
-    worker = (
-        Worker(
-            store,
-            rules,
-            config,
-            executors=executors,
-            metrics=metrics,
-            notify=notifier.notify_soon if notifier is not None else None,
-        )
-        if "worker" in roles
-        else None
-    )
-    if worker is not None:
-        # New events wake the worker the moment they are committed.
-        store.events.on_commit(worker.notify_events)
-    # Fires scheduled rules into the store; validates every schedule now (ConfigError).
-    scheduler = (
-        # Also with no scheduled rule yet: a rule reload may bring one.
-        Scheduler(store, rules.scheduled) if "scheduler" in roles else None
-    )
-    if notifier is not None:
-        store.events.on_commit(notifier.notify_soon)
-    lock = store.worker_lock() if worker is not None else None
-    shutdown = Shutdown(config.shutdown_grace)
-    # PostgreSQL: the runs of a replica that is gone are taken over at once, not after a lease.
-    presence = store.presence(worker.owner) if worker is not None else None
-    if worker is not None:
-        shutdown.on_begin.append(worker.stop_claiming)
-    if worker is not None and presence is not None:
-        worker.owner = presence.owner
-        presence.on_takeover = lambda count: worker.announce_runs()
-
-    # Windows has no SIGHUP.
-    hangup = getattr(signal, "SIGHUP", None) if reload_on_hangup else None
-    reloads: set[asyncio.Task[None]] = set()
-
-    def reload_on_signal() -> None:
-        task = asyncio.get_running_loop().create_task(operations.reload_rules_on_signal(app.state))
-        reloads.add(task)  # the loop keeps only a weak reference to a task
-        task.add_done_callback(reloads.discard)
-
-    def wake() -> None:
-        if worker is not None:
-            worker.notify_events()
-            worker.notify_runs()
+    gateway = Gateway(config, clock=clock)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if lock is not None:
-            lock.acquire()
+        await gateway.start(roles, migrate=migrate)
+        unhook = gateway.reload_on_hangup() if reload_on_hangup else None
+        if reload_on_hangup:  # the serve process: SIGTERM drains before uvicorn stops it
+            gateway.shutdown.install(asyncio.get_running_loop())
         try:
-            await store.open(migrate=migrate)
-        except BaseException:
-            if lock is not None:
-                lock.release()
-            raise
-        try:
-            if presence is not None:
-                await presence.start()
-            if worker is not None:
-                await worker.start()
-                if notifier is not None:
-                    notifier.start(wake)
-            if scheduler is not None:
-                await scheduler.start()
-            if hangup is not None:
-                asyncio.get_running_loop().add_signal_handler(hangup, reload_on_signal)
-                shutdown.install(asyncio.get_running_loop())
             yield
         finally:
-            if hangup is not None:
-                asyncio.get_running_loop().remove_signal_handler(hangup)
-                shutdown.uninstall()
-            if scheduler is not None:
-                await scheduler.stop()
-            if notifier is not None:
-                await notifier.stop()
-            if worker is not None:
-                await worker.stop(shutdown.left())
-            if presence is not None:
-                await presence.stop()
-            await store.close()
-            if lock is not None:
-                lock.release()
+            if unhook is not None:
+                unhook()
+            gateway.shutdown.uninstall()
+            await gateway.stop()
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
 
     async def readyz(request: Request) -> Response:
-        if shutdown.draining:  # first, so a load balancer stops sending before we stop taking
+        if gateway.shutdown.draining:  # first, so a balancer stops sending before we stop taking
             return JSONResponse({"status": "shutting down"}, status_code=503)
-        if await store.ping():
+        if await gateway.store.ping():
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "store unavailable"}, status_code=503)
 
     async def metrics_endpoint(request: Request) -> Response:
         try:
-            now = datetime.now(UTC)
-            for queue, (count, oldest) in (await store.runs.queue_stats()).items():
-                metrics.queue_depth.labels(queue).set(count)
-                age = (now - oldest).total_seconds() if oldest else 0.0
-                metrics.queue_age.labels(queue).set(max(0.0, age))
+            await gateway.update_queue_metrics()
         except Exception as exc:  # the store is down: /readyz says so; metrics still answer
             log.warning("metrics.queue_stats_failed", error=str(exc))
-        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        registry = gateway.metrics.registry
+        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     app = Starlette(
         routes=[
-            Route("/hooks/{source}", RefuseWhenDraining(shutdown, ingest), methods=["POST"]),
+            Route(
+                "/hooks/{source}",
+                RefuseWhenDraining(gateway.shutdown, gateway.ingest),
+                methods=["POST"],
+            ),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
@@ -186,11 +98,5 @@ def create_app(
             Middleware(BodyLimit, max_bytes=config.server.max_body_bytes, exempt="/hooks/")
         ],
     )
-    app.state.config = config
-    app.state.store = store
-    app.state.metrics = metrics
-    app.state.rules = rules
-    app.state.worker = worker
-    app.state.scheduler = scheduler
-    app.state.shutdown = shutdown
+    app.state.gateway = gateway
     return app

@@ -22,7 +22,7 @@ from typing import Any
 import structlog
 
 from gateway import tracing
-from gateway.config import Config
+from gateway.config import Config, RetryOverride
 from gateway.metrics import Metrics
 from gateway.rules.loader import RuleSet
 from gateway.rules.model import Rule
@@ -31,7 +31,6 @@ from gateway.rules.scope import scope_for
 from gateway.runs.actions import ActionsExecutor
 from gateway.runs.circuit import Circuits
 from gateway.runs.executor import Executor, ExecutorFactory, RunServices
-from gateway.runs.policy import RetryOverride
 from gateway.runs.retry import RetryPolicy
 from gateway.runs.shutdown import drain
 from gateway.store import Event, NewRun, Run, Store, Stored

@@ -64,7 +64,7 @@ def test_a_result_commit_failing_once_after_the_call_does_not_repeat_the_call(
     server, url = downstream
     handlers = {"http": {"allow_hosts": ["127.0.0.1"]}}
     with live_gateway(tmp_path, RULE.replace("URL", url), handlers=handlers) as gw:  # type: ignore[arg-type]
-        steps = gw.app.state.store.steps
+        steps = gw.app.state.gateway.store.steps
         real_finish = steps.finish
         blips: list[int] = []
 

@@ -61,7 +61,7 @@ def test_a_downstream_outage_under_load_loses_and_repeats_nothing(
                 )
         assert time.monotonic() - started > OUTAGE_SECONDS  # events arrived across the outage
         runs = gw.finished_runs(EVENTS, timeout=60)
-        metrics = generate_latest(gw.app.state.metrics.registry).decode()
+        metrics = generate_latest(gw.app.state.gateway.metrics.registry).decode()
 
     assert server.refused > 0
     assert saw_waiting, "no run waited behind the open circuit"

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from gateway.config import Config
-from gateway.runs.policy import RetryOverride, RetryPolicy, policy_for
+from gateway.config import Config, RetryOverride, RetryPolicy
+from gateway.runs.policy import decide, policy_for
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
@@ -24,7 +24,7 @@ def test_defaults_outlast_an_hour_long_outage() -> None:
     policy = RetryPolicy()
     now, attempt = T0, 1
     while now < T0 + timedelta(hours=1):
-        decision = policy.decide(attempt=attempt, since=T0, now=now, jitter=no_jitter)
+        decision = decide(policy, attempt=attempt, since=T0, now=now, jitter=no_jitter)
         assert decision.at is not None, f"gave up at attempt {attempt}, {now - T0} in"
         now, attempt = decision.at, attempt + 1
     # Doubling to the 10 min cap: 1+2+...+512 s, then every 10 min.
@@ -34,7 +34,7 @@ def test_defaults_outlast_an_hour_long_outage() -> None:
 def test_backoff_doubles_up_to_the_cap() -> None:
     policy = RetryPolicy(backoff_base=1, backoff_max=600)
     delays = [
-        policy.decide(attempt=n, since=T0, now=T0, jitter=no_jitter).delay for n in range(1, 13)
+        decide(policy, attempt=n, since=T0, now=T0, jitter=no_jitter).delay for n in range(1, 13)
     ]
     assert delays[:4] == [1, 2, 4, 8]
     assert delays[-1] == 600
@@ -43,30 +43,30 @@ def test_backoff_doubles_up_to_the_cap() -> None:
 
 def test_jitter_spreads_delays_between_half_and_the_full_backoff() -> None:
     policy = RetryPolicy(backoff_base=8)
-    low = policy.decide(attempt=1, since=T0, now=T0, jitter=lambda: 0.0).delay
+    low = decide(policy, attempt=1, since=T0, now=T0, jitter=lambda: 0.0).delay
     assert low == 4
 
 
 def test_the_run_is_given_up_at_the_horizon_after_a_last_try_there() -> None:
     policy = RetryPolicy(backoff_base=600, backoff_max=600, horizon=900)
     near_end = T0 + timedelta(seconds=800)
-    last = policy.decide(attempt=3, since=T0, now=near_end, jitter=no_jitter)
+    last = decide(policy, attempt=3, since=T0, now=near_end, jitter=no_jitter)
     assert last.at == T0 + timedelta(seconds=900)  # capped to the horizon, not skipped
-    ended = policy.decide(attempt=4, since=T0, now=last.at, jitter=no_jitter)
+    ended = decide(policy, attempt=4, since=T0, now=last.at, jitter=no_jitter)
     assert ended.give_up
     assert "retry horizon" in ended.reason
 
 
 def test_retry_after_is_a_floor() -> None:
     policy = RetryPolicy(backoff_base=1)
-    decision = policy.decide(attempt=1, since=T0, now=T0, retry_after=120, jitter=no_jitter)
+    decision = decide(policy, attempt=1, since=T0, now=T0, retry_after=120, jitter=no_jitter)
     assert decision.delay == 120
 
 
 def test_max_attempts_when_set_still_ends_the_run() -> None:
     policy = RetryPolicy(max_attempts=3)
-    assert not policy.decide(attempt=2, since=T0, now=T0).give_up
-    ended = policy.decide(attempt=3, since=T0, now=T0)
+    assert not decide(policy, attempt=2, since=T0, now=T0).give_up
+    ended = decide(policy, attempt=3, since=T0, now=T0)
     assert ended.give_up and ended.reason == "gave up after 3 attempts"
 
 

@@ -127,7 +127,7 @@ def test_calls_longer_than_the_grace_period_resume_once_with_the_same_key(
 def test_draining_fails_readiness_and_refuses_webhooks(tmp_path: Path) -> None:
     with live_gateway(tmp_path, RULE.replace("URL", "http://127.0.0.1:9")) as gw:
         assert gw.client.get("/readyz").status_code == 200
-        gw.app.state.shutdown.begin()
+        gw.app.state.gateway.shutdown.begin()
         ready = gw.client.get("/readyz")
         body, headers = shopify_order("late")
         late = gw.client.post("/hooks/shop", content=body, headers=headers)

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from gateway.runs.policy import RetryOverride
+from gateway.config import RetryOverride
 
 
 class Trigger(BaseModel):

@@ -14,26 +14,13 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.runs.policy import Seconds
+from gateway.config import CircuitSettings
 
 log = structlog.get_logger(__name__)
 
 # What a waiting run's `error` says; waking the runs of a downstream matches it exactly.
 REASON = "circuit open: {}"
-
-
-class CircuitSettings(BaseModel):
-    """`retry.circuit`: when a downstream's circuit opens and how long until a probe."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    # Retryable failures in a row, across runs, that open a downstream's circuit.
-    failures: int = Field(5, ge=1)
-    # Wait before the first probe; doubles with each failed probe up to `open_max`.
-    open_for: Seconds = Field(30.0, gt=0)
-    open_max: Seconds = Field(600.0, gt=0)
 
 
 def downstream(tool: str, arguments: Mapping[str, Any]) -> str:

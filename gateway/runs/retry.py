@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from gateway.config import Config
-from gateway.runs.policy import RetryOverride, policy_for
+from gateway.config import Config, RetryOverride
+from gateway.runs.policy import decide, policy_for
 from gateway.store import Run
 
 
@@ -54,7 +54,8 @@ class RetryPolicy:
     ) -> Retry | GiveUp:
         policy = policy_for(self.default, self.tools, self._rule_retry(run.rule), tool)
         now = self._clock()
-        decision = policy.decide(
+        decision = decide(
+            policy,
             attempt=run.attempt,
             since=run.retry_since or now,
             now=now,

@@ -13,6 +13,7 @@ from gateway.errors import SchemaMismatch
 from gateway.store import database
 from gateway.store.abc import (
     EventStore,
+    ReplicaPresence,
     RunStore,
     ScheduleStore,
     SessionStore,
@@ -106,7 +107,7 @@ class Store:
             return False
         return True
 
-    def presence(self, owner: str) -> Presence | None:
+    def presence(self, owner: str) -> ReplicaPresence | None:
         """The presence lock a worker `owner` holds on this store, so that its runs are taken
         over the moment it is gone (PostgreSQL); None on SQLite, which has one worker."""
         if self.dialect.single_writer:

@@ -25,6 +25,18 @@ ThreadItems = tuple[str, list[Any]]
 """A conversation to remember: its thread key and the items to append."""
 
 
+class ReplicaPresence(Protocol):
+    """A worker's presence on a shared store (`gateway.store.presence`): held from `start`
+    to `stop`; its runs are taken over the moment it is gone (`on_takeover` hears of others')."""
+
+    owner: str
+    on_takeover: Callable[[int], None]
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 class EventStore(Protocol):
     """Webhook deliveries (and schedule firings), stored once per dedup key."""
 
