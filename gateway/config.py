@@ -9,12 +9,11 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Any, Protocol
 
 from dotenv import load_dotenv
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -25,6 +24,7 @@ from pydantic import (
 from gateway import plugins, yamlfile
 from gateway.errors import ConfigError
 from gateway.nesting import READABLE_DEPTH
+from gateway.retrying import RetryConfig, RetryPolicy, Seconds
 from gateway.tools import FAMILIES
 
 DEFAULT_PATH = Path("gateway.yaml")
@@ -52,94 +52,16 @@ class SourceConfig(BaseModel):
         return [s for s in found if s]
 
 
-_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def seconds(value: Any) -> Any:
-    """A duration as seconds: a number, or text such as `90s`, `10m`, `24h`, `1h30m`."""
-    if not isinstance(value, str):
-        return value
-    text = value.strip().lower()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    parts = _PART.findall(text)
-    if not parts or _PART.sub("", text).strip():
-        raise ValueError(f"{value!r} is not a duration such as 30s, 10m, 24h or 1h30m")
-    return sum(float(amount) * _UNIT_SECONDS[unit] for amount, unit in parts)
-
-
-# Seconds, written as a number or as `10m`.
-Seconds = Annotated[float, BeforeValidator(seconds)]
-
-
-class RetryOverride(BaseModel):
-    """A rule's or a tool's `retry:`: only the settings it changes."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    backoff_base: Seconds | None = Field(None, gt=0)
-    backoff_max: Seconds | None = Field(None, gt=0)
-    horizon: Seconds | None = Field(None, gt=0)
-    max_attempts: int | None = Field(None, ge=1)
-
-
-class RetryPolicy(BaseModel):
-    """How a run that failed in a way that may pass is tried again (`gateway.runs.policy`).
-
-    The delay doubles from `backoff_base` up to `backoff_max`, with jitter; the run is dead
-    once `horizon` has passed since its first failure, or after `max_attempts` if set. The
-    defaults outlast an outage as the senders do (Shopify retries for 4 h, Stripe for 3 days).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    backoff_base: Seconds = Field(1.0, gt=0)
-    backoff_max: Seconds = Field(600.0, gt=0)
-    horizon: Seconds = Field(86400.0, gt=0)
-    max_attempts: int | None = Field(None, ge=1)
-
-    def merged(self, *overrides: RetryOverride | None) -> RetryPolicy:
-        """This policy with each override's settings laid over it, later ones winning."""
-        changes: dict[str, Any] = {}
-        for override in overrides:
-            if override is not None:
-                changes |= override.model_dump(exclude_none=True)
-        return self.model_copy(update=changes) if changes else self
-
-
-class CircuitSettings(BaseModel):
-    """`retry.circuit`: when a downstream's circuit opens and how long until a probe."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    # Retryable failures in a row, across runs, that open a downstream's circuit.
-    failures: int = Field(5, ge=1)
-    # Wait before the first probe; doubles with each failed probe up to `open_max`.
-    open_for: Seconds = Field(30.0, gt=0)
-    open_max: Seconds = Field(600.0, gt=0)
-
-
 class WorkerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     concurrency: int = Field(16, ge=1)
-    # Earlier names of `retry:` settings; when given, they win over `retry:`.
     max_attempts: int | None = Field(None, ge=1)
     backoff_base: float | None = Field(None, gt=0)
     backoff_max: float | None = Field(None, gt=0)
     # How long a claimed run stays the claimer's without renewal (renewed every third of it):
     # after a replica dies, another takes its runs over once this has passed.
     lease_seconds: float = Field(30.0, gt=0)
-
-
-class RetryConfig(RetryPolicy):
-    """`retry:` the default retry policy, overrides per tool or tool family, the circuits."""
-
-    tools: dict[str, RetryOverride] = Field(default_factory=dict)
-    circuit: CircuitSettings = Field(default_factory=CircuitSettings)
 
 
 class ServerConfig(BaseModel):
@@ -175,6 +97,92 @@ class ServerConfig(BaseModel):
         return self
 
 
+# Passages one knowledge search returns at most (the tool's `k`, a rule's `context.k`).
+MAX_PASSAGES = 20
+# A collection's name is a key in the store and a word in the tool's arguments.
+COLLECTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")
+
+
+class KnowledgeCollection(BaseModel):
+    """One entry of `knowledge:`: files (glob patterns, relative to the config's folder), how
+    they are split into passages, and the profile that embeds them, or hosted search
+    (docs/knowledge.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    paths: list[str] = Field(min_length=1, description="glob patterns, ** for any folders")
+    # A model profile under `models:` whose /v1/embeddings endpoint embeds the passages;
+    # none: lexical ranking only.
+    embeddings: str | None = None
+    # Upload the files to an OpenAI vector store and offer the hosted `file_search` tool.
+    hosted: bool = False
+    # The Responses profile under `models:` whose API holds the vector store (hosted only).
+    profile: str = "default"
+    # Characters per passage (at most), and how many the next passage repeats.
+    passage_chars: int = Field(1200, ge=200, le=20_000)
+    overlap_chars: int = Field(150, ge=0)
+    # Seconds between re-indexings while the gateway runs (it indexes once at start);
+    # none: only at start and by `gateway knowledge index`.
+    reindex_every: float | None = Field(None, ge=60)
+    # Files larger than this are skipped with a warning (a PDF of scans, a log dump).
+    max_file_bytes: int = Field(20 * 1024 * 1024, gt=0)
+
+    @model_validator(mode="after")
+    def _overlap_within_passage(self) -> KnowledgeCollection:
+        if self.overlap_chars >= self.passage_chars // 2:
+            raise ValueError(
+                f"overlap_chars ({self.overlap_chars}) must be under half of passage_chars "
+                f"({self.passage_chars})"
+            )
+        return self
+
+
+def _collection_names(
+    collections: dict[str, KnowledgeCollection],
+) -> dict[str, KnowledgeCollection]:
+    """The `knowledge:` block's names checked (a validator of `Config.knowledge`)."""
+    for name in collections:
+        if not COLLECTION_NAME.fullmatch(name):
+            raise ValueError(f"collection name {name!r} may only use letters, digits, _ and -")
+    return collections
+
+
+def knowledge_problems(
+    collections: dict[str, KnowledgeCollection], models: dict[str, Any]
+) -> list[tuple[tuple[str, ...], str]]:
+    """Each collection whose `embeddings:` names no profile under `models:`, and each hosted
+    one whose `profile:` is missing or not on the Responses API, at that field."""
+    known = ", ".join(sorted(models)) or "none"
+    found: list[tuple[tuple[str, ...], str]] = [
+        (
+            ("knowledge", name, "embeddings"),
+            f"no profile named {c.embeddings!r} under `models:` (defined: {known})",
+        )
+        for name, c in collections.items()
+        if c.embeddings is not None and c.embeddings not in models
+    ]
+    for name, c in collections.items():
+        if not c.hosted:
+            continue
+        profile = models.get(c.profile)
+        if profile is None:
+            found.append(
+                (
+                    ("knowledge", name, "profile"),
+                    f"hosted: no profile named {c.profile!r} under `models:` (defined: {known})",
+                )
+            )
+        elif dict(profile).get("api", "responses") != "responses":
+            found.append(
+                (
+                    ("knowledge", name, "profile"),
+                    f"hosted: profile {c.profile!r} is not on the Responses API "
+                    "(file_search is a Responses tool)",
+                )
+            )
+    return found
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -189,10 +197,11 @@ class Config(BaseModel):
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     models: dict[str, dict[str, Any]] = Field(default_factory=dict)
     handlers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Retrieval collections (docs/knowledge.md), searched by the `knowledge.search` tool.
+    knowledge: dict[str, KnowledgeCollection] = Field(default_factory=dict)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
-    # SIGTERM: how long calls in flight may take to finish before they are cut off (and resumed
-    # after the restart). Under Kubernetes' default 30 s termination grace period.
+    # SIGTERM: seconds calls in flight may take to finish (under Kubernetes' default 30 s).
     shutdown_grace: Seconds = Field(25.0, ge=0)
     server: ServerConfig = Field(default_factory=ServerConfig)
     # OpenTelemetry: {exporter: console|otlp, endpoint, service_name}; needs the tracing extra.
@@ -211,16 +220,17 @@ class Config(BaseModel):
                 raise ValueError(f"source name {name!r} may only use letters, digits, . _ -")
         return sources
 
+    @field_validator("knowledge")
+    @classmethod
+    def _knowledge_names(
+        cls, knowledge: dict[str, KnowledgeCollection]
+    ) -> dict[str, KnowledgeCollection]:
+        return _collection_names(knowledge)
+
     @property
     def retry_policy(self) -> RetryPolicy:
         """The default retry policy: `retry:`, with the older `worker:` settings over it."""
-        legacy = RetryOverride(
-            max_attempts=self.worker.max_attempts,
-            backoff_base=self.worker.backoff_base,
-            backoff_max=self.worker.backoff_max,
-        )
-        fields = self.retry.model_dump(include=set(RetryPolicy.model_fields))
-        return RetryPolicy(**fields).merged(legacy)
+        return self.retry.default(self.worker)
 
     @property
     def rules_dir(self) -> Path:
@@ -280,6 +290,9 @@ def load(path: str | Path | None = None, *, environ: dict[str, str] | None = Non
     handlers = expanded.get("handlers")
     if isinstance(handlers, dict):
         problems += _check_handlers(handlers, doc)
+    if config is not None:
+        for at, message in knowledge_problems(config.knowledge, config.models):
+            problems.append(f"{doc.where(at)}: {'.'.join(map(str, at))}: {message}")
     if problems:
         raise ConfigError(problems)
     assert config is not None

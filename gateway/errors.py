@@ -233,3 +233,29 @@ class PermanentToolError(ToolError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, retryable=False)
+
+
+class KnowledgeError(GatewayError):
+    """Knowledge retrieval failed (gateway.knowledge)."""
+
+
+class UnknownCollection(KnowledgeError):
+    """No collection of that name under `knowledge:`."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        super().__init__(
+            f"no knowledge collection named {name!r} (known: {', '.join(known) or 'none'})"
+        )
+
+
+class UnreadableFile(KnowledgeError):
+    """A knowledge file that cannot be read as its format (a broken PDF, bad encoding)."""
+
+
+class EmbeddingError(KnowledgeError):
+    """The embeddings endpoint failed (after the profile's retries) or answered nonsense."""
+
+
+class HostedError(KnowledgeError):
+    """The Files or Vector Stores API failed (after the profile's retries)."""

@@ -19,6 +19,7 @@ from gateway.assistant.runner import AssistantRunner
 from gateway.config import Config
 from gateway.errors import ConfigError
 from gateway.ingest.endpoint import IngestEndpoint
+from gateway.knowledge.service import Indexing
 from gateway.metrics import Metrics
 from gateway.rules.loader import RuleSet
 from gateway.ruleset import load_ruleset
@@ -56,6 +57,8 @@ class Gateway:
         self.worker: Worker | None = None
         self.scheduler: Scheduler | None = None
         self.notifier: Notifier | None = None
+        # Keeps the knowledge collections indexed (with the worker, where there are any).
+        self.indexing: Indexing | None = None
         self._lock: WorkerLock | None = None
         # SIGTERM: stop taking work, let calls in flight finish (`shutdown_grace`).
         self.shutdown = Shutdown(config.shutdown_grace)
@@ -95,6 +98,8 @@ class Gateway:
             store.events.on_commit(self.worker.notify_events)
             self._outlast(self.worker)
             self._lock = store.worker_lock()
+            if config.knowledge:
+                self.indexing = Indexing(config.knowledge, config.models, config.base_dir)
         if "scheduler" in roles:
             # Also with no scheduled rule yet: a rule reload may bring one.
             self.scheduler = Scheduler(store, self.rules.scheduled)
@@ -117,6 +122,8 @@ class Gateway:
                 await self.presence.start()  # before claiming: its claims need its lock
             if self.worker is not None:
                 await self.worker.start()
+                if self.indexing is not None:
+                    self.indexing.start(self.store.knowledge)
                 if self.notifier is not None:
                     self.notifier.start(self.wake)
             if self.scheduler is not None:
@@ -132,6 +139,8 @@ class Gateway:
                 await self.scheduler.stop()
             if self.notifier is not None:
                 await self.notifier.stop()
+            if self.indexing is not None:
+                await self.indexing.stop()
             if self.worker is not None:
                 await self.worker.stop(self.shutdown.left())
             if self.presence is not None:

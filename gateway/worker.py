@@ -22,8 +22,10 @@ from typing import Any
 import structlog
 
 from gateway import tracing
-from gateway.config import Config, RetryOverride
+from gateway.config import Config
+from gateway.knowledge.settings import handlers_with_knowledge
 from gateway.metrics import Metrics
+from gateway.retrying import RetryOverride
 from gateway.rules.loader import RuleSet
 from gateway.rules.model import Rule
 from gateway.rules.plan import plan, routed_status
@@ -75,7 +77,7 @@ class Worker:
         self.config = config
         self.tools = tools if tools is not None else TOOLS
         # The families' settings and the clients their calls share, closed by `stop`.
-        self.toolbox = Toolbox(config.handlers, self.tools)
+        self.toolbox = Toolbox(handlers_with_knowledge(config), self.tools)
         # Shutting down: runs in flight finish their calls, start no new one (`hand_over`).
         self.draining = False
         services = RunServices.assemble(

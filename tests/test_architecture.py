@@ -82,11 +82,11 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "gateway errors backoff build nesting redaction log yamlfile plugins metrics tracing",
         "issue_keys",
         "tools",  # typed tool functions and their registry
-        "config server",
+        "config server retrying",
         "store",
         "rules ingest handlers insecure",
         "scheduler",
-        "runs assistant",
+        "runs assistant knowledge",
         "worker",
         "ruleset runtime",  # the composition root: every part, built and started
         "operations",  # what an operator does, on the runtime's parts

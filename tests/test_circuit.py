@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from gateway.config import CircuitSettings
+from gateway.retrying import CircuitSettings
 from gateway.runs.circuit import REASON, Circuits, downstream
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)

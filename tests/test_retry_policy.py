@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from gateway.config import Config, RetryOverride, RetryPolicy
+from gateway.config import Config
+from gateway.retrying import RetryOverride, RetryPolicy
 from gateway.runs.policy import decide, policy_for
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)

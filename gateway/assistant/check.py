@@ -35,6 +35,33 @@ def checks(config: Config) -> tuple[list[str], RuleCheck]:
                     f"no profile named {rule.assistant.model!r} under `models:` (defined: {known})",
                 )
             )
+        context = rule.assistant.context
+        if context is not None and context.knowledge not in config.knowledge:
+            collections = ", ".join(sorted(config.knowledge)) or "none"
+            found.append(
+                (
+                    ("assistant", "context", "knowledge"),
+                    f"no collection named {context.knowledge!r} under `knowledge:` "
+                    f"(defined: {collections})",
+                )
+            )
+        for name in rule.assistant.file_search:
+            collection = config.knowledge.get(name)
+            if collection is None or not collection.hosted:
+                found.append(
+                    (
+                        ("assistant", "file_search"),
+                        f"{name!r} is not a hosted collection under `knowledge:`",
+                    )
+                )
+        profile = config.models.get(rule.assistant.model) or {}
+        if rule.assistant.file_search and profile.get("api", "responses") != "responses":
+            found.append(
+                (
+                    ("assistant", "file_search"),
+                    f"profile {rule.assistant.model!r} is not on the Responses API",
+                )
+            )
         for tool, limits in rule.assistant.policy.items():
             found += [
                 (("assistant", "policy", tool), problem)

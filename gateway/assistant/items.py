@@ -52,7 +52,15 @@ def turn_record(turn: Turn) -> dict[str, Any]:
         if c.model_call_id is not None:
             record["model_call_id"] = c.model_call_id  # renamed: the model's id, for audit
         calls.append(record)
-    return {"text": turn.text, "items": turn.items, "calls": calls, "response_id": turn.response_id}
+    made: dict[str, Any] = {
+        "text": turn.text,
+        "items": turn.items,
+        "calls": calls,
+        "response_id": turn.response_id,
+    }
+    if turn.citations:
+        made["citations"] = turn.citations  # what a hosted file_search answer cites
+    return made
 
 
 def placed(turn_position: int, calls: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:

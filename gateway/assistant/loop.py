@@ -28,7 +28,7 @@ from gateway.assistant.items import (
     turn_record,
 )
 from gateway.assistant.models import ModelProfile, cost
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, GatewayError
 from gateway.rules import templates
 from gateway.rules.model import Rule
 from gateway.rules.templates import TemplateError
@@ -57,6 +57,7 @@ class Conversation:
         self.journal = services.journal
         self.outcomes = services.outcomes
         self.metrics = services.metrics
+        self.toolbox = services.toolbox
         self.run_ = run
         self.rule = rule
         self.spec = rule.assistant
@@ -69,6 +70,14 @@ class Conversation:
     async def run(self, journal: list[Step]) -> None:
         run, spec = self.run_, self.spec
         history = await self._history()
+        if spec.file_search:
+            try:
+                # The knowledge family's client: a gateway.knowledge.Library.
+                library = await self.toolbox.client("knowledge")
+                self.definitions.append(await library.file_search(spec.file_search))
+            except GatewayError as exc:
+                await self.outcomes.end(run, RunStatus.FAILED, f"file_search: {exc}")
+                return
         if journal:
             instructions = journal[0].result.get("instructions", "")
             own: list[Item] = list(journal[0].result["items"])  # this run's part of the thread
@@ -76,7 +85,13 @@ class Conversation:
             try:
                 prompt = str(templates.evaluate(spec.prompt, self.scope))
                 instructions = str(templates.evaluate(spec.instructions, self.scope))
-            except TemplateError as exc:
+                if spec.context is not None:
+                    query = str(templates.evaluate(spec.context.query, self.scope))
+                    library = await self.toolbox.client("knowledge")
+                    prompt = await library.context(
+                        spec.context, query, prompt, self.store.knowledge
+                    )
+            except (TemplateError, GatewayError) as exc:
                 await self.outcomes.end(run, RunStatus.FAILED, f"prompt: {exc}")
                 return
             own = [{"type": "message", "role": "user", "content": prompt}]

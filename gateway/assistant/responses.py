@@ -42,6 +42,7 @@ def turn_from_response(response: Response) -> Turn:
     texts: list[str] = []
     calls: list[Call] = []
     items: list[Item] = []
+    citations: list[Item] = []
     for output in response.output:
         # Output ids are left out: with store=False the server cannot look them up again.
         if output.type == "function_call":
@@ -55,6 +56,13 @@ def turn_from_response(response: Response) -> Turn:
             if text:
                 texts.append(text)
                 items.append({"type": "message", "role": "assistant", "content": text})
+            citations += [
+                {"file_id": note.file_id, "filename": note.filename}
+                for part in output.content
+                if part.type == "output_text"
+                for note in part.annotations
+                if note.type == "file_citation"
+            ]
     usage = response.usage
     return Turn(
         text="\n\n".join(texts) or None,
@@ -64,6 +72,7 @@ def turn_from_response(response: Response) -> Turn:
         output_tokens=usage.output_tokens if usage else 0,
         model=str(response.model),
         response_id=response.id,
+        citations=citations,
     )
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 from gateway.cli import check, operate, records, schedules, send, serve
 from gateway.cli.common import app
 from gateway.cli.db import db_app
+from gateway.cli.knowledge import knowledge_app
 
 # The command modules, each registering its commands on `app` when imported.
 COMMANDS = (serve, check, records, operate, schedules, send)
 # Sub-apps: `gateway <name> ...`.
-SUBCOMMANDS = {"db": db_app}
+SUBCOMMANDS = {"db": db_app, "knowledge": knowledge_app}
 for name, sub_app in SUBCOMMANDS.items():
     app.add_typer(sub_app, name=name)
 

@@ -22,11 +22,14 @@ from gateway.cli.common import (
 def check(config: ConfigOption = None) -> None:
     """Validate the configuration and the rules; exit 1 listing every problem."""
     from gateway.insecure import findings, shown_url
+    from gateway.knowledge.check import warnings as knowledge_warnings
 
     cfg = load_config(config)
     # Warnings, not errors: the walk-through runs on test secrets; `serve` decides beyond loopback.
     for finding in findings(cfg):
         err.print(f"[yellow]warning:[/yellow] {finding}", highlight=False, soft_wrap=True)
+    for warning in knowledge_warnings(cfg):
+        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
     rules = load_rules(cfg)
     console.print(
         f"[green]ok[/green]: {len(cfg.sources)} source(s), {len(rules.rules)} rule(s) "
@@ -41,9 +44,10 @@ def tools(
     as_json: Annotated[bool, typer.Option("--json", help="Print the definitions as JSON")] = False,
 ) -> None:
     """The tool catalogue: every tool a rule or an assistant may call, with its schema."""
+    from gateway.knowledge.settings import handlers_with_knowledge
     from gateway.tools import TOOLS, Toolbox
 
-    toolbox = Toolbox(load_config(config).handlers)
+    toolbox = Toolbox(handlers_with_knowledge(load_config(config)))
     definitions = [
         {
             "tool": name,

@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from gateway.config import RetryOverride
+from gateway.config import MAX_PASSAGES
+from gateway.retrying import RetryOverride
 
 
 class Trigger(BaseModel):
@@ -84,6 +85,16 @@ def _approve_is_a_boolean(limits: dict[str, Any]) -> dict[str, Any]:
 ToolPolicy = Annotated[dict[str, Any], AfterValidator(_approve_is_a_boolean)]
 
 
+class KnowledgeContext(BaseModel):
+    """The `context:` of an assistant rule."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    knowledge: str = Field(description="the collection searched")
+    query: str = Field(min_length=1, description="a template, rendered like the prompt")
+    k: int = Field(4, ge=1, le=MAX_PASSAGES)
+
+
 class Assistant(BaseModel):
     """`assistant:` hand the event to a model with instructions and a tool allowlist."""
 
@@ -96,6 +107,10 @@ class Assistant(BaseModel):
     tools: list[str] = Field(default_factory=list)
     policy: dict[str, ToolPolicy] = Field(default_factory=dict)
     limits: Limits = Field(default_factory=Limits)
+    # Passages of a knowledge collection put before the prompt (docs/knowledge.md).
+    context: KnowledgeContext | None = None
+    # Hosted knowledge collections the model searches with the hosted `file_search` tool.
+    file_search: list[str] = Field(default_factory=list)
 
 
 class Schedule(BaseModel):

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
-from gateway.config import CircuitSettings
+from gateway.retrying import CircuitSettings
 
 log = structlog.get_logger(__name__)
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from gateway.config import RetryOverride, RetryPolicy
+from gateway.retrying import RetryOverride, RetryPolicy
 
 
 @dataclass(frozen=True)

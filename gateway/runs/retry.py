@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from gateway.config import Config, RetryOverride
+from gateway.config import Config
+from gateway.retrying import RetryOverride
 from gateway.runs.policy import decide, policy_for
 from gateway.store import Run
 

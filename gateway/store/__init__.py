@@ -1,5 +1,5 @@
-"""The durable store: events, runs, steps, threads, schedules and sessions, in SQLite or
-PostgreSQL.
+"""The durable store: events, runs, steps, threads, schedules, sessions and knowledge, in
+SQLite or PostgreSQL.
 
 `Store` is the one object the rest of the gateway talks to: one part per concept, each with
 the interface in `gateway.store.abc` (`store.events.get(id)`, `store.runs.claim(...)`).
@@ -13,6 +13,7 @@ from gateway.errors import SchemaMismatch
 from gateway.store import database
 from gateway.store.abc import (
     EventStore,
+    KnowledgeStore,
     ReplicaPresence,
     RunStore,
     ScheduleStore,
@@ -23,6 +24,7 @@ from gateway.store.abc import (
 from gateway.store.batching import Journal
 from gateway.store.events import Events
 from gateway.store.ingest import EventWriter
+from gateway.store.knowledge import Knowledge
 from gateway.store.lock import WorkerLock
 from gateway.store.presence import Presence
 from gateway.store.records import Event, NewEvent, NewRun, Run, ScheduleState, Step, Stored
@@ -62,6 +64,7 @@ class Store:
     threads: ThreadStore
     schedules: ScheduleStore
     sessions: SessionStore
+    knowledge: KnowledgeStore
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -76,6 +79,7 @@ class Store:
         self.threads = Threads(*on)
         self.schedules = Schedules(*on)
         self.sessions = Sessions(*on)
+        self.knowledge = Knowledge(*on)
 
     async def open(self, *, migrate: bool = True) -> None:
         """Bring the schema to the head revision (if `migrate`) and start the writers.

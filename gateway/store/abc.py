@@ -1,9 +1,9 @@
 """The store as the rest of the gateway sees it: one interface per part, no SQL.
 
 `Store` (gateway.store) has one attribute per part: `store.events`, `store.runs`, `store.steps`,
-`store.threads`, `store.schedules`, `store.sessions`. Writes to work (runs, steps, threads) are
-group-committed: each call returns once its own change is committed, and a burst of calls
-from many runs shares one transaction.
+`store.threads`, `store.schedules`, `store.sessions`, `store.knowledge`. Writes to work (runs,
+steps, threads) are group-committed: each call returns once its own change is committed, and a
+burst of calls from many runs shares one transaction.
 """
 
 from __future__ import annotations
@@ -12,7 +12,19 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from gateway.store.records import Event, NewEvent, NewRun, Run, ScheduleState, Step, Stored
+from gateway.store.records import (
+    CollectionStats,
+    Event,
+    KnowledgeFile,
+    NewEvent,
+    NewPassage,
+    NewRun,
+    Passage,
+    Run,
+    ScheduleState,
+    Step,
+    Stored,
+)
 from gateway.store.status import RunStatus
 
 Route = tuple[int, Sequence[NewRun], str]
@@ -286,3 +298,47 @@ class SessionStore(Protocol):
         ...
 
     async def revoked(self, nonce: str) -> bool: ...
+
+
+class KnowledgeStore(Protocol):
+    """Knowledge collections: files by content hash, their passages, lexical and vector search."""
+
+    async def files(self, collection: str) -> list[KnowledgeFile]: ...
+
+    async def replace_file(
+        self, collection: str, path: str, sha256: str, passages: Sequence[NewPassage]
+    ) -> None:
+        """Store `path`'s passages in place of any it had, in one transaction."""
+        ...
+
+    async def remove_files(self, collection: str, paths: Iterable[str]) -> int:
+        """Remove files and their passages; how many files were removed."""
+        ...
+
+    async def drop(self, collection: str) -> int:
+        """Remove a whole collection; how many files it had."""
+        ...
+
+    async def collections(self) -> list[CollectionStats]: ...
+
+    async def lexical(self, collection: str, query: str, limit: int) -> list[tuple[Passage, float]]:
+        """Passages best first with their score (higher is better): SQLite FTS5's BM25, or
+        PostgreSQL's full-text rank. Any text is a valid query (its words are searched)."""
+        ...
+
+    async def version(self, collection: str) -> tuple[int, datetime | None]:
+        """What changes whenever the collection's passages do: its file count and last index
+        time (a cache of its vectors is kept while this stays the same)."""
+        ...
+
+    async def vector_note(self) -> str:
+        """How this store compares vectors, and why not with a database extension."""
+        ...
+
+    async def vectors(self, collection: str) -> list[tuple[int, bytes]]:
+        """Every embedded passage of the collection: its id and its vector."""
+        ...
+
+    async def passages(self, ids: Sequence[int]) -> list[Passage]:
+        """The passages with these ids, in the order given (unknown ids left out)."""
+        ...

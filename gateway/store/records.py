@@ -245,3 +245,54 @@ def call_digest(tool: str | None, arguments: Any) -> str:
         default=str,
     )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class NewPassage:
+    """A passage of a knowledge file, about to be stored: where it is, its text, its vector."""
+
+    position: int
+    heading: str
+    line_start: int
+    line_end: int
+    text: str
+    page: int | None = None
+    # float32 values, little-endian (`gateway.knowledge.ranking.pack`); None: lexical only.
+    embedding: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Passage:
+    """A stored passage, with its file's path: what a search hands out and cites."""
+
+    id: int
+    collection: str
+    path: str
+    position: int
+    heading: str
+    line_start: int
+    line_end: int
+    page: int | None
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class KnowledgeFile:
+    """An indexed file of a collection: the hash of what was indexed, and when."""
+
+    collection: str
+    path: str
+    sha256: str
+    passages: int
+    indexed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionStats:
+    """What `gateway knowledge list` and the dashboard show of a collection."""
+
+    name: str
+    files: int
+    passages: int
+    embedded: int
+    last_indexed: datetime | None

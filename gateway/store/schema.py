@@ -214,3 +214,37 @@ session_revocations = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Index("ix_session_revocations_expires_at", "expires_at"),
 )
+
+# Knowledge collections (gateway.knowledge): each indexed file once per collection, with the
+# SHA-256 of its content, so re-indexing skips what did not change.
+knowledge_files = Table(
+    "knowledge_files",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("collection", String(100), nullable=False),
+    Column("path", String(1000), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("passages", Integer, nullable=False),
+    Column("indexed_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("collection", "path", name="uq_knowledge_files_collection_path"),
+)
+
+# The passages a file was split into. Lexical search: an FTS5 table over them on SQLite, a
+# generated `tsv` column on PostgreSQL (both made by migration 0007, queried in
+# knowledge_sqlite / knowledge_postgresql). `embedding`: float32 values, little-endian.
+knowledge_passages = Table(
+    "knowledge_passages",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("file_id", Id, ForeignKey("knowledge_files.id"), nullable=False),
+    Column("collection", String(100), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("heading", Text, nullable=False),
+    Column("line_start", Integer, nullable=False),
+    Column("line_end", Integer, nullable=False),
+    Column("page", Integer, nullable=True),
+    Column("text", Text, nullable=False),
+    Column("embedding", LargeBinary, nullable=True),
+    Index("ix_knowledge_passages_file_id", "file_id"),
+    Index("ix_knowledge_passages_collection", "collection"),
+)

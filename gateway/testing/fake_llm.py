@@ -35,6 +35,7 @@ from starlette.routing import Route
 
 from gateway.assistant.models import ModelProfile
 from gateway.testing import llm_chat, llm_responses
+from gateway.testing.llm_files import VectorStores
 from gateway.testing.llm_script import (
     Expect,
     ScriptedCall,
@@ -87,10 +88,13 @@ class ScriptedModel:
         self._lock = threading.Lock()
         self._calls = 0
         self._exit = ExitStack()
+        # Files and vector stores, for hosted knowledge collections and `file_search`.
+        self.vector_stores = VectorStores()
         self.app = Starlette(
             routes=[
                 Route("/v1/responses", self._responses, methods=["POST"]),
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                *self.vector_stores.routes(),
             ]
         )
 

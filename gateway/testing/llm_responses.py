@@ -15,6 +15,16 @@ def response_body(
 ) -> dict[str, Any]:
     """The Responses API body for a scripted step (its calls under `call_ids`)."""
     output: list[dict[str, Any]] = []
+    if step.citations:
+        output.append(
+            {
+                "type": "file_search_call",
+                "id": new_id("fs"),
+                "status": "completed",
+                "queries": [],
+                "results": None,
+            }
+        )
     if step.text is not None:
         output.append(
             {
@@ -26,7 +36,15 @@ def response_body(
                     {
                         "type": "output_text",
                         "text": step.text,
-                        "annotations": [],
+                        "annotations": [
+                            {
+                                "type": "file_citation",
+                                "file_id": file_id,
+                                "filename": filename,
+                                "index": len(step.text),
+                            }
+                            for file_id, filename in step.citations
+                        ],
                         "logprobs": [],
                     }
                 ],

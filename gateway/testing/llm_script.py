@@ -34,6 +34,8 @@ class Step:
     seconds: float = 0.0
     expect: Expect | None = None
     usage: Usage | None = None
+    # Files a hosted `file_search` found and the answer cites: (file id, file name).
+    citations: tuple[tuple[str, str], ...] = ()
 
     def describe(self) -> str:
         if self.status != 200:
@@ -70,9 +72,16 @@ def turn(*parts: Step, expect: Expect | None = None, usage: Usage | None = None)
     )
 
 
-def answer(text: str, *, expect: Expect | None = None, usage: Usage | None = None) -> Step:
-    """The model answers with text and calls nothing."""
-    return Step(text=text, expect=expect, usage=usage)
+def answer(
+    text: str,
+    *,
+    expect: Expect | None = None,
+    usage: Usage | None = None,
+    citations: list[tuple[str, str]] | None = None,
+) -> Step:
+    """The model answers with text and calls nothing; with `citations` (file id, name), after
+    a hosted `file_search`, its text cites those files (Responses API only)."""
+    return Step(text=text, expect=expect, usage=usage, citations=tuple(citations or ()))
 
 
 def error(

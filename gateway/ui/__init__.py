@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Route
 from gateway.api import mount
 from gateway.api.auth import Session, Sessions, token_matches
 from gateway.config import Config
+from gateway.ui.knowledge import KnowledgePage
 from gateway.ui.pages import Pages
 from gateway.ui.session import (
     Page,
@@ -100,6 +101,7 @@ def ui_routes(config: Config) -> list[BaseRoute]:
         page("/runs/{id:int}/retry", pages.retry, "POST"),
         page("/steps/{id:int}/{decision:str}", pages.decide, "POST"),
         page("/schedules", pages.schedules),
+        page("/knowledge", KnowledgePage(pages)),
         page("/dead", pages.dead),
         page("/rules", pages.rules),
         page("/rules/test", pages.test_rules, "POST"),
