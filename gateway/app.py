@@ -6,6 +6,7 @@ The parts behind them are the `Gateway` runtime's (`gateway.runtime`); handlers 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ from gateway import __version__
 from gateway.api import api_routes
 from gateway.config import Config
 from gateway.retention.disk import Probe, free_bytes
+from gateway.runs.shutdown import RefuseWhenDraining
 from gateway.runtime import ROLES, Gateway
 from gateway.server import BodyLimit
 from gateway.ui import ui_routes
@@ -50,17 +52,22 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start(roles, migrate=migrate)
         unhook = gateway.reload_on_hangup() if reload_on_hangup else None
+        if reload_on_hangup:  # the serve process: SIGTERM drains before uvicorn stops it
+            gateway.shutdown.install(asyncio.get_running_loop())
         try:
             yield
         finally:
             if unhook is not None:
                 unhook()
+            gateway.shutdown.uninstall()
             await gateway.stop()
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
 
     async def readyz(request: Request) -> Response:
+        if gateway.shutdown.draining:  # first, so a balancer stops sending before we stop taking
+            return JSONResponse({"status": "shutting down"}, status_code=503)
         if problem := gateway.retention.unready():
             return JSONResponse({"status": problem}, status_code=503)
         if await gateway.store.ping():
@@ -78,7 +85,11 @@ def create_app(
 
     app = Starlette(
         routes=[
-            Route("/hooks/{source}", gateway.ingest, methods=["POST"]),
+            Route(
+                "/hooks/{source}",
+                RefuseWhenDraining(gateway.shutdown, gateway.ingest),
+                methods=["POST"],
+            ),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),

@@ -26,6 +26,7 @@ from gateway import problems as wording
 from gateway.errors import ConfigError
 from gateway.nesting import READABLE_DEPTH
 from gateway.retention_config import RetentionConfig
+from gateway.retrying import RetryConfig, RetryPolicy, Seconds
 from gateway.tools import FAMILIES
 
 DEFAULT_PATH = Path("gateway.yaml")
@@ -57,9 +58,9 @@ class WorkerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     concurrency: int = Field(16, ge=1)
-    max_attempts: int = Field(5, ge=1)
-    backoff_base: float = Field(1.0, gt=0)
-    backoff_max: float = Field(300.0, gt=0)
+    max_attempts: int | None = Field(None, ge=1)
+    backoff_base: float | None = Field(None, gt=0)
+    backoff_max: float | None = Field(None, gt=0)
     # How long a claimed run stays the claimer's without renewal (renewed every third of it):
     # after a replica dies, another takes its runs over once this has passed.
     lease_seconds: float = Field(30.0, gt=0)
@@ -201,6 +202,9 @@ class Config(BaseModel):
     # Retrieval collections (docs/knowledge.md), searched by the `knowledge.search` tool.
     knowledge: dict[str, KnowledgeCollection] = Field(default_factory=dict)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    # SIGTERM: seconds calls in flight may take to finish (under Kubernetes' default 30 s).
+    shutdown_grace: Seconds = Field(25.0, ge=0)
     server: ServerConfig = Field(default_factory=ServerConfig)
     # How long history is kept, where pruned history is archived, the free-disk floor.
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
@@ -233,6 +237,11 @@ class Config(BaseModel):
         cls, knowledge: dict[str, KnowledgeCollection]
     ) -> dict[str, KnowledgeCollection]:
         return _collection_names(knowledge)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The default retry policy: `retry:`, with the older `worker:` settings over it."""
+        return self.retry.default(self.worker)
 
     @property
     def rules_dir(self) -> Path:

@@ -77,9 +77,16 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
             registry=self.registry,
         )
+        self.circuit_open = Gauge(
+            "gateway_circuit_open",
+            "1 while a downstream's circuit is open (its runs wait), 0 once a probe closed it",
+            ["downstream"],
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "gateway_queue_depth",
-            "Work waiting: pending events, pending runs, runs awaiting approval",
+            "Work waiting: pending events, pending runs, runs awaiting approval, runs waiting "
+            "for an open circuit",
             ["queue"],
             registry=self.registry,
         )
@@ -108,3 +115,6 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+
+    def circuit_changed(self, downstream: str, is_open: bool) -> None:
+        self.circuit_open.labels(downstream).set(1 if is_open else 0)

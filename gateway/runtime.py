@@ -26,8 +26,10 @@ from gateway.retention.service import RetentionService
 from gateway.rules.loader import RuleSet
 from gateway.ruleset import load_ruleset
 from gateway.runs.executor import ExecutorFactory
+from gateway.runs.shutdown import Shutdown
 from gateway.scheduler import Scheduler
 from gateway.store import Store
+from gateway.store.abc import ReplicaPresence
 from gateway.store.lock import WorkerLock
 from gateway.store.notify import Notifier
 from gateway.worker import Worker
@@ -70,6 +72,10 @@ class Gateway:
         # Keeps the knowledge collections indexed (with the worker, where there are any).
         self.indexing: Indexing | None = None
         self._lock: WorkerLock | None = None
+        # SIGTERM: stop taking work, let calls in flight finish (`shutdown_grace`).
+        self.shutdown = Shutdown(config.shutdown_grace)
+        # PostgreSQL: a replica's presence, so that its runs are taken over once it is gone.
+        self.presence: ReplicaPresence | None = None
         self._reloads: set[asyncio.Task[None]] = set()
 
     def _build(self, roles: frozenset[str]) -> None:
@@ -102,6 +108,7 @@ class Gateway:
             )
             # New events wake the worker the moment they are committed.
             store.events.on_commit(self.worker.notify_events)
+            self._outlast(self.worker)
             self._lock = store.worker_lock()
             if config.knowledge:
                 self.indexing = Indexing(config.knowledge, config.models, config.base_dir)
@@ -123,6 +130,8 @@ class Gateway:
                 self._lock.release()
             raise
         try:
+            if self.presence is not None:
+                await self.presence.start()  # before claiming: its claims need its lock
             if self.worker is not None:
                 await self.worker.start()
                 if self.indexing is not None:
@@ -147,11 +156,21 @@ class Gateway:
             if self.indexing is not None:
                 await self.indexing.stop()
             if self.worker is not None:
-                await self.worker.stop()
+                await self.worker.stop(self.shutdown.left())
+            if self.presence is not None:
+                await self.presence.stop()
         finally:
             await self.store.close()
             if self._lock is not None:
                 self._lock.release()
+
+    def _outlast(self, worker: Worker) -> None:
+        """SIGTERM stops the worker's claims; on PostgreSQL its presence lock names it."""
+        self.shutdown.on_begin.append(worker.stop_claiming)
+        self.presence = self.store.presence(worker.owner)
+        if self.presence is not None:
+            worker.owner = self.presence.owner
+            self.presence.on_takeover = lambda count: worker.announce_runs()
 
     def wake(self) -> None:
         """Another replica stored events or queued runs (a NOTIFY): look for them now."""

@@ -25,13 +25,16 @@ from gateway import tracing
 from gateway.config import Config
 from gateway.knowledge.settings import handlers_with_knowledge
 from gateway.metrics import Metrics
+from gateway.retrying import RetryOverride
 from gateway.rules.loader import RuleSet
 from gateway.rules.model import Rule
 from gateway.rules.plan import plan, routed_status
 from gateway.rules.scope import scope_for
 from gateway.runs.actions import ActionsExecutor
+from gateway.runs.circuit import Circuits
 from gateway.runs.executor import Executor, ExecutorFactory, RunServices
 from gateway.runs.retry import RetryPolicy
+from gateway.runs.shutdown import drain
 from gateway.store import Event, NewRun, Run, Store, Stored
 from gateway.store.notify import wait_until_set
 from gateway.store.status import EventStatus, RunStatus
@@ -75,14 +78,20 @@ class Worker:
         self.tools = tools if tools is not None else TOOLS
         # The families' settings and the clients their calls share, closed by `stop`.
         self.toolbox = Toolbox(handlers_with_knowledge(config), self.tools)
+        # Shutting down: runs in flight finish their calls, start no new one (`hand_over`).
+        self.draining = False
         services = RunServices.assemble(
             store,
             self.toolbox,
             self.tools,
             self.metrics,
-            RetryPolicy(config.worker),
+            RetryPolicy(config, rule_retry=self._rule_retry),
             wake=self.notify_runs,
             finishing=self._finishing_run,
+            circuits=Circuits(
+                config.retry.circuit, store.runs, on_change=self.metrics.circuit_changed
+            ),
+            draining=lambda: self.draining,
         )
         self.outcomes = services.outcomes
         # One executor per rule kind: the worker hands each claimed run to its kind's.
@@ -113,6 +122,10 @@ class Worker:
         # The runs' files in memory, and callbacks told about each run that ends.
         self.files = self.outcomes.files
         self.on_run_end = self.outcomes.on_run_end
+
+    def _rule_retry(self, name: str) -> RetryOverride | None:
+        rule = self.rules.by_name.get(name)
+        return rule.retry if rule is not None else None
 
     def replace_rules(self, rules: RuleSet) -> None:
         """Route by `rules` from now on (a reload); runs already planned keep their rule's name."""
@@ -145,7 +158,17 @@ class Worker:
         ]
         self.notify_events()
 
-    async def stop(self) -> None:
+    def stop_claiming(self) -> None:
+        """SIGTERM: route and claim nothing more; runs in flight go on (see `stop`)."""
+        self.draining = True
+        for task in self._tasks[:2]:  # the route and claim loops; leases are still renewed
+            task.cancel()
+
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop, letting runs in flight finish for up to `grace` seconds first."""
+        self.stop_claiming()
+        await asyncio.gather(*self._tasks[:2], return_exceptions=True)
+        await drain(self._active, grace)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -223,6 +246,8 @@ class Worker:
                 routes, (self.owner, free, self.lease_seconds)
             )
             for event, (_, planned, status), run_ids in zip(pending, routes, created, strict=True):
+                if run_ids is None:
+                    continue  # another replica routed it first: nothing to say
                 if run_ids:
                     self._routed[event.id] = replace(event, status=status)
                 log.info(
@@ -235,7 +260,7 @@ class Worker:
         finally:
             self._reserved -= free
         taken = {run.id for run in claimed}
-        if any(run_id not in taken for run_ids in created for run_id in run_ids):
+        if any(run_id not in taken for run_ids in created for run_id in run_ids or ()):
             self.announce_runs()  # runs left for this worker's next claim or another replica
 
     async def route(self, event: Event) -> list[int]:

@@ -14,7 +14,14 @@ from gateway.store.records import Run
 from gateway.tools import Family, NoSettings, PermanentToolError, ToolContext
 
 Status = Literal[
-    "pending", "running", "succeeded", "failed", "dead", "awaiting_approval", "cancelled"
+    "pending",
+    "running",
+    "waiting",
+    "succeeded",
+    "failed",
+    "dead",
+    "awaiting_approval",
+    "cancelled",
 ]
 
 

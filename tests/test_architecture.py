@@ -83,7 +83,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         " tracing",
         "issue_keys",
         "tools",  # typed tool functions and their registry
-        "retention_config config server",
+        "retention_config retrying config server",
         "store",
         "rules ingest handlers insecure retention",
         "scheduler",

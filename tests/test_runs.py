@@ -23,7 +23,7 @@ from gateway.store.status import RunStatus
 from gateway.worker import Worker
 
 ROOT = Path(__file__).resolve().parent.parent
-SETTINGS = WorkerConfig(max_attempts=4, backoff_base=2.0, backoff_max=5.0)
+SETTINGS = Config(worker=WorkerConfig(max_attempts=4, backoff_base=2.0, backoff_max=5.0))
 
 
 def run_at(attempt: int) -> Run:

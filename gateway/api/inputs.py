@@ -119,7 +119,7 @@ class EventQuery(Query):
 class RunQuery(Query):
     status: Text = Field(
         None,
-        description="only runs in this status: pending, running, awaiting_approval, "
+        description="only runs in this status: pending, running, waiting, awaiting_approval, "
         "succeeded, failed, dead",
     )
     rule: Text = Field(None, description="only runs of this rule")

@@ -111,10 +111,13 @@ class Run(Shape):
     status: RunStatus
     ordering_key: str | None
     attempt: int
+    next_attempt_at: Timestamp | None = Field(
+        description="when a pending run is retried, or a waiting one tried again"
+    )
     created_at: Timestamp
     started_at: Timestamp | None
     finished_at: Timestamp | None
-    error: str | None
+    error: str | None = Field(description="the last error; for a waiting run, what it waits for")
     thread_key: str | None
     tokens: Tokens
     cost: Cost

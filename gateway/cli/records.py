@@ -18,6 +18,7 @@ from gateway.cli.common import (
     print_json,
     with_store,
 )
+from gateway.runs.waiting import circuit_lines, run_state
 
 if TYPE_CHECKING:
     from gateway.store import Store
@@ -85,13 +86,15 @@ def runs(
             str(row["id"]),
             str(row["event_id"]),
             row["rule"],
-            row["status"],
+            run_state(row),
             str(row["attempt"]),
             str(tokens),
             dollars(row["cost"]),
             (row["error"] or "")[:60],
         )
     console.print(table)
+    for line in circuit_lines(rows):
+        console.print(line, markup=False, highlight=False)
 
 
 @app.command()

@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from pydantic_core import PydanticCustomError
 
 from gateway.config import MAX_PASSAGES
+from gateway.retrying import RetryOverride
 
 
 class Trigger(BaseModel):
@@ -136,6 +137,8 @@ class Rule(BaseModel):
     assistant: Assistant | None = None
     mode: Literal["live", "shadow"] = "live"
     enabled: bool = True
+    # Over the `retry:` policy of gateway.yaml (and its per-tool overrides) for this rule's runs.
+    retry: RetryOverride | None = None
 
     @field_validator("when", "order_by", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from gateway.metrics import Metrics
 from gateway.rules.model import Rule
+from gateway.runs.circuit import Circuits
 from gateway.runs.journal import Journal
 from gateway.runs.outcome import Outcomes
 from gateway.runs.retry import RetryPolicy
@@ -42,11 +43,23 @@ class RunServices:
         *,
         wake: Callable[[], None] = lambda: None,
         finishing: Callable[[], AbstractContextManager[None]] = nullcontext,
+        circuits: Circuits | None = None,
+        draining: Callable[[], bool] = lambda: False,
     ) -> RunServices:
         """The services of one worker: `wake` when a retry is due, `finishing` held while a
-        run's last step commits (see `Journal`)."""
+        run's last step commits, `circuits` per downstream, `draining` once it shuts down (see
+        `Journal`)."""
         outcomes = Outcomes(store, policy, metrics, wake=wake)
-        journal = Journal(store, toolbox, tools, outcomes, metrics, finishing=finishing)
+        journal = Journal(
+            store,
+            toolbox,
+            tools,
+            outcomes,
+            metrics,
+            finishing=finishing,
+            circuits=circuits,
+            draining=draining,
+        )
         return cls(store, journal, outcomes, toolbox, tools, metrics)
 
 

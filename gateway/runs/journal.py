@@ -19,7 +19,10 @@ import structlog
 
 from gateway import tracing
 from gateway.metrics import Metrics
+from gateway.runs.circuit import Circuits, downstream
 from gateway.runs.outcome import Outcomes
+from gateway.runs.persist import persist
+from gateway.runs.shutdown import hand_over
 from gateway.store import Run, Step, Store
 from gateway.store.status import RunStatus, StepStatus
 from gateway.tools import Tool, Toolbox, ToolContext, ToolError
@@ -61,6 +64,8 @@ class Journal:
         metrics: Metrics,
         *,
         finishing: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
+        circuits: Circuits | None = None,
+        draining: Callable[[], bool] = lambda: False,
     ) -> None:
         self.store = store
         self.toolbox = toolbox
@@ -69,6 +74,9 @@ class Journal:
         self.metrics = metrics
         # Held while a run's last step commits: the worker counts its slot as free meanwhile.
         self._finishing = finishing
+        # Open circuits make runs wait; a draining worker starts no new call (hands it over).
+        self.circuits = circuits
+        self._draining = draining
 
     async def restore_files(self, run: Run, names: Sequence[str], journal: list[Step]) -> None:
         """Rebuild the files of a resumed run (they live in memory) from its journal; `names`
@@ -107,6 +115,13 @@ class Journal:
         A permanent refusal fails the run, or, with `refusal_ends_run=False` (an assistant's
         call, which the model may correct), is returned as a `ToolRefused`.
         """
+        if self._draining():
+            await hand_over(self.store.runs, run.id)
+            return STOP
+        if self.circuits is not None and await self.circuits.hold(
+            run.id, downstream(tool.name, arguments)
+        ):
+            return STOP  # the downstream is failing: the run waits, spending no attempt
         key = step.idempotency_key if step is not None else f"{run.id}.{position}.{nonce()}"
         context = self.toolbox.context(
             tool,
@@ -154,8 +169,10 @@ class Journal:
             if result is None:
                 result = await tool.call(call.context, arguments)
         except ToolError as exc:
+            await self._answered(call, failed=exc.retryable)
             return await self._failed(call, exc)
         except Exception as exc:  # an unexpected failure inside a handler: retry like any
+            await self._answered(call, failed=True)
             values = call.step_values()
             error = f"{type(exc).__name__}: {exc}"
             await self.store.steps.finish(
@@ -164,8 +181,9 @@ class Journal:
                 {**values, "status": StepStatus.ERROR, "error": error},
                 new=call.new,
             )
-            await self.outcomes.retry_or_dead(run, f"{tool.name}: {error}", None)
+            await self.outcomes.retry_or_dead(run, f"{tool.name}: {error}", None, tool.name)
             return STOP
+        await self._answered(call, failed=False)
         values = call.step_values()
         self.metrics.step_seconds.labels(tool.name, StepStatus.SUCCEEDED).observe(
             values["duration_ms"] / 1000
@@ -174,12 +192,15 @@ class Journal:
         # The run's work is done; only its last commit is left. Its slot counts as free, so
         # under a backlog a claim can join the same journal commit instead of the next one.
         with self._finishing() if call.end_run else contextlib.nullcontext():
-            await self.store.steps.finish(
-                run.id,
-                position,
-                {**values, "status": StepStatus.SUCCEEDED, "result": result, "error": None},
-                call.end_run,
-                new=call.new,
+            # The call happened: its result must be journaled, or a retry would make it again.
+            await persist(
+                lambda: self.store.steps.finish(
+                    run.id,
+                    position,
+                    {**values, "status": StepStatus.SUCCEEDED, "result": result, "error": None},
+                    call.end_run,
+                    new=call.new,
+                )
             )
         if call.end_run:
             self.outcomes.ended(run, call.end_run)
@@ -202,8 +223,13 @@ class Journal:
             self.outcomes.ended(run, RunStatus.FAILED)
             return STOP
         await self.store.steps.finish(run.id, position, step, new=call.new)
-        await self.outcomes.retry_or_dead(run, f"{tool.name}: {exc}", exc.retry_after)
+        await self.outcomes.retry_or_dead(run, f"{tool.name}: {exc}", exc.retry_after, tool.name)
         return STOP
+
+    async def _answered(self, call: _Call, *, failed: bool) -> None:
+        """Tell the downstream's circuit how the call went (failed: in a way that may pass)."""
+        if self.circuits is not None:
+            await self.circuits.record(downstream(call.tool.name, call.arguments), failed=failed)
 
     async def record(
         self,

@@ -40,8 +40,11 @@ class Outcomes:
         # Callbacks told about each run that ends (metrics, tests, benches).
         self.on_run_end: list[Callable[[int, str], None]] = []
 
-    async def retry_or_dead(self, run: Run, error: str, retry_after: float | None) -> None:
-        decision = self.policy.decide(run, error, retry_after)
+    async def retry_or_dead(
+        self, run: Run, error: str, retry_after: float | None, tool: str | None = None
+    ) -> None:
+        """After a retryable failure (of `tool`'s call, if it was one): retry later, or dead."""
+        decision = self.policy.decide(run, error, retry_after, tool)
         if isinstance(decision, GiveUp):
             await self.end(run, RunStatus.DEAD, decision.error)
             return

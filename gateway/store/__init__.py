@@ -14,6 +14,7 @@ from gateway.store import database
 from gateway.store.abc import (
     EventStore,
     KnowledgeStore,
+    ReplicaPresence,
     RetentionStore,
     RunStore,
     ScheduleStore,
@@ -27,6 +28,7 @@ from gateway.store.events import Events
 from gateway.store.ingest import EventWriter
 from gateway.store.knowledge import Knowledge
 from gateway.store.lock import WorkerLock
+from gateway.store.presence import Presence
 from gateway.store.records import Event, NewEvent, NewRun, Run, ScheduleState, Step, Stored
 from gateway.store.retention import Retention
 from gateway.store.runs import Runs
@@ -116,6 +118,13 @@ class Store:
         except Exception:
             return False
         return True
+
+    def presence(self, owner: str) -> ReplicaPresence | None:
+        """The presence lock a worker `owner` holds on this store, so that its runs are taken
+        over the moment it is gone (PostgreSQL); None on SQLite, which has one worker."""
+        if self.dialect.single_writer:
+            return None
+        return Presence(self.url, owner, self.runs.release_orphans)
 
     def worker_lock(self) -> WorkerLock | None:
         """The lock a worker must hold on this store: SQLite allows one worker process per

@@ -38,6 +38,18 @@ ThreadItems = tuple[str, list[Any]]
 """A conversation to remember: its thread key and the items to append."""
 
 
+class ReplicaPresence(Protocol):
+    """A worker's presence on a shared store (`gateway.store.presence`): held from `start`
+    to `stop`; its runs are taken over the moment it is gone (`on_takeover` hears of others')."""
+
+    owner: str
+    on_takeover: Callable[[int], None]
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 class EventStore(Protocol):
     """Webhook deliveries (and schedule firings), stored once per dedup key."""
 
@@ -90,10 +102,10 @@ class RunStore(Protocol):
 
     async def route_and_claim(
         self, routes: Sequence[Route], claim: Claim | None
-    ) -> tuple[list[list[int]], list[Run]]:
+    ) -> tuple[list[list[int] | None], list[Run]]:
         """`route` for a page of events in one commit, then, in the same commit, `claim`: a
         worker with free slots takes the runs it just created without another round trip.
-        Each event's new run ids ([] for one routed by someone else), and the claimed runs."""
+        Each event's new run ids (None for one routed by someone else), and the claimed runs."""
         ...
 
     async def add(self, new_runs: Sequence[NewRun]) -> list[int]:
@@ -114,6 +126,11 @@ class RunStore(Protocol):
         """Make every running run claimable now (SQLite at start: no other worker can exist)."""
         ...
 
+    async def release_orphans(self) -> int:
+        """End the leases of runs whose owner's presence lock is gone (PostgreSQL; see
+        `gateway.store.presence`), so they can be claimed now; how many."""
+        ...
+
     async def next_due(self) -> datetime | None:
         """When the earliest waiting retry becomes due (for the worker's timer)."""
         ...
@@ -122,6 +139,16 @@ class RunStore(Protocol):
 
     async def retry_later(self, run_id: int, at: datetime, error: str) -> None:
         """Back to pending, due at `at`, its lease dropped."""
+        ...
+
+    async def wait(self, run_id: int, until: datetime, reason: str) -> None:
+        """Park a run as waiting (a downstream's circuit is open) until `until`, for `reason`,
+        without spending the attempt its claim counted."""
+        ...
+
+    async def wake(self, reason: str) -> int:
+        """Make every run waiting for `reason` due now (a probe found the downstream back);
+        how many."""
         ...
 
     async def pause(self, run_id: int, status: RunStatus) -> None:

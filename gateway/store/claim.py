@@ -49,6 +49,14 @@ CLAIM_DUE = (
     .order_by(runs.c.id)
     .limit(bindparam("b_limit"))
 )
+# Runs parked while a downstream's circuit was open, due for their next try (or woken early
+# when a probe found the downstream back).
+CLAIM_WAITING = (
+    select(runs.c.id, runs.c.started_at)
+    .where(runs.c.status == RunStatus.WAITING, runs.c.next_attempt_at <= _NOW, _KEY_FREE)
+    .order_by(runs.c.id)
+    .limit(bindparam("b_limit"))
+)
 TAKE_RUNS = (
     update(runs)
     .where(runs.c.id.in_(bindparam("b_ids", expanding=True)))
@@ -67,9 +75,9 @@ SELECT_RUNS = (
 
 def claimable(dialect: Dialect) -> list[Select[Any]]:
     """The claim queries in the order they are tried: runs whose worker died (lease expired)
-    first, then runs that are due. Where replicas claim side by side, each skips the rows
-    another one locked."""
-    queries = [CLAIM_EXPIRED, CLAIM_DUE]
+    first, then runs that are due, then waiting runs due for a try. Where replicas claim side
+    by side, each skips the rows another one locked."""
+    queries = [CLAIM_EXPIRED, CLAIM_DUE, CLAIM_WAITING]
     if dialect.skip_locked:
         return [query.with_for_update(skip_locked=True, of=runs) for query in queries]
     return queries

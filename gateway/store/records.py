@@ -128,6 +128,8 @@ class Run:
     cost: float = 0.0
     # Set by a claim: the run never started before, so it has no journal yet.
     fresh: bool = False
+    # When its current series of failures began (None: it has not failed since it started).
+    retry_since: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Run:
@@ -149,6 +151,7 @@ class Run:
             input_tokens=row.input_tokens,
             output_tokens=row.output_tokens,
             cost=row.cost,
+            retry_since=utc(getattr(row, "retry_since", None)),
         )
 
 

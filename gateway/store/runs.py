@@ -9,10 +9,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, text, update
+from sqlalchemy import Connection, bindparam, case, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.store import claim as claiming
+from gateway.store import presence
 from gateway.store.abc import Claim, Route
 from gateway.store.batching import Journal
 from gateway.store.database import Dialect
@@ -31,6 +32,17 @@ LOCK_KEYS = text(
     "SELECT pg_advisory_xact_lock(1734440037, h)"
     " FROM (SELECT DISTINCT hashtext(k) AS h FROM unnest(CAST(:b_keys AS text[])) AS k"
     " ORDER BY h) AS ordered"
+)
+# Runs held by a replica marked present (`gateway.store.presence`) whose advisory lock is gone:
+# their lease ends now. The two-int lock's second key shows in pg_locks as an unsigned objid.
+RELEASE_ORPHANS = text(
+    "UPDATE runs SET lease_expires_at = :b_now"
+    f" WHERE status = 'running' AND lease_owner LIKE '%{presence.MARK}'"
+    " AND lease_expires_at > :b_now"
+    " AND (hashtext(lease_owner)::bigint & 4294967295) NOT IN ("
+    "  SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted"
+    f"  AND classid = {presence.NAMESPACE} AND objsubid = 2"
+    "  AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
 )
 END_RUN = (
     update(runs)
@@ -62,12 +74,12 @@ class Runs(Part):
 
     async def route(self, event_id: int, new_runs: Sequence[NewRun], status: str) -> list[int]:
         created, _ = await self.route_and_claim([(event_id, new_runs, status)], None)
-        return created[0]
+        return created[0] or []
 
     async def route_and_claim(
         self, routes: Sequence[Route], claim: Claim | None
-    ) -> tuple[list[list[int]], list[Run]]:
-        def change(conn: Connection) -> tuple[list[list[int]], list[Run]]:
+    ) -> tuple[list[list[int] | None], list[Run]]:
+        def change(conn: Connection) -> tuple[list[list[int] | None], list[Run]]:
             ids = [event_id for event_id, _, _ in routes]
             query = select(events.c.id).where(
                 events.c.id.in_(ids), events.c.status == EventStatus.PENDING
@@ -91,7 +103,8 @@ class Runs(Part):
                 if claim is not None and claim[1] > 0
                 else []
             )
-            return [by_event.get(event_id, []) for event_id in ids], claimed
+            routed = [by_event.get(e, []) if e in still else None for e in ids]
+            return routed, claimed
 
         return await self.journal.apply(change)
 
@@ -134,9 +147,20 @@ class Runs(Part):
 
         return await self.journal.apply(change)
 
+    async def release_orphans(self) -> int:
+        if self.dialect.single_writer:
+            return 0  # one worker per SQLite file: its runs are resumed when it starts
+
+        def change(conn: Connection) -> int:
+            result = conn.execute(RELEASE_ORPHANS, {"b_now": now_utc()})
+            return int(result.rowcount)
+
+        return await self.journal.apply(change)
+
     async def next_due(self) -> datetime | None:
         query = select(func.min(runs.c.next_attempt_at)).where(
-            runs.c.status == RunStatus.PENDING, runs.c.next_attempt_at.is_not(None)
+            runs.c.status.in_((RunStatus.PENDING, RunStatus.WAITING)),
+            runs.c.next_attempt_at.is_not(None),
         )
         value: datetime | None = await self._scalar(query)
         if value is not None and value.tzinfo is None:
@@ -152,27 +176,46 @@ class Runs(Part):
         await self.journal.apply(change)
 
     async def retry_later(self, run_id: int, at: datetime, error: str) -> None:
-        def change(conn: Connection) -> None:
-            conn.execute(
-                update(runs)
-                .where(runs.c.id == run_id)
-                .values(
-                    status=RunStatus.PENDING,
-                    error=error,
-                    next_attempt_at=at,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                )
-            )
+        await self._release(
+            run_id,
+            status=RunStatus.PENDING,
+            error=error,
+            next_attempt_at=at,
+            retry_since=func.coalesce(runs.c.retry_since, now_utc()),
+        )
 
-        await self.journal.apply(change)
+    async def wait(self, run_id: int, until: datetime, reason: str) -> None:
+        await self._release(
+            run_id,
+            status=RunStatus.WAITING,
+            error=reason,
+            next_attempt_at=until,
+            # Waiting spends no attempt: the claim that took it counted one.
+            attempt=case((runs.c.attempt > 0, runs.c.attempt - 1), else_=0),
+        )
+
+    async def wake(self, reason: str) -> int:
+        def change(conn: Connection) -> int:
+            result = conn.execute(
+                update(runs)
+                .where(runs.c.status == RunStatus.WAITING, runs.c.error == reason)
+                .values(next_attempt_at=now_utc())
+            )
+            return int(result.rowcount)
+
+        return await self.journal.apply(change)
 
     async def pause(self, run_id: int, status: RunStatus) -> None:
+        await self._release(run_id, status=status)
+
+    async def _release(self, run_id: int, **values: Any) -> None:
+        """Change a run's state and drop its lease: it is no longer anyone's to run now."""
+
         def change(conn: Connection) -> None:
             conn.execute(
                 update(runs)
                 .where(runs.c.id == run_id)
-                .values(status=status, lease_owner=None, lease_expires_at=None)
+                .values(**values, lease_owner=None, lease_expires_at=None)
             )
 
         await self.journal.apply(change)
@@ -188,6 +231,7 @@ class Runs(Part):
             }
             if reset_attempts:
                 values["attempt"] = 0
+                values["retry_since"] = None  # a new series: a new retry horizon
             result = conn.execute(
                 update(runs)
                 .where(runs.c.id == run_id, runs.c.status != RunStatus.RUNNING)
@@ -238,6 +282,9 @@ class Runs(Part):
             ),
             "approvals": select(func.count(), func.min(runs.c.created_at)).where(
                 runs.c.status == RunStatus.AWAITING_APPROVAL
+            ),
+            "waiting": select(func.count(), func.min(runs.c.created_at)).where(
+                runs.c.status == RunStatus.WAITING
             ),
         }
         stats: dict[str, tuple[int, datetime | None]] = {}

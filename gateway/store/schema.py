@@ -131,6 +131,9 @@ runs = Table(
     Column("started_at", DateTime(timezone=True), nullable=True),
     Column("finished_at", DateTime(timezone=True), nullable=True),
     Column("error", Text, nullable=True),
+    # When the current series of failures began (the retry horizon counts from it); reset by
+    # an operator's retry.
+    Column("retry_since", DateTime(timezone=True), nullable=True),
     # Assistant runs: the conversation they continue, and what the model cost.
     Column("thread_key", String(300), nullable=True),
     Column("input_tokens", Integer, nullable=False, server_default="0"),

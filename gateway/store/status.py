@@ -21,10 +21,12 @@ class EventStatus(StrEnum):
 
 class RunStatus(StrEnum):
     """pending → running → succeeded | failed | dead; pending again to retry after a backoff,
-    or awaiting_approval until an operator decides on a step."""
+    waiting while a downstream it needs is failing (its circuit is open: `error` names it,
+    `next_attempt_at` is the next try), or awaiting_approval until an operator decides."""
 
     PENDING = "pending"
     RUNNING = "running"
+    WAITING = "waiting"
     AWAITING_APPROVAL = "awaiting_approval"
     SUCCEEDED = "succeeded"
     FAILED = "failed"

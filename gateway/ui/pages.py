@@ -26,6 +26,7 @@ from gateway.api.params import MAX_ID, InvalidInput, parse
 from gateway.assistant.models import dollars as money
 from gateway.errors import ConfigError
 from gateway.nesting import READABLE_DEPTH, deeper_than
+from gateway.runs.waiting import open_circuits
 from gateway.store import records
 from gateway.store.status import FINISHED, EventStatus, RunStatus
 
@@ -234,7 +235,9 @@ class Pages:
         runs = [
             dump(Run.of(r)) for r in await admin.store.runs.find(status=RunStatus.DEAD, limit=200)
         ]
-        return self.render(request, session, "dead.html", runs=runs)
+        waiting = await admin.store.runs.find(status=RunStatus.WAITING, limit=200)
+        circuits = open_circuits(dump(Run.of(r)) for r in waiting)
+        return self.render(request, session, "dead.html", runs=runs, circuits=circuits)
 
     async def rules(self, request: Request, session: Session) -> Response:
         return await self._rules(request, session)
