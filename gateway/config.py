@@ -23,6 +23,7 @@ from pydantic import (
 
 from gateway import plugins, yamlfile
 from gateway.errors import ConfigError
+from gateway.mcp.settings import McpServerConfig, server_name_problem
 from gateway.nesting import READABLE_DEPTH
 from gateway.tools import FAMILIES
 
@@ -110,6 +111,8 @@ class Config(BaseModel):
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     models: dict[str, dict[str, Any]] = Field(default_factory=dict)
     handlers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # MCP servers whose tools (`SERVER.TOOL`) rules may call: docs/mcp.md.
+    mcp: dict[str, McpServerConfig] = Field(default_factory=dict)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     # OpenTelemetry: {exporter: console|otlp, endpoint, service_name}; needs the tracing extra.
@@ -186,6 +189,9 @@ def load(path: str | Path | None = None, *, environ: dict[str, str] | None = Non
     handlers = expanded.get("handlers")
     if isinstance(handlers, dict):
         problems += _check_handlers(handlers, doc)
+    for name in expanded.get("mcp") or {}:
+        if problem := server_name_problem(str(name), set(FAMILIES)):
+            problems.append(f"{doc.where(('mcp', name))}: mcp.{name}: {problem}")
     if problems:
         raise ConfigError(problems)
     assert config is not None

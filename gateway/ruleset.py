@@ -23,7 +23,9 @@ def load_ruleset(config: Config) -> RuleSet:
     """
     problems, assistant_rule = assistant_checks(config)
     try:
-        rules = read_rules(config.rules_dir, checks=[schedule_problems, assistant_rule])
+        rules = read_rules(
+            config.rules_dir, checks=[schedule_problems, assistant_rule], foreign=set(config.mcp)
+        )
     except ConfigError as exc:
         raise ConfigError([*problems, *exc.problems]) from None
     if problems:

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from gateway import tracing
 from gateway.config import Config
+from gateway.mcp.catalogue import Catalogue, tools_of
 from gateway.metrics import Metrics
 from gateway.nesting import READABLE_DEPTH, deeper_than
 from gateway.rules import templates
@@ -181,7 +182,8 @@ class Worker:
         self.rules = rules
         self.config = config
         self.assistant = assistant
-        self.tools = tools if tools is not None else TOOLS
+        # Built-in tools, and the tools of the MCP servers under `mcp:` once listed.
+        self.tools = Catalogue(tools if tools is not None else TOOLS, config.mcp)
         # The families' settings and the clients their calls share, closed by `stop`.
         self.toolbox = Toolbox(config.handlers, self.tools)
         self.concurrency = config.worker.concurrency
@@ -433,6 +435,14 @@ class Worker:
     ) -> None:
         # A resumed run's journal, read once: its files are rebuilt from it, then it resumes.
         journal = [] if run.fresh else await self.store.steps.of_run(run.id)
+        try:
+            await self.tools.prepare(tools_of(rule))  # lists the MCP servers the rule names
+        except ToolError as exc:
+            if exc.retryable:
+                await self.retry_or_dead(run, str(exc), exc.retry_after)
+            else:
+                await self.end(run, RunStatus.FAILED, str(exc))
+            return
         await self._restore_files(run, rule, journal)
         try:
             if rule.assistant is not None:
@@ -581,7 +591,9 @@ class Worker:
         run, position, tool, arguments = call.run, call.position, call.tool, call.arguments
         try:
             result = None
-            if call.step is not None and tool.side_effects and tool.recover_function is not None:
+            # An approved step was never tried: its outcome is not unknown, nothing to recover.
+            tried = call.step is not None and call.step.status != StepStatus.APPROVED
+            if tried and tool.side_effects and tool.recover_function is not None:
                 result = await tool.recover_function(call.context, arguments)
                 if result is not None:
                     log.info("step.recovered", tool=tool.name, key=call.key)

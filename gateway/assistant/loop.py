@@ -22,6 +22,7 @@ from gateway.assistant.backends import Backend, ModelError, Turn, make_backend
 from gateway.assistant.models import ModelProfile, cost, load_profiles
 from gateway.config import Config
 from gateway.errors import ConfigError
+from gateway.mcp.catalogue import expand
 from gateway.rules import templates
 from gateway.rules.model import Rule
 from gateway.rules.templates import TemplateError
@@ -93,7 +94,8 @@ class _Conversation:
         self.rule = rule
         self.spec = rule.assistant
         self.scope = scope
-        self.allowed = {name: runner.tools[name] for name in self.spec.tools}
+        tools = worker.tools if runner.tools is TOOLS else runner.tools  # with MCP servers'
+        self.allowed = {name: tools[name] for name in expand(self.spec.tools, tools)}
         # Steps made but not yet journaled (the prompt, until the first turn is stored).
         self.unsaved: list[tuple[int, dict[str, Any]]] = []
         self.definitions = [worker.toolbox.definition(tool) for tool in self.allowed.values()]
