@@ -2,7 +2,8 @@
 streamable HTTP (`McpTestServer`, in a thread) or as a subprocess over stdio
 (`python -m gateway.testing.mcp_server JOURNAL`).
 
-Tools: `add_comment` (side effects, no hints), `set_label` (idempotent), `lookup` (read-only),
+Tools: `add_comment` and `publish` (side effects, no hints), `set_label` (idempotent),
+`lookup` (read-only),
 `fails` (the tool reports an error), `slow` (sleeps), `huge` (a result of `size` bytes),
 `chart` (an image). Every call is appended to the journal file (one JSON line each), so a test
 counts side effects across processes. A tool named in `JOURNAL.hidden` (one per line) is not
@@ -49,10 +50,18 @@ def build(journal: Path, hidden: set[str] | None = None) -> MCPServer:
         return f"comment added to #{issue}"
 
     @server.tool(annotations=ToolAnnotations(idempotentHint=True, destructiveHint=False))
-    def set_label(issue: int, label: str) -> str:
-        """Set an issue's label (setting it twice changes nothing)."""
+    async def set_label(issue: int, label: str, seconds: float = 0) -> str:
+        """Set an issue's label (setting it twice changes nothing); answers after `seconds`."""
         note("set_label", issue=issue, label=label)
+        await asyncio.sleep(seconds)
         return f"#{issue} labelled {label}"
+
+    @server.tool()
+    async def publish(text: str, seconds: float = 0) -> str:
+        """Publish a note (side effects, no hints); answers after `seconds`."""
+        note("publish", text=text)
+        await asyncio.sleep(seconds)
+        return "published"
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
     def lookup(issue: int) -> dict[str, Any]:
