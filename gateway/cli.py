@@ -165,11 +165,24 @@ def check(config: ConfigOption = None) -> None:
     for finding in findings(cfg):
         err.print(f"[yellow]warning:[/yellow] {finding}", highlight=False, soft_wrap=True)
     rules = _rules(cfg)
+    _compare_mcp(cfg, rules)
     console.print(
         f"[green]ok[/green]: {len(cfg.sources)} source(s), {len(rules.rules)} rule(s) "
         f"from {cfg.rules_dir}, store {shown_url(cfg.store)}",
         highlight=False,
     )
+
+
+def _compare_mcp(cfg: Config, rules: RuleSet) -> None:
+    """The MCP tools the rules name, against what the servers list now (docs/mcp.md)."""
+    from gateway.mcp.check import compare
+
+    problems, warnings = _run(lambda: compare(cfg, rules))
+    for warning in warnings:
+        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+    if problems:
+        _problems(ConfigError(problems), "against the MCP servers")
+        raise typer.Exit(1)
 
 
 def _rules(cfg: Config) -> RuleSet:
@@ -226,9 +239,14 @@ def tools(
     as_json: Annotated[bool, typer.Option("--json", help="Print the definitions as JSON")] = False,
 ) -> None:
     """The tool catalogue: every tool a rule or an assistant may call, with its schema."""
+    from gateway.mcp.check import catalogue_entries
     from gateway.tools import TOOLS, Toolbox
 
-    toolbox = Toolbox(_load(config).handlers)
+    cfg = _load(config)
+    toolbox = Toolbox(cfg.handlers)
+    served, warnings = _run(lambda: catalogue_entries(cfg))
+    for warning in warnings:
+        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
     definitions = [
         {
             "tool": name,
@@ -237,7 +255,7 @@ def tools(
             **toolbox.definition(tool),
         }
         for name, tool in sorted(TOOLS.items())
-    ]
+    ] + served
     if as_json:
         _print_json(definitions)
         return
