@@ -77,6 +77,12 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
             registry=self.registry,
         )
+        self.budget_reached = Counter(
+            "gateway_budget_reached_total",
+            "Assistant runs stopped by a daily budget before a model turn (alert on it)",
+            ["rule", "scope"],
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "gateway_queue_depth",
             "Work waiting: pending events, pending runs, runs awaiting approval",

@@ -17,8 +17,10 @@ import structlog
 from pydantic import ValidationError
 
 from gateway import tracing
+from gateway.assistant import budget
 from gateway.assistant import policy as policies
 from gateway.assistant.backends import Backend, ModelError, Turn, make_backend
+from gateway.assistant.budget import Budgets
 from gateway.assistant.models import ModelProfile, cost, load_profiles
 from gateway.config import Config
 from gateway.errors import ConfigError
@@ -51,6 +53,7 @@ class AssistantRunner:
         tools: dict[str, Tool] | None = None,
     ) -> None:
         self.profiles = load_profiles(config.models)
+        self.budgets = Budgets(config)
         self.tools = tools if tools is not None else TOOLS
         self._make = make
         self._backends: dict[str, Backend] = {}
@@ -172,6 +175,9 @@ class _Conversation:
             limit = self._over_limit(turns, tokens, spent, invalid)
             if limit:
                 await self._stop(RunStatus.FAILED, f"limit reached: {limit}")
+                return
+            budgets = self.runner.budgets
+            if await budget.enforce(budgets, self.worker, run, self.rule, self._stop):
                 return
             turn = await self._turn(instructions, history + own, position, own)
             if turn is None:

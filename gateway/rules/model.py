@@ -96,6 +96,35 @@ class Assistant(BaseModel):
     limits: Limits = Field(default_factory=Limits)
 
 
+class Budget(BaseModel):
+    """`budget:` what a rule's assistant (or, at the top of gateway.yaml, all of them) may
+    spend on its model per day; `on_budget` says what a run that finds it reached does."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cost_per_day: float | None = Field(None, gt=0, description="USD, from the price table")
+    tokens_per_day: int | None = Field(None, ge=1)
+    # fail: the run ends `failed` ("budget reached"); defer: it waits for the next day.
+    on_budget: Literal["fail", "defer"] = "fail"
+
+
+class GlobalBudget(Budget):
+    """The top-level `budget:`, with the zone whose midnight starts a day (for every budget)."""
+
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+
 class Schedule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -120,6 +149,7 @@ class Rule(BaseModel):
     assistant: Assistant | None = None
     mode: Literal["live", "shadow"] = "live"
     enabled: bool = True
+    budget: Budget | None = None
 
     @field_validator("when", "order_by", mode="before")
     @classmethod

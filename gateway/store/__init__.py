@@ -16,6 +16,7 @@ from gateway.store.abc import (
     RunStore,
     ScheduleStore,
     SessionStore,
+    SpendingStore,
     StepStore,
     ThreadStore,
 )
@@ -27,6 +28,7 @@ from gateway.store.records import Event, NewEvent, NewRun, Run, ScheduleState, S
 from gateway.store.runs import Runs
 from gateway.store.schedules import Schedules
 from gateway.store.sessions import Sessions
+from gateway.store.spending import Spending
 from gateway.store.status import EventStatus, RunStatus, StepStatus
 from gateway.store.steps import Steps
 from gateway.store.threads import Threads
@@ -60,6 +62,7 @@ class Store:
     threads: ThreadStore
     schedules: ScheduleStore
     sessions: SessionStore
+    spending: SpendingStore
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -74,6 +77,7 @@ class Store:
         self.threads = Threads(*on)
         self.schedules = Schedules(*on)
         self.sessions = Sessions(*on)
+        self.spending = Spending(*on)
 
     async def open(self, *, migrate: bool = True) -> None:
         """Bring the schema to the head revision (if `migrate`) and start the writers.

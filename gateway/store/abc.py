@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from gateway.store.records import Event, NewEvent, NewRun, Run, ScheduleState, Step, Stored
+from gateway.store.records import Event, NewEvent, NewRun, Run, ScheduleState, Spent, Step, Stored
 from gateway.store.status import RunStatus
 
 Route = tuple[int, Sequence[NewRun], str]
@@ -259,3 +259,12 @@ class SessionStore(Protocol):
         ...
 
     async def revoked(self, nonce: str) -> bool: ...
+
+
+class SpendingStore(Protocol):
+    """What model turns cost, summed from the journal: the same total on every replica."""
+
+    async def spent(self, since: datetime, until: datetime, rule: str | None = None) -> Spent:
+        """Cost and tokens of the model turns started in [since, until), of `rule`'s runs
+        only if given."""
+        ...

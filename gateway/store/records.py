@@ -242,3 +242,11 @@ def call_digest(tool: str | None, arguments: Any) -> str:
         default=str,
     )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Spent:
+    """What model turns cost in a window: USD (from the price table) and tokens."""
+
+    cost: float
+    tokens: int
