@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx2
 import pytest
 
 from gateway.store import Store
@@ -152,3 +153,26 @@ def test_two_replicas_on_postgresql_share_one_budget(tmp_path: Path, model: Scri
 
     assert stopped.status == "failed" and "budget reached" in stopped.error
     assert len(model.requests) == 1
+
+
+def test_the_dashboard_shows_a_budget_reached_today(tmp_path: Path, model: ScriptedModel) -> None:
+    model.script(answer("First.", usage=USAGE))
+    token = "budget-admin-token"
+    rules = rule("budget: {cost_per_day: 1.50}")
+    with gateway(tmp_path, model, rules, admin_token=token) as gw:
+        before = _events_page(gw, token)
+        run_once(gw, "e1", 1)
+        after = _events_page(gw, token)
+
+    assert "budget reached" not in before
+    assert "budget reached: rule triage budget, cost 2.0000 of 1.5 USD" in after
+
+
+def _events_page(gw: LiveGateway, token: str) -> str:
+    login = gw.client.post("/ui/login", data={"token": token, "next": "/ui/events"})
+    cookie = login.headers["set-cookie"].split(";")[0]
+    name, _, value = cookie.partition("=")
+    with httpx2.Client(base_url=gw.url, cookies={name: value}) as client:
+        page = client.get("/ui/events")
+        assert page.status_code == 200
+        return str(page.text)

@@ -8,7 +8,7 @@ turn: the overshoot is at most one model turn per run in flight (docs/mcp.md, Bu
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -104,3 +104,18 @@ async def enforce(
     else:
         await fail(RunStatus.FAILED, verdict.reason)
     return True
+
+
+async def reached_today(store: Store, config: Config, rules: Iterable[Rule]) -> list[str]:
+    """Each budget reached today, as the dashboard's events page shows it (one line each)."""
+    budgets = Budgets(config)
+    found: dict[str, str] = {}
+    for rule in rules:
+        if rule.assistant is not None and (rule.budget or config.budget):
+            verdict = await budgets.check(store, rule)
+            if verdict is not None:
+                # A global budget reached is the same line for every rule: shown once.
+                found.setdefault(
+                    verdict.reason if verdict.scope == "global" else rule.name, verdict.reason
+                )
+    return list(found.values())

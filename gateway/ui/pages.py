@@ -22,6 +22,7 @@ from gateway.api.endpoints import Admin, rules_of, test_rules
 from gateway.api.inputs import RuleTest
 from gateway.api.models import Event, Run, dump
 from gateway.api.params import MAX_ID, InvalidInput, parse
+from gateway.assistant.budget import reached_today
 from gateway.errors import ConfigError
 from gateway.nesting import READABLE_DEPTH, deeper_than
 from gateway.store import records
@@ -112,7 +113,9 @@ class Pages:
             older = "?" + urlencode(
                 {**{k: v for k, v in filters.items() if v}, "before": rows[-1]["id"]}
             )
-        return {"events": rows, "runs": runs, "filters": filters, "older": older}
+        state = outer_state(request)
+        spent = await reached_today(admin.store, state.config, admin.rules.rules)
+        return {"events": rows, "runs": runs, "filters": filters, "older": older, "budgets": spent}
 
     async def events(self, request: Request, session: Session) -> Response:
         context = await self._events(request)
