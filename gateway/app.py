@@ -25,6 +25,7 @@ from gateway.api import api_routes
 from gateway.assistant.loop import AssistantRunner
 from gateway.config import Config
 from gateway.ingest.endpoint import IngestEndpoint
+from gateway.mcp.endpoint import McpEndpoint
 from gateway.metrics import Metrics
 from gateway.ruleset import load_ruleset
 from gateway.scheduler import Scheduler
@@ -85,6 +86,8 @@ def create_app(
     if notifier is not None:
         store.events.on_commit(notifier.notify_soon)
     lock = store.worker_lock() if worker is not None else None
+    # The gateway's own MCP endpoint (`mcp_server:`), off unless configured.
+    agents = McpEndpoint(config.mcp_server, lambda: app.state) if config.mcp_server else None
 
     # Windows has no SIGHUP.
     hangup = getattr(signal, "SIGHUP", None) if reload_on_hangup else None
@@ -119,8 +122,12 @@ def create_app(
                 await scheduler.start()
             if hangup is not None:
                 asyncio.get_running_loop().add_signal_handler(hangup, reload_on_signal)
+            if agents is not None:
+                await agents.start()
             yield
         finally:
+            if agents is not None:
+                await agents.stop()
             if hangup is not None:
                 asyncio.get_running_loop().remove_signal_handler(hangup)
             if scheduler is not None:
@@ -163,6 +170,7 @@ def create_app(
             # The admin API and dashboard: present only when `admin_token` is configured.
             *api_routes(config),
             *ui_routes(config),
+            *(agents.routes() if agents is not None else []),
         ],
         lifespan=lifespan,
         # Every body but a webhook's (IngestEndpoint has `max_body_bytes`) is capped as it is read.

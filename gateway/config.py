@@ -23,7 +23,7 @@ from pydantic import (
 
 from gateway import plugins, yamlfile
 from gateway.errors import ConfigError
-from gateway.mcp.settings import McpServerConfig, server_name_problem
+from gateway.mcp.settings import McpEndpointConfig, McpServerConfig, server_name_problem
 from gateway.nesting import READABLE_DEPTH
 from gateway.rules.model import GlobalBudget
 from gateway.tools import FAMILIES
@@ -114,6 +114,8 @@ class Config(BaseModel):
     handlers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # MCP servers whose tools (`SERVER.TOOL`) rules may call: docs/mcp.md.
     mcp: dict[str, McpServerConfig] = Field(default_factory=dict)
+    # The gateway's own `/mcp` endpoint for agents, with per-client tokens and scopes.
+    mcp_server: McpEndpointConfig | None = None
     # What all assistants together may spend on models per day (a rule may have its own).
     budget: GlobalBudget | None = None
     worker: WorkerConfig = Field(default_factory=WorkerConfig)

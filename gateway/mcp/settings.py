@@ -6,7 +6,7 @@ Each server is reached over streamable HTTP (`url`) or as a subprocess over stdi
 from __future__ import annotations
 
 import re
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -72,3 +72,33 @@ def server_name_problem(name: str, families: set[str] | frozenset[str]) -> str |
     if name in families:
         return f"MCP server name {name!r} is already a tool family's name"
     return None
+
+
+# What a client of the gateway's own `/mcp` may do (docs/mcp.md lists each scope's tools).
+Scope = Literal["read", "operate", "approve"]
+# Items one listing tool returns at most; a `before` cursor pages further.
+MAX_PAGE = 50
+
+
+class McpClient(BaseModel):
+    """One client of `/mcp`: its bearer token and its scopes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=16, description="at least 16 characters")
+    scopes: list[Scope] = Field(min_length=1)
+
+
+class McpEndpointConfig(BaseModel):
+    """`mcp_server:` the gateway's own MCP endpoint at `/mcp`, off unless present."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    clients: dict[str, McpClient] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _tokens_unique(self) -> Self:
+        tokens = [c.token for c in self.clients.values()]
+        if len(set(tokens)) != len(tokens):
+            raise ValueError("two MCP clients share a token: each client needs its own")
+        return self
