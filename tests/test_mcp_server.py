@@ -176,3 +176,22 @@ def test_approval_is_bound_to_the_digest_of_the_arguments_shown(
     assert step.decided_by == "mcp:approver"
     logged = capfd.readouterr().out
     assert "mcp.call" in logged and "approver" in logged
+
+
+def test_the_catalogue_an_agent_reads_includes_the_mcp_servers_tools(
+    tmp_path: Path, model: ScriptedModel
+) -> None:
+    from gateway.testing.mcp_server import McpTestServer
+
+    profile = {"api": "responses", "base_url": model.url, "model": "m"}
+    with McpTestServer(tmp_path / "calls.jsonl").serving() as tracker:
+        mcp = {"gh": {"url": tracker.url}, "gone": {"url": "http://127.0.0.1:9/mcp", "timeout": 2}}
+        with live_gateway(
+            tmp_path, RULE, models={"default": profile}, mcp=mcp, mcp_server={"clients": CLIENTS}
+        ) as gateway:
+            listed = as_client(gateway, "ide", tool_call("list_tools", {})).structured_content
+
+    tools = {t["name"]: t["side_effects"] for t in listed["tools"]}
+    assert tools["gh.lookup"] is False and tools["gh.add_comment"] is True
+    assert tools["test.record"] is True
+    assert listed["unreachable"] == ["gone"]

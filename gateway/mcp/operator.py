@@ -8,7 +8,7 @@ get the same decisions and the same shapes; a client is only ever shown its scop
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Annotated, Any
 
 import structlog
@@ -21,8 +21,11 @@ from gateway.api.endpoints import Admin
 from gateway.api.inputs import Approval, Decision, EventQuery, RuleTest, RunQuery, ScheduleQuery
 from gateway.api.models import Run, dump
 from gateway.errors import GatewayError
+from gateway.mcp.catalogue import Catalogue
 from gateway.mcp.settings import MAX_PAGE
 from gateway.store.status import RunStatus, StepStatus
+from gateway.tools import TOOLS, Tool
+from gateway.tools import ToolError as PlainToolError
 
 log = structlog.get_logger(__name__)
 
@@ -95,14 +98,22 @@ def build(scopes: Collection[str], state: Callable[[], Any]) -> MCPServer:
 
         @server.tool()
         async def list_tools() -> dict[str, Any]:
-            """The tool catalogue: each tool rules may call and whether it has side effects."""
-            tools = admin("list_tools").state.worker.tools if state().worker else {}
-            return {
-                "tools": [
-                    {"name": name, "side_effects": tool.side_effects}
-                    for name, tool in sorted(tools.items())
-                ]
-            }
+            """The tool catalogue: each tool rules may call and whether it has side effects
+            (MCP servers' tools included; `unreachable` names servers that did not answer)."""
+            worker = admin("list_tools").state.worker
+            tools: Mapping[str, Tool] = worker.tools if worker is not None else TOOLS
+            unreachable = []
+            if isinstance(tools, Catalogue):
+                for name in tools.servers:
+                    try:
+                        await tools.prepare([f"{name}.*"])
+                    except PlainToolError:
+                        unreachable.append(name)
+            listed = [
+                {"name": name, "side_effects": tool.side_effects}
+                for name, tool in sorted(tools.items())
+            ]
+            return {"tools": listed, "unreachable": unreachable}
 
     if "operate" in scopes:
 
