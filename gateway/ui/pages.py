@@ -113,14 +113,20 @@ class Pages:
             older = "?" + urlencode(
                 {**{k: v for k, v in filters.items() if v}, "before": rows[-1]["id"]}
             )
-        state = outer_state(request)
-        spent = await reached_today(admin.store, state.config, admin.rules.rules)
-        return {"events": rows, "runs": runs, "filters": filters, "older": older, "budgets": spent}
+        return {"events": rows, "runs": runs, "filters": filters, "older": older}
 
     async def events(self, request: Request, session: Session) -> Response:
         context = await self._events(request)
+        # Not in the rows that refresh every 3 s: budgets are read once per page.
+        admin = Admin(outer_state(request))
+        spent = await reached_today(admin.store, admin.config, admin.rules.rules)
         return self.render(
-            request, session, "events.html", request_query=request.url.query, **context
+            request,
+            session,
+            "events.html",
+            request_query=request.url.query,
+            budgets=spent,
+            **context,
         )
 
     async def event_rows(self, request: Request, session: Session) -> Response:
