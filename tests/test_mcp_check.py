@@ -122,3 +122,37 @@ def test_annotations_decide_side_effects_and_config_overrides_them(
     assert seen["gh.huge"] == (False, True)  # readOnlyHint
     assert seen["gh.lookup"] == (True, True)  # read-only, but config says it has side effects
     assert seen["gh.publish"] == (True, True)  # config says it is safe to repeat
+
+
+def test_a_tool_list_change_is_seen_at_once_when_the_server_allows_no_caching(
+    server: McpTestServer,
+) -> None:
+    import asyncio
+
+    from gateway.mcp.catalogue import Catalogue
+    from gateway.mcp.settings import McpServerConfig
+    from gateway.tools import PermanentToolError
+
+    # The SDK's server lists with ttlMs 0: the gateway's own list_ttl (300 s) does not hold it.
+    catalogue = Catalogue({}, {"gh": McpServerConfig(url=server.url, list_ttl=300)})
+
+    async def go() -> str:
+        await catalogue.prepare(["gh.add_comment"])
+        server.hide("add_comment")
+        with pytest.raises(PermanentToolError) as gone:
+            await catalogue.prepare(["gh.add_comment"])
+        return str(gone.value)
+
+    assert "gh.add_comment no longer offered" in asyncio.run(go())
+    assert catalogue.servers["gh"].changed == ["gh.add_comment vanished"]
+
+
+def test_check_warns_about_a_short_mcp_client_token(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    (tmp_path / "rules").mkdir()
+    clients = {"ide": {"token": "sixteen-chars-ok", "scopes": ["read"]}}
+    path.write_text(yaml.safe_dump({"rules": "rules", "mcp_server": {"clients": clients}}))
+    code, output = run("check", "--config", str(path))
+
+    assert code == 0, output
+    assert "mcp_server.clients.ide.token: shorter than 32 characters" in output

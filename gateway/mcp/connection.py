@@ -51,6 +51,7 @@ class McpServer:
         self._clock = clock
         self._listed: dict[str, mcp_types.Tool] | None = None
         self._listed_at = 0.0
+        self._ttl = settings.list_ttl
         self._listing = asyncio.Lock()
         # What changed between two listings (a tool vanished, a schema changed), each logged.
         self.changed: list[str] = []
@@ -60,9 +61,10 @@ class McpServer:
     async def tools(self, *, refresh: bool = False) -> dict[str, mcp_types.Tool]:
         """The server's tools by their own names; listed again once `list_ttl` has passed."""
         async with self._listing:
-            fresh = self._clock() - self._listed_at < self.settings.list_ttl
+            fresh = self._clock() - self._listed_at < self._ttl
             if self._listed is not None and fresh and not refresh:
                 return self._listed
+            ttl = self.settings.list_ttl
             async with self._session() as client:
                 listed: dict[str, mcp_types.Tool] = {}
                 cursor: str | None = None
@@ -72,11 +74,14 @@ class McpServer:
                     except MCPError as exc:
                         raise ToolError(f"MCP server {self.name!r}: tools/list: {exc}") from None
                     listed.update((tool.name, tool) for tool in page.tools)
+                    if page.ttl_ms is not None:  # the server's own TTL, if shorter
+                        ttl = min(ttl, page.ttl_ms / 1000)
                     cursor = page.next_cursor
                     if cursor is None:
                         break
             self._notice_changes(listed)
-            self._listed, self._listed_at = listed, self._clock()
+            self._listed, self._ttl = listed, ttl
+            self._listed_at = self._clock()
             return listed
 
     async def call(
