@@ -22,12 +22,13 @@ from starlette.routing import Route
 
 from gateway import __version__, operations, tracing
 from gateway.api import api_routes
-from gateway.assistant.loop import AssistantRunner
+from gateway.assistant.runner import AssistantRunner
 from gateway.config import Config
 from gateway.ingest.endpoint import IngestEndpoint
 from gateway.mcp.endpoint import McpEndpoint
 from gateway.metrics import Metrics
 from gateway.ruleset import load_ruleset
+from gateway.runs.executor import ExecutorFactory
 from gateway.scheduler import Scheduler
 from gateway.server import BodyLimit
 from gateway.store import Store
@@ -60,21 +61,21 @@ def create_app(
     ingest = IngestEndpoint(config, store, metrics, clock)
     # PostgreSQL: other replicas' workers wake on NOTIFY; SQLite: one worker process per file.
     notifier = Notifier(config.store_url) if store.dialect.skip_locked else None
+    executors: dict[str, ExecutorFactory] = {}
+    if config.models or any(r.assistant for r in rules.rules):
+        executors["assistant"] = AssistantRunner.factory(config)
     worker = (
         Worker(
             store,
             rules,
             config,
+            executors=executors,
             metrics=metrics,
             notify=notifier.notify_soon if notifier is not None else None,
         )
         if "worker" in roles
         else None
     )
-    assistants = None
-    if worker is not None and (config.models or any(r.assistant for r in rules.rules)):
-        assistants = AssistantRunner(config)
-        assistants.bind(worker)
     if worker is not None:
         # New events wake the worker the moment they are committed.
         store.events.on_commit(worker.notify_events)
@@ -136,8 +137,6 @@ def create_app(
                 await notifier.stop()
             if worker is not None:
                 await worker.stop()
-            if assistants is not None:
-                await assistants.close()
             await store.close()
             if lock is not None:
                 lock.release()

@@ -12,11 +12,12 @@ import structlog
 
 from gateway.errors import ConfigError, GatewayError
 from gateway.rules.loader import RuleSet
+from gateway.rules.plan import plan
 from gateway.ruleset import load_ruleset
 from gateway.store import Run, Step, Store
 from gateway.store.records import call_digest
 from gateway.store.status import RunStatus, StepStatus
-from gateway.worker import Worker, plan_runs
+from gateway.worker import Worker
 
 if TYPE_CHECKING:
     from gateway.scheduler import Scheduler
@@ -67,7 +68,7 @@ async def replay(
         raise NotFound("event", event_id)
     if worker is not None and worker.rules is rules:
         return Replayed(event_id, await worker.replay(event))
-    run_ids = await store.runs.add(plan_runs(rules, event))
+    run_ids = await store.runs.add(plan(rules, event))
     if worker is not None:
         worker.announce_runs()
     return Replayed(event_id, run_ids)
@@ -185,7 +186,7 @@ async def reload_rules(state: Any) -> RuleSet:
     state.rules = rules
     worker: Worker | None = getattr(state, "worker", None)
     if worker is not None:
-        worker.rules = rules
+        worker.replace_rules(rules)
     scheduler: Scheduler | None = getattr(state, "scheduler", None)
     if scheduler is not None:
         await scheduler.replace_rules(rules.scheduled)

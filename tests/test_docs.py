@@ -303,3 +303,28 @@ def test_snippet_extraction_sees_indented_code_as_text() -> None:
 
 def test_builtin_tools_are_loaded() -> None:
     assert "email.send" in TOOLS
+
+
+# ------------------------------------------------------------------ the two set-up commands
+
+
+def _setup_commands() -> list[str]:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Set-up: two commands", 1)[1].split("\n## ", 1)[0]
+    return [m.group("body").strip() for m in FENCE.finditer(section)]
+
+
+def test_readme_setup_commands_make_their_own_virtualenv() -> None:
+    """On a stock Debian or Ubuntu, a bare `pip install` is refused (PEP 668, externally managed):
+    each set-up command creates and activates a virtualenv before it installs anything."""
+    commands = _setup_commands()
+    assert len(commands) == 2, commands
+    for command in commands:
+        assert command.startswith("python3 -m venv .venv && . .venv/bin/activate && pip install"), (
+            command
+        )
+
+
+def test_ci_runs_the_readme_test_command_exactly() -> None:
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert _setup_commands()[1] in ci

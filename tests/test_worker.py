@@ -313,7 +313,7 @@ async def test_an_event_whose_routing_crashed_is_marked_error_and_still_listed(
     def crash(*_: Any) -> Any:
         raise RuntimeError("a bug while planning")
 
-    monkeypatch.setattr(worker_module, "plan_runs", crash)
+    monkeypatch.setattr(worker_module, "plan", crash)
     async with worker_on(tmp_path) as (store, worker):
         stored = await store.events.add(new_event("crash"))
         await worker.route_events([await store.events.get(stored.id)])  # type: ignore[list-item]

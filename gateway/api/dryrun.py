@@ -27,10 +27,11 @@ from gateway.nesting import check_depth
 from gateway.rules import templates
 from gateway.rules.loader import RuleSet
 from gateway.rules.model import Action, Assistant, Rule
+from gateway.rules.plan import matching_rules, plan_rule
+from gateway.rules.scope import scope_for
 from gateway.rules.templates import TemplateError
 from gateway.store import Event
 from gateway.tools import TOOLS, describe_error
-from gateway.worker import matching_rules, scope_for
 
 
 def raw_event(
@@ -67,7 +68,7 @@ def try_rules(rules: RuleSet, event: Event) -> RuleTestResult:
     """Every loaded rule with whether it matches `event`, and for matches what would happen."""
     scope = scope_for(event)
     candidates = {rule.name for rule in matching_rules(rules, event)}
-    results = [_try(rule, rule.name in candidates, scope) for rule in rules.rules]
+    results = [_try(rule, rule.name in candidates, event, scope) for rule in rules.rules]
     tested = TestedEvent(
         id=event.id,
         source=event.source,
@@ -82,7 +83,7 @@ def try_rules(rules: RuleSet, event: Event) -> RuleTestResult:
 
 
 def _try(
-    rule: Rule, candidate: bool, scope: dict[str, Any]
+    rule: Rule, candidate: bool, event: Event, scope: dict[str, Any]
 ) -> ActionsPreview | AssistantMatch | RuleOutcome:
     entry: dict[str, Any] = {"rule": rule.name, "kind": rule.kind, "mode": rule.mode}
     if not rule.enabled:
@@ -91,15 +92,19 @@ def _try(
         reason = "`on` does not match this source and type"
         return RuleOutcome(**entry, matched=False, reason=reason, error=None)
     try:
-        if rule.when is not None and not templates.truthy(templates.evaluate(rule.when, scope)):
-            return RuleOutcome(**entry, matched=False, reason="`when` is false", error=None)
-        ordering = templates.evaluate(rule.order_by, scope) if rule.order_by else None
-        ordering_key = None if ordering is None else str(ordering)
-    except Exception as exc:  # TemplateError, or an undefined value turned into text
-        # The worker would create the run already failed, naming this error.
-        error = f"when/order_by: {exc}"
-        return RuleOutcome(**entry, matched=True, reason=None, error=error)
-    entry |= {"matched": True, "reason": None, "error": None, "ordering_key": ordering_key}
+        planned = plan_rule(rule, event, scope)  # what the worker would store
+    except Exception as exc:  # an undefined value turned into text: the worker fails too
+        return RuleOutcome(**entry, matched=True, reason=None, error=f"when/order_by: {exc}")
+    if planned is None:
+        return RuleOutcome(**entry, matched=False, reason="`when` is false", error=None)
+    if planned.error is not None:  # the worker would create the run already failed
+        return RuleOutcome(**entry, matched=True, reason=None, error=planned.error)
+    entry |= {
+        "matched": True,
+        "reason": None,
+        "error": None,
+        "ordering_key": planned.ordering_key,
+    }
     if rule.assistant is not None:
         return AssistantMatch(**entry, assistant=_assistant(rule.assistant, scope))
     return ActionsPreview(**entry, actions=_actions(rule, scope))

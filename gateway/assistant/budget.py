@@ -29,8 +29,11 @@ REACHED = "budget reached"
 class Worker(Protocol):
     """What a budget needs of the worker running the run: its store and its metrics."""
 
-    store: Store
-    metrics: Metrics
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from pydantic import ValidationError
@@ -19,89 +18,56 @@ from pydantic import ValidationError
 from gateway import tracing
 from gateway.assistant import budget
 from gateway.assistant import policy as policies
-from gateway.assistant.backends import Backend, ModelError, Turn, make_backend
-from gateway.assistant.budget import Budgets
-from gateway.assistant.models import ModelProfile, cost, load_profiles
-from gateway.config import Config
+from gateway.assistant.backends import ModelError, Turn
+from gateway.assistant.items import (
+    Item,
+    call_output,
+    is_step_of,
+    placed,
+    step_output,
+    trim,
+    turn_record,
+)
+from gateway.assistant.models import ModelProfile, cost
 from gateway.errors import ConfigError
 from gateway.mcp.catalogue import expand
 from gateway.rules import templates
 from gateway.rules.model import Rule
 from gateway.rules.templates import TemplateError
-from gateway.store import Event, Run, Step
+from gateway.runs.journal import STOP, ToolRefused, nonce
+from gateway.store import Run, Step
 from gateway.store.records import call_digest
 from gateway.store.status import SETTLED, RunStatus, StepStatus
-from gateway.tools import TOOLS, Tool, describe_error
-from gateway.worker import STOP, ToolRefused, Worker, nonce
+from gateway.tools import describe_error
+
+if TYPE_CHECKING:
+    from gateway.assistant.runner import AssistantRunner
 
 log = structlog.get_logger(__name__)
-Item = dict[str, Any]
-
-# Thread memory keeps at most this many items; older turns are dropped whole (a call is never
-# separated from its output), starting at a user message.
-MAX_THREAD_ITEMS = 60
 
 
-class AssistantRunner:
-    """Executes assistant runs for a worker: `Worker(..., assistant=runner)` after `bind`."""
-
-    def __init__(
-        self,
-        config: Config,
-        *,
-        make: Callable[[ModelProfile], Backend] = make_backend,
-        tools: dict[str, Tool] | None = None,
-    ) -> None:
-        self.profiles = load_profiles(config.models)
-        self.budgets = Budgets(config)
-        self.tools = tools if tools is not None else TOOLS
-        self._make = make
-        self._backends: dict[str, Backend] = {}
-        self.worker: Worker | None = None
-
-    def bind(self, worker: Worker) -> None:
-        self.worker = worker
-        worker.assistant = self
-
-    async def close(self) -> None:
-        for backend in self._backends.values():
-            await backend.aclose()
-        self._backends.clear()
-
-    def backend(self, name: str) -> Backend:
-        if name not in self._backends:
-            profile = self.profiles.get(name)
-            if profile is None:
-                raise ConfigError([f"no model profile named {name!r} under `models:`"])
-            self._backends[name] = self._make(profile)
-        return self._backends[name]
-
-    async def __call__(
-        self, run: Run, rule: Rule, event: Event, scope: dict[str, Any], journal: list[Step]
-    ) -> None:
-        assert self.worker is not None, "bind() the runner to a worker first"
-        await _Conversation(self, self.worker, run, rule, scope).run(journal)
-
-
-class _Conversation:
+class Conversation:
     """One assistant run, rebuilt from its journal and driven to its end or its next pause."""
 
     def __init__(
-        self, runner: AssistantRunner, worker: Worker, run: Run, rule: Rule, scope: dict[str, Any]
+        self, runner: AssistantRunner, run: Run, rule: Rule, scope: dict[str, Any]
     ) -> None:
         assert rule.assistant is not None
         self.runner = runner
-        self.worker = worker
-        self.store = worker.store
+        services = self.services = runner.services
+        self.store = services.store
+        self.journal = services.journal
+        self.outcomes = services.outcomes
+        self.metrics = services.metrics
         self.run_ = run
         self.rule = rule
         self.spec = rule.assistant
         self.scope = scope
-        tools = worker.tools if runner.tools is TOOLS else runner.tools  # with MCP servers'
-        self.allowed = {name: tools[name] for name in expand(self.spec.tools, tools)}
+        names = expand(self.spec.tools, runner.tools)  # `SERVER.*` of an MCP server
+        self.allowed = {name: runner.tools[name] for name in names}
         # Steps made but not yet journaled (the prompt, until the first turn is stored).
         self.unsaved: list[tuple[int, dict[str, Any]]] = []
-        self.definitions = [worker.toolbox.definition(tool) for tool in self.allowed.values()]
+        self.definitions = [services.toolbox.definition(tool) for tool in self.allowed.values()]
 
     async def run(self, journal: list[Step]) -> None:
         run, spec = self.run_, self.spec
@@ -114,7 +80,7 @@ class _Conversation:
                 prompt = str(templates.evaluate(spec.prompt, self.scope))
                 instructions = str(templates.evaluate(spec.instructions, self.scope))
             except TemplateError as exc:
-                await self.worker.end(run, RunStatus.FAILED, f"prompt: {exc}")
+                await self.outcomes.end(run, RunStatus.FAILED, f"prompt: {exc}")
                 return
             own = [{"type": "message", "role": "user", "content": prompt}]
             # Saved with the first model turn: until then, a restart renders it again, the same
@@ -142,9 +108,9 @@ class _Conversation:
             spent += step.cost
             last_turn = step.result
             own += step.result["items"]
-            for place, call in _placed(step.position, step.result["calls"]):
+            for place, call in placed(step.position, step.result["calls"]):
                 settled = at.get(place)
-                if settled is not None and not _is_step_of(settled, call):
+                if settled is not None and not is_step_of(settled, call):
                     await self._stop(
                         RunStatus.FAILED,
                         f"journal: step {place} is not call {call['call_id']} of the model turn "
@@ -152,7 +118,7 @@ class _Conversation:
                     )
                     return
                 if settled is not None and settled.status in SETTLED:
-                    own.append(_output(call["call_id"], _step_output(settled)))
+                    own.append(call_output(call["call_id"], step_output(settled)))
                     invalid += settled.status in (StepStatus.INVALID, StepStatus.REFUSED)
                     if settled.status == StepStatus.SUCCEEDED and settled.tool:
                         done[call_digest(settled.tool, settled.arguments)] = settled.result
@@ -166,7 +132,7 @@ class _Conversation:
                     return
                 status, output = outcome
                 invalid += status in (StepStatus.INVALID, StepStatus.REFUSED)
-                own.append(_output(call["call_id"], output))
+                own.append(call_output(call["call_id"], output))
             pending = []
             if last_turn is not None and not last_turn["calls"]:
                 # Only after a crash between the last turn and the run's end: end it now.
@@ -176,8 +142,7 @@ class _Conversation:
             if limit:
                 await self._stop(RunStatus.FAILED, f"limit reached: {limit}")
                 return
-            budgets = self.runner.budgets
-            if await budget.enforce(budgets, self.worker, run, self.rule, self._stop):
+            if await budget.enforce(self.runner.budgets, self.services, run, self.rule, self._stop):
                 return
             turn = await self._turn(instructions, history + own, position, own)
             if turn is None:
@@ -187,9 +152,9 @@ class _Conversation:
             turns += 1
             tokens += turn.input_tokens + turn.output_tokens
             spent += cost(self._profile(), turn.input_tokens, turn.output_tokens)
-            last_turn = _turn_record(turn)
+            last_turn = turn_record(turn)
             own += turn.items
-            pending = _placed(position, last_turn["calls"])
+            pending = placed(position, last_turn["calls"])
             position += 1 + len(turn.calls)
 
     # ------------------------------------------------------------------ one model turn
@@ -213,19 +178,19 @@ class _Conversation:
             return None
         except ModelError as exc:
             if exc.retryable:
-                await self.worker.retry_or_dead(run, f"model: {exc}", exc.retry_after)
+                await self.outcomes.retry_or_dead(run, f"model: {exc}", exc.retry_after)
             else:
                 await self._stop(RunStatus.FAILED, f"model: {exc}")
             return None
         price = cost(self._profile(), turn.input_tokens, turn.output_tokens)
         model = turn.model or self._profile().model
-        metrics = self.worker.metrics
+        metrics = self.metrics
         metrics.model_tokens.labels(run.rule, model, "input").inc(turn.input_tokens)
         metrics.model_tokens.labels(run.rule, model, "output").inc(turn.output_tokens)
         metrics.model_cost.labels(run.rule, model).inc(price)
         metrics.model_seconds.labels(model).observe(time.perf_counter() - clock)
         step = {
-            **self._values("model", result=_turn_record(turn)),
+            **self._values("model", result=turn_record(turn)),
             "started_at": started,
             "model": model,
             "input_tokens": turn.input_tokens,
@@ -243,7 +208,7 @@ class _Conversation:
             await self.store.steps.record(
                 run.id, new_steps, RunStatus.SUCCEEDED, usage=usage, thread=thread
             )
-            self.worker.ended(run, RunStatus.SUCCEEDED)
+            self.outcomes.ended(run, RunStatus.SUCCEEDED)
         log.info(
             "assistant.turn",
             calls=[c.tool for c in turn.calls],
@@ -345,7 +310,7 @@ class _Conversation:
                     f"{step.approved_digest}, these {digest})",
                     arguments,
                 )
-        result = await self.worker.call_tool(
+        result = await self.journal.call_tool(
             run, at, tool, arguments, step, None, call_id=call["call_id"], refusal_ends_run=False
         )
         if result is STOP:
@@ -365,7 +330,7 @@ class _Conversation:
         thread = (run.thread_key, own) if run.thread_key and own is not None else None
         await self.store.steps.record(run.id, list(self.unsaved), status, error, thread=thread)
         self.unsaved.clear()
-        self.worker.ended(run, status)
+        self.outcomes.ended(run, status)
 
     def _over_limit(self, turns: int, tokens: int, spent: float, invalid: int) -> str | None:
         limits = self.spec.limits
@@ -398,49 +363,3 @@ class _Conversation:
             "status": StepStatus.SUCCEEDED,
             **values,
         }
-
-
-def trim(items: list[Item], keep: int = MAX_THREAD_ITEMS) -> list[Item]:
-    """The newest `keep` items at most, cut at a user message so no call loses its output."""
-    if len(items) <= keep:
-        return items
-    start = len(items) - keep
-    while start < len(items) and not _is_user_message(items[start]):
-        start += 1
-    return items[start:]
-
-
-def _is_user_message(item: Item) -> bool:
-    return item.get("type") == "message" and item.get("role") == "user"
-
-
-def _output(call_id: str, output: str) -> Item:
-    return {"type": "function_call_output", "call_id": call_id, "output": output}
-
-
-def _step_output(step: Step) -> str:
-    if step.status == StepStatus.SUCCEEDED:
-        return json.dumps(step.result, default=str)
-    if step.status == StepStatus.REJECTED:
-        return f"rejected by an operator{': ' + step.reason if step.reason else ''}"
-    return step.error or step.status
-
-
-def _turn_record(turn: Turn) -> dict[str, Any]:
-    calls = []
-    for c in turn.calls:
-        record = {"call_id": c.call_id, "name": c.name, "arguments": c.arguments}
-        if c.model_call_id is not None:
-            record["model_call_id"] = c.model_call_id  # renamed: the model's id, for audit
-        calls.append(record)
-    return {"text": turn.text, "items": turn.items, "calls": calls, "response_id": turn.response_id}
-
-
-def _placed(turn_position: int, calls: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
-    """The calls of the model turn journaled at `turn_position`, each with the position of its
-    own step: the positions right after the turn's, in the order the model made the calls."""
-    return [(turn_position + 1 + index, call) for index, call in enumerate(calls)]
-
-
-def _is_step_of(step: Step, call: dict[str, Any]) -> bool:
-    return step.kind == "tool" and step.call_id == call["call_id"]

@@ -5,8 +5,8 @@
 
 from __future__ import annotations
 
+from gateway.rules.periods import periods
 from gateway.scheduler.commands import fire, list_schedules
-from gateway.scheduler.periods import periods
 from gateway.scheduler.service import (
     SOURCE,
     Firing,

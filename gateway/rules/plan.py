@@ -1,0 +1,61 @@
+"""Planning: the runs an event starts, by the rules. One decision, made in one place.
+
+The worker stores what `plan` returns; the dry run (`POST /api/rules/test`) reports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from gateway.rules import templates
+from gateway.rules.loader import RuleSet
+from gateway.rules.model import Rule
+from gateway.rules.scope import scope_for
+from gateway.rules.templates import TemplateError
+from gateway.store import Event, NewRun
+from gateway.store.status import EventStatus, RunStatus
+
+
+def matching_rules(rules: RuleSet, event: Event) -> list[Rule]:
+    """The enabled rules whose `on` (or, for a scheduled event, whose name) fits the event."""
+    if event.source == "schedule":
+        rule = rules.by_name.get(event.type)
+        return [rule] if rule is not None and rule.enabled and rule.schedule else []
+    return rules.matching(event.source, event.type)
+
+
+def plan_rule(rule: Rule, event: Event, scope: dict[str, Any]) -> NewRun | None:
+    """The run `rule` starts for `event`, or None if its `when` is false.
+
+    A rule whose templates fail on this event still gets a run, already failed, naming the
+    error: nothing is dropped silently.
+    """
+    base = NewRun(event_id=event.id, rule=rule.name, kind=rule.kind, mode=rule.mode)
+    try:
+        if rule.when is not None and not templates.truthy(templates.evaluate(rule.when, scope)):
+            return None
+        key = templates.evaluate(rule.order_by, scope) if rule.order_by else None
+        thread = None
+        if rule.assistant is not None and rule.assistant.thread:
+            thread = str(templates.evaluate(rule.assistant.thread, scope))
+    except TemplateError as exc:
+        return replace(base, status=RunStatus.FAILED, error=f"when/order_by: {exc}")
+    ordering = None if key is None or key == "" else f"{rule.name}:{key}"
+    if ordering is None and thread:
+        # Runs continuing one conversation must not interleave their turns.
+        ordering = f"thread:{thread}"
+    return replace(base, ordering_key=ordering, thread_key=thread)
+
+
+def plan(rules: RuleSet, event: Event, scope: dict[str, Any] | None = None) -> list[NewRun]:
+    """The runs an event starts: one per matching rule whose `when` holds."""
+    scope = scope_for(event) if scope is None else scope
+    planned = (plan_rule(rule, event, scope) for rule in matching_rules(rules, event))
+    return [run for run in planned if run is not None]
+
+
+def routed_status(planned: Sequence[NewRun]) -> EventStatus:
+    """What routing an event makes of it: routed if it starts runs, else unmatched."""
+    return EventStatus.ROUTED if planned else EventStatus.UNMATCHED

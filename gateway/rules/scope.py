@@ -1,0 +1,78 @@
+"""What rule templates see of an event: `payload`, `event`, `headers`, `now` and `periods`.
+
+One scope for every reader of templates: the planner, the runs and the dry run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from gateway.nesting import READABLE_DEPTH, deeper_than
+from gateway.rules.periods import periods as calendar_periods
+from gateway.store import Event
+
+# What templates see of `event`: everything but its headers and body (`headers`, `payload`).
+TEMPLATE_EVENT_FIELDS = ("id", "source", "provider", "type", "delivery_id", "status", "received_at")
+
+
+def scope_for(event: Event, now: datetime | None = None) -> dict[str, Any]:
+    """What templates see: `payload`, `event`, `headers`, `now`."""
+    try:
+        payload = orjson.loads(event.body)
+    except orjson.JSONDecodeError:
+        payload = event.body.decode("utf-8", "replace")
+    else:
+        if deeper_than(payload, READABLE_DEPTH):
+            # Stored before max_json_depth existed: text, as a body that is not JSON, rather
+            # than a structure `tojson` and the journal would recurse into and fail on.
+            payload = event.body.decode("utf-8", "replace")
+    info: dict[str, Any] = {key: getattr(event, key) for key in TEMPLATE_EVENT_FIELDS}
+    # `periods.last_week.start_date` and the like: around the fire time, in the rule's zone,
+    # for a scheduled event; around the arrival, in UTC, for any other.
+    anchor, zone = event.received_at, "UTC"
+    if event.source == "schedule" and isinstance(payload, dict):
+        fired = payload.get("fired_at")
+        info["fired_at"] = datetime.fromisoformat(fired) if isinstance(fired, str) else None
+        info["manual"] = bool(payload.get("manual"))
+        anchor = info["fired_at"] or anchor
+        zone = str(payload.get("timezone") or zone)
+    return {
+        "payload": payload,
+        "event": info,
+        "headers": event.headers,
+        "now": now or datetime.now(UTC),
+        "periods": LazyPeriods(anchor, zone),
+    }
+
+
+class LazyPeriods(Mapping[str, Any]):
+    """`periods` for templates, computed on first use: most rules never look at it."""
+
+    def __init__(self, anchor: datetime, zone: str) -> None:
+        self._anchor, self._zone = anchor, zone
+        self._computed: dict[str, Any] | None = None
+
+    def _all(self) -> dict[str, Any]:
+        if self._computed is None:
+            self._computed = _periods(self._anchor, self._zone)
+        return self._computed
+
+    def __getitem__(self, key: str) -> Any:
+        return self._all()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+def _periods(anchor: datetime, zone: str) -> dict[str, dict[str, str]]:
+    try:
+        return calendar_periods(anchor, zone)
+    except (ValueError, KeyError):  # a zone unknown here (checked at load): fall back to UTC
+        return calendar_periods(anchor, "UTC")
