@@ -9,7 +9,7 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from dotenv import load_dotenv
 from pydantic import (
@@ -25,7 +25,6 @@ from gateway import plugins, yamlfile
 from gateway.errors import ConfigError
 from gateway.mcp.settings import McpEndpointConfig, McpServerConfig, server_name_problem
 from gateway.nesting import READABLE_DEPTH
-from gateway.rules.model import GlobalBudget
 from gateway.tools import FAMILIES
 
 DEFAULT_PATH = Path("gateway.yaml")
@@ -96,6 +95,35 @@ class ServerConfig(BaseModel):
                 f"header_timeout ({self.header_timeout:g} s)"
             )
         return self
+
+
+class Budget(BaseModel):
+    """`budget:` what a rule's assistant (or, at the top of gateway.yaml, all of them) may
+    spend on its model per day; `on_budget` says what a run that finds it reached does."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cost_per_day: float | None = Field(None, gt=0, description="USD, from the price table")
+    tokens_per_day: int | None = Field(None, ge=1)
+    # fail: the run ends `failed` ("budget reached"); defer: it waits for the next day.
+    on_budget: Literal["fail", "defer"] = "fail"
+
+
+class GlobalBudget(Budget):
+    """The top-level `budget:`, with the zone whose midnight starts a day (for every budget)."""
+
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
 
 
 class Config(BaseModel):

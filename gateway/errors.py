@@ -2,25 +2,44 @@
 
     GatewayError
     ├── ConfigError            config or rules do not validate (carries every problem)
+    ├── YamlSyntaxError        a YAML file does not parse (file and line; becomes a ConfigError)
+    ├── PluginError            an entry point does not load or does not register its name
     ├── RejectedDelivery       a webhook request is refused (carries the reason)
     │   ├── UnknownSource
     │   ├── BodyTooLarge
     │   ├── SignatureInvalid   missing, malformed, stale or wrong signature
     │   ├── UnsupportedMediaType
     │   └── MalformedPayload   body is not what the provider sends (bad JSON, bad UTF-8)
+    ├── ClientGone             the sender left before its body was complete: nobody to answer
+    ├── InvalidInput           an admin API request's parameters or body (carries every problem)
+    ├── OutOfRange             an admin API path id no record can have (answered as not found)
     ├── ModelError             a model request failed (gateway.assistant.backends; `retryable`)
     ├── ToolError              a tool call failed (gateway.tools; `retryable`, `retry_after`)
-    │   └── PermanentToolError the remote refused for good
+    │   ├── PermanentToolError the remote refused for good
+    │   └── ServerUnreachable  an MCP server could not be reached: nothing was sent
     ├── TemplateError          a rule template failed to compile or evaluate
+    ├── UnknownSchedule        no enabled scheduled rule has this name (the scheduler)
+    ├── NotFound               an operator named a record that is not there (`kind`, `id`)
+    ├── IllegalState           the record's state does not allow the operator's change
+    │   └── NotWhatWasShown    an approval names arguments that are not the step's
+    ├── UnknownRule            an operator named a rule that is not there (fire)
     └── StoreError
         ├── StoreUnavailable   the database cannot be reached or cannot commit
         ├── SchemaMismatch     the database schema is not one this version knows
-        └── EventDoesNotFit    a value of a new event breaks a constraint of the events table
+        ├── EventDoesNotFit    a value of a new event breaks a constraint of the events table
+        └── WorkerAlreadyRunning  another process runs the worker on this SQLite file
 
+Every exception class of the gateway is defined here; the modules that raise them also
+import them by their old names (`gateway.tools.ToolError`).
 HTTP status codes are chosen only at the edge (`gateway.ingest.endpoint`, `gateway.api`).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class GatewayError(Exception):
@@ -90,3 +109,136 @@ class SchemaMismatch(StoreError):
             f"database schema is at revision {revision!r}, this gateway expects {expected!r}: "
             "run `gateway db upgrade` (or upgrade the gateway)"
         )
+
+
+class NotFound(GatewayError):
+    """No record of this kind has this id."""
+
+    def __init__(self, kind: str, id: int) -> None:
+        self.kind = kind
+        self.id = id
+        super().__init__(f"no {kind} {id}")
+
+
+class IllegalState(GatewayError):
+    """The record exists, but its state does not allow the change (approve a finished step)."""
+
+    def __init__(self, kind: str, id: int, detail: str) -> None:
+        self.kind = kind
+        self.id = id
+        super().__init__(detail)
+
+
+class NotWhatWasShown(IllegalState):
+    """An approval names arguments that are not the step's: the approver saw something else
+    (a stale page), or the step changed after the model proposed it."""
+
+    def __init__(self, step_id: int, detail: str) -> None:
+        super().__init__("step", step_id, detail)
+
+
+class UnknownRule(GatewayError):
+    """An operator named a rule the gateway does not have (or not of the kind asked for)."""
+
+
+class PluginError(GatewayError):
+    """An entry point names something that does not load, or does not register its name."""
+
+
+class InvalidInput(GatewayError):
+    """The request's parameters or body are not what the endpoint takes; `problems` says why."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+class OutOfRange(GatewayError):
+    """A path id no record can have (e.g. beyond 64 bits): answered as not found."""
+
+
+class YamlSyntaxError(GatewayError):
+    """A YAML file does not parse; the message names the file and line."""
+
+    def __init__(self, path: Path, line: int | None, message: str) -> None:
+        self.path, self.line = path, line
+        super().__init__(f"{path}:{line or '?'}: invalid YAML: {message}")
+
+
+class UnknownSchedule(GatewayError):
+    """No enabled scheduled rule has this name."""
+
+    def __init__(self, rule: str) -> None:
+        self.rule = rule
+        super().__init__(f"no scheduled rule named {rule!r}")
+
+
+class TemplateError(GatewayError):
+    """A template failed to compile or to evaluate; the message says where and why."""
+
+
+class ModelError(GatewayError):
+    """A model request failed. `retryable` says whether the run may try again later.
+
+    Raised after the backend's own retries are spent (retryable: the run may be retried as a
+    whole, after `retry_after` seconds if the server said), or at once for a request the server
+    refuses for good (bad request, wrong key, unknown model: not retryable).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.retryable = retryable
+        self.status = status
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class ClientGone(GatewayError):
+    """The sender disconnected before the body was complete: there is nobody to answer."""
+
+
+class WorkerAlreadyRunning(StoreError):
+    """Another process already runs the worker on this SQLite database."""
+
+    def __init__(self, database: str, holder: str) -> None:
+        self.database = database
+        self.holder = holder
+        super().__init__(
+            f"another gateway worker ({holder}) already uses the SQLite database {database}: "
+            "SQLite allows one worker process; start this one with --role ingest (or "
+            "--role scheduler), or move the store to PostgreSQL to run several workers"
+        )
+
+
+class ToolError(GatewayError):
+    """A tool call failed. `retryable` says whether trying again may succeed.
+
+    A retryable failure of a tool with side effects leaves its outcome unknown: before it is
+    tried again, the tool's `recover` check (if any) decides whether it already happened.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True, retry_after: float | None = None):
+        self.retryable = retryable
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class PermanentToolError(ToolError):
+    """The remote refused the call for good (bad request, unknown project): do not retry."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
+class ServerUnreachable(ToolError):
+    """An MCP server could not be reached: nothing was sent, so trying again is always safe."""
+
+    def __init__(self, server: str, detail: str) -> None:
+        self.server = server
+        super().__init__(f"MCP server {server!r} is unreachable (not sent): {detail}")

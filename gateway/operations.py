@@ -1,56 +1,48 @@
-"""What an operator does to the gateway's work: replay, retry, approve, reject, reload rules.
+"""What an operator does to the gateway's work: replay, retry, approve, reject, fire, reload.
 
-One implementation for the admin API, the dashboard and the CLI; each edge maps the errors.
+One implementation for the admin API, the dashboard and the CLI; each edge maps the errors
+(`NotFound`, `IllegalState`, `UnknownRule`, from `gateway.errors`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 
-from gateway.errors import ConfigError, GatewayError
+from gateway.errors import IllegalState, NotFound, NotWhatWasShown, UnknownRule
 from gateway.rules.loader import RuleSet
+from gateway.rules.model import Rule
 from gateway.rules.plan import plan
-from gateway.ruleset import load_ruleset
 from gateway.store import Run, Step, Store
 from gateway.store.records import call_digest
 from gateway.store.status import RunStatus, StepStatus
 from gateway.worker import Worker
 
 if TYPE_CHECKING:
-    from gateway.scheduler import Scheduler
+    from gateway.runtime import Gateway
 
+__all__ = [
+    "IllegalState",
+    "NotFound",
+    "NotWhatWasShown",
+    "Replayed",
+    "UnknownRule",
+    "approve",
+    "decide",
+    "fire",
+    "reject",
+    "reload_rules",
+    "replay",
+    "retry",
+    "run",
+    "scheduled_rule",
+    "step",
+]
 log = structlog.get_logger(__name__)
 # Runs an operator may send round again: finished without success.
 RETRYABLE = (RunStatus.FAILED, RunStatus.DEAD)
-
-
-class NotFound(GatewayError):
-    """No record of this kind has this id."""
-
-    def __init__(self, kind: str, id: int) -> None:
-        self.kind = kind
-        self.id = id
-        super().__init__(f"no {kind} {id}")
-
-
-class IllegalState(GatewayError):
-    """The record exists, but its state does not allow the change (approve a finished step)."""
-
-    def __init__(self, kind: str, id: int, detail: str) -> None:
-        self.kind = kind
-        self.id = id
-        super().__init__(detail)
-
-
-class NotWhatWasShown(IllegalState):
-    """An approval names arguments that are not the step's: the approver saw something else
-    (a stale page), or the step changed after the model proposed it."""
-
-    def __init__(self, step_id: int, detail: str) -> None:
-        super().__init__("step", step_id, detail)
 
 
 @dataclass(frozen=True)
@@ -72,6 +64,38 @@ async def replay(
     if worker is not None:
         worker.announce_runs()
     return Replayed(event_id, run_ids)
+
+
+async def run(store: Store, run_id: int) -> Run:
+    """The run `run_id`, or `NotFound`."""
+    found = await store.runs.get(run_id)
+    if found is None:
+        raise NotFound("run", run_id)
+    return found
+
+
+async def step(store: Store, step_id: int) -> Step:
+    """The step `step_id`, or `NotFound`."""
+    found = await store.steps.get(step_id)
+    if found is None:
+        raise NotFound("step", step_id)
+    return found
+
+
+def scheduled_rule(rules: RuleSet, name: str) -> Rule:
+    """The enabled scheduled rule `name`, or `UnknownRule` naming those there are."""
+    found = next((r for r in rules.scheduled if r.name == name), None)
+    if found is None:
+        known = ", ".join(r.name for r in rules.scheduled) or "none"
+        raise UnknownRule(f"no enabled scheduled rule named {name!r} (known: {known})")
+    return found
+
+
+async def fire(store: Store, rule: Rule) -> int:
+    """Fire a scheduled rule now, outside its schedule: a new manual event; its id."""
+    from gateway.scheduler import fire as fire_now
+
+    return (await fire_now(store, rule)).id
 
 
 async def retry(store: Store, run_id: int, worker: Worker | None = None) -> Run:
@@ -171,34 +195,7 @@ async def reject(
     return await decide(store, step_id, "rejected", by=by, reason=reason, worker=worker)
 
 
-async def reload_rules(state: Any) -> RuleSet:
-    """Re-read the rules through `load_ruleset`, the very check `gateway check` and start-up
-    run; only a rule set without any problem replaces the old one.
-
-    `state` is the Starlette app state: its `rules`, its worker's and its scheduler's are
-    swapped together. Raises `ConfigError` with every problem, leaving all three as they were.
-    """
-    try:
-        rules = load_ruleset(state.config)
-    except ConfigError as exc:
-        log.warning("rules.reload_refused", problems=exc.problems)
-        raise
-    state.rules = rules
-    worker: Worker | None = getattr(state, "worker", None)
-    if worker is not None:
-        worker.replace_rules(rules)
-    scheduler: Scheduler | None = getattr(state, "scheduler", None)
-    if scheduler is not None:
-        await scheduler.replace_rules(rules.scheduled)
-    log.info("rules.reloaded", rules=len(rules.rules))
-    return rules
-
-
-async def reload_rules_on_signal(state: Any) -> None:
-    """SIGHUP's reload: nobody waits for an answer, so the log says what happened (above)."""
-    try:
-        await reload_rules(state)
-    except ConfigError:
-        pass  # refused and logged, the old rules kept
-    except Exception as exc:  # a signal handler has no caller to raise to
-        log.error("rules.reload_failed", error=str(exc))
+async def reload_rules(gateway: Gateway) -> RuleSet:
+    """Re-read and swap the rules of a running gateway (`Gateway.reload_rules`): the admin
+    API's and the dashboard's reload, and SIGHUP's. Raises `ConfigError` with every problem."""
+    return await gateway.reload_rules()

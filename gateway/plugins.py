@@ -11,7 +11,8 @@ from collections.abc import Iterator, MutableMapping
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
-from gateway.errors import GatewayError
+# Defined in gateway.errors (the whole tree in one module), imported from here too.
+from gateway.errors import PluginError as PluginError
 
 PROVIDERS = "gateway.providers"
 """Webhook providers: `name = "package.module:ProviderClass"`, the name being the class's `name`."""
@@ -22,10 +23,6 @@ TOOLS = "gateway.tools"
 KINDS = {PROVIDERS: "provider", TOOLS: "tool family"}
 
 T = TypeVar("T")
-
-
-class PluginError(GatewayError):
-    """An entry point names something that does not load, or does not register its name."""
 
 
 class Registry(MutableMapping[str, T]):

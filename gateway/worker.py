@@ -23,7 +23,7 @@ import structlog
 
 from gateway import tracing
 from gateway.config import Config
-from gateway.mcp.catalogue import Catalogue, tools_of
+from gateway.mcp.catalogue import Catalogue
 from gateway.metrics import Metrics
 from gateway.rules.loader import RuleSet
 from gateway.rules.model import Rule
@@ -355,7 +355,7 @@ class Worker:
     async def _tools_listed(self, run: Run, rule: Rule) -> bool:
         """List the MCP servers the rule names (docs/mcp.md); else retry or fail the run."""
         try:
-            await self.tools.prepare(tools_of(rule))
+            await self.tools.prepare(rule.tools)
         except ToolError as exc:
             if exc.retryable:
                 await self.outcomes.retry_or_dead(run, str(exc), exc.retry_after)

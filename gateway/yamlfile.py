@@ -12,6 +12,9 @@ from typing import Any
 
 import yaml
 
+# Defined in gateway.errors (the whole tree in one module), imported from here too.
+from gateway.errors import YamlSyntaxError as YamlSyntaxError
+
 Location = tuple[str | int, ...]
 
 
@@ -35,12 +38,6 @@ class Document:
         """`file:line` for a location, as problems print it."""
         line = self.line(location)
         return f"{self.path}:{line}" if line else str(self.path)
-
-
-class YamlSyntaxError(Exception):
-    def __init__(self, path: Path, line: int | None, message: str) -> None:
-        self.path, self.line = path, line
-        super().__init__(f"{path}:{line or '?'}: invalid YAML: {message}")
 
 
 class Loader(yaml.SafeLoader):

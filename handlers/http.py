@@ -11,17 +11,16 @@ import ipaddress
 import json
 import socket
 import ssl
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from fnmatch import fnmatchcase
 from typing import Annotated, Any, Literal
 
 import httpx2
 from pydantic import Field
 
+from gateway.backoff import retry_after
 from gateway.tools import Family, FamilySettings, PermanentToolError, ToolContext, ToolError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -150,7 +149,7 @@ async def request(
     if status in RETRYABLE_STATUSES or status >= 500:
         raise ToolError(
             f"{method} {url} answered HTTP {status}",
-            retry_after=parse_retry_after(response.headers.get("retry-after")),
+            retry_after=retry_after(response.headers),
         )
     if status >= 400:
         snippet = raw[:500].decode("utf-8", errors="replace")
@@ -200,22 +199,6 @@ def _tls() -> ssl.SSLContext:
     """One TLS context for every client: building one loads the CA bundle (~25 ms of CPU), which
     a client per host (and one per call beyond KEPT_HOSTS) would otherwise pay each time."""
     return httpx2.create_ssl_context()
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - time.time(), 0.0)
 
 
 @dataclass(frozen=True)

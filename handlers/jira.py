@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 from jira import JIRA, JIRAError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gateway.backoff import parse_retry_after
 from gateway.issue_keys import ISSUE_KEY, PROJECT_KEY
 from gateway.tools import Family, PermanentToolError, ToolContext, ToolError
-from handlers.http import parse_retry_after
 
 T = TypeVar("T")
 

@@ -12,8 +12,8 @@ from typing import Annotated, Any
 import httpx2
 from pydantic import Field
 
+from gateway.backoff import parse_retry_after
 from gateway.tools import Family, FamilySettings, PermanentToolError, ToolContext, ToolError
-from handlers.http import parse_retry_after
 
 DEFAULT_API_URL = "https://slack.com/api"
 DEFAULT_TIMEOUT = 10.0

@@ -70,7 +70,7 @@ class Gateway:
         from gateway.store import Store
 
         async def count() -> int:
-            store = Store(self.app.state.config.store_url)
+            store = Store(self.app.state.gateway.config.store_url)
             try:
                 return await store.events.count()
             finally:

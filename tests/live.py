@@ -45,7 +45,7 @@ class LiveGateway:
 
     def query(self, read: Callable[[Store], Any]) -> Any:
         async def go() -> Any:
-            store = Store(self.app.state.config.store_url)
+            store = Store(self.app.state.gateway.config.store_url)
             try:
                 return await read(store)
             finally:

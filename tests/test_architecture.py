@@ -70,3 +70,134 @@ def test_no_module_outside_the_store_imports_sqlalchemy_or_the_store_inside() ->
     assert found == [], "SQL belongs in gateway/store; the rest uses Store and store.abc:\n" + (
         "\n".join(found)
     )
+
+
+# The layers, lowest first: a module may import its own layer's and lower ones', never a higher
+# one's (store ← rules ← runs/assistant ← worker ← runtime ← api/ui/cli). Keyed by the first
+# name under `gateway` (`gateway.store.runs` is "store"); `handlers/*` is "handlers".
+LAYERS: tuple[frozenset[str], ...] = tuple(
+    frozenset(layer.split())
+    for layer in (
+        # Foundations: the version, the error tree, logging, metrics, YAML, entry points.
+        "gateway errors backoff build nesting redaction log yamlfile plugins metrics tracing",
+        "issue_keys",
+        "tools",  # typed tool functions and their registry
+        "config server mcp",  # mcp: the MCP servers whose tools rules call
+        "store",
+        "rules ingest handlers insecure",
+        "scheduler",
+        "runs assistant",
+        "worker",
+        "ruleset runtime",  # the composition root: every part, built and started
+        "operations",  # what an operator does, on the runtime's parts
+        "api ui cli app testing agents",  # the edges (agents: the gateway's own /mcp)
+    )
+)
+# Edges that break the layers, each with the issue that removes it (none since issue 14).
+KNOWN_EXCEPTIONS: set[tuple[str, str]] = set()
+
+
+def layer_of(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] == "handlers":
+        return "handlers"
+    if parts[0] != "gateway":
+        return None
+    return parts[1] if len(parts) > 1 else "gateway"
+
+
+def rank(layer: str) -> int:
+    return next(i for i, names in enumerate(LAYERS) if layer in names)
+
+
+def package_imports() -> dict[str, dict[str, str]]:
+    """Layer → each layer it imports → one place that does (file:line)."""
+    edges: dict[str, dict[str, str]] = {}
+    for name, path in modules():
+        source = layer_of(name)
+        assert source is not None
+        for line, imported in imports(path):
+            target = layer_of(imported)
+            if target is not None and target != source:
+                where = f"{path.relative_to(ROOT).as_posix()}:{line}"
+                edges.setdefault(source, {}).setdefault(target, where)
+    return edges
+
+
+def test_every_package_has_a_layer() -> None:
+    layers = {layer_of(name) for name, _ in modules()}
+    unplaced = sorted(str(layer) for layer in layers if not any(layer in ls for ls in LAYERS))
+    assert unplaced == [], "place each new package in LAYERS (tests/test_architecture.py)"
+
+
+def test_no_lower_layer_imports_a_higher_one() -> None:
+    found = [
+        f"{where}: {source} imports {target}"
+        for source, targets in package_imports().items()
+        for target, where in targets.items()
+        if rank(target) > rank(source) and (source, target) not in KNOWN_EXCEPTIONS
+    ]
+    assert found == [], "a lower layer imports a higher one:\n" + "\n".join(found)
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Every cycle of `edges`, each once, starting from its least name (depth-first)."""
+    found = []
+    for start in edges:
+        path, stack = [start], [iter(sorted(edges[start]))]
+        while stack:
+            following = next(stack[-1], None)
+            if following is None:
+                stack.pop()
+                path.pop()
+            elif following == start:
+                found.append([*path, start])
+            elif following not in path and following > start:
+                path.append(following)
+                stack.append(iter(sorted(edges.get(following, ()))))
+    return found
+
+
+def test_no_import_cycle_between_packages() -> None:
+    edges = {
+        source: {t for t in targets if (source, t) not in KNOWN_EXCEPTIONS}
+        for source, targets in package_imports().items()
+    }
+    found = [" -> ".join(cycle) for cycle in cycles(edges)]
+    assert found == [], "import cycles between packages:\n" + "\n".join(found)
+
+
+def test_the_cycle_walk_finds_every_cycle_once() -> None:
+    edges = {"a": {"b"}, "b": {"c", "a"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(edges) == [["a", "b", "a"], ["a", "b", "c", "a"]]
+
+
+def test_every_exception_class_is_in_the_error_tree() -> None:
+    """One module holds every exception the gateway defines (as httpx's `_exceptions.py`)."""
+    tree = ROOT / "gateway" / "errors.py"
+    elsewhere = []
+    for name, path in modules():
+        if path == tree or name.startswith("gateway.testing"):  # loopback fakes: not the gateway
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ClassDef):
+                bases = [ast.unparse(base).split(".")[-1] for base in node.bases]
+                if any(base.endswith(("Error", "Exception")) for base in bases):
+                    elsewhere.append(f"{path.relative_to(ROOT).as_posix()}:{node.lineno}")
+    assert elsewhere == [], "define exceptions in gateway/errors.py:\n" + "\n".join(elsewhere)
+
+
+MAX_MODULE_LINES = 400
+# Modules allowed over the limit for now, each with the issue that splits it (none since 14).
+TOO_LONG_FOR_NOW: set[str] = set()
+
+
+def test_no_module_is_over_400_lines() -> None:
+    """A module holds one concept (median ~150 lines, as Starlette's and httpx's)."""
+    long = []
+    for _, path in modules():
+        where = path.relative_to(ROOT).as_posix()
+        lines = len(path.read_text().splitlines())
+        if lines > MAX_MODULE_LINES and where not in TOO_LONG_FOR_NOW:
+            long.append(f"{where}: {lines} lines")
+    assert long == [], f"over {MAX_MODULE_LINES} lines:\n" + "\n".join(long)

@@ -100,7 +100,7 @@ def test_a_deferred_run_waits_for_the_next_day_and_then_runs(
     today = datetime.now(UTC)
     clock = [today]
     with gateway(tmp_path, model, rule(budget)) as gw:
-        gw.app.state.worker.executors["assistant"].budgets.clock = lambda: clock[0]
+        gw.app.state.gateway.worker.executors["assistant"].budgets.clock = lambda: clock[0]
         run_once(gw, "e1", 1)
         gw.post_order("e2", name="#e2")
         deferred = gw.wait_for(lambda: [r for r in gw.runs() if r.error and "deferred" in r.error])

@@ -564,14 +564,21 @@ async def test_db_upgrade_waits_for_a_database_that_comes_up_later(
                 pipe(reader, upstream_writer), pipe(upstream_reader, writer), return_exceptions=True
             )
 
-        async def open_late() -> asyncio.Server:
-            await asyncio.sleep(1.5)
-            return await asyncio.start_server(forward, "127.0.0.1", port)
-
-        opening = asyncio.create_task(open_late())
-        code, out, err = await _db_upgrade(config, "--wait", "30")
-        server = await opening
+        # The port opens once the command has said it waits: not after a fixed delay, which a
+        # loaded machine could outlast before the command's first try.
+        process = await asyncio.create_subprocess_exec(
+            *[sys.executable, "-m", "gateway.cli", "db", "upgrade", "--config", str(config)],
+            "--wait",
+            "30",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert process.stderr is not None
+        first = await asyncio.wait_for(process.stderr.readline(), timeout=30)
+        server = await asyncio.start_server(forward, "127.0.0.1", port)
+        out_bytes, rest = await asyncio.wait_for(process.communicate(), timeout=60)
         server.close()
+        code, out, err = process.returncode, out_bytes.decode(), (first + rest).decode()
 
     assert code == 0, err
     assert "waiting for the database" in err

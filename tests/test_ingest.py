@@ -22,7 +22,7 @@ TOKENED = [f for f in STORED if f.folder in TOKEN_ONLY]
 
 def stored_events(gateway: Gateway) -> list[dict[str, object]]:
     async def fetch() -> list[dict[str, object]]:
-        store = Store(gateway.app.state.config.store_url)
+        store = Store(gateway.app.state.gateway.config.store_url)
         try:
             return [asdict(e) for e in await store.events.find(limit=1000)]
         finally:

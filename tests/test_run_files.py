@@ -33,7 +33,7 @@ def test_a_retried_run_rebuilds_its_files_from_the_journal(tmp_path: Path) -> No
             gw.post_order("e1", name="#42")
             gw.wait_for(lambda: [r for r in gw.runs() if r.status == "pending" and r.error])
             # As if the retry ran in a new process: the in-memory files are gone.
-            gw.app.state.worker.files.clear()
+            gw.app.state.gateway.worker.files.clear()
             smtp.start()
             [run] = gw.finished_runs(1)
 

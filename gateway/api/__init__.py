@@ -32,8 +32,9 @@ from gateway.api.routes import ENDPOINTS, Endpoint
 from gateway.config import Config
 from gateway.errors import ConfigError
 from gateway.operations import IllegalState, NotFound
+from gateway.runtime import Gateway
 
-__all__ = ["ENDPOINTS", "api_routes", "json_response", "outer_state"]
+__all__ = ["ENDPOINTS", "api_routes", "gateway_of", "json_response"]
 
 log = structlog.get_logger(__name__)
 # The scope key under which the gateway's own Starlette app travels into mounted sub-apps.
@@ -51,9 +52,10 @@ def error(status: int, code: str, detail: str, problems: list[str] | None = None
     return json_response(shape.model_dump(mode="json", exclude_none=True), status, **headers)
 
 
-def outer_state(request: Request) -> Any:
-    """The gateway app's state (store, rules, worker, config), seen from a mounted sub-app."""
-    return request.scope[GATEWAY_APP].state
+def gateway_of(request: Request) -> Gateway:
+    """The gateway's runtime (store, rules, worker, config), seen from a mounted sub-app."""
+    gateway: Gateway = request.scope[GATEWAY_APP].state.gateway
+    return gateway
 
 
 class _CarryApp:
@@ -91,7 +93,7 @@ async def _call(endpoint: Endpoint, request: Request) -> BaseModel:
     if endpoint.body is not None:
         body = await params.json_body(request, required=endpoint.body_required)
         given["body"] = params.parse(endpoint.body, body)
-    return await endpoint.handler(Admin(outer_state(request)), **given)
+    return await endpoint.handler(Admin(gateway_of(request)), **given)
 
 
 def _serve(token: str, endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from gateway import operations
 from gateway.api.detail import event_detail, redactor_for, run_detail
@@ -43,6 +42,7 @@ from gateway.api.models import (
 from gateway.api.params import MAX_ID
 from gateway.config import Config
 from gateway.rules.loader import RuleSet
+from gateway.runtime import Gateway
 from gateway.store import Store
 from gateway.store.status import RunStatus
 from gateway.worker import Worker
@@ -50,29 +50,25 @@ from gateway.worker import Worker
 
 @dataclass
 class Admin:
-    """The parts of a running gateway an operator reaches, read from the app's state."""
+    """The parts of a running gateway an operator reaches: those of its runtime."""
 
-    state: Any
+    gateway: Gateway
 
     @property
     def store(self) -> Store:
-        store: Store = self.state.store
-        return store
+        return self.gateway.store
 
     @property
     def rules(self) -> RuleSet:
-        rules: RuleSet = self.state.rules
-        return rules
+        return self.gateway.rules
 
     @property
     def worker(self) -> Worker | None:
-        worker: Worker | None = getattr(self.state, "worker", None)
-        return worker
+        return self.gateway.worker
 
     @property
     def config(self) -> Config:
-        config: Config = self.state.config
-        return config
+        return self.gateway.config
 
 
 async def list_events(admin: Admin, query: EventQuery) -> EventPage:
@@ -155,7 +151,7 @@ async def list_rules(admin: Admin) -> RuleList:
 
 
 async def reload_rules(admin: Admin) -> Reloaded:
-    rules = await operations.reload_rules(admin.state)
+    rules = await operations.reload_rules(admin.gateway)
     return Reloaded(reloaded=True, directory=str(admin.config.rules_dir), items=rules_of(rules))
 
 

@@ -11,25 +11,15 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
-from gateway.errors import GatewayError
+# Defined in gateway.errors (the whole tree in one module), imported from here too.
+from gateway.errors import InvalidInput as InvalidInput
+from gateway.errors import OutOfRange as OutOfRange
 
 MAX_ID = 2**63 - 1  # the largest id a store column holds; a larger one names nothing
 MAX_LIMIT = 1000
 MAX_BODY = 1024 * 1024
 
 M = TypeVar("M", bound=BaseModel)
-
-
-class InvalidInput(GatewayError):
-    """The request's parameters or body are not what the endpoint takes; `problems` says why."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(problems))
-
-
-class OutOfRange(GatewayError):
-    """A path id no record can have (e.g. beyond 64 bits): answered as not found."""
 
 
 def record_id(request: Request, name: str = "id") -> int:

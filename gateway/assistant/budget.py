@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from gateway.config import Config
+from gateway.config import Budget, Config
 from gateway.metrics import Metrics
-from gateway.rules.model import Budget, Rule
+from gateway.rules.model import Rule
 from gateway.store import Run, RunStatus, Store
 
 log = structlog.get_logger(__name__)

@@ -5,10 +5,6 @@ honour the server's Retry-After.
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import math
-import random
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -16,6 +12,7 @@ import httpx2
 import openai
 import structlog
 
+from gateway import backoff
 from gateway.assistant.models import ModelProfile
 from gateway.assistant.turn import Item, ModelError, Turn
 
@@ -66,7 +63,7 @@ class OpenAIBackend:
             except openai.APIStatusError as error:
                 status = error.status_code
                 retryable = status in RETRYABLE_STATUS or status >= 500
-                retry_after = _retry_after(error.response.headers)
+                retry_after = backoff.retry_after(error.response.headers)
                 if (
                     not retryable
                     or attempt >= self.profile.max_retries
@@ -118,27 +115,4 @@ class OpenAIBackend:
 
 
 def _backoff(attempt: int) -> float:
-    """Exponential, with jitter so that many runs throttled together do not return together."""
-    ceiling = min(BACKOFF_MAX, BACKOFF_BASE * 2**attempt)
-    return random.uniform(ceiling / 2, ceiling)
-
-
-def _retry_after(headers: httpx2.Headers) -> float | None:
-    """Seconds the server asked us to wait: `retry-after-ms`, or `retry-after` (seconds or date)."""
-    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) / divisor
-        except ValueError:
-            continue
-        return seconds if math.isfinite(seconds) and seconds >= 0 else None
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    return backoff.backoff(attempt, base=BACKOFF_BASE, ceiling=BACKOFF_MAX)

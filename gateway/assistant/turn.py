@@ -13,31 +13,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from gateway.assistant.models import ModelProfile
-from gateway.errors import GatewayError
+
+# Defined in gateway.errors (the whole tree in one module), imported from here too.
+from gateway.errors import ModelError as ModelError
 
 Item = dict[str, Any]
-
-
-class ModelError(GatewayError):
-    """A model request failed. `retryable` says whether the run may try again later.
-
-    Raised after the backend's own retries are spent (retryable: the run may be retried as a
-    whole, after `retry_after` seconds if the server said), or at once for a request the server
-    refuses for good (bad request, wrong key, unknown model: not retryable).
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        retryable: bool,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        self.retryable = retryable
-        self.status = status
-        self.retry_after = retry_after
-        super().__init__(message)
 
 
 @dataclass(frozen=True)

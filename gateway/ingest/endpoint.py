@@ -27,6 +27,9 @@ from gateway.errors import (
     UnknownSource,
     UnsupportedMediaType,
 )
+
+# Defined in gateway.errors (the whole tree in one module), imported from here too.
+from gateway.errors import ClientGone as ClientGone
 from gateway.ingest.provider import PROVIDERS, Provider
 from gateway.metrics import Metrics
 from gateway.nesting import check_depth
@@ -43,10 +46,6 @@ STATUS: dict[type[RejectedDelivery], int] = {
 }
 # Credentials a sender may put in headers; never stored, whatever the provider.
 ALWAYS_SECRET = frozenset({"authorization", "proxy-authorization", "cookie"})
-
-
-class ClientGone(Exception):
-    """The sender disconnected before the body was complete: there is nobody to answer."""
 
 
 class IngestEndpoint:

@@ -12,7 +12,6 @@ from typing import Any
 from gateway.mcp.connection import McpServer
 from gateway.mcp.settings import McpServerConfig
 from gateway.mcp.tool import McpTool, make_tool
-from gateway.rules.model import Rule
 from gateway.tools import PermanentToolError, Tool
 
 WILDCARD = ".*"
@@ -78,11 +77,6 @@ class Catalogue(Mapping[str, Tool]):
 
     def __len__(self) -> int:
         return len(self.builtin) + len(self._listed)
-
-
-def tools_of(rule: Rule) -> list[str]:
-    """The tool names a rule's run may call: its assistant's allowlist, or its actions'."""
-    return list(rule.assistant.tools) if rule.assistant else [a.tool for a in rule.actions]
 
 
 def expand(names: Iterable[str], tools: Mapping[str, Any]) -> list[str]:

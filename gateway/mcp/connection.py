@@ -19,6 +19,7 @@ import structlog
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
+from gateway.errors import ServerUnreachable
 from gateway.mcp.settings import McpServerConfig
 from gateway.tools import PermanentToolError, ToolError
 
@@ -26,14 +27,6 @@ log = structlog.get_logger(__name__)
 
 # Pages of `tools/list` read at most: a server that pages forever cannot hang a listing.
 MAX_LIST_PAGES = 100
-
-
-class ServerUnreachable(ToolError):
-    """The server could not be reached: nothing was sent, so trying again is always safe."""
-
-    def __init__(self, server: str, error: BaseException) -> None:
-        self.server = server
-        super().__init__(f"MCP server {server!r} is unreachable (not sent): {_describe(error)}")
 
 
 class McpServer:
@@ -113,7 +106,7 @@ class McpServer:
                     client = await stack.enter_async_context(self._client(stack))
                 except (Exception, ExceptionGroup) as exc:
                     await _quietly(stack)
-                    raise ServerUnreachable(self.name, exc) from None
+                    raise ServerUnreachable(self.name, _describe(exc)) from None
                 try:
                     yield client
                 except (ToolError, GeneratorExit):

@@ -20,7 +20,8 @@ import mcp_types
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from gateway.mcp.connection import McpServer, ServerUnreachable
+from gateway.errors import ServerUnreachable
+from gateway.mcp.connection import McpServer
 from gateway.tools import PermanentToolError, Tool, ToolContext
 
 

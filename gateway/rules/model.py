@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from gateway.config import Budget
+
 
 class Trigger(BaseModel):
     """`on:` which events a rule sees; `*` globs in both fields."""
@@ -96,35 +98,6 @@ class Assistant(BaseModel):
     limits: Limits = Field(default_factory=Limits)
 
 
-class Budget(BaseModel):
-    """`budget:` what a rule's assistant (or, at the top of gateway.yaml, all of them) may
-    spend on its model per day; `on_budget` says what a run that finds it reached does."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    cost_per_day: float | None = Field(None, gt=0, description="USD, from the price table")
-    tokens_per_day: int | None = Field(None, ge=1)
-    # fail: the run ends `failed` ("budget reached"); defer: it waits for the next day.
-    on_budget: Literal["fail", "defer"] = "fail"
-
-
-class GlobalBudget(Budget):
-    """The top-level `budget:`, with the zone whose midnight starts a day (for every budget)."""
-
-    timezone: str = "UTC"
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
-
-
 class Schedule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -165,6 +138,11 @@ class Rule(BaseModel):
         if self.actions and self.assistant is not None:
             raise ValueError("a rule has `actions` or an `assistant`, not both")
         return self
+
+    @property
+    def tools(self) -> list[str]:
+        """The tool names a run may call: its assistant's allowlist, or its actions'."""
+        return list(self.assistant.tools) if self.assistant else [a.tool for a in self.actions]
 
     @property
     def kind(self) -> Literal["actions", "assistant"]:

@@ -15,7 +15,8 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from gateway.errors import GatewayError
+# Defined in gateway.errors (the whole tree in one module), imported from here too.
+from gateway.errors import TemplateError as TemplateError
 
 _WHOLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.DOTALL)
 
@@ -23,10 +24,6 @@ environment = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescap
 # For HTML arguments: what an expression inserts (a payload's text) is escaped, the markup the
 # rule writes around it is not, and `|safe` lets a trusted value through on purpose.
 html_environment = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
-
-
-class TemplateError(GatewayError):
-    """A template failed to compile or to evaluate; the message says where and why."""
 
 
 def _is_expression(text: str) -> re.Match[str] | None:

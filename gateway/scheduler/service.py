@@ -16,7 +16,8 @@ import orjson
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from gateway.errors import GatewayError
+# Defined in gateway.errors (the whole tree in one module), imported from here too.
+from gateway.errors import UnknownSchedule as UnknownSchedule
 from gateway.rules.model import Rule
 from gateway.scheduler.timing import Timing
 from gateway.store import NewEvent, Store, Stored
@@ -24,14 +25,6 @@ from gateway.store import NewEvent, Store, Stored
 log = structlog.get_logger(__name__)
 
 SOURCE = "schedule"
-
-
-class UnknownSchedule(GatewayError):
-    """No enabled scheduled rule has this name."""
-
-    def __init__(self, rule: str) -> None:
-        self.rule = rule
-        super().__init__(f"no scheduled rule named {rule!r}")
 
 
 @dataclass(frozen=True, slots=True)

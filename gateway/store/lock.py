@@ -11,20 +11,8 @@ import fcntl
 import os
 from pathlib import Path
 
-from gateway.errors import StoreError
-
-
-class WorkerAlreadyRunning(StoreError):
-    """Another process already runs the worker on this SQLite database."""
-
-    def __init__(self, database: str, holder: str) -> None:
-        self.database = database
-        self.holder = holder
-        super().__init__(
-            f"another gateway worker ({holder}) already uses the SQLite database {database}: "
-            "SQLite allows one worker process; start this one with --role ingest (or "
-            "--role scheduler), or move the store to PostgreSQL to run several workers"
-        )
+# Defined in gateway.errors (the whole tree in one module), imported from here too.
+from gateway.errors import WorkerAlreadyRunning as WorkerAlreadyRunning
 
 
 class WorkerLock:

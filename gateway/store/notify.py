@@ -12,6 +12,7 @@ import random
 from collections.abc import Callable
 
 import asyncpg  # type: ignore[import-untyped]
+import stamina
 import structlog
 from sqlalchemy.engine import make_url
 
@@ -111,18 +112,20 @@ class Notifier:
             await self._listening_changed.wait()
 
     async def _listen(self) -> None:
-        delay = self._min_backoff
         while True:
-            try:
-                await self._session()
-                delay = self._min_backoff  # it was connected: start the backoff over
-                log.warning("notify.connection_lost", channel=self.channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("notify.listen_failed", error=str(exc), retry_in=round(delay, 2))
-                delay = min(self._max_backoff, delay * 2)
-            await asyncio.sleep(delay * (0.5 + random.random() / 2))
+            # Backoff from min to max while the connection fails; over again once it was up.
+            async for attempt in stamina.retry_context(
+                on=_listen_failed,
+                attempts=None,
+                timeout=None,
+                wait_initial=self._min_backoff,
+                wait_max=self._max_backoff,
+                wait_jitter=self._min_backoff,
+            ):
+                with attempt:
+                    await self._session()
+            log.warning("notify.connection_lost", channel=self.channel)
+            await asyncio.sleep(self._min_backoff * (0.5 + random.random() / 2))
 
     async def _session(self) -> None:
         """One connection: listen until the server or the network drops it."""
@@ -191,3 +194,12 @@ class Notifier:
             await self.notify()
             if not self._again:
                 return
+
+
+def _listen_failed(exc: BaseException) -> bool:
+    """Whether stamina tries again: after any failure to listen (logged), never after a
+    cancellation (`stop`), which stamina would otherwise hand here too."""
+    if not isinstance(exc, Exception):
+        return False
+    log.warning("notify.listen_failed", error=str(exc))
+    return True

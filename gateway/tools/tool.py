@@ -15,31 +15,14 @@ from typing import Any, Generic, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from gateway.errors import GatewayError
+from gateway.errors import PermanentToolError as PermanentToolError
+
+# Defined in gateway.errors (the whole tree in one module), imported from here too.
+from gateway.errors import ToolError as ToolError
 from gateway.tools.schema import closed, strict_schema
 
 SettingsT = TypeVar("SettingsT", bound=BaseModel)
 ClientT = TypeVar("ClientT")
-
-
-class ToolError(GatewayError):
-    """A tool call failed. `retryable` says whether trying again may succeed.
-
-    A retryable failure of a tool with side effects leaves its outcome unknown: before it is
-    tried again, the tool's `recover` check (if any) decides whether it already happened.
-    """
-
-    def __init__(self, message: str, *, retryable: bool = True, retry_after: float | None = None):
-        self.retryable = retryable
-        self.retry_after = retry_after
-        super().__init__(message)
-
-
-class PermanentToolError(ToolError):
-    """The remote refused the call for good (bad request, unknown project): do not retry."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retryable=False)
 
 
 @dataclass

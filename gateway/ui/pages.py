@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from gateway import operations
-from gateway.api import outer_state
+from gateway.api import gateway_of
 from gateway.api.auth import Session, Sessions
 from gateway.api.detail import event_timeline, redactor_for
 from gateway.api.endpoints import Admin, rules_of, test_rules
@@ -91,7 +91,7 @@ class Pages:
     # ------------------------------------------------------------------ events
 
     async def _events(self, request: Request) -> dict[str, Any]:
-        admin = Admin(outer_state(request))
+        admin = Admin(gateway_of(request))
         filters = {k: request.query_params.get(k) or None for k in ("source", "type", "status")}
         before = request.query_params.get("before", "")
         clean = {k: v[:200] if v else None for k, v in filters.items()}
@@ -118,7 +118,7 @@ class Pages:
     async def events(self, request: Request, session: Session) -> Response:
         context = await self._events(request)
         # Not in the rows that refresh every 3 s: budgets are read once per page.
-        admin = Admin(outer_state(request))
+        admin = Admin(gateway_of(request))
         spent = await reached_today(admin.store, admin.config, admin.rules.rules)
         return self.render(
             request,
@@ -134,7 +134,7 @@ class Pages:
         return self.render(request, session, "_event_rows.html", **context)
 
     async def _event(self, request: Request) -> dict[str, Any] | None:
-        admin = Admin(outer_state(request))
+        admin = Admin(gateway_of(request))
         event_id = request.path_params["id"]
         event = await admin.store.events.get(event_id) if 0 < event_id <= MAX_ID else None
         if event is None:
@@ -160,7 +160,7 @@ class Pages:
         return response
 
     async def run(self, request: Request, session: Session) -> Response:
-        admin = Admin(outer_state(request))
+        admin = Admin(gateway_of(request))
         run_id = request.path_params["id"]
         run = await admin.store.runs.get(run_id) if 0 < run_id <= MAX_ID else None
         if run is None:
@@ -170,7 +170,7 @@ class Pages:
     # ------------------------------------------------------------------ actions
 
     async def replay(self, request: Request, session: Session) -> Response:
-        admin = Admin(outer_state(request))
+        admin = Admin(gateway_of(request))
         event_id = request.path_params["id"]
         try:
             replayed = await operations.replay(admin.store, admin.rules, event_id, admin.worker)
@@ -184,7 +184,7 @@ class Pages:
         return _back(f"/ui/events/{event_id}", notice=note)
 
     async def retry(self, request: Request, session: Session) -> Response:
-        admin = Admin(outer_state(request))
+        admin = Admin(gateway_of(request))
         run_id = request.path_params["id"]
         run = await admin.store.runs.get(run_id) if 0 < run_id <= MAX_ID else None
         if run is None:
@@ -196,7 +196,7 @@ class Pages:
         return _back(f"/ui/events/{run.event_id}", notice=f"run {run_id} queued again")
 
     async def decide(self, request: Request, session: Session) -> Response:
-        admin = Admin(outer_state(request))
+        admin = Admin(gateway_of(request))
         step_id = request.path_params["id"]
         decision = request.path_params["decision"]
         if decision not in ("approve", "reject"):
@@ -233,12 +233,12 @@ class Pages:
     async def schedules(self, request: Request, session: Session) -> Response:
         from gateway.scheduler import list_schedules
 
-        admin = Admin(outer_state(request))
+        admin = Admin(gateway_of(request))
         items = await list_schedules(admin.store, admin.rules.rules, datetime.now(UTC), count=3)
         return self.render(request, session, "schedules.html", schedules=items)
 
     async def dead(self, request: Request, session: Session) -> Response:
-        admin = Admin(outer_state(request))
+        admin = Admin(gateway_of(request))
         runs = [
             dump(Run.of(r)) for r in await admin.store.runs.find(status=RunStatus.DEAD, limit=200)
         ]
@@ -257,7 +257,7 @@ class Pages:
         form: dict[str, str] | None = None,
         status: int = 200,
     ) -> Response:
-        admin = Admin(outer_state(request))
+        admin = Admin(gateway_of(request))
         rules = [dump(rule) for rule in rules_of(admin.rules)]
         recent = [dump(Event.of(e)) for e in await admin.store.events.find(limit=50)]
         return self.render(
@@ -273,7 +273,7 @@ class Pages:
         )
 
     async def test_rules(self, request: Request, session: Session) -> Response:
-        admin = Admin(outer_state(request))
+        admin = Admin(gateway_of(request))
         form: dict[str, str] = request.state.form
         body: dict[str, Any]
         try:
@@ -298,7 +298,7 @@ class Pages:
 
     async def reload(self, request: Request, session: Session) -> Response:
         try:
-            rules = await operations.reload_rules(outer_state(request))
+            rules = await operations.reload_rules(gateway_of(request))
         except ConfigError as exc:
             return await self._rules(request, session, problems=exc.problems, status=422)
         return _back("/ui/rules", notice=f"reloaded {len(rules.rules)} rule(s)")

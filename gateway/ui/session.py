@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, quote
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
-from gateway.api import outer_state
+from gateway.api import gateway_of
 from gateway.api.auth import SESSION_COOKIE, SESSION_SECONDS, Session, Sessions
 from gateway.store import Store
 
@@ -47,8 +47,7 @@ async def session_of(request: Request, sessions: Sessions) -> Session | None:
 
 
 def _store(request: Request) -> Store:
-    store: Store = outer_state(request).store
-    return store
+    return gateway_of(request).store
 
 
 def login_redirect(request: Request) -> Response:

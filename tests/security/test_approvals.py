@@ -224,7 +224,7 @@ def set_step(gw: LiveGateway, step: Step, **values: Any) -> None:
     """Write to a stored step directly, as anyone with write access to the database can."""
 
     async def write() -> None:
-        store = Store(gw.app.state.config.store_url)
+        store = Store(gw.app.state.gateway.config.store_url)
         await store.open(migrate=False)
         try:
             await store.steps.update(step.run_id, step.position, **values)

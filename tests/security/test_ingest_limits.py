@@ -226,7 +226,7 @@ def store_directly(gw: LiveGateway, body: bytes) -> int:
     )
 
     async def add() -> int:
-        store = Store(gw.app.state.config.store_url)
+        store = Store(gw.app.state.gateway.config.store_url)
         await store.open(migrate=False)
         try:
             return (await store.events.add(new)).id

@@ -133,7 +133,7 @@ def store_directly(gw: LiveGateway, body: bytes) -> int:
     """An event written straight into the store, as one stored before ingest limited depth."""
 
     async def add() -> int:
-        store = Store(gw.app.state.config.store_url)
+        store = Store(gw.app.state.gateway.config.store_url)
         await store.open(migrate=False)
         try:
             stored = await store.events.add(

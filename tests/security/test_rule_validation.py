@@ -161,7 +161,7 @@ class Running:
 
     def loaded(self) -> tuple[Any, Any, dict[str, Any]]:
         """What a reload replaces: the app's rules, the worker's, the scheduler's."""
-        state = self.app.state
+        state = self.app.state.gateway
         return state.rules, state.worker.rules, dict(state.scheduler.rules)
 
 
@@ -258,7 +258,7 @@ def test_valid_rule_set_is_reloaded_by_the_api(running: Running) -> None:
     )
     try:
         assert running.api_reload() == (200, [])
-        assert running.app.state.worker.rules.by_name.keys() == {"base", "nightly", "extra"}
+        assert running.app.state.gateway.worker.rules.by_name.keys() == {"base", "nightly", "extra"}
     finally:
         extra.unlink()
         assert running.api_reload() == (200, [])

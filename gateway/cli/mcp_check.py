@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from gateway.config import Config
-from gateway.mcp.catalogue import WILDCARD, Catalogue, tools_of
+from gateway.mcp.catalogue import WILDCARD, Catalogue
 from gateway.rules import templates
 from gateway.rules.loader import RuleSet
 from gateway.tools import TOOLS, ToolError, describe_error
@@ -35,7 +35,7 @@ async def compare(config: Config, rules: RuleSet) -> tuple[list[str], list[str]]
                 f"mcp.{name}.tools.{tool}: the server offers no such tool" for tool in unknown
             ]
     for rule in rules.rules:
-        for tool_name in tools_of(rule):
+        for tool_name in rule.tools:
             found = catalogue.server_of(tool_name)
             if found is None or tool_name.endswith(WILDCARD) or tool_name in catalogue:
                 continue

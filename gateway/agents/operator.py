@@ -100,7 +100,7 @@ def build(scopes: Collection[str], state: Callable[[], Any]) -> MCPServer:
         async def list_tools() -> dict[str, Any]:
             """The tool catalogue: each tool rules may call and whether it has side effects
             (MCP servers' tools included; `unreachable` names servers that did not answer)."""
-            worker = admin("list_tools").state.worker
+            worker = admin("list_tools").worker
             tools: Mapping[str, Tool] = worker.tools if worker is not None else TOOLS
             unreachable = []
             if isinstance(tools, Catalogue):

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.mcp.operator import CLIENT, build
+from gateway.agents.operator import CLIENT, build
 from gateway.mcp.settings import McpEndpointConfig
 
 log = structlog.get_logger(__name__)

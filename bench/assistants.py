@@ -1,0 +1,282 @@
+#!/usr/bin/env python3
+"""Assistant throughput: N runs whose model takes a fixed time per turn, against the ideal.
+
+A scripted model on loopback (the real `openai` client talks to it) answers every turn after
+--latency seconds; each run takes two turns (a `log.record` call, then an answer). With the
+worker's concurrency C, the ideal wall time is ceil(N / C) * 2 * latency. The bench stores N
+events at once through the ingest writer, starts the worker, and reports the wall time until
+every run succeeded, its ratio to the ideal, and peak RSS sampled during the run (memory
+should stay flat: the first and last quarter of samples are compared).
+
+Target (reported, not enforced): within 1.2x the ideal, memory flat.
+
+Usage:  bench/assistants [--runs 1000] [--latency 0.2] [--concurrency 64] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+VENV_PYTHON = REPO / ".venv" / "bin" / "python"
+
+
+def ensure_venv() -> None:
+    if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != VENV_PYTHON.parent.parent.resolve():
+        os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), __file__, *sys.argv[1:]])
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def model_app(latency: float) -> Any:
+    """A Responses API model that takes `latency` per turn: a call first, then an answer."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def responses(request: Request) -> JSONResponse:
+        body = await request.json()
+        await asyncio.sleep(latency)
+        answered = any(i.get("type") == "function_call_output" for i in body["input"])
+        if answered:
+            output = [
+                {
+                    "type": "message",
+                    "id": "msg_1",
+                    "role": "assistant",
+                    "status": "completed",
+                    "content": [{"type": "output_text", "text": "done", "annotations": []}],
+                }
+            ]
+        else:
+            output = [
+                {
+                    "type": "function_call",
+                    "id": "fc_1",
+                    "call_id": "call_1",
+                    "name": "log__record",
+                    "arguments": '{"message": "seen", "fields": null}',
+                    "status": "completed",
+                }
+            ]
+        return JSONResponse(
+            {
+                "id": "resp_1",
+                "object": "response",
+                "created_at": int(time.time()),
+                "model": "bench-model",
+                "status": "completed",
+                "output": output,
+                "parallel_tool_calls": True,
+                "tool_choice": "auto",
+                "tools": [],
+                "usage": {
+                    "input_tokens": 50,
+                    "output_tokens": 10,
+                    "total_tokens": 60,
+                    "input_tokens_details": {"cached_tokens": 0},
+                    "output_tokens_details": {"reasoning_tokens": 0},
+                },
+            }
+        )
+
+    async def models(request: Request) -> JSONResponse:
+        return JSONResponse({"object": "list", "data": []})
+
+    return Starlette(
+        routes=[
+            Route("/v1/responses", responses, methods=["POST"]),
+            Route("/v1/models", models),
+        ]
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer")
+
+
+async def bench(args: argparse.Namespace) -> dict[str, object]:
+    import orjson
+
+    from gateway import log
+    from gateway.assistant.runner import AssistantRunner
+    from gateway.config import Config
+    from gateway.rules.loader import RuleSet
+    from gateway.rules.model import Rule
+    from gateway.store import NewEvent, Store
+    from gateway.worker import Worker
+
+    log.configure("warning", json=False)
+    latency = args.latency
+
+    # The model runs in its own process, as a remote model would: in this process it would
+    # compete with the gateway for the GIL and add its own latency to every turn.
+    port = free_port()
+    # A long-lived child started once, not waited for here: Popen returns at once.
+    model_proc = subprocess.Popen(  # noqa: ASYNC220
+        [sys.executable, __file__, "--serve-model", str(port), "--latency", str(latency)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url + "/v1/models")
+    workdir = Path(tempfile.mkdtemp(prefix="bench-assistants-"))
+    print(f"store: {workdir / 'gateway.db'}", file=sys.stderr)
+    try:
+        config = Config.model_validate(
+            {
+                "store": f"sqlite:///{workdir / 'gateway.db'}",
+                "models": {
+                    "default": {
+                        "api": "responses",
+                        "base_url": f"{url}/v1",
+                        "model": "bench-model",
+                    }
+                },
+                "worker": {"concurrency": args.concurrency},
+            }
+        )
+        rule = Rule.model_validate(
+            {
+                "name": "bench",
+                "on": {"source": "bench", "event": "*"},
+                "assistant": {"prompt": "Event {{ event.id }}", "tools": ["log.record"]},
+            }
+        )
+        store = Store(config.store_url)
+        await store.open()
+        now = datetime.now(UTC)
+        await asyncio.gather(
+            *(
+                store.events.add(
+                    NewEvent("bench", "generic", "tick", f"d{n}", {}, orjson.dumps({"n": n}), now)
+                )
+                for n in range(args.runs)
+            )
+        )
+        worker = Worker(
+            store, RuleSet([rule]), config, executors={"assistant": AssistantRunner.factory(config)}
+        )
+        finished = asyncio.Event()
+        done = 0
+
+        def ended(_run_id: int, status: str) -> None:
+            nonlocal done
+            done += 1
+            if done == args.runs:
+                finished.set()
+
+        worker.on_run_end.append(ended)
+        samples: list[float] = []
+
+        async def sample() -> None:
+            while not finished.is_set():
+                samples.append(rss_mb())
+                await asyncio.sleep(0.25)
+
+        sampler = asyncio.create_task(sample())
+        started = time.perf_counter()
+        await worker.start()
+        await finished.wait()
+        elapsed = time.perf_counter() - started
+        await sampler
+        await worker.stop()
+        succeeded = await store.runs.count("succeeded")
+        await store.close()
+    finally:
+        model_proc.terminate()
+        model_proc.wait()
+
+    ideal = math.ceil(args.runs / args.concurrency) * 2 * latency
+    quarter = max(1, len(samples) // 4)
+    first = sum(samples[:quarter]) / quarter
+    last = sum(samples[-quarter:]) / quarter
+    return {
+        "runs": args.runs,
+        "succeeded": succeeded,
+        "latency_s": latency,
+        "concurrency": args.concurrency,
+        "elapsed_s": round(elapsed, 2),
+        "ideal_s": round(ideal, 2),
+        "ratio_to_ideal": round(elapsed / ideal, 3),
+        "rss_first_quarter_mb": round(first, 1),
+        "rss_last_quarter_mb": round(last, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def main() -> int:
+    ensure_venv()
+    sys.path.insert(0, str(REPO))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--serve-model", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_model:
+        import uvicorn
+
+        uvicorn.run(
+            model_app(args.latency),
+            port=args.serve_model,
+            log_level="warning",
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+        )
+        return 0
+    result = asyncio.run(bench(args))
+    print(
+        "| runs | concurrency | model latency | elapsed | ideal | ratio | RSS first/last quarter |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        f"| {result['runs']} | {result['concurrency']} | {result['latency_s']} s "
+        f"| {result['elapsed_s']} s | {result['ideal_s']} s | {result['ratio_to_ideal']}x "
+        f"| {result['rss_first_quarter_mb']} / {result['rss_last_quarter_mb']} MB |"
+    )
+    met = result["ratio_to_ideal"] <= 1.2  # type: ignore[operator]
+    print(f"target ratio <= 1.2: {'MET' if met else 'NOT MET'}; succeeded {result['succeeded']}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0 if result["succeeded"] == result["runs"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""The `gateway` command line: serve, check, send, look into the store and act on it.
+
+Commands that read the store open it directly from the config; no server needs to run.
+Each module below adds its commands to `app`; a module with a sub-app of its own (such as
+`gateway db`) is added in `SUBCOMMANDS`. To add commands, write a module and list it here.
+"""
+
+from __future__ import annotations
+
+from gateway.cli import check, operate, records, schedules, send, serve
+from gateway.cli.common import app
+from gateway.cli.db import db_app
+
+# The command modules, each registering its commands on `app` when imported.
+COMMANDS = (serve, check, records, operate, schedules, send)
+# Sub-apps: `gateway <name> ...`.
+SUBCOMMANDS = {"db": db_app}
+for name, sub_app in SUBCOMMANDS.items():
+    app.add_typer(sub_app, name=name)
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    app()

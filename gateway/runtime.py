@@ -1,0 +1,194 @@
+"""The running gateway: one object owning the store, worker, scheduler and notifier.
+
+`Gateway` is the composition root; `gateway.app` only builds routes over it, and the admin
+API, the dashboard and the CLI reach the gateway's parts through it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import structlog
+
+from gateway import tracing
+from gateway.assistant.runner import AssistantRunner
+from gateway.config import Config
+from gateway.errors import ConfigError
+from gateway.ingest.endpoint import IngestEndpoint
+from gateway.metrics import Metrics
+from gateway.rules.loader import RuleSet
+from gateway.ruleset import load_ruleset
+from gateway.runs.executor import ExecutorFactory
+from gateway.scheduler import Scheduler
+from gateway.store import Store
+from gateway.store.lock import WorkerLock
+from gateway.store.notify import Notifier
+from gateway.worker import Worker
+
+log = structlog.get_logger(__name__)
+# What a process may do; `gateway serve --role` picks some, all by default.
+ROLES = frozenset({"ingest", "worker", "scheduler"})
+
+
+class Gateway:
+    """The gateway for `config`: raises `ConfigError` (every problem) on a bad rule file.
+
+    `start(roles)` builds and starts the parts those roles need (a worker, a scheduler) and
+    opens the store; `stop()` stops them in the reverse order; `reload_rules()` swaps the
+    rules of every part together. Ingest (`self.ingest`) serves in every role.
+    """
+
+    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.rules = load_ruleset(config)
+        if config.tracing:
+            tracing.configure(config.tracing)
+        self.store = Store(config.store_url)
+        self.metrics = Metrics()
+        self.ingest = IngestEndpoint(config, self.store, self.metrics, clock)
+        self.roles: frozenset[str] | None = None
+        self.worker: Worker | None = None
+        self.scheduler: Scheduler | None = None
+        self.notifier: Notifier | None = None
+        self._lock: WorkerLock | None = None
+        self._reloads: set[asyncio.Task[None]] = set()
+
+    def _build(self, roles: frozenset[str]) -> None:
+        """The parts `roles` need, built once: a later start reuses them (same roles only)."""
+        if self.roles is not None:
+            if roles != self.roles:
+                raise ValueError(f"started before with roles {sorted(self.roles)}")
+            return
+        unknown = roles - ROLES
+        if unknown:
+            raise ValueError(f"unknown role(s) {sorted(unknown)}; use {sorted(ROLES)}")
+        self.roles = roles
+        store, config = self.store, self.config
+        # PostgreSQL: other replicas' workers wake on NOTIFY; SQLite: one worker per file.
+        if store.dialect.skip_locked:
+            self.notifier = Notifier(config.store_url)
+        if "worker" in roles:
+            notify = self.notifier.notify_soon if self.notifier is not None else None
+            # The executors of rule kinds beyond direct actions (the worker closes them).
+            executors: dict[str, ExecutorFactory] = {}
+            if config.models or any(r.assistant for r in self.rules.rules):
+                executors["assistant"] = AssistantRunner.factory(config)
+            self.worker = Worker(
+                store,
+                self.rules,
+                config,
+                executors=executors,
+                metrics=self.metrics,
+                notify=notify,
+            )
+            # New events wake the worker the moment they are committed.
+            store.events.on_commit(self.worker.notify_events)
+            self._lock = store.worker_lock()
+        if "scheduler" in roles:
+            # Also with no scheduled rule yet: a rule reload may bring one.
+            self.scheduler = Scheduler(store, self.rules.scheduled)
+        if self.notifier is not None:
+            store.events.on_commit(self.notifier.notify_soon)
+
+    async def start(self, roles: frozenset[str] = ROLES, *, migrate: bool = True) -> None:
+        """Open the store (migrating it unless `migrate` is false) and start the parts."""
+        self._build(roles)
+        if self._lock is not None:
+            self._lock.acquire()
+        try:
+            await self.store.open(migrate=migrate)
+        except BaseException:
+            if self._lock is not None:
+                self._lock.release()
+            raise
+        try:
+            if self.worker is not None:
+                await self.worker.start()
+                if self.notifier is not None:
+                    self.notifier.start(self.wake)
+            if self.scheduler is not None:
+                await self.scheduler.start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Stop what `start` started, the store last; a started part is always stopped."""
+        try:
+            if self.scheduler is not None:
+                await self.scheduler.stop()
+            if self.notifier is not None:
+                await self.notifier.stop()
+            if self.worker is not None:
+                await self.worker.stop()
+        finally:
+            await self.store.close()
+            if self._lock is not None:
+                self._lock.release()
+
+    def wake(self) -> None:
+        """Another replica stored events or queued runs (a NOTIFY): look for them now."""
+        if self.worker is not None:
+            self.worker.notify_events()
+            self.worker.notify_runs()
+
+    async def reload_rules(self) -> RuleSet:
+        """Re-read the rules through `load_ruleset`, the very check `gateway check` and start-up
+        run; only a rule set without any problem replaces the old one.
+
+        The gateway's rules, its worker's and its scheduler's are swapped together. Raises
+        `ConfigError` with every problem, leaving all three as they were.
+        """
+        try:
+            rules = load_ruleset(self.config)
+        except ConfigError as exc:
+            log.warning("rules.reload_refused", problems=exc.problems)
+            raise
+        self.rules = rules
+        if self.worker is not None:
+            self.worker.replace_rules(rules)
+        if self.scheduler is not None:
+            await self.scheduler.replace_rules(rules.scheduled)
+        log.info("rules.reloaded", rules=len(rules.rules))
+        return rules
+
+    async def _reload_on_signal(self) -> None:
+        """SIGHUP's reload: nobody waits for an answer, so the log says what happened."""
+        try:
+            await self.reload_rules()
+        except ConfigError:
+            pass  # refused and logged, the old rules kept
+        except Exception as exc:  # a signal handler has no caller to raise to
+            log.error("rules.reload_failed", error=str(exc))
+
+    def reload_on_hangup(self) -> Callable[[], None]:
+        """Make SIGHUP reload the rules (the loop's thread must be the main one); returns the
+        function that undoes it. Windows has no SIGHUP: there it does nothing."""
+        hangup = getattr(signal, "SIGHUP", None)
+        if hangup is None:
+            return lambda: None
+        loop = asyncio.get_running_loop()
+
+        def reload() -> None:
+            task = loop.create_task(self._reload_on_signal())
+            self._reloads.add(task)  # the loop keeps only a weak reference to a task
+            task.add_done_callback(self._reloads.discard)
+
+        loop.add_signal_handler(hangup, reload)
+
+        def unhook() -> None:
+            loop.remove_signal_handler(hangup)
+
+        return unhook
+
+    async def update_queue_metrics(self) -> None:
+        """Set the queue depth and age gauges from the store (for /metrics)."""
+        now = datetime.now(UTC)
+        for queue, (count, oldest) in (await self.store.runs.queue_stats()).items():
+            self.metrics.queue_depth.labels(queue).set(count)
+            age = (now - oldest).total_seconds() if oldest else 0.0
+            self.metrics.queue_age.labels(queue).set(max(0.0, age))
