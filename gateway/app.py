@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from gateway import __version__
+from gateway.agents.endpoint import McpEndpoint
 from gateway.api import api_routes
 from gateway.config import Config
 from gateway.retention.disk import Probe, free_bytes
@@ -47,6 +48,8 @@ def create_app(
     SIGHUP reloads the rules as the admin API does.
     """
     gateway = Gateway(config, clock=clock, disk_probe=disk_probe)
+    # The gateway's own MCP endpoint (`mcp_server:`), off unless configured.
+    agents = McpEndpoint(config.mcp_server, lambda: gateway) if config.mcp_server else None
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -55,8 +58,12 @@ def create_app(
         if reload_on_hangup:  # the serve process: SIGTERM drains before uvicorn stops it
             gateway.shutdown.install(asyncio.get_running_loop())
         try:
+            if agents is not None:
+                await agents.start()
             yield
         finally:
+            if agents is not None:
+                await agents.stop()
             if unhook is not None:
                 unhook()
             gateway.shutdown.uninstall()
@@ -96,6 +103,7 @@ def create_app(
             # The admin API and dashboard: present only when `admin_token` is configured.
             *api_routes(config),
             *ui_routes(config),
+            *(agents.routes() if agents is not None else []),
         ],
         lifespan=lifespan,
         # Every body but a webhook's (IngestEndpoint has `max_body_bytes`) is capped as it is read.

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from dotenv import load_dotenv
 from pydantic import (
@@ -24,6 +24,22 @@ from pydantic import (
 from gateway import plugins, yamlfile
 from gateway import problems as wording
 from gateway.errors import ConfigError
+from gateway.knowledge_config import (
+    COLLECTION_NAME as COLLECTION_NAME,
+)
+from gateway.knowledge_config import (
+    MAX_PASSAGES as MAX_PASSAGES,
+)
+from gateway.knowledge_config import (
+    KnowledgeCollection as KnowledgeCollection,
+)
+from gateway.knowledge_config import (
+    _collection_names,
+)
+from gateway.knowledge_config import (
+    knowledge_problems as knowledge_problems,
+)
+from gateway.mcp.settings import McpEndpointConfig, McpServerConfig, server_name_problem
 from gateway.nesting import READABLE_DEPTH
 from gateway.retention_config import RetentionConfig
 from gateway.retrying import RetryConfig, RetryPolicy, Seconds
@@ -99,90 +115,33 @@ class ServerConfig(BaseModel):
         return self
 
 
-# Passages one knowledge search returns at most (the tool's `k`, a rule's `context.k`).
-MAX_PASSAGES = 20
-# A collection's name is a key in the store and a word in the tool's arguments.
-COLLECTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")
+class Budget(BaseModel):
+    """`budget:` what a rule's assistant (or, at the top of gateway.yaml, all of them) may
+    spend on its model per day; `on_budget` says what a run that finds it reached does."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cost_per_day: float | None = Field(None, gt=0, description="USD, from the price table")
+    tokens_per_day: int | None = Field(None, ge=1)
+    # fail: the run ends `failed` ("budget reached"); defer: it waits for the next day.
+    on_budget: Literal["fail", "defer"] = "fail"
 
 
-class KnowledgeCollection(BaseModel):
-    """One entry of `knowledge:`: files (glob patterns, relative to the config's folder), how
-    they are split into passages, and the profile that embeds them, or hosted search
-    (docs/knowledge.md)."""
+class GlobalBudget(Budget):
+    """The top-level `budget:`, with the zone whose midnight starts a day (for every budget)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    timezone: str = "UTC"
 
-    paths: list[str] = Field(min_length=1, description="glob patterns, ** for any folders")
-    # A model profile under `models:` whose /v1/embeddings endpoint embeds the passages;
-    # none: lexical ranking only.
-    embeddings: str | None = None
-    # Upload the files to an OpenAI vector store and offer the hosted `file_search` tool.
-    hosted: bool = False
-    # The Responses profile under `models:` whose API holds the vector store (hosted only).
-    profile: str = "default"
-    # Characters per passage (at most), and how many the next passage repeats.
-    passage_chars: int = Field(1200, ge=200, le=20_000)
-    overlap_chars: int = Field(150, ge=0)
-    # Seconds between re-indexings while the gateway runs (it indexes once at start);
-    # none: only at start and by `gateway knowledge index`.
-    reindex_every: float | None = Field(None, ge=60)
-    # Files larger than this are skipped with a warning (a PDF of scans, a log dump).
-    max_file_bytes: int = Field(20 * 1024 * 1024, gt=0)
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-    @model_validator(mode="after")
-    def _overlap_within_passage(self) -> KnowledgeCollection:
-        if self.overlap_chars >= self.passage_chars // 2:
-            raise ValueError(
-                f"overlap_chars ({self.overlap_chars}) must be under half of passage_chars "
-                f"({self.passage_chars})"
-            )
-        return self
-
-
-def _collection_names(
-    collections: dict[str, KnowledgeCollection],
-) -> dict[str, KnowledgeCollection]:
-    """The `knowledge:` block's names checked (a validator of `Config.knowledge`)."""
-    for name in collections:
-        if not COLLECTION_NAME.fullmatch(name):
-            raise ValueError(f"collection name {name!r} may only use letters, digits, _ and -")
-    return collections
-
-
-def knowledge_problems(
-    collections: dict[str, KnowledgeCollection], models: dict[str, Any]
-) -> list[tuple[tuple[str, ...], str]]:
-    """Each collection whose `embeddings:` names no profile under `models:`, and each hosted
-    one whose `profile:` is missing or not on the Responses API, at that field."""
-    known = ", ".join(sorted(models)) or "none"
-    found: list[tuple[tuple[str, ...], str]] = [
-        (
-            ("knowledge", name, "embeddings"),
-            f"no profile named {c.embeddings!r} under `models:` (defined: {known})",
-        )
-        for name, c in collections.items()
-        if c.embeddings is not None and c.embeddings not in models
-    ]
-    for name, c in collections.items():
-        if not c.hosted:
-            continue
-        profile = models.get(c.profile)
-        if profile is None:
-            found.append(
-                (
-                    ("knowledge", name, "profile"),
-                    f"hosted: no profile named {c.profile!r} under `models:` (defined: {known})",
-                )
-            )
-        elif dict(profile).get("api", "responses") != "responses":
-            found.append(
-                (
-                    ("knowledge", name, "profile"),
-                    f"hosted: profile {c.profile!r} is not on the Responses API "
-                    "(file_search is a Responses tool)",
-                )
-            )
-    return found
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
 
 
 class Config(BaseModel):
@@ -201,6 +160,12 @@ class Config(BaseModel):
     handlers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # Retrieval collections (docs/knowledge.md), searched by the `knowledge.search` tool.
     knowledge: dict[str, KnowledgeCollection] = Field(default_factory=dict)
+    # MCP servers whose tools (`SERVER.TOOL`) rules may call: docs/mcp.md.
+    mcp: dict[str, McpServerConfig] = Field(default_factory=dict)
+    # The gateway's own `/mcp` endpoint for agents, with per-client tokens and scopes.
+    mcp_server: McpEndpointConfig | None = None
+    # What all assistants together may spend on models per day (a rule may have its own).
+    budget: GlobalBudget | None = None
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
     # SIGTERM: seconds calls in flight may take to finish (under Kubernetes' default 30 s).
@@ -312,6 +277,9 @@ def read(
     handlers = expanded.get("handlers")
     if isinstance(handlers, dict):
         problems += _check_handlers(handlers, doc)
+    for name in expanded.get("mcp") or {}:
+        if problem := server_name_problem(str(name), set(FAMILIES)):
+            problems.append(f"{doc.where(('mcp', name))}: mcp.{name}: {problem}")
     for at, message in knowledge_problems(config.knowledge, config.models):
         problems.append(f"{doc.where(at)}: {'.'.join(map(str, at))}: {message}")
     return config, wording.in_line_order(problems)

@@ -16,7 +16,8 @@
     ├── OutOfRange             an admin API path id no record can have (answered as not found)
     ├── ModelError             a model request failed (gateway.assistant.backends; `retryable`)
     ├── ToolError              a tool call failed (gateway.tools; `retryable`, `retry_after`)
-    │   └── PermanentToolError the remote refused for good
+    │   ├── PermanentToolError the remote refused for good
+    │   └── ServerUnreachable  an MCP server could not be reached: nothing was sent
     ├── TemplateError          a rule template failed to compile or evaluate
     ├── UnknownSchedule        no enabled scheduled rule has this name (the scheduler)
     ├── NotFound               an operator named a record that is not there (`kind`, `id`)
@@ -279,3 +280,11 @@ class EmbeddingError(KnowledgeError):
 
 class HostedError(KnowledgeError):
     """The Files or Vector Stores API failed (after the profile's retries)."""
+
+
+class ServerUnreachable(ToolError):
+    """An MCP server could not be reached: nothing was sent, so trying again is always safe."""
+
+    def __init__(self, server: str, detail: str) -> None:
+        self.server = server
+        super().__init__(f"MCP server {server!r} is unreachable (not sent): {detail}")

@@ -55,8 +55,8 @@ class Finding:
 
 
 def findings(config: Config) -> list[Finding]:
-    """Every source secret that is a published test secret or a placeholder, and an admin
-    token that is one of those or shorter than MIN_ADMIN_TOKEN_LENGTH."""
+    """Every source secret that is a published test secret or a placeholder, and an admin or
+    MCP client token that is one of those or shorter than MIN_ADMIN_TOKEN_LENGTH."""
     found: list[Finding] = []
     for name, source in config.sources.items():
         held = [("secret", source.secret)] + [
@@ -65,17 +65,25 @@ def findings(config: Config) -> list[Finding]:
         for field, value in held:
             if value and (problem := _known(value)):
                 found.append(Finding(f"sources.{name}.{field}", problem))
-    token = config.admin_token
-    if token:
-        problem = _known(token)
-        if problem is None and len(token) < MIN_ADMIN_TOKEN_LENGTH:
-            problem = (
-                f"shorter than {MIN_ADMIN_TOKEN_LENGTH} characters "
-                "(make one with `openssl rand -hex 24`)"
-            )
-        if problem is not None:
-            found.append(Finding("admin_token", problem))
+    tokens = [("admin_token", config.admin_token)]
+    if config.mcp_server is not None:
+        clients = config.mcp_server.clients.items()
+        tokens += [(f"mcp_server.clients.{name}.token", c.token) for name, c in clients]
+    for field, token in tokens:
+        if token and (problem := _weak(token)):
+            found.append(Finding(field, problem))
     return found
+
+
+def _weak(token: str) -> str | None:
+    """Why a bearer token (the admin API's, an MCP client's) is weak, or None."""
+    problem = _known(token)
+    if problem is None and len(token) < MIN_ADMIN_TOKEN_LENGTH:
+        problem = (
+            f"shorter than {MIN_ADMIN_TOKEN_LENGTH} characters "
+            "(make one with `openssl rand -hex 24`)"
+        )
+    return problem
 
 
 def refused(config: Config, host: str, *, insecure: bool) -> list[Finding]:

@@ -83,6 +83,12 @@ class Metrics:
             ["downstream"],
             registry=self.registry,
         )
+        self.budget_reached = Counter(
+            "gateway_budget_reached_total",
+            "Assistant runs stopped by a daily budget before a model turn (alert on it)",
+            ["rule", "scope"],
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "gateway_queue_depth",
             "Work waiting: pending events, pending runs, runs awaiting approval, runs waiting "

@@ -58,6 +58,7 @@ def _read(config: Config) -> tuple[RuleSet | None, list[str], list[str]]:
         rules = read_rules(
             config.rules_dir,
             checks=[schedule_problems, assistant_rule, source_check(config)],
+            foreign=set(config.mcp),
         )
     except ConfigError as exc:
         return None, in_config, exc.problems

@@ -24,6 +24,7 @@ import structlog
 from gateway import tracing
 from gateway.config import Config
 from gateway.knowledge.settings import handlers_with_knowledge
+from gateway.mcp.catalogue import Catalogue
 from gateway.metrics import Metrics
 from gateway.retrying import RetryOverride
 from gateway.rules.loader import RuleSet
@@ -75,7 +76,8 @@ class Worker:
         self.metrics = metrics or Metrics()
         self.rules = rules
         self.config = config
-        self.tools = tools if tools is not None else TOOLS
+        # Built-in tools, and the tools of the MCP servers under `mcp:` once listed.
+        self.tools = Catalogue(tools if tools is not None else TOOLS, config.mcp)
         # The families' settings and the clients their calls share, closed by `stop`.
         self.toolbox = Toolbox(handlers_with_knowledge(config), self.tools)
         # Shutting down: runs in flight finish their calls, start no new one (`hand_over`).
@@ -124,8 +126,7 @@ class Worker:
         self.on_run_end = self.outcomes.on_run_end
 
     def _rule_retry(self, name: str) -> RetryOverride | None:
-        rule = self.rules.by_name.get(name)
-        return rule.retry if rule is not None else None
+        return getattr(self.rules.by_name.get(name), "retry", None)
 
     def replace_rules(self, rules: RuleSet) -> None:
         """Route by `rules` from now on (a reload); runs already planned keep their rule's name."""
@@ -388,6 +389,8 @@ class Worker:
                 return
             # A resumed run's journal, read once: its executor rebuilds from it and resumes.
             journal = [] if run.fresh else await self.store.steps.of_run(run.id)
+            if not await self.outcomes.prepared(run, self.tools.prepare(rule.tools)):
+                return
             await executor.execute(run, rule, event, scope, journal)
         finally:
             log.debug("run.executed", ms=round((time.perf_counter() - started) * 1000, 2))

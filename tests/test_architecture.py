@@ -83,7 +83,8 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         " tracing",
         "issue_keys",
         "tools",  # typed tool functions and their registry
-        "retention_config retrying config server",
+        # settings; mcp: the MCP servers whose tools rules call
+        "retention_config retrying knowledge_config config server mcp",
         "store",
         "rules ingest handlers insecure retention",
         "scheduler",
@@ -91,7 +92,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "worker",
         "ruleset runtime",  # the composition root: every part, built and started
         "operations",  # what an operator does, on the runtime's parts
-        "api ui cli app testing runview startup terminal",  # the edges
+        "api ui cli app testing runview startup terminal agents",  # the edges (agents: /mcp)
     )
 )
 # Edges that break the layers, each with the issue that removes it (none since issue 14).

@@ -72,6 +72,8 @@ def checks(config: Config) -> tuple[list[str], RuleCheck]:
                 )
             )
         for tool, limits in rule.assistant.policy.items():
+            if tool.partition(".")[0] in config.mcp:
+                continue  # an MCP tool's arguments are known live (`gateway check`)
             found += [
                 (("assistant", "policy", tool), problem)
                 for problem in validate_policy({tool: limits}, TOOLS)

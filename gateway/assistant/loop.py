@@ -16,6 +16,7 @@ import structlog
 from pydantic import ValidationError
 
 from gateway import tracing
+from gateway.assistant import budget
 from gateway.assistant import policy as policies
 from gateway.assistant.backends import ModelError, Turn
 from gateway.assistant.items import (
@@ -29,6 +30,7 @@ from gateway.assistant.items import (
 )
 from gateway.assistant.models import ModelProfile, cost
 from gateway.errors import ConfigError, GatewayError
+from gateway.mcp.catalogue import expand
 from gateway.rules import templates
 from gateway.rules.model import Rule
 from gateway.rules.templates import TemplateError
@@ -52,7 +54,7 @@ class Conversation:
     ) -> None:
         assert rule.assistant is not None
         self.runner = runner
-        services = runner.services
+        services = self.services = runner.services
         self.store = services.store
         self.journal = services.journal
         self.outcomes = services.outcomes
@@ -62,7 +64,8 @@ class Conversation:
         self.rule = rule
         self.spec = rule.assistant
         self.scope = scope
-        self.allowed = {name: runner.tools[name] for name in self.spec.tools}
+        names = expand(self.spec.tools, runner.tools)  # `SERVER.*` of an MCP server
+        self.allowed = {name: runner.tools[name] for name in names}
         # Steps made but not yet journaled (the prompt, until the first turn is stored).
         self.unsaved: list[tuple[int, dict[str, Any]]] = []
         self.definitions = [services.toolbox.definition(tool) for tool in self.allowed.values()]
@@ -153,6 +156,8 @@ class Conversation:
             limit = self._over_limit(turns, tokens, spent, invalid)
             if limit:
                 await self._stop(RunStatus.FAILED, f"limit reached: {limit}")
+                return
+            if await budget.enforce(self.runner.budgets, self.services, run, self.rule, self._stop):
                 return
             turn = await self._turn(instructions, history + own, position, own)
             if turn is None:

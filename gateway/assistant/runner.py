@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.assistant.backends import Backend, make_backend
+from gateway.assistant.budget import Budgets
 from gateway.assistant.loop import Conversation
 from gateway.assistant.models import ModelProfile, load_profiles
 from gateway.config import Config
@@ -32,6 +33,7 @@ class AssistantRunner:
         tools: dict[str, Tool] | None = None,
     ) -> None:
         self.profiles = load_profiles(config.models)
+        self.budgets = Budgets(config)  # checked before every model turn
         self.services = services
         self.tools = tools if tools is not None else services.tools
         self._make = make

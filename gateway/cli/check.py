@@ -15,7 +15,11 @@ from gateway.cli.common import (
     load_config,
     print_json,
     problems,
+    run,
 )
+from gateway.config import Config
+from gateway.errors import ConfigError
+from gateway.rules.loader import RuleSet
 
 
 @app.command()
@@ -46,6 +50,7 @@ def check(config: ConfigOption = None) -> None:
         err.print(f"[yellow]warning:[/yellow] {finding}", highlight=False, soft_wrap=True)
     for warning in knowledge_warnings(cfg):
         err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+    _compare_mcp(cfg, checked.rules)
     console.print(
         f"[green]ok[/green]: {len(cfg.sources)} source(s), {len(checked.rules.rules)} rule(s) "
         f"from {cfg.rules_dir}, store {shown_url(cfg.store)}",
@@ -56,16 +61,33 @@ def check(config: ConfigOption = None) -> None:
         console.print(line, highlight=False, soft_wrap=True)
 
 
+def _compare_mcp(cfg: Config, rules: RuleSet) -> None:
+    """The MCP tools the rules name, against what the servers list now (docs/mcp.md)."""
+    from gateway.cli.mcp_check import compare
+
+    found, warnings = run(lambda: compare(cfg, rules))
+    for warning in warnings:
+        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+    if found:
+        problems(ConfigError(found), "against the MCP servers")
+        raise typer.Exit(1)
+
+
 @app.command()
 def tools(
     config: ConfigOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the definitions as JSON")] = False,
 ) -> None:
     """The tool catalogue: every tool a rule or an assistant may call, with its schema."""
+    from gateway.cli.mcp_check import catalogue_entries
     from gateway.knowledge.settings import handlers_with_knowledge
     from gateway.tools import TOOLS, Toolbox
 
-    toolbox = Toolbox(handlers_with_knowledge(load_config(config)))
+    cfg = load_config(config)
+    toolbox = Toolbox(handlers_with_knowledge(cfg))
+    served, warnings = run(lambda: catalogue_entries(cfg))
+    for warning in warnings:
+        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
     definitions = [
         {
             "tool": name,
@@ -74,7 +96,7 @@ def tools(
             **toolbox.definition(tool),
         }
         for name, tool in sorted(TOOLS.items())
-    ]
+    ] + served
     if as_json:
         print_json(definitions)
         return

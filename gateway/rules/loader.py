@@ -6,7 +6,7 @@ Checks what pydantic cannot: unique names, known tools, argument names, template
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,9 +47,12 @@ class RuleSet:
         return [r for r in self.rules if r.enabled and r.schedule is not None]
 
 
-def load(directory: Path, checks: Sequence[RuleCheck] = ()) -> RuleSet:
+def load(
+    directory: Path, checks: Sequence[RuleCheck] = (), foreign: Collection[str] = ()
+) -> RuleSet:
     """Every `*.yaml`/`*.yml` file in `directory` (sorted), each rule also put through `checks`;
-    `ConfigError` lists all problems."""
+    `ConfigError` lists all problems. `foreign` names the MCP servers, whose tools
+    (`SERVER.TOOL`, `SERVER.*`) are only known live: `gateway check` compares those."""
     problems: list[str] = []
     rules: list[Rule] = []
     files: dict[str, Path] = {}
@@ -69,7 +72,7 @@ def load(directory: Path, checks: Sequence[RuleCheck] = ()) -> RuleSet:
             problems.append(f"{doc.where(())}: a rule file is a list of rules (`- name: ...`)")
             continue
         for index, raw in enumerate(doc.data):
-            rule = _parse(doc, index, raw, checks, problems)
+            rule = _parse(doc, index, raw, checks, problems, foreign)
             if rule is None:
                 continue
             if rule.name in files:
@@ -91,6 +94,7 @@ def _parse(
     raw: Any,
     checks: Sequence[RuleCheck],
     problems: list[str],
+    foreign: Collection[str] = (),
 ) -> Rule | None:
     name = raw.get("name", f"#{index + 1}") if isinstance(raw, dict) else f"#{index + 1}"
     before = len(problems)
@@ -107,7 +111,7 @@ def _parse(
     rule = valid or wording.partial(Rule, raw)
     if rule is None:
         return None
-    found = _semantic_problems(rule)
+    found = _semantic_problems(rule, foreign)
     for check in checks:
         found += check(rule)
     for at, message in found:
@@ -117,8 +121,11 @@ def _parse(
     return valid if len(problems) == before else None
 
 
-def _semantic_problems(rule: Rule) -> list[Problem]:
+def _semantic_problems(rule: Rule, foreign: Collection[str] = ()) -> list[Problem]:
     found: list[Problem] = []
+
+    def served(name: str) -> bool:
+        return name.partition(".")[0] in foreign and "." in name
 
     def template(at: tuple[str | int, ...], value: Any) -> None:
         if isinstance(value, str):
@@ -137,6 +144,9 @@ def _semantic_problems(rule: Rule) -> list[Problem]:
             found.append(((key,), error))
     for position, action in enumerate(rule.actions):
         at: tuple[str | int, ...] = ("actions", position)
+        if served(action.tool) and not action.tool.endswith(".*"):
+            template((*at, action.tool), action.arguments)
+            continue
         tool = TOOLS.get(action.tool)
         if tool is None:
             found.append(((*at, action.tool), _unknown_tool(action.tool)))
@@ -170,10 +180,13 @@ def _semantic_problems(rule: Rule) -> list[Problem]:
         for key in ("prompt", "instructions", "thread"):
             template(("assistant", key), getattr(rule.assistant, key))
         for i, name in enumerate(rule.assistant.tools):
-            if name not in TOOLS:
+            if name not in TOOLS and not served(name):
                 found.append((("assistant", "tools", i), _unknown_tool(name)))
         for name in rule.assistant.policy:
-            if name not in rule.assistant.tools:
+            wildcard = name.partition(".")[0] + ".*"
+            if name not in rule.assistant.tools and not (
+                served(name) and wildcard in rule.assistant.tools
+            ):
                 found.append(
                     (
                         ("assistant", "policy", name),

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from gateway.config import MAX_PASSAGES
+from gateway.config import MAX_PASSAGES, Budget
 from gateway.retrying import RetryOverride
 
 
@@ -139,6 +139,7 @@ class Rule(BaseModel):
     enabled: bool = True
     # Over the `retry:` policy of gateway.yaml (and its per-tool overrides) for this rule's runs.
     retry: RetryOverride | None = None
+    budget: Budget | None = None
 
     @field_validator("when", "order_by", mode="before")
     @classmethod
@@ -154,6 +155,11 @@ class Rule(BaseModel):
         if self.actions and self.assistant is not None:
             raise ValueError("a rule has `actions` or an `assistant`, not both")
         return self
+
+    @property
+    def tools(self) -> list[str]:
+        """The tool names a run may call: its assistant's allowlist, or its actions'."""
+        return list(self.assistant.tools) if self.assistant else [a.tool for a in self.actions]
 
     @property
     def kind(self) -> Literal["actions", "assistant"]:

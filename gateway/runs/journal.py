@@ -162,7 +162,9 @@ class Journal:
         run, position, tool, arguments = call.run, call.position, call.tool, call.arguments
         try:
             result = None
-            if call.step is not None and tool.side_effects and tool.recover_function is not None:
+            # An approved step was never tried: its outcome is not unknown, nothing to recover.
+            tried = call.step is not None and call.step.status != StepStatus.APPROVED
+            if tried and tool.side_effects and tool.recover_function is not None:
                 result = await tool.recover_function(call.context, arguments)
                 if result is not None:
                     log.info("step.recovered", tool=tool.name, key=call.key)

@@ -5,11 +5,12 @@ Executors and the journal are given an `Outcomes`; none of them knows the worker
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import structlog
 
+from gateway.errors import ToolError
 from gateway.metrics import Metrics
 from gateway.runs.retry import GiveUp, RetryPolicy
 from gateway.store import Run, Store
@@ -39,6 +40,19 @@ class Outcomes:
         self.files: dict[int, dict[str, bytes]] = {}
         # Callbacks told about each run that ends (metrics, tests, benches).
         self.on_run_end: list[Callable[[int, str], None]] = []
+
+    async def prepared(self, run: Run, preparing: Awaitable[None]) -> bool:
+        """Await what a run needs before it starts (the MCP servers its rule names listed,
+        docs/mcp.md); if that fails, retry the run later or fail it, and say False."""
+        try:
+            await preparing
+        except ToolError as exc:
+            if exc.retryable:
+                await self.retry_or_dead(run, str(exc), exc.retry_after)
+            else:
+                await self.end(run, RunStatus.FAILED, str(exc))
+            return False
+        return True
 
     async def retry_or_dead(
         self, run: Run, error: str, retry_after: float | None, tool: str | None = None

@@ -19,6 +19,7 @@ from gateway.store.abc import (
     RunStore,
     ScheduleStore,
     SessionStore,
+    SpendingStore,
     StatsStore,
     StepStore,
     ThreadStore,
@@ -34,6 +35,7 @@ from gateway.store.retention import Retention
 from gateway.store.runs import Runs
 from gateway.store.schedules import Schedules
 from gateway.store.sessions import Sessions
+from gateway.store.spending import Spending
 from gateway.store.stats import Stats
 from gateway.store.status import EventStatus, RunStatus, StepStatus
 from gateway.store.steps import Steps
@@ -71,6 +73,7 @@ class Store:
     knowledge: KnowledgeStore
     retention: RetentionStore
     stats: StatsStore
+    spending: SpendingStore
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -88,6 +91,7 @@ class Store:
         self.knowledge = Knowledge(*on)
         self.retention = Retention(*on)
         self.stats = Stats(*on)
+        self.spending = Spending(*on)
 
     async def open(self, *, migrate: bool = True) -> None:
         """Bring the schema to the head revision (if `migrate`) and start the writers.

@@ -23,6 +23,7 @@ from gateway.store.records import (
     NewRun,
     Run,
     ScheduleState,
+    Spent,
     Step,
     Stored,
 )
@@ -303,3 +304,12 @@ class SessionStore(Protocol):
         ...
 
     async def revoked(self, nonce: str) -> bool: ...
+
+
+class SpendingStore(Protocol):
+    """What model turns cost, summed from the journal: the same total on every replica."""
+
+    async def spent(self, since: datetime, until: datetime, rule: str | None = None) -> Spent:
+        """Cost and tokens of the model turns started in [since, until), of `rule`'s runs
+        only if given."""
+        ...

@@ -299,3 +299,11 @@ class CollectionStats:
     passages: int
     embedded: int
     last_indexed: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Spent:
+    """What model turns cost in a window: USD (from the price table) and tokens."""
+
+    cost: float
+    tokens: int

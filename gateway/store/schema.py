@@ -189,6 +189,8 @@ steps = Table(
     UniqueConstraint("run_id", "position", name="uq_steps_run_position"),
     UniqueConstraint("idempotency_key", name="uq_steps_idempotency_key"),
     Index("ix_steps_status", "status"),
+    # Budgets sum today's model turns (gateway.store.spending).
+    Index("ix_steps_kind_started_at", "kind", "started_at"),
 )
 
 # Conversation memory of assistants, by rendered thread key: one row per item, in order.

@@ -15,12 +15,13 @@ from starlette.types import ASGIApp
 
 @contextmanager
 def serve_in_thread(
-    app: ASGIApp, *, lifespan: Literal["auto", "on", "off"] = "on"
+    app: ASGIApp, *, lifespan: Literal["auto", "on", "off"] = "on", port: int = 0
 ) -> Iterator[str]:
-    """Serve `app` on 127.0.0.1:<free port>; yields its base URL, stops it on exit."""
+    """Serve `app` on 127.0.0.1:<free port> (or `port`, to come back where a stopped server
+    was); yields its base URL, stops it on exit."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, lifespan=lifespan, log_level="warning", access_log=False)
     server = uvicorn.Server(config)

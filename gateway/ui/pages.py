@@ -23,6 +23,7 @@ from gateway.api.endpoints import Admin, rules_of, test_rules
 from gateway.api.inputs import RuleTest
 from gateway.api.models import Event, Run, dump
 from gateway.api.params import MAX_ID, InvalidInput, parse
+from gateway.assistant.budget import reached_today
 from gateway.assistant.models import dollars as money
 from gateway.errors import ConfigError
 from gateway.nesting import READABLE_DEPTH, deeper_than
@@ -123,8 +124,16 @@ class Pages:
 
     async def events(self, request: Request, session: Session) -> Response:
         context = await self._events(request)
+        # Not in the rows that refresh every 3 s: budgets are read once per page.
+        admin = Admin(gateway_of(request))
+        spent = await reached_today(admin.store, admin.config, admin.rules.rules)
         return self.render(
-            request, session, "events.html", request_query=request.url.query, **context
+            request,
+            session,
+            "events.html",
+            request_query=request.url.query,
+            budgets=spent,
+            **context,
         )
 
     async def event_rows(self, request: Request, session: Session) -> Response:
