@@ -66,14 +66,18 @@ def _read(config: Config) -> tuple[RuleSet | None, list[str], list[str]]:
 
 
 def source_check(config: Config) -> RuleCheck:
-    """A rule's `on.source`, when it is a plain name, must be a source of the config: a typo
-    would make a rule that never runs. A glob (`*`, `shop-*`) may match none."""
+    """A rule's `on.source`, when it is a plain name close to a configured source's but not one
+    (`shpo` beside `shop`), is a typo that would make a rule that never runs. A name unlike
+    every configured one is allowed: a shared rule set may hold rules for sources this
+    deployment does not receive. A glob (`*`, `shop-*`) may match none."""
 
     def check(rule: Rule) -> list[Problem]:
         source = rule.trigger.source if rule.trigger is not None else "*"
         if not config.sources or any(c in source for c in "*?[") or source in config.sources:
             return []
         hint = wording.did_you_mean(source, config.sources)
+        if not hint:
+            return []
         known = ", ".join(sorted(config.sources))
         return [(("on", "source"), f"no source named {source!r}{hint} (defined: {known})")]
 

@@ -242,3 +242,20 @@ def test_problems_of_one_check_are_in_line_order(one_pass: tuple[int, list[str],
 
     assert found == sorted(found, key=lambda f: (f[0] != str(directory / "gateway.yaml"), f))
     assert len(found) == len(ONE_PASS)
+
+
+def test_a_rule_for_a_source_unlike_every_configured_one_is_allowed(tmp_path: Path) -> None:
+    """A shared rule set may hold rules for sources this deployment does not receive (deploy/'s
+    configs serve the shipped rules with three sources): only a near miss is a typo."""
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "ci.yaml").write_text(
+        "- name: gitlab-failed\n  on: {source: gitlab}\n  actions:\n"
+        "    - log.record: {message: failed}\n"
+    )
+    (tmp_path / "gateway.yaml").write_text(
+        "store: sqlite:///gateway.db\nrules: rules\n"
+        "sources:\n  shop: {provider: shopify, secret: x}\n"
+    )
+    result = CliRunner().invoke(app, ["check", "--config", str(tmp_path / "gateway.yaml")])
+
+    assert result.exit_code == 0, result.output
