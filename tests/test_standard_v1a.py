@@ -189,3 +189,12 @@ def test_gateway_send_signs_with_whsk_and_the_gateway_verifies_with_whpk(tmp_pat
     assert sent[0] == 0 and '"duplicate":false' in sent[1]
     assert again[0] == 0  # a fresh message id each send: a new event, verified again
     assert refused[0] == 1 and "whsk_" in refused[1]
+
+
+@pytest.mark.parametrize("token", [WHPK, WHSK])
+def test_gitlab_signing_token_stays_an_hmac_secret(token: str) -> None:
+    # GitLab signs v1 (HMAC) only: an Ed25519 key there is a mistake, said by `gateway check`.
+    problems = PROVIDERS["gitlab"].check(
+        SourceConfig.model_validate({"provider": "gitlab", "signing_token": token})
+    )
+    assert problems == ["signing_token must be base64, optionally after `whsec_`"]
