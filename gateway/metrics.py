@@ -32,6 +32,12 @@ class Metrics:
             ["source"],
             registry=self.registry,
         )
+        self.stale_retries = Counter(
+            "gateway_webhook_stale_retries",
+            "Events stored from a retry that came later than the provider's stale_after",
+            ["source"],
+            registry=self.registry,
+        )
         self.ingest_seconds = Histogram(
             "gateway_ingest_seconds",
             "Time from first body byte to the answer, for stored events",

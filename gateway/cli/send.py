@@ -37,6 +37,7 @@ def send(
     """Sign a payload as the source's provider would (fresh timestamp) and post it."""
     import httpx2
 
+    from gateway.errors import ConfigError
     from gateway.ingest.provider import PROVIDERS
     from gateway.insecure import shown_url
 
@@ -61,7 +62,11 @@ def send(
         except NoNewDelivery as exc:
             err.print(f"[red]error:[/red] {exc}", highlight=False)
             raise typer.Exit(1) from None
-    sent = merge_headers(sent, provider.sign(body, sent, time.time()))
+    try:
+        sent = merge_headers(sent, provider.sign(body, sent, time.time()))
+    except ConfigError as exc:  # e.g. a source that holds only public keys cannot sign
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
     sent.setdefault("Content-Type", "application/json")
     target = url or f"http://{cfg.host}:{cfg.port}/hooks/{source}"
     try:

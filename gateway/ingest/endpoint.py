@@ -149,6 +149,10 @@ class IngestEndpoint:
             )
             return 200, {"id": stored.id, "duplicate": True}
         log.debug("ingest.stored", source=name, event_id=stored.id, type=stored.event.type)
+        late = provider.late_by(headers, self.clock())
+        if late is not None:  # stored all the same: only flagged, for the operator to see
+            self.metrics.stale_retries.labels(name).inc()
+            log.warning("ingest.stale_retry", source=name, event_id=stored.id, late_by=round(late))
         return 202, {"id": stored.id, "duplicate": False}
 
     async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes:

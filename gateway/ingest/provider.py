@@ -92,6 +92,11 @@ class Provider:
         it may come from an unsigned header. Defaults to the dedup key."""
         return self.dedup_key(headers, payload, body)
 
+    def late_by(self, headers: Headers, now: float) -> float | None:
+        """Seconds since the sender first tried this event, when it arrives later than the
+        provider counts as a normal retry (a stale retry, flagged); None otherwise."""
+        return None
+
     def challenge(self, payload: Any) -> dict[str, Any] | None:
         """A handshake answer (Slack `url_verification`) instead of storing; None for events."""
         return None

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from gateway.config import SourceConfig
 from gateway.ingest.provider import Headers, Provider, match_any, require
 from gateway.ingest.providers.standard import (
+    asymmetric,
     is_key,
     sign_headers,
     signed_message_id,
@@ -37,7 +38,10 @@ class GitLab(Provider):
         signing_token = (source.model_extra or {}).get("signing_token")
         if not source.all_secrets and not signing_token:
             problems.append("provider gitlab needs `secret` or `secrets`, or a `signing_token`")
-        if isinstance(signing_token, str) and not is_key(signing_token):
+        # GitLab signs `v1` (HMAC) only: a `whpk_`/`whsk_` Ed25519 key is no signing token.
+        if isinstance(signing_token, str) and (
+            asymmetric(signing_token) or not is_key(signing_token)
+        ):
             problems.append("signing_token must be base64, optionally after `whsec_`")
         return problems
 
