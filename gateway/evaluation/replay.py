@@ -1,0 +1,136 @@
+"""The replay: selected live events copied into a separate eval store and run there by the
+worker itself, every candidate rule in shadow mode. The live store is only read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from gateway.assistant.runner import AssistantRunner
+from gateway.config import Config
+from gateway.evaluation.report import EvalReport, compare
+from gateway.rules.loader import RuleSet
+from gateway.ruleset import load_ruleset
+from gateway.runs.executor import ExecutorFactory
+from gateway.store import Event, NewEvent, Run, Store
+from gateway.store.status import FINISHED, EventStatus, RunStatus
+from gateway.worker import Worker
+
+# A replayed run has ended for the eval once it is finished or would wait for an operator:
+# the eval records "would ask for approval" and never waits.
+SETTLED_RUNS = (*FINISHED, RunStatus.AWAITING_APPROVAL)
+# Most events one eval replays (`--last`): a bound on the model calls it may make.
+MAX_EVENTS = 1000
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which stored events to replay: the newest `last`, received since `since`, and (with
+    `rule`) only those the live rule `rule` ran for."""
+
+    last: int = 50
+    since: datetime | None = None
+    rule: str | None = None
+
+
+async def select_events(store: Store, selection: Selection) -> list[Event]:
+    """The live events to replay, oldest first."""
+    if not 0 < selection.last <= MAX_EVENTS:
+        raise ValueError(f"--last must be between 1 and {MAX_EVENTS}")
+    if selection.rule is None:
+        events = await store.events.find(limit=selection.last, since=selection.since)
+    else:
+        runs = await store.runs.find(rule=selection.rule, since=selection.since, limit=MAX_EVENTS)
+        ids = sorted({run.event_id for run in runs}, reverse=True)[: selection.last]
+        events = await store.events.by_ids(ids)
+    return sorted(events, key=lambda event: event.id)
+
+
+def candidate_rules(config: Config, rules_dir: Path) -> tuple[Config, RuleSet]:
+    """The candidate rules, checked as `gateway check` would, every one in shadow mode."""
+    candidate = config.model_copy(update={"rules": str(rules_dir.resolve())})
+    rules = load_ruleset(candidate)
+    shadowed = [rule.model_copy(update={"mode": "shadow"}) for rule in rules.rules]
+    return candidate, RuleSet(rules=shadowed, files=rules.files)
+
+
+async def evaluate(
+    config: Config,
+    live: Store,
+    rules_dir: Path,
+    eval_url: str,
+    selection: Selection,
+    *,
+    wait: float = 300.0,
+) -> EvalReport:
+    """Replay the selected events with the rules of `rules_dir` into the store at `eval_url`
+    (created if new) and compare, waiting at most `wait` seconds for the replayed runs to
+    settle (a run still open then is reported as it stands).
+
+    Raises ConfigError if the candidate rules have problems.
+    """
+    candidate, rules = candidate_rules(config, rules_dir)
+    events = await select_events(live, selection)
+    store = Store(eval_url)
+    await store.open(migrate=True)
+    try:
+        copies = await _replay(store, candidate, rules, events, wait)
+        candidate_runs = {live_id: await _runs(store, copy) for live_id, copy in copies.items()}
+        live_runs = {event.id: await _runs(live, event.id) for event in events}
+        return await compare(events, live, live_runs, store, candidate_runs, rules)
+    finally:
+        await store.close()
+
+
+async def _replay(
+    store: Store, config: Config, rules: RuleSet, events: list[Event], wait: float
+) -> dict[int, int]:
+    """Each live event's id → its copy's id in the eval store, once the worker has settled
+    every run the copies started (or `wait` seconds have passed)."""
+    executors: dict[str, ExecutorFactory] = {}
+    if any(rule.assistant for rule in rules.rules):
+        executors["assistant"] = AssistantRunner.factory(config)
+    worker = Worker(store, rules, config, executors=executors)
+    store.events.on_commit(worker.notify_events)
+    await worker.start()
+    try:
+        copies: dict[int, int] = {}
+        # A new key per replay: the same event can be evaluated again in the same store.
+        tag = f"eval-{time.time_ns()}"
+        for event in events:
+            stored = await store.events.add(
+                NewEvent(
+                    source=event.source,
+                    provider=event.provider,
+                    type=event.type,
+                    delivery_id=event.delivery_id,
+                    headers=event.headers,
+                    body=event.body,
+                    received_at=event.received_at,
+                    dedup_key=f"{tag}:{event.id}",
+                )
+            )
+            copies[event.id] = stored.id
+        await _settled(store, list(copies.values()), wait)
+        return copies
+    finally:
+        await worker.stop()
+
+
+async def _settled(store: Store, event_ids: list[int], wait: float) -> None:
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        events = await store.events.by_ids(event_ids)
+        if all(event.status != EventStatus.PENDING for event in events):
+            runs = [run for event_id in event_ids for run in await _runs(store, event_id)]
+            if all(run.status in SETTLED_RUNS for run in runs):
+                return
+        await asyncio.sleep(0.05)
+
+
+async def _runs(store: Store, event_id: int) -> list[Run]:
+    return await store.runs.find(event_id=event_id, limit=100, oldest_first=True)
