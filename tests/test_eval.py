@@ -1,0 +1,169 @@
+"""`gateway eval`: stored events replayed through candidate rules on loopback; the report
+names exactly the events whose proposed calls changed, and no side effect leaves the eval."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gateway.cli import app
+from gateway.testing.fake_jira import FakeJira
+from gateway.testing.fake_llm import ScriptedModel, answer, call
+from gateway.testing.server import serve_in_thread
+from gateway.testing.smtp import SmtpServer
+from tests.fixtures import requires_fixtures
+from tests.live import live_gateway
+
+pytestmark = requires_fixtures
+
+LIVE = """
+- name: file-order
+  on: {source: shop, event: orders/create}
+  actions:
+    - jira.create_issue: {project: OPS, summary: "Order {{ payload.name }}"}
+    - email.send: {to: [sales@example.com], subject: "Order {{ payload.name }}", text: "new"}
+"""
+# The candidate files big orders only, and with a new summary for the very big ones.
+CANDIDATE = """
+- name: file-order
+  on: {source: shop, event: orders/create}
+  actions:
+    - jira.create_issue:
+        project: OPS
+        summary: "{{ 'Big' if payload.total_price | float > 900 else 'Order' }} {{ payload.name }}"
+      when: "{{ payload.total_price | float > 100 }}"
+    - email.send: {to: [sales@example.com], subject: "Order {{ payload.name }}", text: "new"}
+"""
+
+
+@pytest.fixture
+def jira() -> Iterator[tuple[FakeJira, str]]:
+    fake = FakeJira(projects=("OPS",))
+    with serve_in_thread(fake) as url:
+        yield fake, url
+
+
+def eval_cli(tmp_path: Path, candidate: str, *args: str) -> tuple[int, str, dict[str, object]]:
+    folder = tmp_path / "candidate"
+    folder.mkdir(exist_ok=True)
+    (folder / "rules.yaml").write_text(candidate)
+    out = tmp_path / "report.json"
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--config",
+            str(tmp_path / "gateway.yaml"),
+            "--rules",
+            str(folder),
+            "--out",
+            str(out),
+            *args,
+        ],
+    )
+    report = json.loads(out.read_text()) if out.exists() else {}
+    return result.exit_code, result.output, report
+
+
+def test_eval_reports_exactly_the_events_whose_calls_changed_and_calls_nothing(
+    tmp_path: Path, jira: tuple[FakeJira, str]
+) -> None:
+    fake, url = jira
+    prices = [50.0 + 50 * i for i in range(20)]  # 50 .. 1000: 2 small, 2 very big
+    with SmtpServer() as smtp:
+        handlers = {"jira": {"server": url, "user": "u", "password": "p"}, "email": smtp.settings()}
+        with live_gateway(tmp_path, LIVE, handlers=handlers) as gw:
+            for i, price in enumerate(prices):
+                gw.post_order(f"e{i}", name=f"#{i}", total_price=f"{price:.2f}")
+            gw.finished_runs(20)
+        issues, mails = len(fake.issues), len(smtp.messages)
+        assert (issues, mails) == (20, 20)
+
+        code, output, report = eval_cli(tmp_path, CANDIDATE, "--last", "20")
+
+        assert (len(fake.issues), len(smtp.messages)) == (issues, mails)  # nothing reached them
+    assert code == 0, output
+    events = report["events"]
+    assert isinstance(events, list) and len(events) == 20
+    changed = {e["event_id"] for e in events if e["changed"]}
+    small_or_big = {i + 1 for i, price in enumerate(prices) if price <= 100 or price > 900}
+    assert changed == small_or_big
+    first = next(e for e in events if e["event_id"] == 1)
+    assert [c["tool"] for c in first["live"]["calls"]] == ["jira.create_issue", "email.send"]
+    assert [(c["tool"], c["status"]) for c in first["candidate"]["calls"]] == [
+        ("email.send", "shadowed")
+    ]
+    assert "-jira.create_issue" in "\n".join(first["diff"])
+    assert report["totals"]["changed"] == len(small_or_big)
+
+
+LIVE_ISSUE = """
+- name: file-order
+  on: {source: shop, event: orders/create}
+  actions:
+    - jira.create_issue: {project: OPS, summary: "Order {{ payload.name }}"}
+"""
+EXPECTING = """
+- name: triage
+  on: {source: shop, event: orders/create}
+  assistant:
+    prompt: "Order {{ payload.name }}"
+    tools: [jira.search, jira.create_issue]
+    policy:
+      jira.create_issue: {approve: true}
+  expect:
+    calls: [{tool: jira.create_issue, args: {project: OPS}}]
+    no_calls: [email.send]
+    answer_matches: "^Filed"
+"""
+CREATE = {
+    "project": "OPS",
+    "summary": "Order",
+    "description": None,
+    "issue_type": None,
+    "labels": None,
+}
+
+
+def test_an_expectation_failure_exits_non_zero_naming_the_event_and_the_check(
+    tmp_path: Path, jira: tuple[FakeJira, str]
+) -> None:
+    fake, url = jira
+    handlers = {"jira": {"server": url, "user": "u", "password": "p"}}
+    with ScriptedModel(
+        # The candidate prompt's two behaviours, one per event: files it, then only answers.
+        call("jira__create_issue", CREATE),
+        answer("Filed OPS-1."),
+        answer("Nothing to do."),
+    ) as model:
+        models = {"default": {"api": "responses", "base_url": model.url, "model": "m"}}
+        # One run at a time (the eval uses the same config), so the script goes event by event.
+        one = {"concurrency": 1}
+        with live_gateway(tmp_path, LIVE_ISSUE, worker=one, handlers=handlers, models=models) as gw:
+            gw.post_order("e1", name="#1")
+            gw.post_order("e2", name="#2")
+            gw.finished_runs(2)
+        issues = len(fake.issues)
+
+        code, output, report = eval_cli(tmp_path, EXPECTING, "--last", "2")
+
+    assert len(fake.issues) == issues
+    assert code == 1, output
+    failures = report["failures"]
+    assert isinstance(failures, list)
+    assert [(f["event_id"], f["check"]) for f in failures] == [
+        (2, 'calls: jira.create_issue {"project": "OPS"}'),
+        (2, "answer_matches: ^Filed"),
+    ]
+    assert "FAIL event 2 rule triage" in output
+    first = report["events"][0]
+    # Approvals are recorded as they would be asked, never waited for.
+    assert first["candidate"]["runs"] == {"triage": "succeeded"}
+    assert [(c["tool"], c["approval"]) for c in first["candidate"]["calls"]] == [
+        ("jira.create_issue", True)
+    ]
+    assert report["totals"]["pass_rate"] == 0.5
