@@ -3,14 +3,17 @@ names exactly the events whose proposed calls changed, and no side effect leaves
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from gateway.cli import app
+from gateway.store import Step, Store
 from gateway.testing.fake_jira import FakeJira
 from gateway.testing.fake_llm import ScriptedModel, answer, call
 from gateway.testing.server import serve_in_thread
@@ -45,6 +48,22 @@ def jira() -> Iterator[tuple[FakeJira, str]]:
     fake = FakeJira(projects=("OPS",))
     with serve_in_thread(fake) as url:
         yield fake, url
+
+
+def tool_step(steps: list[Step]) -> Step:
+    return next(step for step in steps if step.kind == "tool")
+
+
+def eval_steps(path: Path, run_id: int) -> list[Step]:
+    async def read() -> list[Step]:
+        store = Store(f"sqlite:///{path}")
+        await store.open()
+        try:
+            return await store.steps.of_run(run_id)
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
 
 
 def eval_cli(tmp_path: Path, candidate: str, *args: str) -> tuple[int, str, dict[str, object]]:
@@ -167,3 +186,58 @@ def test_an_expectation_failure_exits_non_zero_naming_the_event_and_the_check(
         ("jira.create_issue", True)
     ]
     assert report["totals"]["pass_rate"] == 0.5
+
+
+SEARCHING = """
+- name: triage
+  on: {source: shop, event: orders/create}
+  assistant:
+    prompt: "Order {{ payload.name }}"
+    tools: [jira.search]
+"""
+SEARCH = {"jql": "project = OPS", "max_results": None}
+
+
+class Counting:
+    """An ASGI app in front of another, counting the HTTP requests that reach it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app, self.requests = app, 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.requests += 1
+        await self.app(scope, receive, send)
+
+
+def test_offline_eval_answers_read_only_calls_from_the_live_journal(tmp_path: Path) -> None:
+    fake = Counting(FakeJira(projects=("OPS",)))
+    with (
+        serve_in_thread(fake) as url,
+        ScriptedModel(
+            call("jira__search", SEARCH),  # the live run
+            answer("Nothing open."),
+            call("jira__search", SEARCH),  # the candidate's, answered from the journal
+            answer("Still nothing open."),
+        ) as model,
+    ):
+        handlers = {"jira": {"server": url, "user": "u", "password": "p"}}
+        models = {"default": {"api": "responses", "base_url": model.url, "model": "m"}}
+        with live_gateway(tmp_path, SEARCHING, handlers=handlers, models=models) as gw:
+            gw.post_order("e1", name="#1")
+            gw.finished_runs(1)
+        live_result = tool_step(gw.steps(1)).result
+        reached = fake.requests
+        assert reached > 0
+
+        code, output, report = eval_cli(tmp_path, SEARCHING, "--last", "1", "--offline")
+
+        assert fake.requests == reached  # the eval's jira.search reached nothing
+    assert code == 0, output
+    (event,) = report["events"]
+    assert [(c["tool"], c["status"]) for c in event["candidate"]["calls"]] == [
+        ("jira.search", "succeeded")
+    ]
+    assert not event["changed"]
+    # The replayed call's result is the live run's, as journaled.
+    assert tool_step(eval_steps(tmp_path / "eval.db", 1)).result == live_result

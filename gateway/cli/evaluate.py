@@ -53,6 +53,10 @@ def evaluate_rules(
         str | None,
         typer.Option("--store", help="Eval store URL (default: eval.db beside the config)"),
     ] = None,
+    offline: Annotated[
+        bool,
+        typer.Option("--offline", help="Read-only tools answer from the live runs' journal"),
+    ] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Write the report as JSON")] = None,
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds to wait for the replayed runs")
@@ -66,7 +70,9 @@ def evaluate_rules(
     eval_url = store or f"sqlite:///{(cfg.base_dir / 'eval.db').resolve()}"
     if eval_url == cfg.store_url:
         raise fail("the eval store must not be the gateway's store (--store)")
-    selection = Selection(last=last, since=parse_since(since) if since else None, rule=rule)
+    selection = Selection(
+        last=last, since=parse_since(since) if since else None, rule=rule, offline=offline
+    )
 
     async def go() -> EvalReport:
         live = Store(cfg.store_url)

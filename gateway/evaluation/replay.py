@@ -8,16 +8,19 @@ import asyncio
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 from pathlib import Path
 
 from gateway.assistant.runner import AssistantRunner
 from gateway.config import Config
+from gateway.evaluation.offline import journaled_results, offline_tools
 from gateway.evaluation.report import EvalReport, compare
 from gateway.rules.loader import RuleSet
 from gateway.ruleset import load_ruleset
 from gateway.runs.executor import ExecutorFactory
 from gateway.store import Event, NewEvent, Run, Store
 from gateway.store.status import FINISHED, EventStatus, RunStatus
+from gateway.tools import TOOLS, Tool
 from gateway.worker import Worker
 
 # A replayed run has ended for the eval once it is finished or would wait for an operator:
@@ -35,6 +38,8 @@ class Selection:
     last: int = 50
     since: datetime | None = None
     rule: str | None = None
+    # Read-only tools answer from the live journal (gateway/evaluation/offline.py).
+    offline: bool = False
 
 
 async def select_events(store: Store, selection: Selection) -> list[Event]:
@@ -78,23 +83,32 @@ async def evaluate(
     store = Store(eval_url)
     await store.open(migrate=True)
     try:
-        copies = await _replay(store, candidate, rules, events, wait)
-        candidate_runs = {live_id: await _runs(store, copy) for live_id, copy in copies.items()}
         live_runs = {event.id: await _runs(live, event.id) for event in events}
+        tools: dict[str, Tool] = dict(TOOLS)
+        if selection.offline:
+            journal = await journaled_results(live, chain.from_iterable(live_runs.values()))
+            tools = offline_tools(tools, journal)
+        copies = await _replay(store, candidate, rules, events, tools, wait)
+        candidate_runs = {live_id: await _runs(store, copy) for live_id, copy in copies.items()}
         return await compare(events, live, live_runs, store, candidate_runs, rules)
     finally:
         await store.close()
 
 
 async def _replay(
-    store: Store, config: Config, rules: RuleSet, events: list[Event], wait: float
+    store: Store,
+    config: Config,
+    rules: RuleSet,
+    events: list[Event],
+    tools: dict[str, Tool],
+    wait: float,
 ) -> dict[int, int]:
     """Each live event's id → its copy's id in the eval store, once the worker has settled
     every run the copies started (or `wait` seconds have passed)."""
     executors: dict[str, ExecutorFactory] = {}
     if any(rule.assistant for rule in rules.rules):
         executors["assistant"] = AssistantRunner.factory(config)
-    worker = Worker(store, rules, config, executors=executors)
+    worker = Worker(store, rules, config, executors=executors, tools=tools)
     store.events.on_commit(worker.notify_events)
     await worker.start()
     try:
