@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
+from click.testing import Result
 from typer.testing import CliRunner
 
 from gateway.cli import app
+from gateway.cli.evaluate import parse_since
 from gateway.store import Step, Store
 from gateway.testing.fake_jira import FakeJira
 from gateway.testing.fake_llm import ScriptedModel, answer, call
@@ -98,13 +102,17 @@ def test_eval_reports_exactly_the_events_whose_calls_changed_and_calls_nothing(
         with live_gateway(tmp_path, LIVE, handlers=handlers) as gw:
             for i, price in enumerate(prices):
                 gw.post_order(f"e{i}", name=f"#{i}", total_price=f"{price:.2f}")
-            gw.finished_runs(20)
-        issues, mails = len(fake.issues), len(smtp.messages)
-        assert (issues, mails) == (20, 20)
+            live_runs = gw.finished_runs(20)
+            live_steps = [gw.steps(run.id) for run in live_runs]
+            issues, mails = len(fake.issues), len(smtp.messages)
+            assert (issues, mails) == (20, 20)
 
-        code, output, report = eval_cli(tmp_path, CANDIDATE, "--last", "20")
+            code, output, report = eval_cli(tmp_path, CANDIDATE, "--last", "20")
 
-        assert (len(fake.issues), len(smtp.messages)) == (issues, mails)  # nothing reached them
+            assert (len(fake.issues), len(smtp.messages)) == (issues, mails)  # nothing reached
+            # The live store is as it was: no new run or step, none changed.
+            assert gw.runs() == live_runs
+            assert [gw.steps(run.id) for run in live_runs] == live_steps
     assert code == 0, output
     events = report["events"]
     assert isinstance(events, list) and len(events) == 20
@@ -241,3 +249,51 @@ def test_offline_eval_answers_read_only_calls_from_the_live_journal(tmp_path: Pa
     assert not event["changed"]
     # The replayed call's result is the live run's, as journaled.
     assert tool_step(eval_steps(tmp_path / "eval.db", 1)).result == live_result
+
+
+def eval_empty(write_config: Callable[..., Path], candidate: str, *args: str) -> Result:
+    """`gateway eval` over a new, empty gateway store."""
+    path = write_config()
+    runner = CliRunner()
+    assert runner.invoke(app, ["db", "upgrade", "--config", str(path)]).exit_code == 0
+    folder = path.parent / "candidate"
+    folder.mkdir(exist_ok=True)
+    (folder / "rules.yaml").write_text(candidate)
+    return runner.invoke(app, ["eval", "--config", str(path), "--rules", str(folder), *args])
+
+
+@pytest.mark.parametrize(("last", "code"), [("0", 2), ("1", 0), ("1000", 0), ("1001", 2)])
+def test_last_is_at_most_a_thousand_events(
+    write_config: Callable[..., Path], last: str, code: int
+) -> None:
+    result = eval_empty(write_config, LIVE_ISSUE, "--last", last)
+    assert result.exit_code == code, result.output
+    if code == 0:
+        assert "0 event(s), 0 changed" in result.output
+
+
+def test_the_eval_store_is_never_the_gateways_own(write_config: Callable[..., Path]) -> None:
+    store = f"sqlite:///{write_config().parent / 'gateway.db'}"
+    result = eval_empty(write_config, LIVE_ISSUE, "--store", store)
+    assert result.exit_code == 1
+    assert "must not be the gateway's store" in result.output
+
+
+def test_a_candidate_rule_with_a_problem_is_named_and_nothing_runs(
+    write_config: Callable[..., Path],
+) -> None:
+    broken = LIVE_ISSUE + "  expect: {answer_matches: '(unclosed'}\n"
+    result = eval_empty(write_config, broken, "--last", "5")
+    assert result.exit_code == 1
+    assert "in the candidate rules" in result.output
+    assert "not a regular expression" in result.output
+    assert not (write_config().parent / "eval.db").exists()
+
+
+def test_since_takes_a_duration_ago_or_a_time() -> None:
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    assert parse_since("7d", now) == now - timedelta(days=7)
+    assert parse_since("30m", now) == now - timedelta(minutes=30)
+    assert parse_since("2026-11-01T00:00") == datetime(2026, 11, 1, tzinfo=UTC)
+    with pytest.raises(typer.BadParameter):
+        parse_since("last week")

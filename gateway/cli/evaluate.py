@@ -3,6 +3,7 @@ made, and report what changed; a failed `expect:` makes the exit status 1 (docs/
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,11 +14,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from gateway.cli.common import ConfigOption, app, console, err, fail, load_config, problems
-from gateway.cli.common import run as run_async
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, GatewayError
+from gateway.evaluation.selection import MAX_EVENTS, Selection
 
 if TYPE_CHECKING:
-    from gateway.evaluation import EvalReport
+    from gateway.evaluation.report import EvalReport
 
 AGO = re.compile(r"^(\d+)([dhm])$")
 UNITS = {"d": "days", "h": "hours", "m": "minutes"}
@@ -45,7 +46,9 @@ def evaluate_rules(
     rule: Annotated[
         str | None, typer.Option("--rule", help="Only events the live rule NAME ran for")
     ] = None,
-    last: Annotated[int, typer.Option("--last", help="The newest N stored events")] = 50,
+    last: Annotated[
+        int, typer.Option("--last", help="The newest N stored events", min=1, max=MAX_EVENTS)
+    ] = 50,
     since: Annotated[
         str | None, typer.Option("--since", help="Events received since: 7d, 24h or a time")
     ] = None,
@@ -63,7 +66,7 @@ def evaluate_rules(
     ] = 300.0,
 ) -> None:
     """Replay stored events through the rules of --rules and compare with the live runs."""
-    from gateway.evaluation import Selection, evaluate
+    from gateway.evaluation.replay import evaluate
     from gateway.store import Store
 
     cfg = load_config(config)
@@ -83,11 +86,11 @@ def evaluate_rules(
             await live.close()
 
     try:
-        report = run_async(go)
+        report = asyncio.run(go())
     except ConfigError as exc:
         problems(exc, "in the candidate rules")
         raise typer.Exit(1) from None
-    except ValueError as exc:
+    except (GatewayError, ValueError) as exc:
         raise fail(str(exc)) from None
     show(report)
     if out is not None:

@@ -1,7 +1,6 @@
 """`gateway eval`: replay stored events through a candidate rule set, side effects recorded
-not made, and compare what it proposes with what the live rules did (docs/eval.md)."""
+not made, and compare what it proposes with what the live rules did (docs/eval.md).
 
-from gateway.evaluation.replay import Selection, evaluate
-from gateway.evaluation.report import EvalReport
-
-__all__ = ["EvalReport", "Selection", "evaluate"]
+`replay.evaluate` runs an eval; `selection` picks its events; `report` compares; `expect`
+checks a rule's `expect:`; `offline` answers read-only calls from the live journal.
+"""

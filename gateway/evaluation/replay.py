@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
-from datetime import datetime
 from itertools import chain
 from pathlib import Path
 
@@ -15,6 +13,7 @@ from gateway.assistant.runner import AssistantRunner
 from gateway.config import Config
 from gateway.evaluation.offline import journaled_results, offline_tools
 from gateway.evaluation.report import EvalReport, compare
+from gateway.evaluation.selection import Selection, select_events
 from gateway.rules.loader import RuleSet
 from gateway.ruleset import load_ruleset
 from gateway.runs.executor import ExecutorFactory
@@ -26,33 +25,6 @@ from gateway.worker import Worker
 # A replayed run has ended for the eval once it is finished or would wait for an operator:
 # the eval records "would ask for approval" and never waits.
 SETTLED_RUNS = (*FINISHED, RunStatus.AWAITING_APPROVAL)
-# Most events one eval replays (`--last`): a bound on the model calls it may make.
-MAX_EVENTS = 1000
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which stored events to replay: the newest `last`, received since `since`, and (with
-    `rule`) only those the live rule `rule` ran for."""
-
-    last: int = 50
-    since: datetime | None = None
-    rule: str | None = None
-    # Read-only tools answer from the live journal (gateway/evaluation/offline.py).
-    offline: bool = False
-
-
-async def select_events(store: Store, selection: Selection) -> list[Event]:
-    """The live events to replay, oldest first."""
-    if not 0 < selection.last <= MAX_EVENTS:
-        raise ValueError(f"--last must be between 1 and {MAX_EVENTS}")
-    if selection.rule is None:
-        events = await store.events.find(limit=selection.last, since=selection.since)
-    else:
-        runs = await store.runs.find(rule=selection.rule, since=selection.since, limit=MAX_EVENTS)
-        ids = sorted({run.event_id for run in runs}, reverse=True)[: selection.last]
-        events = await store.events.by_ids(ids)
-    return sorted(events, key=lambda event: event.id)
 
 
 def candidate_rules(config: Config, rules_dir: Path) -> tuple[Config, RuleSet]:
