@@ -297,3 +297,42 @@ def test_since_takes_a_duration_ago_or_a_time() -> None:
     assert parse_since("2026-11-01T00:00") == datetime(2026, 11, 1, tzinfo=UTC)
     with pytest.raises(typer.BadParameter):
         parse_since("last week")
+
+
+FILING = """
+- name: triage
+  on: {source: shop, event: orders/create}
+  assistant:
+    prompt: "Order {{ payload.name }}"
+    tools: [jira.create_issue]
+"""
+
+
+def test_model_switches_every_candidate_assistant_to_that_profile(
+    tmp_path: Path, jira: tuple[FakeJira, str]
+) -> None:
+    fake, url = jira
+    with (
+        ScriptedModel(answer("Nothing to file.")) as current,
+        ScriptedModel(call("jira__create_issue", CREATE), answer("Filed.")) as trying,
+    ):
+        handlers = {"jira": {"server": url, "user": "u", "password": "p"}}
+        models = {
+            "default": {"api": "responses", "base_url": current.url, "model": "m"},
+            "next": {"api": "responses", "base_url": trying.url, "model": "m2"},
+        }
+        with live_gateway(tmp_path, FILING, handlers=handlers, models=models) as gw:
+            gw.post_order("e1", name="#1")
+            gw.finished_runs(1)
+
+        code, output, report = eval_cli(tmp_path, FILING, "--model", "next")
+        unknown, said, _ = eval_cli(tmp_path, FILING, "--model", "nope")
+
+    assert code == 0, output
+    (event,) = report["events"]
+    assert event["changed"]
+    assert [c["tool"] for c in event["candidate"]["calls"]] == ["jira.create_issue"]
+    assert len(current.requests) == 1  # the live run's only
+    assert fake.issues == {}
+    assert unknown == 1
+    assert "--model nope: no such model profile (profiles: default, next)" in said

@@ -56,6 +56,10 @@ def evaluate_rules(
         str | None,
         typer.Option("--store", help="Eval store URL (default: eval.db beside the config)"),
     ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="Every candidate assistant uses this model profile"),
+    ] = None,
     offline: Annotated[
         bool,
         typer.Option("--offline", help="Read-only tools answer from the live runs' journal"),
@@ -81,7 +85,7 @@ def evaluate_rules(
         live = Store(cfg.store_url)
         await live.open(migrate=False)
         try:
-            return await evaluate(cfg, live, rules, eval_url, selection, wait=timeout)
+            return await evaluate(cfg, live, rules, eval_url, selection, model=model, wait=timeout)
         finally:
             await live.close()
 

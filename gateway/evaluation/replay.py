@@ -11,10 +11,12 @@ from pathlib import Path
 
 from gateway.assistant.runner import AssistantRunner
 from gateway.config import Config
+from gateway.errors import ConfigError
 from gateway.evaluation.offline import journaled_results, offline_tools
 from gateway.evaluation.report import EvalReport, compare
 from gateway.evaluation.selection import Selection, select_events
 from gateway.rules.loader import RuleSet
+from gateway.rules.model import Rule
 from gateway.ruleset import load_ruleset
 from gateway.runs.executor import ExecutorFactory
 from gateway.store import Event, NewEvent, Run, Store
@@ -27,12 +29,25 @@ from gateway.worker import Worker
 SETTLED_RUNS = (*FINISHED, RunStatus.AWAITING_APPROVAL)
 
 
-def candidate_rules(config: Config, rules_dir: Path) -> tuple[Config, RuleSet]:
-    """The candidate rules, checked as `gateway check` would, every one in shadow mode."""
+def candidate_rules(
+    config: Config, rules_dir: Path, model: str | None = None
+) -> tuple[Config, RuleSet]:
+    """The candidate rules, checked as `gateway check` would, every one in shadow mode, and
+    with `model` (a profile of gateway.yaml) every assistant's model if given."""
+    if model is not None and model not in config.models:
+        known = ", ".join(sorted(config.models)) or "none"
+        raise ConfigError([f"--model {model}: no such model profile (profiles: {known})"])
     candidate = config.model_copy(update={"rules": str(rules_dir.resolve())})
     rules = load_ruleset(candidate)
-    shadowed = [rule.model_copy(update={"mode": "shadow"}) for rule in rules.rules]
+    shadowed = [_shadowed(rule, model) for rule in rules.rules]
     return candidate, RuleSet(rules=shadowed, files=rules.files)
+
+
+def _shadowed(rule: Rule, model: str | None) -> Rule:
+    update: dict[str, object] = {"mode": "shadow"}
+    if model is not None and rule.assistant is not None:
+        update["assistant"] = rule.assistant.model_copy(update={"model": model})
+    return rule.model_copy(update=update)
 
 
 async def evaluate(
@@ -42,6 +57,7 @@ async def evaluate(
     eval_url: str,
     selection: Selection,
     *,
+    model: str | None = None,
     wait: float = 300.0,
 ) -> EvalReport:
     """Replay the selected events with the rules of `rules_dir` into the store at `eval_url`
@@ -50,7 +66,7 @@ async def evaluate(
 
     Raises ConfigError if the candidate rules have problems.
     """
-    candidate, rules = candidate_rules(config, rules_dir)
+    candidate, rules = candidate_rules(config, rules_dir, model)
     events = await select_events(live, selection)
     store = Store(eval_url)
     await store.open(migrate=True)
