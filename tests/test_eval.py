@@ -168,15 +168,14 @@ def test_an_expectation_failure_exits_non_zero_naming_the_event_and_the_check(
         answer("Nothing to do."),
     ) as model:
         models = {"default": {"api": "responses", "base_url": model.url, "model": "m"}}
-        # One run at a time (the eval uses the same config), so the script goes event by event.
-        one = {"concurrency": 1}
-        with live_gateway(tmp_path, LIVE_ISSUE, worker=one, handlers=handlers, models=models) as gw:
+        with live_gateway(tmp_path, LIVE_ISSUE, handlers=handlers, models=models) as gw:
             gw.post_order("e1", name="#1")
             gw.post_order("e2", name="#2")
             gw.finished_runs(2)
         issues = len(fake.issues)
 
-        code, output, report = eval_cli(tmp_path, EXPECTING, "--last", "2")
+        # One run at a time, so the script goes event by event.
+        code, output, report = eval_cli(tmp_path, EXPECTING, "--last", "2", "--concurrency", "1")
 
     assert len(fake.issues) == issues
     assert code == 1, output

@@ -60,6 +60,10 @@ def evaluate_rules(
         str | None,
         typer.Option("--model", help="Every candidate assistant uses this model profile"),
     ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option("--concurrency", help="Runs at once (default: worker.concurrency)", min=1),
+    ] = None,
     offline: Annotated[
         bool,
         typer.Option("--offline", help="Read-only tools answer from the live runs' journal"),
@@ -85,7 +89,16 @@ def evaluate_rules(
         live = Store(cfg.store_url)
         await live.open(migrate=False)
         try:
-            return await evaluate(cfg, live, rules, eval_url, selection, model=model, wait=timeout)
+            return await evaluate(
+                cfg,
+                live,
+                rules,
+                eval_url,
+                selection,
+                model=model,
+                concurrency=concurrency,
+                wait=timeout,
+            )
         finally:
             await live.close()
 

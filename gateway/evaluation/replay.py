@@ -30,14 +30,18 @@ SETTLED_RUNS = (*FINISHED, RunStatus.AWAITING_APPROVAL)
 
 
 def candidate_rules(
-    config: Config, rules_dir: Path, model: str | None = None
+    config: Config, rules_dir: Path, model: str | None = None, concurrency: int | None = None
 ) -> tuple[Config, RuleSet]:
     """The candidate rules, checked as `gateway check` would, every one in shadow mode, and
-    with `model` (a profile of gateway.yaml) every assistant's model if given."""
+    with `model` (a profile of gateway.yaml) every assistant's model if given; the config
+    the eval's worker runs them under (`concurrency` runs at once if given)."""
     if model is not None and model not in config.models:
         known = ", ".join(sorted(config.models)) or "none"
         raise ConfigError([f"--model {model}: no such model profile (profiles: {known})"])
-    candidate = config.model_copy(update={"rules": str(rules_dir.resolve())})
+    update: dict[str, object] = {"rules": str(rules_dir.resolve())}
+    if concurrency is not None:
+        update["worker"] = config.worker.model_copy(update={"concurrency": concurrency})
+    candidate = config.model_copy(update=update)
     rules = load_ruleset(candidate)
     shadowed = [_shadowed(rule, model) for rule in rules.rules]
     return candidate, RuleSet(rules=shadowed, files=rules.files)
@@ -58,6 +62,7 @@ async def evaluate(
     selection: Selection,
     *,
     model: str | None = None,
+    concurrency: int | None = None,
     wait: float = 300.0,
 ) -> EvalReport:
     """Replay the selected events with the rules of `rules_dir` into the store at `eval_url`
@@ -66,7 +71,7 @@ async def evaluate(
 
     Raises ConfigError if the candidate rules have problems.
     """
-    candidate, rules = candidate_rules(config, rules_dir, model)
+    candidate, rules = candidate_rules(config, rules_dir, model, concurrency)
     events = await select_events(live, selection)
     store = Store(eval_url)
     await store.open(migrate=True)
