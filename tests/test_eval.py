@@ -23,7 +23,7 @@ from gateway.testing.fake_llm import ScriptedModel, answer, call
 from gateway.testing.server import serve_in_thread
 from gateway.testing.smtp import SmtpServer
 from tests.fixtures import requires_fixtures
-from tests.live import live_gateway
+from tests.live import live_gateway, priced_models
 
 pytestmark = requires_fixtures
 
@@ -335,3 +335,28 @@ def test_model_switches_every_candidate_assistant_to_that_profile(
     assert fake.issues == {}
     assert unknown == 1
     assert "--model nope: no such model profile (profiles: default, next)" in said
+
+
+def test_an_estimate_above_confirm_above_needs_yes_before_any_model_call(
+    tmp_path: Path, jira: tuple[FakeJira, str]
+) -> None:
+    _, url = jira
+    with ScriptedModel(answer("Nothing to file."), answer("Still nothing.")) as model:
+        handlers = {"jira": {"server": url, "user": "u", "password": "p"}}
+        models = priced_models(model.url)
+        guard = {"confirm_above": 0.00001}
+        with live_gateway(tmp_path, FILING, handlers=handlers, models=models, eval=guard) as gw:
+            gw.post_order("e1", name="#1")
+            (run,) = gw.finished_runs(1)
+        assert run.cost > guard["confirm_above"]
+
+        refused, said, _ = eval_cli(tmp_path, FILING)
+        asked = len(model.requests)
+        code, output, report = eval_cli(tmp_path, FILING, "--yes")
+
+    assert refused == 1
+    assert f"estimated model cost: ${run.cost:.6f}" in said
+    assert "above eval.confirm_above" in said and "--yes" in said
+    assert asked == 1  # the live run's only: the refused eval called no model
+    assert code == 0, output
+    assert report["totals"]["cost_candidate"] > 0

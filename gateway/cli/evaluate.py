@@ -68,6 +68,9 @@ def evaluate_rules(
         bool,
         typer.Option("--offline", help="Read-only tools answer from the live runs' journal"),
     ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Go on above eval.confirm_above of estimated cost")
+    ] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Write the report as JSON")] = None,
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds to wait for the replayed runs")
@@ -85,6 +88,12 @@ def evaluate_rules(
         last=last, since=parse_since(since) if since else None, rule=rule, offline=offline
     )
 
+    def guard(estimate: float) -> None:
+        limit = cfg.eval.confirm_above
+        console.print(f"estimated model cost: ${estimate:.6f}", highlight=False)
+        if estimate > limit and not yes:
+            raise fail(f"the estimate is above eval.confirm_above (${limit:.2f}): add --yes")
+
     async def go() -> EvalReport:
         live = Store(cfg.store_url)
         await live.open(migrate=False)
@@ -98,6 +107,7 @@ def evaluate_rules(
                 model=model,
                 concurrency=concurrency,
                 wait=timeout,
+                before_models=guard,
             )
         finally:
             await live.close()

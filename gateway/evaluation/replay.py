@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from itertools import chain
 from pathlib import Path
 
 from gateway.assistant.runner import AssistantRunner
 from gateway.config import Config
 from gateway.errors import ConfigError
+from gateway.evaluation.cost import estimate
 from gateway.evaluation.offline import journaled_results, offline_tools
 from gateway.evaluation.report import EvalReport, compare
 from gateway.evaluation.selection import Selection, select_events
@@ -64,19 +66,24 @@ async def evaluate(
     model: str | None = None,
     concurrency: int | None = None,
     wait: float = 300.0,
+    before_models: Callable[[float], None] = lambda estimate: None,
 ) -> EvalReport:
     """Replay the selected events with the rules of `rules_dir` into the store at `eval_url`
     (created if new) and compare, waiting at most `wait` seconds for the replayed runs to
-    settle (a run still open then is reported as it stands).
+    settle (a run still open then is reported as it stands). When the candidate has assistant
+    rules, `before_models` is given the estimated cost (USD) before any model is called: it
+    may raise to stop the eval there.
 
     Raises ConfigError if the candidate rules have problems.
     """
     candidate, rules = candidate_rules(config, rules_dir, model, concurrency)
     events = await select_events(live, selection)
+    live_runs = {event.id: await _runs(live, event.id) for event in events}
+    if any(rule.assistant for rule in rules.rules):
+        before_models(estimate(candidate, rules, chain.from_iterable(live_runs.values())))
     store = Store(eval_url)
     await store.open(migrate=True)
     try:
-        live_runs = {event.id: await _runs(live, event.id) for event in events}
         tools: dict[str, Tool] = dict(TOOLS)
         if selection.offline:
             journal = await journaled_results(live, chain.from_iterable(live_runs.values()))
