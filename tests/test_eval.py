@@ -360,3 +360,29 @@ def test_an_estimate_above_confirm_above_needs_yes_before_any_model_call(
     assert asked == 1  # the live run's only: the refused eval called no model
     assert code == 0, output
     assert report["totals"]["cost_candidate"] > 0
+
+
+SEARCH_ACTION = """
+- name: file-order
+  on: {source: shop, event: orders/create}
+  actions:
+    - jira.search: {jql: "project = OPS"}
+"""
+
+
+def test_a_replayed_run_that_fails_is_not_retried(
+    tmp_path: Path, jira: tuple[FakeJira, str]
+) -> None:
+    fake, url = jira
+    handlers = {"jira": {"server": url, "user": "u", "password": "p"}}
+    with live_gateway(tmp_path, LIVE_ISSUE, handlers=handlers) as gw:
+        gw.post_order("e1", name="#1")
+        gw.finished_runs(1)
+    fake.fail_next(1000, status=503, path="search")
+
+    code, output, report = eval_cli(tmp_path, SEARCH_ACTION, "--timeout", "5")
+
+    assert code == 0, output
+    (event,) = report["events"]
+    # Dead at its first failure: an eval reports what happened, it does not wait out a backoff.
+    assert event["candidate"]["runs"] == {"file-order": "dead"}

@@ -17,6 +17,7 @@ from gateway.evaluation.cost import estimate
 from gateway.evaluation.offline import journaled_results, offline_tools
 from gateway.evaluation.report import EvalReport, compare
 from gateway.evaluation.selection import Selection, select_events
+from gateway.retrying import RetryOverride
 from gateway.rules.loader import RuleSet
 from gateway.rules.model import Rule
 from gateway.ruleset import load_ruleset
@@ -26,9 +27,9 @@ from gateway.store.status import FINISHED, EventStatus, RunStatus
 from gateway.tools import TOOLS, Tool
 from gateway.worker import Worker
 
-# A replayed run has ended for the eval once it is finished or would wait for an operator:
-# the eval records "would ask for approval" and never waits.
-SETTLED_RUNS = (*FINISHED, RunStatus.AWAITING_APPROVAL)
+# A replayed run has ended for the eval once it is finished, would wait for an operator (the
+# eval records "would ask for approval" and never waits) or for a failing downstream.
+SETTLED_RUNS = (*FINISHED, RunStatus.AWAITING_APPROVAL, RunStatus.WAITING)
 
 
 def candidate_rules(
@@ -50,7 +51,10 @@ def candidate_rules(
 
 
 def _shadowed(rule: Rule, model: str | None) -> Rule:
-    update: dict[str, object] = {"mode": "shadow"}
+    # One attempt: a replayed run that fails is reported failed, not retried after a backoff
+    # (the rule's `retry:` is the last word on its policy).
+    once = (rule.retry or RetryOverride()).model_copy(update={"max_attempts": 1})
+    update: dict[str, object] = {"mode": "shadow", "retry": once}
     if model is not None and rule.assistant is not None:
         update["assistant"] = rule.assistant.model_copy(update={"model": model})
     return rule.model_copy(update=update)
