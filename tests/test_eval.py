@@ -386,3 +386,52 @@ def test_a_replayed_run_that_fails_is_not_retried(
     (event,) = report["events"]
     # Dead at its first failure: an eval reports what happened, it does not wait out a backoff.
     assert event["candidate"]["runs"] == {"file-order": "dead"}
+
+
+WITH_TESTS = """
+- name: big-orders
+  on: {source: shop, event: orders/create}
+  when: "{{ payload.total_price | float > 100 }}"
+  actions:
+    - jira.create_issue: {project: OPS, summary: "Order {{ payload.name }}"}
+  tests:
+    - event: fixtures/big.json
+      expect: {calls: [{tool: jira.create_issue, args: {project: OPS, summary: "Order #9"}}]}
+    - event: fixtures/small.json
+      expect: {no_calls: [email.send]}
+"""
+
+
+def order_fixture(folder: Path, name: str, price: str) -> None:
+    (folder / "fixtures").mkdir(parents=True, exist_ok=True)
+    event = {
+        "source": "shop",
+        "type": "orders/create",
+        "payload": {"name": "#9", "total_price": price},
+    }
+    (folder / "fixtures" / f"{name}.json").write_text(json.dumps(event))
+
+
+def test_a_rule_files_own_tests_run_and_a_failing_one_is_named(
+    write_config: Callable[..., Path],
+) -> None:
+    candidate = write_config().parent / "candidate"
+    order_fixture(candidate, "big", "500.00")
+    order_fixture(candidate, "small", "5.00")
+
+    result = eval_empty(write_config, WITH_TESTS, "--last", "1")
+
+    assert result.exit_code == 1, result.output
+    assert "FAIL fixture fixtures/small.json rule big-orders: run" in result.output
+    assert "big.json" not in result.output  # it passed
+    assert "expectations: 50% of 2 passed" in result.output
+
+
+def test_a_missing_fixture_file_is_named_before_anything_runs(
+    write_config: Callable[..., Path],
+) -> None:
+    result = eval_empty(write_config, WITH_TESTS, "--last", "1")
+
+    assert result.exit_code == 1
+    assert "rule big-orders: tests.0: fixtures/big.json" in result.output
+    assert not (write_config().parent / "eval.db").exists()

@@ -18,6 +18,7 @@ from gateway.errors import ConfigError, GatewayError
 from gateway.evaluation.selection import MAX_EVENTS, Selection
 
 if TYPE_CHECKING:
+    from gateway.evaluation.expect import Failure
     from gateway.evaluation.report import EvalReport
 
 AGO = re.compile(r"^(\d+)([dhm])$")
@@ -152,7 +153,7 @@ def show(report: EvalReport) -> None:
         console.print(f"expectations: {rate:.0%} of {totals.expectations} passed", highlight=False)
     for failure in report.failures:
         err.print(
-            f"[red]FAIL[/red] event {failure.event_id} rule {failure.rule}: "
+            f"[red]FAIL[/red] {_subject(failure)} rule {failure.rule}: "
             + escape(f"{failure.check} ({failure.detail})"),
             highlight=False,
             markup=True,
@@ -161,3 +162,9 @@ def show(report: EvalReport) -> None:
 
 def _marked(tool: str, approval: bool) -> str:
     return f"{tool} (would ask for approval)" if approval else tool
+
+
+def _subject(failure: Failure) -> str:
+    if failure.fixture is not None:
+        return escape(f"fixture {failure.fixture}")
+    return f"event {failure.event_id}"

@@ -16,10 +16,11 @@ from gateway.store.status import StepStatus
 class Failure(BaseModel):
     """One expectation that did not hold: for which event and rule, which check, and why."""
 
-    event_id: int
+    event_id: int  # 0 for a fixture's event
     rule: str
     check: str
     detail: str
+    fixture: str | None = None  # the rule's `tests:` event file the check was made on
 
 
 def check(

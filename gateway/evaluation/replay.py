@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from itertools import chain
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from gateway.assistant.runner import AssistantRunner
 from gateway.config import Config
 from gateway.errors import ConfigError
 from gateway.evaluation.cost import estimate
+from gateway.evaluation.expect import Failure, check
+from gateway.evaluation.fixtures import Fixture, load_fixtures
 from gateway.evaluation.offline import journaled_results, offline_tools
 from gateway.evaluation.report import EvalReport, compare
 from gateway.evaluation.selection import Selection, select_events
@@ -81,6 +84,7 @@ async def evaluate(
     Raises ConfigError if the candidate rules have problems.
     """
     candidate, rules = candidate_rules(config, rules_dir, model, concurrency)
+    fixtures = load_fixtures(candidate, rules)
     events = await select_events(live, selection)
     live_runs = {event.id: await _runs(live, event.id) for event in events}
     if any(rule.assistant for rule in rules.rules):
@@ -92,9 +96,16 @@ async def evaluate(
         if selection.offline:
             journal = await journaled_results(live, chain.from_iterable(live_runs.values()))
             tools = offline_tools(tools, journal)
-        copies = await _replay(store, candidate, rules, events, tools, wait)
-        candidate_runs = {live_id: await _runs(store, copy) for live_id, copy in copies.items()}
-        return await compare(events, live, live_runs, store, candidate_runs, rules)
+        news = [_copy(event) for event in events] + [fixture.event for fixture in fixtures]
+        copies = await _replay(store, candidate, rules, news, tools, wait)
+        candidate_runs = {
+            event.id: await _runs(store, copy) for event, copy in zip(events, copies, strict=False)
+        }
+        report = await compare(events, live, live_runs, store, candidate_runs, rules)
+        fixture_copies = copies[len(events) :]
+        for fixture, copy in zip(fixtures, fixture_copies, strict=True):
+            report.add_fixture(fixture, await _fixture_failures(store, fixture, copy))
+        return report
     finally:
         await store.close()
 
@@ -103,12 +114,12 @@ async def _replay(
     store: Store,
     config: Config,
     rules: RuleSet,
-    events: list[Event],
+    events: list[NewEvent],
     tools: dict[str, Tool],
     wait: float,
-) -> dict[int, int]:
-    """Each live event's id → its copy's id in the eval store, once the worker has settled
-    every run the copies started (or `wait` seconds have passed)."""
+) -> list[int]:
+    """The ids of `events` stored in the eval store, once the worker has settled every run
+    they started (or `wait` seconds have passed)."""
     executors: dict[str, ExecutorFactory] = {}
     if any(rule.assistant for rule in rules.rules):
         executors["assistant"] = AssistantRunner.factory(config)
@@ -116,27 +127,28 @@ async def _replay(
     store.events.on_commit(worker.notify_events)
     await worker.start()
     try:
-        copies: dict[int, int] = {}
         # A new key per replay: the same event can be evaluated again in the same store.
         tag = f"eval-{time.time_ns()}"
-        for event in events:
-            stored = await store.events.add(
-                NewEvent(
-                    source=event.source,
-                    provider=event.provider,
-                    type=event.type,
-                    delivery_id=event.delivery_id,
-                    headers=event.headers,
-                    body=event.body,
-                    received_at=event.received_at,
-                    dedup_key=f"{tag}:{event.id}",
-                )
-            )
-            copies[event.id] = stored.id
-        await _settled(store, list(copies.values()), wait)
+        copies = [
+            (await store.events.add(replace(event, dedup_key=f"{tag}:{number}"))).id
+            for number, event in enumerate(events)
+        ]
+        await _settled(store, copies, wait)
         return copies
     finally:
         await worker.stop()
+
+
+def _copy(event: Event) -> NewEvent:
+    return NewEvent(
+        source=event.source,
+        provider=event.provider,
+        type=event.type,
+        delivery_id=event.delivery_id,
+        headers=event.headers,
+        body=event.body,
+        received_at=event.received_at,
+    )
 
 
 async def _settled(store: Store, event_ids: list[int], wait: float) -> None:
@@ -152,3 +164,13 @@ async def _settled(store: Store, event_ids: list[int], wait: float) -> None:
 
 async def _runs(store: Store, event_id: int) -> list[Run]:
     return await store.runs.find(event_id=event_id, limit=100, oldest_first=True)
+
+
+async def _fixture_failures(store: Store, fixture: Fixture, event_id: int) -> list[Failure]:
+    """The failed checks of `fixture` on its rule's run for the fixture's event."""
+    runs = [run for run in await _runs(store, event_id) if run.rule == fixture.rule]
+    if not runs:
+        detail = "the rule made no run for this event (`on` or `when` does not match)"
+        return [Failure(event_id=0, rule=fixture.rule, check="run", detail=detail)]
+    steps = await store.steps.of_run(runs[0].id)
+    return check(0, fixture.rule, fixture.expect, runs[0], steps)

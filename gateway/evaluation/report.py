@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from gateway.assistant import policy as policies
 from gateway.evaluation.expect import Failure, check
+from gateway.evaluation.fixtures import Fixture
 from gateway.rules.loader import RuleSet
 from gateway.store import Event, Run, Step, Store
 from gateway.store.status import StepStatus
@@ -72,6 +73,14 @@ class EvalReport(BaseModel):
     events: list[EventComparison]
     failures: list[Failure]
     totals: Totals
+
+    def add_fixture(self, fixture: Fixture, failures: list[Failure]) -> None:
+        """Count a rule file's test (`tests:`) and its failed checks in the report."""
+        self.failures += [f.model_copy(update={"fixture": fixture.path}) for f in failures]
+        totals = self.totals
+        totals.expectations += 1
+        totals.expectations_failed += bool(failures)
+        totals.pass_rate = (totals.expectations - totals.expectations_failed) / totals.expectations
 
 
 # A step whose call was never proposed as such: not part of what a run "did".

@@ -40,3 +40,13 @@ class Expectation(BaseModel):
             except re.error as exc:
                 raise ValueError(f"not a regular expression: {exc}") from None
         return value
+
+
+class RuleTest(BaseModel):
+    """`tests:` of a rule: an event file (JSON: `source`, `type`, `payload`, optional
+    `headers`), relative to the rule file, and what the rule's run for it must do."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event: str
+    expect: Expectation = Field(default_factory=Expectation)

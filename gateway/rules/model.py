@@ -13,7 +13,7 @@ from pydantic_core import PydanticCustomError
 
 from gateway.config import MAX_PASSAGES, Budget
 from gateway.retrying import RetryOverride
-from gateway.rules.expect import Expectation
+from gateway.rules.expect import Expectation, RuleTest
 
 
 class Trigger(BaseModel):
@@ -143,6 +143,7 @@ class Rule(BaseModel):
     budget: Budget | None = None
     # Checked by `gateway eval` only (gateway/rules/expect.py, docs/eval.md).
     expect: Expectation | None = None
+    tests: list[RuleTest] = Field(default_factory=list)
 
     @field_validator("when", "order_by", mode="before")
     @classmethod
