@@ -3,6 +3,7 @@ a rule file's own tests (fixtures), on new, empty gateway stores."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,11 @@ from typer.testing import CliRunner
 
 from gateway.cli import app
 from gateway.cli.evaluate import parse_since
+from gateway.store import NewEvent, NewRun, Run, Step, Store
+from tests.fixtures import shopify_order
 from tests.test_eval import LIVE_ISSUE
+
+NOW = datetime(2026, 11, 30, tzinfo=UTC)
 
 
 def eval_empty(write_config: Callable[..., Path], candidate: str, *args: str) -> Result:
@@ -113,3 +118,39 @@ def test_a_missing_fixture_file_is_named_before_anything_runs(
     assert result.exit_code == 1
     assert "rule big-orders: tests.0: fixtures/big.json" in result.output
     assert not (write_config().parent / "eval.db").exists()
+
+
+def test_runs_an_earlier_eval_left_open_are_cancelled_not_carried_on(
+    write_config: Callable[..., Path],
+) -> None:
+    eval_db = write_config().parent / "eval.db"
+
+    async def leave_a_pending_run() -> int:
+        store = Store(f"sqlite:///{eval_db}")
+        await store.open(migrate=True)
+        try:
+            body, headers = shopify_order("earlier")
+            new = NewEvent("shop", "shopify", "orders/create", "earlier", headers, body, NOW)
+            event = await store.events.add(new)
+            kept = NewRun(event_id=event.id, rule="file-order", kind="actions", mode="shadow")
+            (run_id,) = await store.runs.route(event.id, [kept], "routed")
+            return run_id
+        finally:
+            await store.close()
+
+    async def read(run_id: int) -> tuple[Run | None, list[Step]]:
+        store = Store(f"sqlite:///{eval_db}")
+        await store.open()
+        try:
+            return await store.runs.get(run_id), await store.steps.of_run(run_id)
+        finally:
+            await store.close()
+
+    run_id = asyncio.run(leave_a_pending_run())
+    result = eval_empty(write_config, LIVE_ISSUE, "--last", "1")
+
+    assert result.exit_code == 0, result.output
+    run, steps = asyncio.run(read(run_id))
+    assert run is not None and run.status == "cancelled"
+    assert run.error == "left open by an earlier eval"
+    assert steps == []

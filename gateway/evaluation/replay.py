@@ -19,7 +19,7 @@ from gateway.evaluation.expect import Failure, check
 from gateway.evaluation.fixtures import Fixture, load_fixtures
 from gateway.evaluation.offline import journaled_results, offline_tools
 from gateway.evaluation.report import EvalReport, compare
-from gateway.evaluation.selection import Selection, select_events
+from gateway.evaluation.selection import MAX_EVENTS, Selection, select_events
 from gateway.retrying import RetryOverride
 from gateway.rules.loader import RuleSet
 from gateway.rules.model import Rule
@@ -92,6 +92,7 @@ async def evaluate(
     store = Store(eval_url)
     await store.open(migrate=True)
     try:
+        await _cancel_earlier(store)
         tools: dict[str, Tool] = dict(TOOLS)
         if selection.offline:
             journal = await journaled_results(live, chain.from_iterable(live_runs.values()))
@@ -149,6 +150,20 @@ def _copy(event: Event) -> NewEvent:
         body=event.body,
         received_at=event.received_at,
     )
+
+
+async def _cancel_earlier(store: Store) -> None:
+    """Runs an earlier eval left open (still running at its timeout, waiting, awaiting an
+    approval) are cancelled: this eval's worker must not carry them on."""
+    open_runs = (
+        RunStatus.PENDING,
+        RunStatus.RUNNING,
+        RunStatus.WAITING,
+        RunStatus.AWAITING_APPROVAL,
+    )
+    for status in open_runs:
+        for run in await store.runs.find(status=status, limit=MAX_EVENTS * 10):
+            await store.runs.finish(run.id, RunStatus.CANCELLED, "left open by an earlier eval")
 
 
 async def _settled(store: Store, event_ids: list[int], wait: float) -> None:
