@@ -70,6 +70,15 @@ class SourceConfig(BaseModel):
         return [s for s in found if s]
 
 
+class EvalConfig(BaseModel):
+    """`gateway eval` (docs/eval.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # USD: an eval whose estimated model cost is above this needs `--yes`.
+    confirm_above: float = Field(1.0, ge=0)
+
+
 class WorkerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -167,6 +176,7 @@ class Config(BaseModel):
     # What all assistants together may spend on models per day (a rule may have its own).
     budget: GlobalBudget | None = None
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
     # SIGTERM: seconds calls in flight may take to finish (under Kubernetes' default 30 s).
     shutdown_grace: Seconds = Field(25.0, ge=0)

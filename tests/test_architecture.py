@@ -91,7 +91,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "runs assistant knowledge",
         "worker",
         "ruleset runtime",  # the composition root: every part, built and started
-        "operations",  # what an operator does, on the runtime's parts
+        "operations evaluation",  # what an operator does; eval replays on a worker of its own
         "api ui cli app testing runview startup terminal agents",  # the edges (agents: /mcp)
     )
 )

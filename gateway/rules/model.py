@@ -13,6 +13,7 @@ from pydantic_core import PydanticCustomError
 
 from gateway.config import MAX_PASSAGES, Budget
 from gateway.retrying import RetryOverride
+from gateway.rules.expect import Expectation, RuleTest
 
 
 class Trigger(BaseModel):
@@ -140,6 +141,9 @@ class Rule(BaseModel):
     # Over the `retry:` policy of gateway.yaml (and its per-tool overrides) for this rule's runs.
     retry: RetryOverride | None = None
     budget: Budget | None = None
+    # Checked by `gateway eval` only (gateway/rules/expect.py, docs/eval.md).
+    expect: Expectation | None = None
+    tests: list[RuleTest] = Field(default_factory=list)
 
     @field_validator("when", "order_by", mode="before")
     @classmethod
