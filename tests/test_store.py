@@ -299,10 +299,11 @@ async def test_concurrent_claimers_never_get_the_same_run(store_url: str, store:
 
 async def test_expired_lease_makes_a_running_run_claimable_again(store: Store) -> None:
     [run_id] = await routed_runs(store, ["k"])
-    [held] = await store.runs.claim("dead-replica", 1, lease=0.2)
+    # A lease long enough that a loaded database answers the next claim within it.
+    [held] = await store.runs.claim("dead-replica", 1, lease=1.0)
     assert await store.runs.claim("alive", 1, 60) == []  # its lease still holds
 
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(1.2)
     [taken] = await store.runs.claim("alive", 1, 60)
 
     assert taken.id == held.id == run_id

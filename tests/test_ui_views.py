@@ -73,7 +73,10 @@ def test_the_overview_is_the_landing_page_with_charts_that_update_live(
     shot(page, "6-overview")
 
     gateway.post_order("e2", name="#2")  # no reload: the panel refreshes itself
-    expect(page.locator("#panel-events .legend [data-source=shop]")).to_have_text("shop: 2")
+    # The panel refreshes every 5 s: allow a few periods on a loaded machine.
+    expect(page.locator("#panel-events .legend [data-source=shop]")).to_have_text(
+        "shop: 2", timeout=20_000
+    )
 
     page.click("nav.ranges >> text=last week")
     page.wait_for_url(re.compile(r"range=week$"))
