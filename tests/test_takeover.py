@@ -74,8 +74,10 @@ def test_a_killed_replicas_runs_are_taken_over_in_seconds_not_a_lease(
     # sees the victim holding its share after every delivery is acknowledged.
     server.delay = 8.0
     with replicas(migrated(tmp_path, pg_url, url), 2) as gateways:
-        acked = post_all([g.url for g in gateways], deliveries("kill", EVENTS, EVENTS))
         victim = gateways[0]
+        # Every delivery to the victim: it routes them and claims their runs in the routing
+        # commit, so it holds runs whichever replica a loaded machine would have favoured.
+        acked = post_all([victim.url], deliveries("kill", EVENTS, EVENTS))
         assert victim.proc is not None
         mark = f":{victim.proc.pid}:"
 
@@ -83,7 +85,7 @@ def test_a_killed_replicas_runs_are_taken_over_in_seconds_not_a_lease(
             rows = query(pg_url, "SELECT id, lease_owner FROM runs WHERE status = 'running'")
             return [r["id"] for r in rows if mark in str(r["lease_owner"])]
 
-        wait_for(lambda: len(held()) >= 3, 20, "runs held by the victim")
+        wait_for(lambda: len(held()) >= 1, 30, "runs held by the victim")
         ids = held()
         victim.kill()
         killed = time.monotonic()
