@@ -198,6 +198,9 @@ class EventTimeline(EventDetail):
 class Replayed(Shape):
     event_id: int
     runs: list[int] = Field(description="the ids of the new runs")
+    fetching: bool = Field(
+        False, description="a thin event that had failed to fetch: fetched again, then routed"
+    )
 
 
 class FireTime(Shape):

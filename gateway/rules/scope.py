@@ -30,6 +30,8 @@ def scope_for(event: Event, now: datetime | None = None) -> dict[str, Any]:
             # Stored before max_json_depth existed: text, as a body that is not JSON, rather
             # than a structure `tojson` and the journal would recurse into and fail on.
             payload = event.body.decode("utf-8", "replace")
+    if event.fetched is not None and isinstance(payload, dict):
+        payload = with_fetched(payload, event.fetched)
     info: dict[str, Any] = {key: getattr(event, key) for key in TEMPLATE_EVENT_FIELDS}
     # `periods.last_week.start_date` and the like: around the fire time, in the rule's zone,
     # for a scheduled event; around the arrival, in UTC, for any other.
@@ -47,6 +49,15 @@ def scope_for(event: Event, now: datetime | None = None) -> dict[str, Any]:
         "now": now or datetime.now(UTC),
         "periods": LazyPeriods(anchor, zone),
     }
+
+
+def with_fetched(payload: dict[str, Any], fetched: Any) -> dict[str, Any]:
+    """A thin event's payload as rules see it: the fetched object at `payload.object`.
+
+    It takes the place of a delivered top-level `object` (Stripe sends the constant
+    "v2.core.event" there), which rules then do not see; the stored body keeps it.
+    """
+    return {**payload, "object": fetched}
 
 
 class LazyPeriods(Mapping[str, Any]):

@@ -13,6 +13,7 @@ from gateway.errors import SchemaMismatch
 from gateway.store import database
 from gateway.store.abc import (
     EventStore,
+    FetchStore,
     KnowledgeStore,
     ReplicaPresence,
     RetentionStore,
@@ -26,11 +27,21 @@ from gateway.store.abc import (
 )
 from gateway.store.batching import Journal
 from gateway.store.events import Events
+from gateway.store.fetches import Fetches
 from gateway.store.ingest import EventWriter
 from gateway.store.knowledge import Knowledge
 from gateway.store.lock import WorkerLock
 from gateway.store.presence import Presence
-from gateway.store.records import Event, NewEvent, NewRun, Run, ScheduleState, Step, Stored
+from gateway.store.records import (
+    Event,
+    Fetch,
+    NewEvent,
+    NewRun,
+    Run,
+    ScheduleState,
+    Step,
+    Stored,
+)
 from gateway.store.retention import Retention
 from gateway.store.runs import Runs
 from gateway.store.schedules import Schedules
@@ -44,6 +55,7 @@ from gateway.store.threads import Threads
 __all__ = [
     "Event",
     "EventStatus",
+    "Fetch",
     "NewEvent",
     "NewRun",
     "Run",
@@ -74,6 +86,7 @@ class Store:
     retention: RetentionStore
     stats: StatsStore
     spending: SpendingStore
+    fetches: FetchStore
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -92,6 +105,7 @@ class Store:
         self.retention = Retention(*on)
         self.stats = Stats(*on)
         self.spending = Spending(*on)
+        self.fetches = Fetches(*on)
 
     async def open(self, *, migrate: bool = True) -> None:
         """Bring the schema to the head revision (if `migrate`) and start the writers.

@@ -64,6 +64,8 @@ class Event:
     status: str
     # Retention emptied its body and headers (`gateway archive restore` brings them back).
     pruned: bool = False
+    # A thin event's full object, fetched before routing (`gateway.thin`); None for the rest.
+    fetched: Any = None
 
     @classmethod
     def from_row(cls, row: Any) -> Event:
@@ -78,6 +80,7 @@ class Event:
             body=bytes(row.body),
             status=row.status,
             pruned=getattr(row, "pruned_at", None) is not None,
+            fetched=getattr(row, "fetched", None),
         )
 
     @classmethod
@@ -86,6 +89,29 @@ class Event:
         new = stored.event
         return cls(stored.id, new.source, new.provider, new.type, new.delivery_id,
                    new.received_at, new.headers, new.body, EventStatus.PENDING)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """A thin event's fetch: its tries so far, the next one, and the last error."""
+
+    event_id: int
+    attempts: int
+    next_attempt_at: datetime | None
+    retry_since: datetime | None
+    error: str | None
+    fetched_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Fetch:
+        return cls(
+            event_id=row.event_id,
+            attempts=row.attempts,
+            next_attempt_at=utc(row.next_attempt_at),
+            retry_since=utc(row.retry_since),
+            error=row.error,
+            fetched_at=utc(row.fetched_at),
+        )
 
 
 def utc(value: datetime | None) -> datetime | None:
