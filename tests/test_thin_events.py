@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import orjson
 import pytest
 import stripe
@@ -267,6 +268,7 @@ def test_after_the_retry_horizon_the_event_fails_to_fetch_until_replayed(tmp_pat
         gw.wait_for(lambda: event_status(gw, event_id, "fetch_failed"))
         listed = gw.client.get("/api/events?status=fetch_failed", headers=auth).json()
         detail = gw.client.get(f"/api/events/{event_id}", headers=auth).json()
+        page = dashboard(gw, f"/ui/events/{event_id}")
         api.failures[path].clear()
         replayed = gw.client.post(f"/api/events/{event_id}/replay", headers=auth).json()
         (run,) = gw.finished_runs(1)
@@ -274,8 +276,18 @@ def test_after_the_retry_horizon_the_event_fails_to_fetch_until_replayed(tmp_pat
     assert [item["id"] for item in listed["items"]] == [event_id]
     assert "retry horizon" in detail["fetch"]["error"]
     assert "Stripe answered 503" in detail["fetch"]["error"]
+    assert "Failed to fetch" in page and "Stripe answered 503" in page
     assert replayed == {"event_id": event_id, "runs": [], "fetching": True}
     assert run.status == "succeeded"
+
+
+def dashboard(gw: LiveGateway, path: str) -> str:
+    """A dashboard page's HTML, logged in with the admin token."""
+    login = gw.client.post("/ui/login", data={"token": TOKEN, "next": path})
+    assert login.status_code in (200, 303), login.text
+    cookies = dict(login.cookies.items())
+    with httpx2.Client(base_url=gw.url, cookies=cookies) as client:
+        return client.get(path).text
 
 
 def test_an_object_stripe_does_not_have_fails_at_once(tmp_path: Path) -> None:
