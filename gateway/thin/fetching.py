@@ -70,11 +70,13 @@ class Fetching:
         except orjson.JSONDecodeError:
             return False
 
-    async def hold(self, events: Sequence[Event]) -> list[Event]:
+    async def hold(self, events: Sequence[Event]) -> Sequence[Event]:
         """The events to route now: thin ones are taken out of routing to be fetched first."""
-        thin = {event.id for event in events if self.fetchers and self.needs_fetch(event)}
+        if not self.fetchers:  # the usual case: no source fetches, nothing to look at
+            return events
+        thin = {event.id for event in events if self.needs_fetch(event)}
         if not thin:
-            return list(events)
+            return events
         await self.store.fetches.begin(sorted(thin))
         self.wake()
         return [event for event in events if event.id not in thin]
