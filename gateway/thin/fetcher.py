@@ -19,6 +19,14 @@ FETCH_TIMEOUT_SECONDS = 10.0
 # A fetched object larger than this, as JSON, is refused for good (the event fails to fetch):
 # the same bound as a webhook body (`ingest.max_body_bytes`' default).
 MAX_FETCHED_BYTES = 1024 * 1024
+# Answers worth trying again: a timeout, a conflict or lock, too early, the rate limit.
+RETRYABLE_STATUSES = frozenset({408, 409, 425, 429})
+
+
+def retryable(status: int | None) -> bool:
+    """Whether a failed fetch may pass later: no answer at all, a 5xx, or a RETRYABLE_STATUSES;
+    any other answer (a wrong key, an object that is gone) will not change."""
+    return status is None or status in RETRYABLE_STATUSES or status >= 500
 
 
 class Fetcher(Protocol):

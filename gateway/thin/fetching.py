@@ -24,13 +24,17 @@ from gateway.runs.policy import decide
 from gateway.store import Event, Fetch, Store
 from gateway.store.notify import wait_until_set
 from gateway.thin.fetcher import Fetcher, fetchers
+from gateway.thin.openai import openai_fetcher
 from gateway.thin.stripe import stripe_fetcher
 
 log = structlog.get_logger(__name__)
 
 # The providers that can fetch thin events, by name: each makes a source's fetcher, or None
 # when the source does not ask for one.
-MAKERS: Mapping[str, Callable[[SourceConfig], Fetcher | None]] = {"stripe": stripe_fetcher}
+MAKERS: Mapping[str, Callable[[SourceConfig], Fetcher | None]] = {
+    "stripe": stripe_fetcher,
+    "standard": openai_fetcher,
+}
 # Fetches claimed (and made concurrently) at once, at most.
 CLAIM_MAX = 16
 # Only a fallback for fetches another process made due (an operator's replay from the CLI).

@@ -17,10 +17,7 @@ from gateway.config import SourceConfig
 from gateway.errors import FetchError
 from gateway.ingest.providers.stripe import THIN_EVENT_OBJECT, StripeSettings
 from gateway.store import Event
-from gateway.thin.fetcher import FETCH_TIMEOUT_SECONDS, Fetcher, bounded
-
-# Statuses worth trying again: a conflict or lock, the rate limit, the server's own failures.
-RETRYABLE_STATUSES = frozenset({408, 409, 425, 429})
+from gateway.thin.fetcher import FETCH_TIMEOUT_SECONDS, Fetcher, bounded, retryable
 
 
 class StripeFetcher:
@@ -63,12 +60,14 @@ class StripeFetcher:
 
 def _fetch_error(event_id: int, exc: stripe.StripeError) -> FetchError:
     status = exc.http_status
-    retryable = status is None or status in RETRYABLE_STATUSES or status >= 500
     headers = {str(k).lower(): str(v) for k, v in (exc.headers or {}).items()}
     where = f"Stripe answered {status}" if status is not None else "Stripe could not be reached"
     message = exc.user_message or type(exc).__name__
     return FetchError(
-        event_id, f"{where}: {message}", retryable=retryable, retry_after=retry_after(headers)
+        event_id,
+        f"{where}: {message}",
+        retryable=retryable(status),
+        retry_after=retry_after(headers),
     )
 
 
