@@ -104,7 +104,7 @@ class Metrics:
         self.queue_depth = Gauge(
             "gateway_queue_depth",
             "Work waiting: pending events, pending runs, runs awaiting approval, runs waiting "
-            "for an open circuit",
+            "for an open circuit, thin events being fetched",
             ["queue"],
             registry=self.registry,
         )
