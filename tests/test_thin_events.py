@@ -395,6 +395,30 @@ async def test_a_fetch_is_claimed_by_one_claimer_and_kept_once(store: Store) -> 
     assert (pending.id, pending.fetched, pending.body) == (stored.id, METER, new.body)
 
 
+async def test_a_fetch_whose_claimer_died_is_claimed_again_when_its_lease_ends(
+    store: Store,
+) -> None:
+    stored = await store.events.add(
+        NewEvent("pay", "stripe", "t", "evt_3", {}, thin_event("evt_3"), _now())
+    )
+    await store.fetches.begin([stored.id])
+    (first,) = await store.fetches.claim(10, lease=0)  # a lease over at once: the claimer died
+    (again,) = await store.fetches.claim(10, lease=60)
+    assert first[0].id == again[0].id == stored.id
+
+
+async def test_pruning_a_body_prunes_the_fetched_object_beside_it(store: Store) -> None:
+    stored = await store.events.add(
+        NewEvent("pay", "stripe", "t", "evt_4", {}, thin_event("evt_4"), _now())
+    )
+    await store.fetches.begin([stored.id])
+    await store.fetches.fetched(stored.id, METER)
+    await store.retention.prune_bodies([stored.id])
+    pruned = await store.events.get(stored.id)
+    assert pruned is not None
+    assert (pruned.pruned, pruned.body, pruned.fetched) == (True, b"", None)
+
+
 async def test_a_failed_fetch_is_restarted_by_an_operator(store: Store) -> None:
     stored = await store.events.add(
         NewEvent("pay", "stripe", "t", "evt_2", {}, thin_event("evt_2"), _now())
