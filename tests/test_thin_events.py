@@ -19,8 +19,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from typer.testing import CliRunner
 
 from gateway import config as config_module
+from gateway.cli import app
 from gateway.config import SourceConfig
 from gateway.errors import ConfigError
 from gateway.ingest.provider import PROVIDERS
@@ -329,6 +331,29 @@ def test_a_thin_event_without_a_related_object_routes_on_the_full_event(tmp_path
 
     assert run.status == "succeeded"
     assert [path for path, _, _ in api.requests] == ["/v2/core/events/evt_widget"]
+
+
+@pytest.mark.usefixtures("recording")
+def test_an_eval_replays_a_thin_event_on_the_object_fetched_live(tmp_path: Path) -> None:
+    candidate = tmp_path / "candidate"
+    candidate.mkdir()
+    (candidate / "rules.yaml").write_text(RULES.replace("meter {{", "candidate {{"))
+    config, report = str(tmp_path / "gateway.yaml"), str(tmp_path / "report.json")
+    with stripe_api() as (api, url):
+        with gateway(tmp_path, url) as gw:
+            deliver(gw, thin_event("evt_eval"))
+            gw.finished_runs(1)
+        asked = len(api.requests)
+        result = CliRunner().invoke(
+            app,
+            ["eval", "--config", config, "--rules", str(candidate), "--last", "1", "--out", report],
+        )
+        assert len(api.requests) == asked == 1  # the eval fetched nothing
+
+    assert result.exit_code == 0, result.output
+    (event,) = orjson.loads((tmp_path / "report.json").read_bytes())["events"]
+    (call,) = event["candidate"]["calls"]
+    assert call["arguments"]["label"] == "candidate mtr_123: API calls"
 
 
 def test_the_fetched_object_takes_the_place_of_the_delivered_object_key() -> None:

@@ -43,6 +43,27 @@ class Fetcher(Protocol):
     async def aclose(self) -> None: ...
 
 
+class Recorded:
+    """A source's fetching answered from objects fetched before, keyed by the event's body:
+    an eval replays thin events on what the live gateway fetched, and calls no API."""
+
+    def __init__(self, fetcher: Fetcher, objects: Mapping[bytes, Any]) -> None:
+        self.fetcher = fetcher
+        self.objects = objects
+
+    def is_thin(self, payload: Any) -> bool:
+        return self.fetcher.is_thin(payload)
+
+    async def fetch(self, event: Event) -> Any:
+        if event.body not in self.objects:
+            message = "its object was never fetched live, and an eval calls no API"
+            raise FetchError(event.id, message, retryable=False)
+        return self.objects[event.body]
+
+    async def aclose(self) -> None:
+        await self.fetcher.aclose()
+
+
 def bounded(event_id: int, obj: Any) -> Any:
     """`obj` if it fits the limits of a fetched object, else a `FetchError` (not retryable)."""
     size = len(orjson.dumps(obj))
