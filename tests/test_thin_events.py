@@ -4,6 +4,7 @@ uses) before routing, keeps it beside the raw body, and rules see it at `payload
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
@@ -418,6 +419,26 @@ async def test_a_fetch_is_claimed_by_one_claimer_and_kept_once(store: Store) -> 
     assert await store.fetches.fetched(stored.id, {"other": 1}) is False  # done already
     (pending,) = await store.events.pending()
     assert (pending.id, pending.fetched, pending.body) == (stored.id, METER, new.body)
+
+
+async def test_two_replicas_claiming_together_never_take_the_same_fetch(store: Store) -> None:
+    ids = []
+    for number in range(20):
+        body = thin_event(f"evt_r{number}")
+        new = NewEvent("pay", "stripe", "t", f"evt_r{number}", {}, body, _now())
+        ids.append((await store.events.add(new)).id)
+    assert await store.fetches.begin(ids) == ids
+    other = Store(store.url)
+    await other.open()
+    try:
+        taken = await asyncio.gather(
+            *(replica.fetches.claim(4, lease=60) for replica in (store, other) for _ in range(3))
+        )
+    finally:
+        await other.close()
+    claimed = [event.id for batch in taken for event, _ in batch]
+    assert len(claimed) == len(set(claimed)) > 0
+    assert set(claimed) <= set(ids)
 
 
 async def test_a_fetch_whose_claimer_died_is_claimed_again_when_its_lease_ends(
