@@ -24,13 +24,17 @@ from typer.testing import CliRunner
 
 from gateway import config as config_module
 from gateway.cli import app
-from gateway.config import SourceConfig
+from gateway.config import Config, SourceConfig
 from gateway.errors import ConfigError
 from gateway.ingest.provider import PROVIDERS
+from gateway.ingest.providers.stripe import StripeSettings
+from gateway.metrics import Metrics
 from gateway.rules.scope import scope_for
 from gateway.store import Event, NewEvent, Store
 from gateway.testing.server import serve_in_thread
 from gateway.thin.fetcher import MAX_FETCHED_BYTES, bounded
+from gateway.thin.fetching import Fetching
+from gateway.thin.stripe import StripeFetcher
 from tests.live import LiveGateway, live_gateway
 from tests.postgres import fresh_database
 
@@ -82,6 +86,8 @@ class StripeAPI:
     each path answered from its planned failures first, then from `objects`."""
 
     def __init__(self) -> None:
+        # Seconds each answer waits before it is sent (a slow API).
+        self.delay = 0.0
         self.objects: dict[str, dict[str, Any]] = {"/v1/billing/meters/mtr_123": METER}
         self.failures: dict[str, list[tuple[int, dict[str, str]]]] = defaultdict(list)
         self.requests: list[tuple[str, str, float]] = []
@@ -90,6 +96,7 @@ class StripeAPI:
         async def answer(request: Request) -> JSONResponse:
             path = request.url.path
             self.requests.append((path, request.headers["authorization"], time.monotonic()))
+            await asyncio.sleep(self.delay)
             if self.failures[path]:
                 status, headers = self.failures[path].pop(0)
                 error = {"type": "api_error", "message": f"planned {status}"}
@@ -479,6 +486,43 @@ async def test_a_failed_fetch_is_restarted_by_an_operator(store: Store) -> None:
     assert await store.fetches.restart(stored.id) is False  # fetching already
     (claimed,) = await store.fetches.claim(10, lease=60)
     assert (claimed[1].attempts, claimed[1].retry_since, claimed[1].error) == (2, None, "gave up")
+
+
+@pytest.mark.parametrize(("delay", "fetched"), [(0.1, True), (0.5, False)])
+async def test_a_fetch_must_be_answered_within_its_timeout(
+    tmp_path: Path, delay: float, fetched: bool
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'gateway.db'}")
+    await store.open()
+    with stripe_api() as (api, url):
+        api.delay = delay
+        settings = StripeSettings(fetch="thin", api_key=API_KEY, api_base=url)
+        fetching = Fetching(
+            store,
+            Config(),
+            Metrics(),
+            wake_routing=lambda: None,
+            fetchers_by_source={"pay": StripeFetcher(settings)},
+        )
+        fetching.timeout = 0.3  # FETCH_TIMEOUT_SECONDS, scaled down
+        try:
+            new = NewEvent("pay", "stripe", "t", "evt_slow", {}, thin_event("evt_slow"), _now())
+            stored = await store.events.add(new)
+            await store.fetches.begin([stored.id])
+            ((event, fetch),) = await store.fetches.claim(1, lease=60)
+            await fetching.fetch(event, fetch)
+            after = await store.fetches.get(stored.id)
+            status = (await store.events.get(stored.id)).status  # type: ignore[union-attr]
+        finally:
+            await fetching.aclose()
+            await store.close()
+
+    assert after is not None
+    if fetched:
+        assert (status, after.error) == ("pending", None)
+    else:  # a retryable failure: fetching still, due again after a backoff
+        assert (status, after.error) == ("fetching", "no answer within 0.3 s")
+        assert after.next_attempt_at is not None
 
 
 def _now() -> Any:

@@ -13,8 +13,8 @@ from gateway.errors import FetchError
 from gateway.nesting import READABLE_DEPTH, deeper_than
 from gateway.store import Event
 
-# One fetch (every request it makes) ends after this many seconds: a retryable failure. Below
-# the worker's lease (30 s by default), so a fetch never outlives its claim.
+# One fetch (every request it makes, all told) ends after this many seconds: a retryable
+# failure. Below the worker's lease (30 s by default), so a fetch never outlives its claim.
 FETCH_TIMEOUT_SECONDS = 10.0
 # A fetched object larger than this, as JSON, is refused for good (the event fails to fetch):
 # the same bound as a webhook body (`ingest.max_body_bytes`' default).

@@ -24,7 +24,7 @@ from gateway.metrics import Metrics
 from gateway.runs.policy import decide
 from gateway.store import Event, Fetch, Store
 from gateway.store.notify import wait_until_set
-from gateway.thin.fetcher import Fetcher, Recorded, fetchers
+from gateway.thin.fetcher import FETCH_TIMEOUT_SECONDS, Fetcher, Recorded, fetchers
 from gateway.thin.openai import openai_fetcher
 from gateway.thin.stripe import stripe_fetcher
 
@@ -62,6 +62,8 @@ class Fetching:
             fetchers_by_source if fetchers_by_source is not None else fetchers(config, MAKERS)
         )
         self._wake_routing = wake_routing
+        # A whole fetch, every request of it, within this many seconds (clients bound reads).
+        self.timeout = FETCH_TIMEOUT_SECONDS
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -125,7 +127,12 @@ class Fetching:
             if fetcher is None:
                 gone = f"source {event.source!r} no longer fetches"
                 raise FetchError(event.id, gone, retryable=False)
-            found = await fetcher.fetch(event)
+            async with asyncio.timeout(self.timeout):
+                found = await fetcher.fetch(event)
+        except TimeoutError:
+            late = FetchError(event.id, f"no answer within {self.timeout:g} s", retryable=True)
+            await self._failed(event, fetch, late)
+            return
         except FetchError as exc:
             await self._failed(event, fetch, exc)
             return
