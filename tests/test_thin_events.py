@@ -383,6 +383,13 @@ def test_a_fetched_object_up_to_the_limit_is_kept_and_one_byte_more_is_refused()
     assert refused.value.retryable is False  # type: ignore[attr-defined]
 
 
+def test_an_api_base_must_be_an_http_url(tmp_path: Path) -> None:
+    source = pay_source("ftp://127.0.0.1/")
+    (tmp_path / "gateway.yaml").write_text(orjson.dumps({"sources": {"pay": source}}).decode())
+    with pytest.raises(ConfigError, match=r"api_base: .*'ftp://127\.0\.0\.1/' is not an http"):
+        config_module.load(tmp_path / "gateway.yaml", environ={})
+
+
 def test_fetch_thin_needs_an_api_key(tmp_path: Path) -> None:
     source = {"provider": "stripe", "secrets": [SECRET], "fetch": "thin"}
     (tmp_path / "gateway.yaml").write_text(orjson.dumps({"sources": {"pay": source}}).decode())

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from gateway.config import SourceConfig
 from gateway.errors import ConfigError
 from gateway.ingest.provider import (
+    ApiBase,
     Headers,
     Provider,
     check_timestamp,
@@ -42,7 +43,7 @@ class StandardSettings(BaseModel):
     # API before routing (`gateway.thin`), with `api_key` from `api_base` (OpenAI's if unset).
     fetch: Literal["openai"] | None = None
     api_key: str | None = None
-    api_base: str | None = None
+    api_base: ApiBase | None = None
 
     @model_validator(mode="after")
     def _fetch_needs_a_key(self) -> StandardSettings:

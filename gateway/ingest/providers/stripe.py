@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from gateway.ingest.provider import (
+    ApiBase,
     Headers,
     Provider,
     check_timestamp,
@@ -39,7 +40,7 @@ class StripeSettings(BaseModel):
     fetch: Literal["thin"] | None = None
     # The secret (or restricted, with read access to events) key the fetch uses.
     api_key: str | None = None
-    api_base: str = STRIPE_API
+    api_base: ApiBase = STRIPE_API
 
     @model_validator(mode="after")
     def _fetch_needs_a_key(self) -> StripeSettings:
