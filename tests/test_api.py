@@ -168,7 +168,7 @@ def test_a_path_with_an_encoded_newline_is_still_answered_by_the_api(
         (("GET", "/api/runs?event=x", None), ["event: not an integer: 'x'"]),
         (
             ("GET", "/api/events?since=yesterday", None),
-            ["since: not an ISO 8601 date-time: 'yesterday'"],
+            ["since: not a time: 'yesterday' (use 7d, 24h, 30m or an ISO 8601 date-time)"],
         ),
         (
             ("GET", "/api/events?source=" + "s" * 201, None),

@@ -20,6 +20,7 @@ from gateway.evaluation.fixtures import Fixture, load_fixtures
 from gateway.evaluation.offline import journaled_results, offline_tools
 from gateway.evaluation.report import EvalReport, compare
 from gateway.evaluation.selection import MAX_EVENTS, Selection, select_events
+from gateway.evaluation.stored import keep
 from gateway.retrying import RetryOverride
 from gateway.rules.loader import RuleSet
 from gateway.rules.model import Rule
@@ -106,6 +107,7 @@ async def evaluate(
         fixture_copies = copies[len(events) :]
         for fixture, copy in zip(fixtures, fixture_copies, strict=True):
             report.add_fixture(fixture, await _fixture_failures(store, fixture, copy))
+        await keep(store, candidate.rules, copies, report)
         return report
     finally:
         await store.close()

@@ -70,6 +70,9 @@ class Totals(BaseModel):
 
 
 class EvalReport(BaseModel):
+    # Set once the eval is kept in the eval store (gateway/evaluation/stored.py).
+    id: int | None = None
+    rules: str = ""
     events: list[EventComparison]
     failures: list[Failure]
     totals: Totals

@@ -262,3 +262,22 @@ knowledge_passages = Table(
     Index("ix_knowledge_passages_file_id", "file_id"),
     Index("ix_knowledge_passages_collection", "collection"),
 )
+
+# `gateway eval` runs, kept in the eval store (never the gateway's own): each with its totals
+# for the list, the ids of the events it copied in (deleted with it), and its whole report.
+evals = Table(
+    "evals",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("rules", String(1000), nullable=False),
+    Column("events", Integer, nullable=False),
+    Column("changed", Integer, nullable=False),
+    Column("cost_live", Float, nullable=False),
+    Column("cost_candidate", Float, nullable=False),
+    Column("latency_delta_ms", Float, nullable=False),
+    Column("expectations", Integer, nullable=False),
+    Column("expectations_failed", Integer, nullable=False),
+    Column("event_ids", JSON, nullable=False),
+    Column("report", JSON, nullable=False),
+)
