@@ -195,3 +195,11 @@ class EvalStore(Protocol):
         """Forget an eval and everything it copied in (its events, their runs and steps);
         False if there was no such eval."""
         ...
+
+    async def keep_listing(self, server: str, tools: dict[str, Any]) -> None:
+        """Keep an MCP server's tool list (tool name → its JSON), in place of the last."""
+        ...
+
+    async def listing(self, server: str) -> dict[str, Any] | None:
+        """The MCP server's kept tool list, or None if none was kept."""
+        ...

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, delete, insert, select
 from gateway.store.part import Part, now_utc
 from gateway.store.records import EvalSummary, StoredEval
 from gateway.store.retention import _delete_runs
-from gateway.store.schema import evals, events, runs
+from gateway.store.schema import evals, events, mcp_listings, runs
 
 SUMMARY = [c for c in evals.columns if c.name not in ("event_ids", "report")]
 
@@ -55,6 +55,21 @@ class Evals(Part):
             return True
 
         return await self.journal.apply(change)
+
+    async def keep_listing(self, server: str, tools: dict[str, Any]) -> None:
+        values = {"server": server, "tools": tools, "listed_at": now_utc()}
+        statement = (
+            self._insert(mcp_listings)
+            .values(**values)
+            .on_conflict_do_update(
+                index_elements=["server"], set_={"tools": tools, "listed_at": values["listed_at"]}
+            )
+        )
+        await self.journal.apply(lambda conn: conn.execute(statement))
+
+    async def listing(self, server: str) -> dict[str, Any] | None:
+        row = await self._first(select(mcp_listings.c.tools).where(mcp_listings.c.server == server))
+        return dict(row.tools) if row is not None else None
 
 
 def _summary(row: Any) -> EvalSummary:

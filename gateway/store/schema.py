@@ -281,3 +281,13 @@ evals = Table(
     Column("event_ids", JSON, nullable=False),
     Column("report", JSON, nullable=False),
 )
+
+# The last tool list of each MCP server an eval listed, kept in the eval store so that an
+# `--offline` eval knows the servers' tools (names, schemas, read-only hints) without asking.
+mcp_listings = Table(
+    "mcp_listings",
+    metadata,
+    Column("server", String(100), primary_key=True),
+    Column("tools", JSON, nullable=False),
+    Column("listed_at", DateTime(timezone=True), nullable=False),
+)

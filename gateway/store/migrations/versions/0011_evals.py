@@ -1,4 +1,5 @@
-"""eval runs: each `gateway eval` kept with its totals and report, in the eval store
+"""eval runs: each `gateway eval` kept with its totals and report, in the eval store, and
+the MCP servers' last tool lists an `--offline` eval reads
 
 Revision ID: 0011
 Revises: 0010
@@ -34,7 +35,14 @@ def upgrade() -> None:
         sa.Column("event_ids", sa.JSON(), nullable=False),
         sa.Column("report", sa.JSON(), nullable=False),
     )
+    op.create_table(
+        "mcp_listings",
+        sa.Column("server", sa.String(100), primary_key=True),
+        sa.Column("tools", sa.JSON(), nullable=False),
+        sa.Column("listed_at", sa.DateTime(timezone=True), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("mcp_listings")
     op.drop_table("evals")
