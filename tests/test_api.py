@@ -90,6 +90,9 @@ EXPECTED = {
     ("POST", "/runs/{id:int}/retry"): 409,  # only failed or dead runs are retried
     ("POST", "/steps/{id:int}/approve"): 409,  # the step is not awaiting approval
     ("POST", "/steps/{id:int}/reject"): 409,
+    # No eval was kept here (tests/test_eval_ui.py reads and deletes one).
+    ("GET", "/evals/{id:int}"): 404,
+    ("DELETE", "/evals/{id:int}"): 404,
 }
 BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/rules/test"): {"source": "shop", "type": "orders/create", "payload": {}},

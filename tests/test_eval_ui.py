@@ -177,3 +177,35 @@ def test_the_eval_page_with_no_eval_store_yet_creates_none(tmp_path: Path) -> No
     assert page.status_code == 200 and "No eval yet" in page.text
     assert missing.status_code == 404
     assert not (tmp_path / "eval.db").exists()
+
+
+def test_the_admin_api_lists_reads_and_deletes_evals(
+    evaluated: tuple[LiveGateway, dict[str, object]],
+) -> None:
+    gw, report = evaluated
+    bearer = {"authorization": f"Bearer {TOKEN}"}
+
+    listed = gw.client.get("/api/evals", headers=bearer)
+    one = gw.client.get("/api/evals/1", headers=bearer)
+    deleted = gw.client.delete("/api/evals/1", headers=bearer)
+    gone = gw.client.get("/api/evals/1", headers=bearer)
+
+    assert listed.status_code == 200
+    [row] = listed.json()["items"]
+    assert (row["id"], row["events"], row["changed"], row["pass_rate"]) == (1, 3, 2, None)
+    assert one.status_code == 200
+    body = one.json()
+    assert body["eval"] == row
+    # The same report the CLI wrote, in the same shape.
+    assert body["report"]["totals"] == report["totals"]
+    changes = body["report"]["events"][2]["changes"]
+    assert changes == [
+        {
+            "tool": "jira.create_issue",
+            "argument": "summary",
+            "live": "Order #3",
+            "candidate": "Big #3",
+        }
+    ]
+    assert deleted.json() == {"id": 1, "deleted": True}
+    assert gone.status_code == 404 and gone.json()["detail"] == "no eval 1"

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from gateway.assistant import policy as policies
 from gateway.evaluation.expect import Failure, check
 from gateway.evaluation.fixtures import Fixture
+from gateway.redaction import REDACTED, Redactor
 from gateway.rules.loader import RuleSet
 from gateway.store import Event, Run, Step, Store
 from gateway.store.status import StepStatus
@@ -87,6 +88,20 @@ class EvalReport(BaseModel):
     events: list[EventComparison]
     failures: list[Failure]
     totals: Totals
+
+    def redacted(self, redactor: Redactor) -> EvalReport:
+        """A copy with secret-looking arguments hidden, as the run pages hide them (the diff
+        made again from what is shown): what the dashboard and the admin API show."""
+        copy = self.model_copy(deep=True)
+        for event in copy.events:
+            for call in (*event.live.calls, *event.candidate.calls):
+                call.arguments = redactor.value(call.arguments)
+            for change in event.changes:
+                secret = redactor.is_secret(change.argument)
+                change.live = REDACTED if secret else redactor.value(change.live)
+                change.candidate = REDACTED if secret else redactor.value(change.candidate)
+            event.diff = diff_lines(event.live.calls, event.candidate.calls)
+        return copy
 
     def add_fixture(self, fixture: Fixture, failures: list[Failure]) -> None:
         """Count a rule file's test (`tests:`) and its failed checks in the report."""

@@ -13,30 +13,20 @@ from gateway.api import gateway_of
 from gateway.api.auth import Session
 from gateway.api.detail import redactor_for
 from gateway.api.endpoints import Admin
+from gateway.api.evals import EvalRow
+from gateway.api.models import dump
 from gateway.api.params import MAX_ID
 from gateway.errors import GatewayError
 from gateway.evaluation import stored
-from gateway.evaluation.report import EvalReport, diff_lines
-from gateway.redaction import REDACTED, Redactor
+from gateway.evaluation.report import EvalReport
 from gateway.store.records import EvalSummary
 from gateway.ui.pages import Pages
 
 
 def summary_row(summary: EvalSummary) -> dict[str, Any]:
-    """An eval as its list shows it (the page and `GET /api/evals` alike)."""
-    return {
-        "id": summary.id,
-        "created_at": summary.created_at.isoformat(),
-        "rules": summary.rules,
-        "events": summary.events,
-        "changed": summary.changed,
-        "cost_live": summary.cost_live,
-        "cost_candidate": summary.cost_candidate,
-        "cost_delta": summary.cost_candidate - summary.cost_live,
-        "latency_delta_ms": summary.latency_delta_ms,
-        "expectations": summary.expectations,
-        "pass_rate": summary.pass_rate,
-    }
+    """An eval as its list shows it: the admin API's `EvalRow`."""
+    row: dict[str, Any] = dump(EvalRow.of(summary))
+    return row
 
 
 class EvalPages:
@@ -65,7 +55,7 @@ class EvalPages:
         if kept is None:
             return self.pages.render(request, session, "missing.html", 404, what="eval")
         report = EvalReport.model_validate(kept.report)
-        shown = _redacted(report, redactor_for(admin.config))
+        shown = report.redacted(redactor_for(admin.config)).model_dump(mode="json")
         only_changed = request.query_params.get("changed") == "1"
         events = [e for e in shown["events"] if e["changed"] or not only_changed]
         return self.pages.render(
@@ -84,17 +74,3 @@ class EvalPages:
         if not (0 < eval_id <= MAX_ID and await stored.delete(url, eval_id)):
             return self.pages.render(request, session, "missing.html", 404, what="eval")
         return RedirectResponse(f"/ui/evals?notice=eval+{eval_id}+deleted", status_code=303)
-
-
-def _redacted(report: EvalReport, redactor: Redactor) -> dict[str, Any]:
-    """The report with secret-looking arguments hidden, as the run pages hide them (the
-    diff made again from what is shown)."""
-    for event in report.events:
-        for call in (*event.live.calls, *event.candidate.calls):
-            call.arguments = redactor.value(call.arguments)
-        for change in event.changes:
-            secret = redactor.is_secret(change.argument)
-            change.live = REDACTED if secret else redactor.value(change.live)
-            change.candidate = REDACTED if secret else redactor.value(change.candidate)
-        event.diff = diff_lines(event.live.calls, event.candidate.calls)
-    return report.model_dump(mode="json")
