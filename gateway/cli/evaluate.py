@@ -4,6 +4,7 @@ made, and report what changed; a failed `expect:` makes the exit status 1 (docs/
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -174,6 +175,13 @@ def show(report: EvalReport) -> None:
         if row.changed:
             console.print(f"event {row.event_id}:", highlight=False)
             console.print("\n".join(row.diff), markup=False, highlight=False)
+            for change in row.changes:
+                console.print(
+                    f"  {change.tool} {change.argument}: {_json(change.live)} → "
+                    f"{_json(change.candidate)}",
+                    markup=False,
+                    highlight=False,
+                )
     totals = report.totals
     console.print(
         f"{totals.events} event(s), {totals.changed} changed; cost {totals.cost_live:.4f} → "
@@ -190,6 +198,10 @@ def show(report: EvalReport) -> None:
             highlight=False,
             markup=True,
         )
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _marked(tool: str, approval: bool) -> str:
