@@ -17,8 +17,9 @@ from gateway.evaluation import stored
 from gateway.evaluation.report import ArgumentChange, EvalReport, ProposedCall
 from gateway.evaluation.selection import Selection, select_events
 from gateway.redaction import REDACTED, Redactor
-from gateway.store import NewEvent, NewRun, Store
+from gateway.store import NewEvent, NewRun, Store, database
 from gateway.store.records import EvalSummary
+from tests.test_cli_store import revision
 from tests.test_store import store, store_url  # noqa: F401
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
@@ -72,6 +73,20 @@ async def test_evals_are_listed_newest_first_two_hundred_at_most(tmp_path: Path)
 
     assert len(found) == stored.MAX_LISTED
     assert found[0].events == stored.MAX_LISTED and found[-1].events == 1
+
+
+async def test_an_eval_store_kept_by_an_older_gateway_is_brought_up_to_date(
+    tmp_path: Path,
+) -> None:
+    eval_db = tmp_path / "eval.db"
+    engine, _ = database.connect(f"sqlite:///{eval_db}")
+    try:
+        await database.upgrade(engine, "0010")  # before evals were kept
+    finally:
+        await engine.dispose()
+
+    assert await stored.listed(f"sqlite:///{eval_db}") == []
+    assert revision(eval_db) == database.head_revision()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gateway.errors import SchemaMismatch
 from gateway.evaluation.report import EvalReport
 from gateway.store import Store
 from gateway.store.records import EvalSummary, StoredEval
@@ -39,9 +40,15 @@ async def open_evals(url: str) -> Store | None:
     (a SQLite file that is not there: reading must not create it)."""
     store = Store(url)
     if _no_file(store):
-        await store.engine.dispose()
+        await _dispose(store)
         return None
-    await store.open(migrate=True)
+    try:
+        await store.open(migrate=False)
+    except SchemaMismatch:
+        # Kept by an older gateway: the eval store is the evals' own, brought up to date.
+        await _dispose(store)
+        store = Store(url)
+        await store.open(migrate=True)
     return store
 
 
@@ -85,3 +92,10 @@ async def delete(url: str, eval_id: int) -> bool:
 def _no_file(store: Store) -> bool:
     """Whether `store` is SQLite in a file that is not there."""
     return store.dialect.single_writer and not Path(store.engine.url.database or "").is_file()
+
+
+async def _dispose(store: Store) -> None:
+    """Let go of a store that was not opened (its writers never started)."""
+    await store.engine.dispose()
+    if store.write_engine is not store.engine:
+        await store.write_engine.dispose()
