@@ -17,11 +17,12 @@ from typer.testing import CliRunner
 from gateway.cli import app
 from gateway.store import Store
 from gateway.testing.fake_jira import FakeJira
+from gateway.testing.fake_llm import ScriptedModel, answer, call
 from gateway.testing.server import serve_in_thread
 from gateway.testing.smtp import SmtpServer
 from tests.fixtures import requires_fixtures
 from tests.live import LiveGateway, live_gateway
-from tests.test_eval import CANDIDATE, LIVE, eval_cli
+from tests.test_eval import CANDIDATE, CREATE, EXPECTING, LIVE, LIVE_ISSUE, eval_cli
 
 pytestmark = requires_fixtures
 
@@ -209,3 +210,43 @@ def test_the_admin_api_lists_reads_and_deletes_evals(
     ]
     assert deleted.json() == {"id": 1, "deleted": True}
     assert gone.status_code == 404 and gone.json()["detail"] == "no eval 1"
+
+
+def test_the_eval_page_shows_approvals_that_would_be_asked_and_failed_expectations(
+    tmp_path: Path,
+) -> None:
+    fake = FakeJira(projects=("OPS",))
+    with (
+        serve_in_thread(fake) as url,
+        ScriptedModel(
+            call("jira__create_issue", CREATE, usage=(120, 30)),
+            answer("Filed OPS-1.", usage=(150, 6)),
+            answer("Nothing to do.", usage=(90, 4)),
+        ) as model,
+    ):
+        handlers = {"jira": {"server": url, "user": "u", "password": "p"}}
+        models = {"default": {"api": "responses", "base_url": model.url, "model": "m"}}
+        with live_gateway(
+            tmp_path, LIVE_ISSUE, handlers=handlers, models=models, admin_token=TOKEN
+        ) as gw:
+            gw.post_order("e1", name="#1")
+            gw.post_order("e2", name="#2")
+            gw.finished_runs(2)
+            code, output, _ = eval_cli(tmp_path, EXPECTING, "--last", "2", "--concurrency", "1")
+            assert code == 1, output
+            gw.url = gw.url.replace("127.0.0.1", "localhost")
+            with logged_in(gw) as client:
+                listed = client.get("/ui/evals")
+                page = client.get("/ui/evals/1")
+
+    assert re.search(r'<td class="pass-rate">\s*50% of 2', listed.text)
+    failures = re.search(r'<ul id="failures">(.*?)</ul>', page.text, re.S)
+    assert failures is not None
+    assert 'event <a href="#event-2">2</a> rule triage' in failures[1]
+    assert "answer_matches: ^Filed" in failures[1]
+    articles = dict(re.findall(r'data-event="(\d+)">(.*?)</article>', page.text, re.S))
+    candidate = re.search(r'<div class="side candidate">(.*?)</dl>', articles["1"], re.S)
+    assert candidate is not None
+    assert "would ask for approval" in candidate[1]
+    assert re.search(r'<dd class="approvals">1</dd>', candidate[1])
+    assert re.search(r'<dd class="tokens">270 in / 36 out</dd>', candidate[1])
