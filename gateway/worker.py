@@ -65,7 +65,7 @@ class Worker:
         config: Config,
         *,
         executors: Mapping[str, ExecutorFactory] | None = None,
-        tools: dict[str, Tool] | None = None,
+        tools: Mapping[str, Tool] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         metrics: Metrics | None = None,
         notify: Callable[[], None] | None = None,
@@ -77,8 +77,9 @@ class Worker:
         self.metrics = metrics or Metrics()
         self.rules = rules
         self.config = config
-        # Built-in tools, and the tools of the MCP servers under `mcp:` once listed.
-        self.tools = Catalogue(tools if tools is not None else TOOLS, config.mcp)
+        # Built-in tools and those of the MCP servers under `mcp:` (`gateway eval` gives its own).
+        given = tools if tools is not None else TOOLS
+        self.tools = given if isinstance(given, Catalogue) else Catalogue(given, config.mcp)
         # The families' settings and the clients their calls share, closed by `stop`.
         self.toolbox = Toolbox(handlers_with_knowledge(config), self.tools)
         # Shutting down: runs in flight finish their calls, start no new one (`hand_over`).
@@ -122,7 +123,6 @@ class Worker:
         self._tasks: list[asyncio.Task[None]] = []
         # The runs' files in memory, and callbacks told about each run that ends.
         self.files, self.on_run_end = self.outcomes.files, self.outcomes.on_run_end
-        # Thin events' objects, fetched before they are routed (sources with `fetch:`).
         self.fetching = Fetching(store, config, self.metrics, wake_routing=self.notify_events)
 
     def _rule_retry(self, name: str) -> RetryOverride | None:

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from gateway.errors import SchemaMismatch
 from gateway.store import database
 from gateway.store.abc import (
+    EvalStore,
     EventStore,
     FetchStore,
     KnowledgeStore,
@@ -26,6 +27,7 @@ from gateway.store.abc import (
     ThreadStore,
 )
 from gateway.store.batching import Journal
+from gateway.store.evals import Evals
 from gateway.store.events import Events
 from gateway.store.fetches import Fetches
 from gateway.store.ingest import EventWriter
@@ -87,6 +89,7 @@ class Store:
     stats: StatsStore
     spending: SpendingStore
     fetches: FetchStore
+    evals: EvalStore  # used in the eval store only (gateway eval)
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -106,6 +109,7 @@ class Store:
         self.stats = Stats(*on)
         self.spending = Spending(*on)
         self.fetches = Fetches(*on)
+        self.evals = Evals(*on)
 
     async def open(self, *, migrate: bool = True) -> None:
         """Bring the schema to the head revision (if `migrate`) and start the writers.
