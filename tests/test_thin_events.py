@@ -38,6 +38,9 @@ from gateway.thin.stripe import StripeFetcher
 from tests.live import LiveGateway, live_gateway
 from tests.postgres import fresh_database
 
+# Every rule here records its calls with the test tool.
+pytestmark = pytest.mark.usefixtures("recording")
+
 SECRET = "whsec_test_thin_events"
 API_KEY = "sk_test_thin_events_key"
 TOKEN = "thin-admin-token"
@@ -165,7 +168,6 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-@pytest.mark.usefixtures("recording")
 def test_a_thin_stripe_event_is_fetched_and_routed_on_its_full_object(
     tmp_path: Path, store_url: str
 ) -> None:
@@ -187,7 +189,6 @@ def test_a_thin_stripe_event_is_fetched_and_routed_on_its_full_object(
     assert event.status == "routed"
 
 
-@pytest.mark.usefixtures("recording")
 def test_a_rule_sees_the_fetched_object_not_the_delivered_one(tmp_path: Path) -> None:
     with stripe_api() as (api, url), gateway(tmp_path, url) as gw:
         api.objects["/v1/billing/meters/mtr_off"] = METER | {"id": "mtr_off", "status": "inactive"}
@@ -224,7 +225,6 @@ def test_a_snapshot_event_on_a_fetching_source_routes_as_sent(tmp_path: Path) ->
     assert api.requests == []
 
 
-@pytest.mark.usefixtures("recording")
 def test_a_failing_fetch_is_retried_honouring_retry_after_and_the_event_routed_once(
     tmp_path: Path,
 ) -> None:
@@ -270,7 +270,6 @@ async def _retried(store: Store, event_id: int) -> Any:
     return fetch if fetch is not None and fetch.attempts >= 1 else None
 
 
-@pytest.mark.usefixtures("recording")
 def test_after_the_retry_horizon_the_event_fails_to_fetch_until_replayed(tmp_path: Path) -> None:
     path = "/v1/billing/meters/mtr_123"
     auth = {"Authorization": f"Bearer {TOKEN}"}
@@ -307,9 +306,15 @@ def test_an_object_stripe_does_not_have_fails_at_once(tmp_path: Path) -> None:
         event_id = deliver(gw, thin_event("evt_missing", "mtr_nowhere"))
         gw.wait_for(lambda: event_status(gw, event_id, "fetch_failed"))
         fetch = gw.query(lambda s: s.fetches.get(event_id))
+        config = str(tmp_path / "gateway.yaml")
+        listed = CliRunner().invoke(
+            app, ["events", "--config", config, "--status", "fetch_failed", "--json"]
+        )
 
     assert len(api.asked("/v1/billing/meters/mtr_nowhere")) == 1  # a 404 is not retried
     assert "Stripe answered 404" in fetch.error
+    assert listed.exit_code == 0, listed.output
+    assert [row["id"] for row in orjson.loads(listed.output)] == [event_id]
 
 
 def test_a_thin_event_without_a_related_object_routes_on_the_full_event(tmp_path: Path) -> None:
@@ -341,7 +346,6 @@ def test_a_thin_event_without_a_related_object_routes_on_the_full_event(tmp_path
     assert [path for path, _, _ in api.requests] == ["/v2/core/events/evt_widget"]
 
 
-@pytest.mark.usefixtures("recording")
 def test_an_eval_replays_a_thin_event_on_the_object_fetched_live(tmp_path: Path) -> None:
     candidate = tmp_path / "candidate"
     candidate.mkdir()

@@ -22,6 +22,9 @@ from gateway.ingest.provider import PROVIDERS
 from gateway.testing.server import serve_in_thread
 from tests.live import LiveGateway, live_gateway
 
+# Every rule here records its calls with the test tool.
+pytestmark = pytest.mark.usefixtures("recording")
+
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # a test key, as OPENAI_WEBHOOK_SECRET
 API_KEY = "sk-test-thin-openai"
 RESPONSE = {
@@ -102,7 +105,6 @@ def deliver(gw: LiveGateway, kind: str, object_id: str) -> None:
     assert response.status_code == 202, response.text
 
 
-@pytest.mark.usefixtures("recording")
 def test_an_openai_webhook_is_routed_on_the_response_it_names(tmp_path: Path) -> None:
     with openai_gateway(tmp_path) as (api, gw):
         api.failures.append((503, {"retry-after-ms": "50"}))
@@ -119,7 +121,6 @@ def test_an_openai_webhook_is_routed_on_the_response_it_names(tmp_path: Path) ->
     assert orjson.loads(event.body)["object"] == "event"  # the body as OpenAI sent it
 
 
-@pytest.mark.usefixtures("recording")
 def test_an_openai_event_naming_no_fetchable_object_routes_as_sent(tmp_path: Path) -> None:
     with openai_gateway(tmp_path) as (api, gw):
         deliver(gw, "eval.run.succeeded", "evalrun_1")
