@@ -254,12 +254,8 @@ class Worker:
                     continue  # another replica routed it first: nothing to say
                 if run_ids:
                     self._routed[event.id] = replace(event, status=status)
-                log.info(
-                    "event.routed",
-                    event_id=event.id,
-                    rules=[r.rule for r in planned],
-                    runs=run_ids,
-                )
+                rules = [r.rule for r in planned]
+                log.info("event.routed", event_id=event.id, rules=rules, runs=run_ids)
             await self._start(claimed)
         finally:
             self._reserved -= free
@@ -268,7 +264,9 @@ class Worker:
             self.announce_runs()  # runs left for this worker's next claim or another replica
 
     async def route(self, event: Event) -> list[int]:
-        """Route one event (as `route_pending` does a page)."""
+        """Route one event (as `route_pending` does a page); a thin one is fetched first: []."""
+        if not await self.fetching.hold([event]):
+            return []
         planned = plan(self.rules, event)
         return await self.store.runs.route(event.id, planned, routed_status(planned))
 

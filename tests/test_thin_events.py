@@ -29,12 +29,14 @@ from gateway.errors import ConfigError
 from gateway.ingest.provider import PROVIDERS
 from gateway.ingest.providers.stripe import StripeSettings
 from gateway.metrics import Metrics
+from gateway.rules.loader import load as load_rules
 from gateway.rules.scope import scope_for
 from gateway.store import Event, NewEvent, Store
 from gateway.testing.server import serve_in_thread
 from gateway.thin.fetcher import MAX_FETCHED_BYTES, bounded
 from gateway.thin.fetching import Fetching
 from gateway.thin.stripe import StripeFetcher
+from gateway.worker import Worker
 from tests.live import LiveGateway, live_gateway
 from tests.postgres import fresh_database
 
@@ -457,6 +459,23 @@ async def test_two_replicas_claiming_together_never_take_the_same_fetch(store: S
     claimed = [event.id for batch in taken for event, _ in batch]
     assert len(claimed) == len(set(claimed)) > 0
     assert set(claimed) <= set(ids)
+
+
+async def test_routing_one_thin_event_holds_it_for_its_fetch(store: Store, tmp_path: Path) -> None:
+    config = Config.model_validate({"sources": {"pay": pay_source("http://127.0.0.1:9")}})
+    stored = await store.events.add(
+        NewEvent("pay", "stripe", "t", "evt_5", {}, thin_event("evt_5"), _now())
+    )
+    event = await store.events.get(stored.id)
+    assert event is not None
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "rules.yaml").write_text(RULES)
+    worker = Worker(store, load_rules(tmp_path / "rules"), config)
+    try:
+        assert await worker.route(event) == []
+    finally:
+        await worker.fetching.aclose()
+    assert (await store.events.get(stored.id)).status == "fetching"  # type: ignore[union-attr]
 
 
 async def test_a_fetch_whose_claimer_died_is_claimed_again_when_its_lease_ends(
