@@ -260,11 +260,16 @@ def test_ingest_stores_a_thin_event_while_the_stripe_api_is_down(tmp_path: Path)
         event = gw.wait_for(lambda: event_status(gw, event_id, "fetching"))
         fetch = gw.wait_for(lambda: gw.query(lambda s: _retried(s, event_id)))
         metrics = gw.client.get("/metrics").text
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        replay = gw.client.post(f"/api/events/{event_id}/replay", headers=auth)
 
     assert event.body == body
     assert event.fetched is None
     assert "Stripe could not be reached" in (fetch.error or "")
     assert 'gateway_queue_depth{queue="fetches"} 1.0' in metrics
+    # Its rules have not run yet: a replay would run them on the thin body.
+    assert replay.status_code == 409
+    assert "still fetching its object" in replay.text
 
 
 async def _retried(store: Store, event_id: int) -> Any:
