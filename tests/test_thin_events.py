@@ -442,6 +442,11 @@ async def test_a_fetch_is_claimed_by_one_claimer_and_kept_once(store: Store) -> 
 
     assert await store.fetches.fetched(stored.id, METER) is True
     assert await store.fetches.fetched(stored.id, {"other": 1}) is False  # done already
+    # A claimer that outlived its lease and failed changes nothing of a fetch done.
+    await store.fetches.retry_later(stored.id, _now(), "late failure")
+    await store.fetches.fail(stored.id, "late failure")
+    done = await store.fetches.get(stored.id)
+    assert done is not None and (done.attempts, done.error) == (1, None)
     (pending,) = await store.events.pending()
     assert (pending.id, pending.fetched, pending.body) == (stored.id, METER, new.body)
 

@@ -110,12 +110,13 @@ class Fetches(Part):
         return await self.journal.apply(change)
 
     async def retry_later(self, event_id: int, at: datetime, error: str) -> None:
-        """A try failed in a way that may pass: count it, try again at `at`."""
+        """A try failed in a way that may pass: count it, try again at `at` (unless another
+        claimer, whose lease this one outlived, fetched it meanwhile)."""
         now = now_utc()
         await self.journal.apply(
             lambda conn: conn.execute(
                 update(event_fetches)
-                .where(event_fetches.c.event_id == event_id)
+                .where(event_fetches.c.event_id == event_id, event_fetches.c.fetched_at.is_(None))
                 .values(
                     attempts=event_fetches.c.attempts + 1,
                     next_attempt_at=at,
@@ -137,7 +138,7 @@ class Fetches(Part):
             )
             conn.execute(
                 update(event_fetches)
-                .where(event_fetches.c.event_id == event_id)
+                .where(event_fetches.c.event_id == event_id, event_fetches.c.fetched_at.is_(None))
                 .values(attempts=event_fetches.c.attempts + 1, next_attempt_at=None, error=error)
             )
 
