@@ -251,7 +251,8 @@ class Worker:
                     continue  # another replica routed it first: nothing to say
                 if run_ids:
                     self._routed[event.id] = replace(event, status=status)
-                log.info(
+                # Debug: a line per event costs the hot path as much as routing it (bench/sustain).
+                log.debug(
                     "event.routed",
                     event_id=event.id,
                     rules=[r.rule for r in planned],

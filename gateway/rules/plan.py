@@ -49,10 +49,19 @@ def plan_rule(rule: Rule, event: Event, scope: dict[str, Any]) -> NewRun | None:
     return replace(base, ordering_key=ordering, thread_key=thread)
 
 
+def templated(rule: Rule) -> bool:
+    """Whether planning a run of `rule` reads a template (and so the event's scope)."""
+    thread = rule.assistant is not None and bool(rule.assistant.thread)
+    return rule.when is not None or bool(rule.order_by) or thread
+
+
 def plan(rules: RuleSet, event: Event, scope: dict[str, Any] | None = None) -> list[NewRun]:
     """The runs an event starts: one per matching rule whose `when` holds."""
-    scope = scope_for(event) if scope is None else scope
-    planned = (plan_rule(rule, event, scope) for rule in matching_rules(rules, event))
+    matched = matching_rules(rules, event)
+    if scope is None:
+        # Parsing the body is most of routing's cost: only for a rule whose plan reads it.
+        scope = scope_for(event) if any(templated(rule) for rule in matched) else {}
+    planned = (plan_rule(rule, event, scope) for rule in matched)
     return [run for run in planned if run is not None]
 
 

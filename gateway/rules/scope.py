@@ -11,7 +11,8 @@ from typing import Any
 
 import orjson
 
-from gateway.nesting import READABLE_DEPTH, deeper_than
+from gateway.errors import MalformedPayload
+from gateway.nesting import READABLE_DEPTH, check_depth
 from gateway.rules.periods import periods as calendar_periods
 from gateway.store import Event
 
@@ -26,7 +27,10 @@ def scope_for(event: Event, now: datetime | None = None) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         payload = event.body.decode("utf-8", "replace")
     else:
-        if deeper_than(payload, READABLE_DEPTH):
+        try:
+            # Ingest's check, with its bracket count first: the walk cost more than the parse.
+            check_depth(payload, READABLE_DEPTH, event.body)
+        except MalformedPayload:
             # Stored before max_json_depth existed: text, as a body that is not JSON, rather
             # than a structure `tojson` and the journal would recurse into and fail on.
             payload = event.body.decode("utf-8", "replace")
