@@ -14,6 +14,7 @@ import pytest
 from gateway.api.dryrun import try_rules
 from gateway.config import Config
 from gateway.nesting import READABLE_DEPTH
+from gateway.rules import templates
 from gateway.rules.loader import RuleSet
 from gateway.rules.loader import load as load_rules
 from gateway.rules.model import Rule
@@ -180,3 +181,15 @@ def test_a_body_nested_past_the_readable_depth_reaches_templates_as_text() -> No
     assert scope_for(event_with(deep))["payload"] == deep.decode()
     assert scope_for(event_with(wide))["payload"] == orjson.loads(wide)
     assert scope_for(event_with(b'{"a": [1]}'))["payload"] == {"a": [1]}
+
+
+def test_templates_read_only_the_names_they_spell() -> None:
+    arguments = {"summary": "{{ event.type }}", "labels": ["x", "{{ payload.id | tojson }}"]}
+
+    assert templates.reads(arguments, "payload")
+    assert not templates.reads({"summary": "{{ event.type }}", "n": 3}, "payload")
+    # A name the template sets itself is not read from the scope.
+    assert not templates.reads("{% set payload = 1 %}{{ payload }}", "payload")
+    # A template that does not compile may read anything: the safe answer.
+    assert templates.reads("{{ payload", "results")
+    assert not templates.reads(None, "payload")
