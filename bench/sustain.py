@@ -9,9 +9,10 @@ a gateway can take for a whole window without its backlog growing, against the d
            on the Shopify source. Posts at a fixed rate for --duration seconds (open loop:
            request n is due at n / rate, over --connections connections) and samples the
            backlog every second (events not routed + runs not finished, read from the store
-           file). A rate is sustained when the backlog's slope over the second half of the
-           window is under 2 % of the rate, the last sample is under one second of posts, and
-           the posts went out at >= 97 % of the rate. The search starts at 0.9x of the ingest
+           file). A rate is sustained when the backlog grew by less than 2 % of the rate per
+           second from the middle third of the window to the last (their means: one stalled
+           second does not decide), never exceeded two seconds of posts in the last third,
+           and the posts went out at >= 97 % of the rate. The search starts at 0.9x of the ingest
            rate; above a sustained rate it goes up, below one it tries the drain rate the
            backlog's growth implies, then bisects (--probes in all).
   latency  bench/drain's idle probe: 202 -> handler p50 (target <= 5 ms).
@@ -71,10 +72,11 @@ def ensure_venv() -> None:
 
 TARGET_RATIO = 0.9
 TARGET_P50_MS = 5.0
-# A sustained rate: backlog slope (second half of the window) under this share of the rate,
-# last backlog under this many seconds of posts, posts sent at no less than this share.
-SLOPE_SHARE = 0.02
-LAST_SECONDS = 1.0
+# A sustained rate: backlog growth (middle third of the window to the last) under this share
+# of the rate per second, backlog in the last third under this many seconds of posts, posts
+# sent at no less than this share of the rate.
+GROWTH_SHARE = 0.02
+MAX_SECONDS = 2.0
 SENT_SHARE = 0.97
 START_FRACTION = 0.9
 RULES = """\
@@ -225,14 +227,15 @@ class Sampler(threading.Thread):
             self.samples.append((round(time.monotonic() - self.started, 2), events, runs))
 
 
-def slope(points: list[tuple[float, int]]) -> float:
-    """Least-squares slope of (t, y) points: items per second."""
-    if len(points) < 2:
-        return 0.0
-    mt = sum(t for t, _ in points) / len(points)
-    my = sum(y for _, y in points) / len(points)
-    den = sum((t - mt) ** 2 for t, _ in points)
-    return sum((t - mt) * (y - my) for t, y in points) / den if den else 0.0
+def growth(points: list[tuple[float, int]], seconds: float) -> tuple[float, int]:
+    """How fast the backlog grew from the middle third of the window to the last (items per
+    second, from their means), and its peak in the last third."""
+    middle = [y for t, y in points if seconds / 3 <= t < 2 * seconds / 3]
+    last = [y for t, y in points if t >= 2 * seconds / 3]
+    if not middle or not last:
+        return 0.0, max((y for _, y in points), default=0)
+    rise = sum(last) / len(last) - sum(middle) / len(middle)
+    return rise / (seconds / 3), max(last)
 
 
 def probe(rate: float, args: argparse.Namespace, workdir: Path, bodies: Bodies) -> dict[str, Any]:
@@ -254,11 +257,10 @@ def probe(rate: float, args: argparse.Namespace, workdir: Path, bodies: Bodies) 
     finally:
         for proc in procs:
             stop_server(proc)
-    growth = slope(posting[len(posting) // 2 :])
-    last = posting[-1][1] if posting else 0
+    grew, peak = growth(posting, posted.seconds)
     sustained = (
-        growth <= SLOPE_SHARE * rate
-        and last <= LAST_SECONDS * rate
+        grew <= GROWTH_SHARE * rate
+        and peak <= MAX_SECONDS * rate
         and posted.rate >= SENT_SHARE * rate
     )
     ordered = sorted(posted.latencies_ms) or [0.0]
@@ -270,8 +272,8 @@ def probe(rate: float, args: argparse.Namespace, workdir: Path, bodies: Bodies) 
         "stored": stored,
         "p99_ms": round(ordered[int(0.99 * (len(ordered) - 1))], 2),
         "backlog": sampler.samples,
-        "backlog_slope_per_s": round(growth, 1),
-        "backlog_last": last,
+        "backlog_growth_per_s": round(grew, 1),
+        "backlog_peak_last_third": peak,
         "cleared_after_s": round(cleared_s, 2),
         "sustained": sustained,
     }
@@ -307,8 +309,9 @@ def search(base: float, args: argparse.Namespace, workdir: Path) -> list[dict[st
         probes.append(result)
         print(
             f"probe {index}: {result['rate']:.0f}/s ({fraction:.2f}x) posted "
-            f"{result['posted_per_s']:.0f}/s, backlog slope {result['backlog_slope_per_s']}/s, "
-            f"last {result['backlog_last']}: {'sustained' if result['sustained'] else 'not'}",
+            f"{result['posted_per_s']:.0f}/s, backlog growth {result['backlog_growth_per_s']}/s, "
+            f"peak {result['backlog_peak_last_third']}: "
+            f"{'sustained' if result['sustained'] else 'not'}",
             file=sys.stderr,
         )
         if result["sustained"]:
@@ -316,7 +319,7 @@ def search(base: float, args: argparse.Namespace, workdir: Path) -> list[dict[st
             fraction = (good + bad) / 2 if bad < float("inf") else good + 0.1
         else:
             bad = min(bad, fraction)
-            drained = max(0.0, result["posted_per_s"] - result["backlog_slope_per_s"]) / base
+            drained = max(0.0, result["posted_per_s"] - result["backlog_growth_per_s"]) / base
             fraction = 0.95 * drained if good == 0.0 and drained < bad else (good + bad) / 2
         if bad - good < 0.02:
             break
@@ -382,7 +385,8 @@ def main(argv: list[str]) -> int:
         print(
             f"sustain  {topology}, {p['rate']:.0f}/s ({p['fraction']:.2f}x) for "
             f"{args.duration:g} s: posted {p['posted_per_s']:.0f}/s, p99 {p['p99_ms']} ms, "
-            f"backlog slope {p['backlog_slope_per_s']}/s, last {p['backlog_last']}, cleared "
+            f"backlog growth {p['backlog_growth_per_s']}/s, peak {p['backlog_peak_last_third']} "
+            "in the last third, cleared "
             f"{p['cleared_after_s']} s after: {'sustained' if p['sustained'] else 'NOT sustained'}"
         )
     print(
