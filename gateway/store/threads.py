@@ -32,4 +32,3 @@ def item_rows(key: str, run_id: int, items: list[Any], now: datetime) -> list[di
     return [
         {"thread_key": key, "run_id": run_id, "item": item, "created_at": now} for item in items
     ]
-
