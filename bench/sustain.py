@@ -389,8 +389,9 @@ def main(argv: list[str]) -> int:
         print(
             f"sustain  {topology}, {p['rate']:.0f}/s ({p['fraction']:.2f}x) for "
             f"{args.duration:g} s: posted {p['posted_per_s']:.0f}/s, p99 {p['p99_ms']} ms, "
-            f"backlog growth {p['backlog_growth_per_s']}/s, peak {p['backlog_peak_last_third']} "
-            "in the last third, cleared "
+            f"backlog growth {p['backlog_growth_per_s']}/s (worker ~"
+            f"{p['posted_per_s'] - p['backlog_growth_per_s']:.0f}/s), peak "
+            f"{p['backlog_peak_last_third']} in the last third, cleared "
             f"{p['cleared_after_s']} s after: {'sustained' if p['sustained'] else 'NOT sustained'}"
         )
     print(
