@@ -10,11 +10,13 @@ from typing import Any
 
 from gateway.assistant.backends import Backend, make_backend
 from gateway.assistant.budget import Budgets
+from gateway.assistant.container import Interpreter, knowledge_files
 from gateway.assistant.loop import Conversation
 from gateway.assistant.models import ModelProfile, load_profiles
+from gateway.assistant.responses import ResponsesBackend
 from gateway.config import Config
 from gateway.errors import ConfigError
-from gateway.rules.model import Rule
+from gateway.rules.model import Assistant, Rule
 from gateway.runs.executor import ExecutorFactory, RunServices
 from gateway.store import Event, Run, Step
 from gateway.tools import Tool
@@ -32,6 +34,7 @@ class AssistantRunner:
         make: Callable[[ModelProfile], Backend] = make_backend,
         tools: dict[str, Tool] | None = None,
     ) -> None:
+        self.config = config
         self.profiles = load_profiles(config.models)
         self.budgets = Budgets(config)  # checked before every model turn
         self.services = services
@@ -61,6 +64,32 @@ class AssistantRunner:
                 raise ConfigError([f"no model profile named {name!r} under `models:`"])
             self._backends[name] = self._make(profile)
         return self._backends[name]
+
+    def interpreter(
+        self,
+        run: Run,
+        spec: Assistant,
+        journal: list[Step],
+        unsaved: list[tuple[int, dict[str, Any]]],
+    ) -> Interpreter:
+        """The hosted code interpreter of `run`, as its journal left it; ConfigError when its
+        rule's profile is not on the Responses API (`gateway check` says so first)."""
+        options, name = spec.code_interpreter, spec.model
+        assert options is not None
+        backend = self.backend(name)
+        if not isinstance(backend, ResponsesBackend):
+            raise ConfigError([f"profile {name!r} is not on the Responses API"])
+        found = Interpreter(
+            backend.client,
+            options,
+            run,
+            self.services.outcomes.files.setdefault(run.id, {}),
+            self.services.store,
+            unsaved,
+            lambda collection: knowledge_files(self.config, collection),
+        )
+        found.restore(journal)
+        return found
 
     async def execute(
         self, run: Run, rule: Rule, event: Event, scope: dict[str, Any], journal: list[Step]
