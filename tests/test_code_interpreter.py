@@ -95,7 +95,7 @@ def test_weekly_report_code_interpreter_chart_and_summary_are_mailed_as_made(
         call(
             "report__csv",
             {"name": "sales.csv", "columns": ["day", "orders", "revenue"], "rows": ROWS},
-        ),  # fmt: skip
+        ),
         # One response: the code runs in the container, then the model mails what it made.
         code(
             CODE,
@@ -120,7 +120,8 @@ def test_weekly_report_code_interpreter_chart_and_summary_are_mailed_as_made(
                 datetime.now(UTC) - timedelta(hours=1), datetime.now(UTC) + timedelta(hours=1)
             )
         )
-        page = "\n".join(runview.text(gw.query(lambda store: runview.fetch(store, gw.app.state.gateway.config, run.id))))  # fmt: skip
+        config = gw.app.state.gateway.config
+        page = "\n".join(runview.text(gw.query(lambda s: runview.fetch(s, config, run.id))))
 
     model.assert_all_used()
     assert run.status == "succeeded", run.error
