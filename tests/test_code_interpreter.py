@@ -243,3 +243,31 @@ def test_code_interpreter_options_are_checked_at_their_edges(tmp_path: Path) -> 
         )  # fmt: skip
     with pytest.raises(ValidationError, match="memory"):
         Assistant.model_validate({"prompt": "p", "tools": [{"code_interpreter": {"memory": "2g"}}]})
+
+
+def test_knowledge_files_listed_in_files_are_put_in_the_container_once(
+    tmp_path: Path, model: ScriptedModel
+) -> None:
+    (tmp_path / "kb").mkdir()
+    (tmp_path / "kb" / "refunds.md").write_text("# Refunds\nRefunds over 100 EUR need a manager.\n")
+    rule = WEEKLY.replace(
+        "{memory: 4g, files: [sales.csv], max_container_minutes: 10}",
+        '{files: ["knowledge:policies"]}',
+    )
+    model.script(
+        call("report__csv", {"name": "x.csv", "columns": ["a"], "rows": [["1"]]}),
+        code("print(open('/mnt/data/refunds.md').read())", logs="# Refunds"),
+    )
+    with live_gateway(
+        tmp_path, rule, models=models(model), knowledge={"policies": {"paths": ["kb/*.md"]}}
+    ) as gw:
+        fire(gw, tmp_path, "weekly-report-hosted")
+        [run] = gw.finished_runs(1)
+        steps = gw.steps(run.id)
+
+    model.assert_all_used()
+    assert run.status == "succeeded", run.error
+    [upload] = [s for s in steps if s.tool == "code_interpreter.upload"]  # before turn 1 only
+    assert upload.arguments == {"name": "refunds.md"}
+    [container] = model.containers.containers.values()
+    assert container.file("refunds.md").data == (tmp_path / "kb" / "refunds.md").read_bytes()

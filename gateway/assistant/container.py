@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
@@ -19,9 +19,7 @@ from typing import Any
 import openai
 
 from gateway.assistant.models import CONTAINER_PRICES
-from gateway.config import Config
 from gateway.errors import ModelError
-from gateway.knowledge.indexer import matching_files
 from gateway.rules.model import KNOWLEDGE, MAX_CONTAINER_FILES, CodeInterpreter
 from gateway.runs.journal import nonce
 from gateway.store import Run, Step, Store
@@ -35,7 +33,7 @@ CONTENT = "content_base64"
 # OpenAI expires an idle container after at most this many minutes.
 MAX_IDLE_MINUTES = 20
 
-KnowledgeFiles = Callable[[str], list[tuple[str, bytes]]]
+KnowledgeFiles = Callable[[str], Awaitable[list[tuple[str, bytes]]]]
 """The files (name, bytes) of a knowledge collection, to put in the container."""
 
 
@@ -93,7 +91,7 @@ class Interpreter:
         try:
             if self.container_id is None:
                 position = await self._create(position)
-            for name, data in self._pending():
+            for name, data in await self._pending():
                 position = await self._upload(position, name, data)
         except openai.APIError as exc:
             raise _failed(exc) from exc
@@ -137,14 +135,15 @@ class Interpreter:
         await self.save(position, step, price)
         return position + 1
 
-    def _pending(self) -> Iterator[tuple[str, bytes]]:
+    async def _pending(self) -> list[tuple[str, bytes]]:
+        """The listed files not in the container yet that exist by now."""
+        found: list[tuple[str, bytes]] = []
         for entry in self.options.files:
             if entry.startswith(KNOWLEDGE):
-                for name, data in self.knowledge(entry.removeprefix(KNOWLEDGE)):
-                    if name not in self.uploaded:
-                        yield name, data
-            elif entry in self.files and entry not in self.uploaded:
-                yield entry, self.files[entry]
+                found += await self.knowledge(entry.removeprefix(KNOWLEDGE))
+            elif entry in self.files:
+                found.append((entry, self.files[entry]))
+        return [(name, data) for name, data in found if name not in self.uploaded]
 
     async def _upload(self, position: int, name: str, data: bytes) -> int:
         assert self.container_id is not None
@@ -233,14 +232,3 @@ def shown(result: Any) -> Any:
     if isinstance(result, dict) and CONTENT in result:
         return {**result, CONTENT: f"({result.get('bytes', '?')} bytes, kept for attachments)"}
     return result
-
-
-def knowledge_files(config: Config, collection: str) -> list[tuple[str, bytes]]:
-    """The files of knowledge collection `collection`, by file name, as the container gets
-    them (under /mnt/data); those over the collection's `max_file_bytes` are left out."""
-    settings = config.knowledge[collection]
-    return [
-        (path.name, path.read_bytes())
-        for path in matching_files(settings.paths, config.base_dir)
-        if path.stat().st_size <= settings.max_file_bytes
-    ]

@@ -10,7 +10,7 @@ from typing import Any
 
 from gateway.assistant.backends import Backend, make_backend
 from gateway.assistant.budget import Budgets
-from gateway.assistant.container import Interpreter, knowledge_files
+from gateway.assistant.container import Interpreter
 from gateway.assistant.loop import Conversation
 from gateway.assistant.models import ModelProfile, load_profiles
 from gateway.assistant.responses import ResponsesBackend
@@ -34,7 +34,6 @@ class AssistantRunner:
         make: Callable[[ModelProfile], Backend] = make_backend,
         tools: dict[str, Tool] | None = None,
     ) -> None:
-        self.config = config
         self.profiles = load_profiles(config.models)
         self.budgets = Budgets(config)  # checked before every model turn
         self.services = services
@@ -86,10 +85,17 @@ class AssistantRunner:
             self.services.outcomes.files.setdefault(run.id, {}),
             self.services.store,
             unsaved,
-            lambda collection: knowledge_files(self.config, collection),
+            self._knowledge_files,
         )
         found.restore(journal)
         return found
+
+    async def _knowledge_files(self, collection: str) -> list[tuple[str, bytes]]:
+        # The knowledge family's client (a gateway.knowledge.Library): that package imports
+        # this one, so it is reached through the toolbox.
+        library = await self.services.toolbox.client("knowledge")
+        files: list[tuple[str, bytes]] = await library.files(collection)
+        return files
 
     async def execute(
         self, run: Run, rule: Rule, event: Event, scope: dict[str, Any], journal: list[Step]
