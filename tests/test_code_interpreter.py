@@ -6,17 +6,22 @@ drives them, and the gateway mails the files the code made to a real SMTP server
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from openai import AsyncOpenAI
 from typer.testing import CliRunner
 
 from gateway import cli, runview
+from gateway.assistant.container import Interpreter
 from gateway.assistant.models import CONTAINER_PRICES
-from gateway.testing.fake_llm import ScriptedModel, answer, call, code, turn
+from gateway.rules.model import MAX_CONTAINER_FILES, CodeInterpreter
+from gateway.store import Run, RunStatus, Store
+from gateway.testing.fake_llm import ScriptedModel, answer, call, code, delay, turn
 from gateway.testing.smtp import SmtpServer
 from tests.live import LiveGateway, live_gateway
 
@@ -271,3 +276,69 @@ def test_knowledge_files_listed_in_files_are_put_in_the_container_once(
     assert upload.arguments == {"name": "refunds.md"}
     [container] = model.containers.containers.values()
     assert container.file("refunds.md").data == (tmp_path / "kb" / "refunds.md").read_bytes()
+
+
+def test_a_run_past_max_container_minutes_fails_before_its_next_model_turn(
+    tmp_path: Path, model: ScriptedModel
+) -> None:
+    rule = WEEKLY.replace("max_container_minutes: 10", "max_container_minutes: 0.01")  # 0.6 s
+    model.script(
+        delay(1.0, then=call("report__csv", {"name": "x.csv", "columns": ["a"], "rows": []})),
+    )
+    with live_gateway(tmp_path, rule, models=models(model)) as gw:
+        fire(gw, tmp_path, "weekly-report-hosted")
+        [run] = gw.finished_runs(1)
+
+    model.assert_all_used()  # no second turn was asked
+    assert run.status == "failed"
+    assert run.error is not None
+    assert re.fullmatch(
+        r"limit reached: code_interpreter container \d+ s old \(max_container_minutes 0.01\)",
+        run.error,
+    )
+
+
+def test_the_container_time_cap_holds_from_its_number_of_minutes_on(tmp_path: Path) -> None:
+    options = CodeInterpreter(max_container_minutes=10)
+    now = datetime.now(UTC)
+    interpreter = Interpreter(
+        AsyncOpenAI(api_key="unused", base_url="http://127.0.0.1:9/v1"),
+        options,
+        Run(1, 1, "r", "assistant", "live", RunStatus.RUNNING, None, 1, None, now, now, None, None),
+        {},
+        Store(f"sqlite:///{tmp_path / 'unused.db'}"),  # over_time reads no store
+        [],
+        files_of_no_collection,
+    )
+    interpreter.created = datetime.now(UTC) - timedelta(minutes=9.9)
+    assert interpreter.over_time() is None
+    interpreter.created = datetime.now(UTC) - timedelta(minutes=10)
+    assert interpreter.over_time() == (
+        "code_interpreter container 600 s old (max_container_minutes 10)"
+    )
+
+
+async def files_of_no_collection(name: str) -> list[tuple[str, bytes]]:
+    raise AssertionError(f"no knowledge collection is listed, yet {name} was read")
+
+
+def test_files_past_the_per_run_count_are_refused_with_a_step_error(
+    tmp_path: Path, model: ScriptedModel
+) -> None:
+    made = {f"f{n:02}.txt": b"%d" % n for n in range(MAX_CONTAINER_FILES + 1)}
+    model.script(code("write files", files=made))
+    with live_gateway(tmp_path, WEEKLY, models=models(model)) as gw:
+        fire(gw, tmp_path, "weekly-report-hosted")
+        [run] = gw.finished_runs(1)
+        steps = gw.steps(run.id)
+
+    downloads = [s for s in steps if s.tool == "code_interpreter.download"]
+    assert len(downloads) == MAX_CONTAINER_FILES + 1
+    assert sum(s.status == "succeeded" for s in downloads) == MAX_CONTAINER_FILES
+    [refused] = [s for s in downloads if s.status == "failed"]
+    assert refused.arguments["name"] == f"f{MAX_CONTAINER_FILES}.txt"
+    assert refused.error == (
+        f"code_interpreter: f{MAX_CONTAINER_FILES}.txt not downloaded: the run already has "
+        f"{MAX_CONTAINER_FILES} container files (the limit)"
+    )
+    assert len(model.containers.content_requests) == MAX_CONTAINER_FILES

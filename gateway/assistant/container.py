@@ -79,11 +79,11 @@ class Interpreter:
         """Why the run must stop before its next turn, if its container is past its time."""
         if self.created is None:
             return None
-        minutes = (datetime.now(UTC) - self.created).total_seconds() / 60
+        seconds = (datetime.now(UTC) - self.created).total_seconds()
         limit = self.options.max_container_minutes
-        if minutes < limit:
+        if seconds < limit * 60:
             return None
-        return f"code_interpreter container {minutes:.1f} min old (max_container_minutes {limit:g})"
+        return f"code_interpreter container {seconds:.0f} s old (max_container_minutes {limit:g})"
 
     async def prepare(self, position: int, tools: list[dict[str, Any]]) -> int:
         """Before a model turn: the container (made once per run) offered in `tools`, and the
