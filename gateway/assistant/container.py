@@ -55,6 +55,7 @@ class Interpreter:
     cost: float = 0.0
     uploaded: set[str] = field(default_factory=set)
     fetched: set[str] = field(default_factory=set)  # container file ids downloaded or refused
+    read: set[str] = field(default_factory=set)  # the `knowledge:` entries already read
 
     def restore(self, journal: list[Step]) -> None:
         """What the journal says was done: the container, the uploads, the downloads."""
@@ -139,7 +140,8 @@ class Interpreter:
         """The listed files not in the container yet that exist by now."""
         found: list[tuple[str, bytes]] = []
         for entry in self.options.files:
-            if entry.startswith(KNOWLEDGE):
+            if entry.startswith(KNOWLEDGE) and entry not in self.read:
+                self.read.add(entry)  # read once per process: its files do not come later
                 found += await self.knowledge(entry.removeprefix(KNOWLEDGE))
             elif entry in self.files:
                 found.append((entry, self.files[entry]))
