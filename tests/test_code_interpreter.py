@@ -5,6 +5,7 @@ drives them, and the gateway mails the files the code made to a real SMTP server
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from openai import AsyncOpenAI
 from typer.testing import CliRunner
@@ -78,6 +80,21 @@ def model() -> Iterator[ScriptedModel]:
         yield scripted
 
 
+TOKEN = "admin-token-for-the-dashboard"
+# The start of the chart's bytes in base64: the pages show a file's size, never its content.
+CONTENT_NOT_SHOWN = base64.b64encode(CHART[:30]).decode()[:40]
+
+
+def dashboard_page(gw: LiveGateway, path: str) -> str:
+    """A dashboard page as an operator who logged in with the admin token sees it."""
+    login = gw.client.post("/ui/login", data={"token": TOKEN, "next": path})
+    assert login.status_code == 303, login.text
+    with httpx2.Client(base_url=gw.url, cookies=dict(login.cookies.items())) as client:
+        page = client.get(path)
+    assert page.status_code == 200, page.text
+    return page.text
+
+
 def offers_the_container(body: dict[str, Any]) -> None:
     [hosted] = [t for t in body["tools"] if t["type"] == "code_interpreter"]
     assert isinstance(hosted["container"], str) and hosted["container"].startswith("cntr_")
@@ -115,11 +132,16 @@ def test_weekly_report_code_interpreter_chart_and_summary_are_mailed_as_made(
         ),
     )
     with live_gateway(
-        tmp_path, WEEKLY, models=models(model), handlers={"email": smtp.settings()}
+        tmp_path,
+        WEEKLY,
+        models=models(model),
+        handlers={"email": smtp.settings()},
+        admin_token=TOKEN,
     ) as gw:
         fire(gw, tmp_path, "weekly-report-hosted")
         [run] = gw.finished_runs(1)
         steps = gw.steps(run.id)
+        dashboard = dashboard_page(gw, f"/ui/runs/{run.id}")
         spent = gw.query(
             lambda store: store.spending.spent(
                 datetime.now(UTC) - timedelta(hours=1), datetime.now(UTC) + timedelta(hours=1)
@@ -164,6 +186,9 @@ def test_weekly_report_code_interpreter_chart_and_summary_are_mailed_as_made(
     # The run page shows the code, its logs, and the downloads without their bytes.
     assert "df = pd.read_csv('/mnt/data/sales.csv')" in page and "3814.75" in page
     assert f"({len(CHART)} bytes, kept for attachments)" in page
+    # So does the dashboard's run page, escaped as HTML.
+    assert "df = pd.read_csv(&#39;/mnt/data/sales.csv&#39;)" in dashboard
+    assert "code_interpreter, completed" in dashboard and CONTENT_NOT_SHOWN not in dashboard
 
 
 def test_container_file_over_the_cap_is_refused_with_a_step_error_one_at_the_cap_kept(
