@@ -367,3 +367,23 @@ def test_files_past_the_per_run_count_are_refused_with_a_step_error(
         f"{MAX_CONTAINER_FILES} container files (the limit)"
     )
     assert len(model.containers.content_requests) == MAX_CONTAINER_FILES
+
+
+def test_a_containers_api_outage_retries_the_run_and_a_refusal_fails_it(
+    tmp_path: Path, model: ScriptedModel
+) -> None:
+    model.script(code("print(1)", logs="1\n"))
+    model.containers.fail_next(503)  # creating the container: the run is retried, then works
+    with live_gateway(tmp_path, WEEKLY, models=models(model)) as gw:
+        fire(gw, tmp_path, "weekly-report-hosted")
+        [run] = gw.finished_runs(1)
+        assert run.status == "succeeded", run.error
+        assert run.attempt == 2
+
+        model.containers.fail_next(400)  # refused for good: the run fails, saying why
+        fire(gw, tmp_path, "weekly-report-hosted")
+        refused = gw.finished_runs(2)[-1]
+
+    model.assert_all_used()
+    assert refused.status == "failed"
+    assert refused.error == "code_interpreter: Error code: 400 - scripted 400"

@@ -244,11 +244,11 @@ class Conversation:
         )
         return turn
 
-    async def _model_failed(self, exc: ModelError) -> None:
+    async def _model_failed(self, exc: ModelError, what: str = "model: ") -> None:
         if exc.retryable:
-            await self.outcomes.retry_or_dead(self.run_, f"model: {exc}", exc.retry_after)
+            await self.outcomes.retry_or_dead(self.run_, f"{what}{exc}", exc.retry_after)
         else:
-            await self._stop(RunStatus.FAILED, f"model: {exc}")
+            await self._stop(RunStatus.FAILED, f"{what}{exc}")
 
     async def _hosted(self, position: int, *, collect: bool) -> Any:
         """The code interpreter's steps before a turn (`prepare`), or after one that ran code
@@ -259,8 +259,8 @@ class Conversation:
             if collect:
                 return await self.hosted.collect(position)
             return await self.hosted.prepare(position, self.definitions)
-        except ModelError as exc:
-            await self._model_failed(exc)
+        except ModelError as exc:  # worded "code_interpreter: ..."
+            await self._model_failed(exc, "")
             return STOP
 
     # ------------------------------------------------------------------ one proposed call

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,16 +53,40 @@ class Containers:
     def __init__(self) -> None:
         self.containers: dict[str, Container] = {}
         self.content_requests: list[str] = []  # the file id of every content download
+        self._failures: list[int] = []  # statuses the next requests answer, in order
         self._lock = threading.Lock()
+
+    def fail_next(self, *statuses: int) -> None:
+        """The next containers requests answer these HTTP errors, one each, in order."""
+        with self._lock:
+            self._failures.extend(statuses)
 
     def routes(self) -> list[Route]:
         return [
-            Route("/v1/containers", self._create, methods=["POST"]),
-            Route("/v1/containers/{cid}", self._retrieve, methods=["GET"]),
-            Route("/v1/containers/{cid}/files", self._upload, methods=["POST"]),
-            Route("/v1/containers/{cid}/files", self._list, methods=["GET"]),
-            Route("/v1/containers/{cid}/files/{fid}/content", self._content, methods=["GET"]),
+            Route("/v1/containers", self._failing(self._create), methods=["POST"]),
+            Route("/v1/containers/{cid}", self._failing(self._retrieve), methods=["GET"]),
+            Route("/v1/containers/{cid}/files", self._failing(self._upload), methods=["POST"]),
+            Route("/v1/containers/{cid}/files", self._failing(self._list), methods=["GET"]),
+            Route(
+                "/v1/containers/{cid}/files/{fid}/content",
+                self._failing(self._content),
+                methods=["GET"],
+            ),
         ]
+
+    def _failing(
+        self, endpoint: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def answer(request: Request) -> Response:
+            with self._lock:
+                status = self._failures.pop(0) if self._failures else None
+            if status is not None:
+                kind = "server_error" if status >= 500 else "invalid_request_error"
+                body = {"error": {"message": f"scripted {status}", "type": kind}}
+                return JSONResponse(body, status_code=status)
+            return await endpoint(request)
+
+        return answer
 
     def produce(self, container_id: str, files: tuple[tuple[str, bytes], ...]) -> str | None:
         """Code ran in the container and wrote `files`; a problem if there is no such one."""
@@ -74,7 +99,7 @@ class Containers:
                 container.files[made.id] = made
         return None
 
-    async def _create(self, request: Request) -> JSONResponse:
+    async def _create(self, request: Request) -> Response:
         body = await request.json()
         container = Container(
             new_id("cntr"),
@@ -86,14 +111,14 @@ class Containers:
             self.containers[container.id] = container
         return JSONResponse(_container(container))
 
-    async def _retrieve(self, request: Request) -> JSONResponse:
+    async def _retrieve(self, request: Request) -> Response:
         with self._lock:
             container = self.containers.get(request.path_params["cid"])
         if container is None:
             return missing("container")
         return JSONResponse(_container(container))
 
-    async def _upload(self, request: Request) -> JSONResponse:
+    async def _upload(self, request: Request) -> Response:
         fields = multipart(request.headers["content-type"], await request.body())
         if "file" not in fields:
             return JSONResponse(
@@ -109,7 +134,7 @@ class Containers:
             container.files[made.id] = made
         return JSONResponse(_file(container.id, made))
 
-    async def _list(self, request: Request) -> JSONResponse:
+    async def _list(self, request: Request) -> Response:
         with self._lock:
             container = self.containers.get(request.path_params["cid"])
             if container is None:
