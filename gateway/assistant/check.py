@@ -63,8 +63,7 @@ def checks(config: Config) -> tuple[list[str], RuleCheck]:
                         f"{name!r} is not a hosted collection under `knowledge:`",
                     )
                 )
-        profile = config.models.get(rule.assistant.model) or {}
-        if rule.assistant.file_search and profile.get("api", "responses") != "responses":
+        if rule.assistant.file_search and not on_responses(config, rule.assistant.model):
             found.append(
                 (
                     ("assistant", "file_search"),
@@ -92,8 +91,8 @@ def _code_interpreter(rule: Rule, config: Config) -> list[Problem]:
         return []
     found: list[Problem] = []
     name = rule.assistant.model
-    api = (config.models.get(name) or {}).get("api", "responses")
-    if api != "responses":
+    if not on_responses(config, name):
+        api = (config.models.get(name) or {}).get("api")
         found.append(
             (
                 ("assistant", "tools"),
@@ -111,3 +110,9 @@ def _code_interpreter(rule: Rule, config: Config) -> list[Problem]:
                 )
             )
     return found
+
+
+def on_responses(config: Config, profile: str) -> bool:
+    """Whether profile `profile` is on the Responses API, where hosted tools exist (an unknown
+    profile is reported on its own)."""
+    return bool((config.models.get(profile) or {}).get("api", "responses") == "responses")
