@@ -387,3 +387,14 @@ def test_a_containers_api_outage_retries_the_run_and_a_refusal_fails_it(
     model.assert_all_used()
     assert refused.status == "failed"
     assert refused.error == "code_interpreter: Error code: 400 - scripted 400"
+
+
+def test_the_rules_api_lists_code_interpreter_among_the_rules_tools(
+    tmp_path: Path, model: ScriptedModel
+) -> None:
+    with live_gateway(tmp_path, WEEKLY, models=models(model), admin_token=TOKEN) as gw:
+        listed = gw.client.get("/api/rules", headers={"Authorization": f"Bearer {TOKEN}"})
+
+    assert listed.status_code == 200, listed.text
+    [rule] = listed.json()["items"]
+    assert rule["assistant"]["tools"] == ["report.csv", "email.send", "code_interpreter"]

@@ -141,6 +141,11 @@ class Assistant(BaseModel):
     # Set from `tools:` (`code_interpreter` or `{code_interpreter: {...}}`), not written here.
     code_interpreter: CodeInterpreter | None = None
 
+    @property
+    def listed_tools(self) -> list[str]:
+        """Its `tools:` as the rule file lists them, hosted ones included (for views)."""
+        return [*self.tools, *([CODE_INTERPRETER] if self.code_interpreter else [])]
+
     @model_validator(mode="before")
     @classmethod
     def _hosted_tools(cls, value: Any) -> Any:
