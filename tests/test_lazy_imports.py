@@ -12,6 +12,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from gateway.store import database
+
 REPO = Path(__file__).resolve().parent.parent
 
 # Imported by the request path or the worker of such a gateway: never.
@@ -53,9 +55,10 @@ print("LOADED " + json.dumps(loaded))
 """
 
 
-def test_a_gateway_without_assistants_or_mcp_never_imports_their_clients(tmp_path: Path) -> None:
+def _loaded(folder: Path, watched: tuple[str, ...]) -> list[str]:
+    """Which of `watched` a fresh gateway process on `folder` had imported by the end."""
     done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(SCRIPT), str(tmp_path), json.dumps(NEVER_LOADED)],
+        [sys.executable, "-c", textwrap.dedent(SCRIPT), str(folder), json.dumps(watched)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -63,4 +66,20 @@ def test_a_gateway_without_assistants_or_mcp_never_imports_their_clients(tmp_pat
     )
     assert done.returncode == 0, done.stderr[-3000:]
     [line] = [line for line in done.stdout.splitlines() if line.startswith("LOADED ")]
-    assert json.loads(line.removeprefix("LOADED ")) == []
+    loaded: list[str] = json.loads(line.removeprefix("LOADED "))
+    return loaded
+
+
+def test_a_gateway_without_assistants_or_mcp_never_imports_their_clients(tmp_path: Path) -> None:
+    assert _loaded(tmp_path, NEVER_LOADED) == []
+
+
+def test_a_gateway_whose_store_is_at_the_head_revision_does_not_import_alembic(
+    tmp_path: Path,
+) -> None:
+    assert _loaded(tmp_path, ("alembic",)) == ["alembic"]  # a new store: migrated
+    assert _loaded(tmp_path, ("alembic",)) == []  # the same store, at its head already
+
+
+def test_the_head_read_from_the_migration_files_is_alembics_head() -> None:
+    assert database.file_head() == database.head_revision()
