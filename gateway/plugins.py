@@ -7,6 +7,7 @@ one lookup finds them all: a `Registry` imports its group's entry points on firs
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Iterator, MutableMapping
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
@@ -37,7 +38,11 @@ class Registry(MutableMapping[str, T]):
         self.group = group
         self.kind = kind
         self._found: dict[str, T] = {}
-        self._loaded = False
+        self._loaded = False  # loading has begun (a module it imports may read the registry)
+        self._ready = False  # loading has ended: what was found is all there is
+        # Threads reading first (a test's clients, a pool's calls) wait for the one loading;
+        # re-entrant, for the modules that read the registry while it is being loaded.
+        self._lock = threading.RLock()
 
     def add(self, name: str, value: T) -> None:
         """Register `value` as `name`, as a definition does when it is imported."""
@@ -52,10 +57,19 @@ class Registry(MutableMapping[str, T]):
 
     def load(self) -> None:
         """Import every entry point of the group (once); each must register its own name."""
-        if self._loaded:
+        if self._ready:
             return
-        # Set first: a module being imported may read the registry (it sees what is so far).
-        self._loaded = True
+        with self._lock:
+            if self._loaded:  # loaded by another thread meanwhile, or being loaded by this one
+                return
+            # Set first: a module being imported may read the registry (it sees what is so far).
+            self._loaded = True
+            try:
+                self._load()
+            finally:
+                self._ready = True
+
+    def _load(self) -> None:
         points = sorted(entry_points(group=self.group), key=lambda p: p.name)
         if not points:
             # The gateway lists its own: none at all means metadata older than pyproject.toml.
