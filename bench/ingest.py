@@ -32,7 +32,7 @@ Exit status 1 if the gateway answered anything but 2xx or the row count does not
 the performance targets (gateway >= 0.35x bare req/s, p99 <= 15 ms) are reported, not enforced.
 
 Usage:  bench/ingest [--duration 10] [--store sqlite|postgresql|both] [--replicas N]
-                    [--role all|ingest] [--body FILE]... [--json FILE]
+                    [--role all|ingest|split] [--body FILE]... [--json FILE]
         (re-executes itself under the repo's .venv python; needs `wrk`, installed via apt-get
         when missing)
 """
@@ -370,11 +370,16 @@ def gateway_target(
     (workdir / "rules").mkdir(exist_ok=True)  # no rules: this measures the door, not the work
     gateway = VENV_PYTHON.parent / "gateway"
     ports = [free_port() for _ in range(replicas)]
-    roles = [] if role == "all" else ["--role", role]
+    roles = [] if role in ("all", "split") else ["--role", role]
+    if role == "split":  # the door, posted to, and beside it the worker on the same store
+        roles = ["--role", "ingest"]
+        ports.append(free_port())
     commands = [
         [str(gateway), "serve", "--config", str(config), "--port", str(port), *roles]
         for port in ports
     ]
+    if role == "split":
+        commands[-1][-2:] = ["--role", "worker", "--role", "scheduler"]
     return Target("gateway", commands, ports, "/healthz", store, balanced)
 
 
@@ -654,9 +659,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--role",
-        choices=["all", "ingest"],
+        choices=["all", "ingest", "split"],
         default="all",
-        help="the gateway's roles: all (the default `gateway serve`) or ingest alone",
+        help="the gateway's roles: all (the default `gateway serve`), ingest alone, or split "
+        "(an ingest process, posted to, and a worker+scheduler process on the same store)",
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument(
