@@ -12,6 +12,7 @@ from sqlalchemy import text
 from gateway.errors import SchemaMismatch
 from gateway.store import database
 from gateway.store.abc import (
+    EvalStore,
     EventStore,
     KnowledgeStore,
     ReplicaPresence,
@@ -25,6 +26,7 @@ from gateway.store.abc import (
     ThreadStore,
 )
 from gateway.store.batching import Journal
+from gateway.store.evals import Evals
 from gateway.store.events import Events
 from gateway.store.ingest import EventWriter
 from gateway.store.knowledge import Knowledge
@@ -74,6 +76,7 @@ class Store:
     retention: RetentionStore
     stats: StatsStore
     spending: SpendingStore
+    evals: EvalStore  # used in the eval store only (gateway eval)
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -92,6 +95,7 @@ class Store:
         self.retention = Retention(*on)
         self.stats = Stats(*on)
         self.spending = Spending(*on)
+        self.evals = Evals(*on)
 
     async def open(self, *, migrate: bool = True) -> None:
         """Bring the schema to the head revision (if `migrate`) and start the writers.
