@@ -38,10 +38,10 @@ class Registry(MutableMapping[str, T]):
         self.group = group
         self.kind = kind
         self._found: dict[str, T] = {}
-        self._loaded = False  # loading has begun (a module it imports may read the registry)
-        self._ready = False  # loading has ended: what was found is all there is
-        # Threads reading first (a test's clients, a pool's calls) wait for the one loading;
-        # re-entrant, for the modules that read the registry while it is being loaded.
+        self._loaded = False
+        self._loading = False
+        # Re-entrant: a module being imported by the load may read the registry on the same
+        # thread (it sees what is registered so far); another thread waits for the whole load.
         self._lock = threading.RLock()
 
     def add(self, name: str, value: T) -> None:
@@ -57,17 +57,17 @@ class Registry(MutableMapping[str, T]):
 
     def load(self) -> None:
         """Import every entry point of the group (once); each must register its own name."""
-        if self._ready:
+        if self._loaded:
             return
         with self._lock:
-            if self._loaded:  # loaded by another thread meanwhile, or being loaded by this one
+            if self._loaded or self._loading:
                 return
-            # Set first: a module being imported may read the registry (it sees what is so far).
-            self._loaded = True
+            self._loading = True
             try:
                 self._load()
             finally:
-                self._ready = True
+                self._loading = False
+                self._loaded = True
 
     def _load(self) -> None:
         points = sorted(entry_points(group=self.group), key=lambda p: p.name)
