@@ -20,15 +20,38 @@ import structlog
 
 from gateway.config import Config, SourceConfig
 from gateway.errors import FetchError
+from gateway.ingest.providers.standard import StandardSettings
+from gateway.ingest.providers.stripe import StripeSettings
 from gateway.metrics import Metrics
 from gateway.runs.policy import decide
 from gateway.store import Event, Fetch, Store
 from gateway.store.notify import wait_until_set
 from gateway.thin.fetcher import FETCH_TIMEOUT_SECONDS, Fetcher, Recorded, fetchers
-from gateway.thin.openai import openai_fetcher
-from gateway.thin.stripe import stripe_fetcher
 
 log = structlog.get_logger(__name__)
+
+
+def stripe_fetcher(source: SourceConfig) -> Fetcher | None:
+    """The fetcher of a Stripe source with `fetch: thin`, else None."""
+    settings = StripeSettings.model_validate(source.model_extra or {})
+    if settings.fetch != "thin":
+        return None
+    # The stripe library (and `requests` under it) only in a gateway whose source fetches.
+    from gateway.thin.stripe import StripeFetcher
+
+    return StripeFetcher(settings)
+
+
+def openai_fetcher(source: SourceConfig) -> Fetcher | None:
+    """The fetcher of a `standard` source with `fetch: openai`, else None."""
+    settings = StandardSettings.model_validate(source.model_extra or {})
+    if settings.fetch != "openai":
+        return None
+    # The OpenAI client only in a gateway whose source fetches (docs/benchmarks.md, memory).
+    from gateway.thin.openai import OpenAIFetcher
+
+    return OpenAIFetcher(settings)
+
 
 # The providers that can fetch thin events, by name: each makes a source's fetcher, or None
 # when the source does not ask for one.

@@ -12,11 +12,10 @@ import openai
 import orjson
 
 from gateway.backoff import retry_after
-from gateway.config import SourceConfig
 from gateway.errors import FetchError
 from gateway.ingest.providers.standard import StandardSettings
 from gateway.store import Event
-from gateway.thin.fetcher import FETCH_TIMEOUT_SECONDS, Fetcher, bounded, retryable
+from gateway.thin.fetcher import FETCH_TIMEOUT_SECONDS, bounded, retryable
 
 Retrieve = Callable[[openai.AsyncOpenAI, str], Awaitable[Any]]
 # The objects an event type's prefix names, and how to retrieve one by id. Other events
@@ -72,9 +71,3 @@ class OpenAIFetcher:
 
     async def aclose(self) -> None:
         await self.client.close()
-
-
-def openai_fetcher(source: SourceConfig) -> Fetcher | None:
-    """The fetcher of a `standard` source with `fetch: openai`, else None."""
-    settings = StandardSettings.model_validate(source.model_extra or {})
-    return OpenAIFetcher(settings) if settings.fetch == "openai" else None

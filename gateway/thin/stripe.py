@@ -13,11 +13,10 @@ import httpx2
 import stripe
 
 from gateway.backoff import retry_after
-from gateway.config import SourceConfig
 from gateway.errors import FetchError
 from gateway.ingest.providers.stripe import THIN_EVENT_OBJECT, StripeSettings
 from gateway.store import Event
-from gateway.thin.fetcher import FETCH_TIMEOUT_SECONDS, Fetcher, bounded, retryable
+from gateway.thin.fetcher import FETCH_TIMEOUT_SECONDS, bounded, retryable
 
 
 class StripeFetcher:
@@ -69,9 +68,3 @@ def _fetch_error(event_id: int, exc: stripe.StripeError) -> FetchError:
         retryable=retryable(status),
         retry_after=retry_after(headers),
     )
-
-
-def stripe_fetcher(source: SourceConfig) -> Fetcher | None:
-    """The fetcher of a Stripe source with `fetch: thin`, else None."""
-    settings = StripeSettings.model_validate(source.model_extra or {})
-    return StripeFetcher(settings) if settings.fetch == "thin" else None
