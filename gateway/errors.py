@@ -25,6 +25,7 @@
     │   └── NotWhatWasShown    an approval names arguments that are not the step's
     ├── UnknownRule            an operator named a rule that is not there (fire)
     ├── ArchiveError           a retention archive cannot be opened, written or read
+    ├── ProviderApiError       a provider's API failed a reconciliation's call for good
     └── StoreError
         ├── StoreUnavailable   the database cannot be reached or cannot commit
         │   └── DiskBelowFloor free disk beside the store is under retention.min_free_bytes
@@ -288,3 +289,12 @@ class ServerUnreachable(ToolError):
     def __init__(self, server: str, detail: str) -> None:
         self.server = server
         super().__init__(f"MCP server {server!r} is unreachable (not sent): {detail}")
+
+
+class ProviderApiError(GatewayError):
+    """A provider's API refused or failed a reconciliation's call for good (gateway.reconcile):
+    the run fails with this as its error; the next period tries again."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status

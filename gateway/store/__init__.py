@@ -14,6 +14,7 @@ from gateway.store import database
 from gateway.store.abc import (
     EventStore,
     KnowledgeStore,
+    ReconcileStore,
     ReplicaPresence,
     RetentionStore,
     RunStore,
@@ -30,14 +31,30 @@ from gateway.store.ingest import EventWriter
 from gateway.store.knowledge import Knowledge
 from gateway.store.lock import WorkerLock
 from gateway.store.presence import Presence
-from gateway.store.records import Event, NewEvent, NewRun, Run, ScheduleState, Step, Stored
+from gateway.store.reconciliations import Reconciliations
+from gateway.store.records import (
+    Event,
+    NewEvent,
+    NewRun,
+    Reconciliation,
+    Run,
+    ScheduleState,
+    Step,
+    Stored,
+)
 from gateway.store.retention import Retention
 from gateway.store.runs import Runs
 from gateway.store.schedules import Schedules
 from gateway.store.sessions import Sessions
 from gateway.store.spending import Spending
 from gateway.store.stats import Stats
-from gateway.store.status import EventStatus, RunStatus, StepStatus
+from gateway.store.status import (
+    EventStatus,
+    ReceivedVia,
+    ReconcileStatus,
+    RunStatus,
+    StepStatus,
+)
 from gateway.store.steps import Steps
 from gateway.store.threads import Threads
 
@@ -46,6 +63,9 @@ __all__ = [
     "EventStatus",
     "NewEvent",
     "NewRun",
+    "ReceivedVia",
+    "ReconcileStatus",
+    "Reconciliation",
     "Run",
     "RunStatus",
     "ScheduleState",
@@ -74,6 +94,7 @@ class Store:
     retention: RetentionStore
     stats: StatsStore
     spending: SpendingStore
+    reconciliations: ReconcileStore
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -92,6 +113,7 @@ class Store:
         self.retention = Retention(*on)
         self.stats = Stats(*on)
         self.spending = Spending(*on)
+        self.reconciliations = Reconciliations(*on)
 
     async def open(self, *, migrate: bool = True) -> None:
         """Bring the schema to the head revision (if `migrate`) and start the writers.
