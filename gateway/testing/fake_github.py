@@ -83,7 +83,7 @@ class FakeGitHub:
         }
         headers |= self.signer.sign(body, headers, self.clock.timestamp())
         status_code = 502
-        if not self.down:
+        if not self.down and self.target:
             try:
                 answer = httpx2.post(self.target, content=body, headers=headers, timeout=30)
                 status_code = answer.status_code

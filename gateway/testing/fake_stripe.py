@@ -58,12 +58,15 @@ class FakeStripe:
 
     def deliver(self, event: dict[str, Any]) -> bool:
         """Post `event` to the gateway as Stripe signs it; True if it was answered 2xx."""
-        if self.down:
+        if self.down or not self.target:
             return False
         body = orjson.dumps(event, option=orjson.OPT_INDENT_2)  # Stripe pretty-prints
         headers = {"Content-Type": "application/json; charset=utf-8"}
         headers |= self.signer.sign(body, headers, float(event["created"]))
-        answer = httpx2.post(self.target, content=body, headers=headers, timeout=30)
+        try:
+            answer = httpx2.post(self.target, content=body, headers=headers, timeout=30)
+        except httpx2.HTTPError:  # the gateway is stopped
+            return False
         return answer.is_success
 
     def fail_next(self, status: int, headers: dict[str, str] | None = None) -> None:
