@@ -37,7 +37,8 @@ class FakeGitHub:
         self.failures: list[tuple[int, dict[str, str]]] = []
         self.target = ""  # the gateway's hook URL
         self.down = False  # the gateway cannot be reached: deliveries fail
-        self.clock = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+        # Deliveries are made an hour ago onwards, a second apart (within a first run's lookback).
+        self.clock = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
         self._ids = itertools.count(1000)
         self._lock = threading.Lock()
         base = f"{hook}/deliveries"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from typing import Any
 
 import httpx2
@@ -23,7 +24,7 @@ from gateway.ingest.provider import PROVIDERS
 
 
 class FakeStripe:
-    def __init__(self, secret: str, api_key: str, *, created: int = 1_764_500_000) -> None:
+    def __init__(self, secret: str, api_key: str, *, created: int | None = None) -> None:
         self.api_key = api_key
         self.signer = PROVIDERS["stripe"](SourceConfig(provider="stripe", secret=secret))
         self.events: list[dict[str, Any]] = []  # oldest first
@@ -32,7 +33,8 @@ class FakeStripe:
         self.failures: list[tuple[int, dict[str, str]]] = []
         self.target = ""
         self.down = False
-        self.created = created
+        # Events are made an hour ago onwards, a second apart (within a first run's lookback).
+        self.created = created if created is not None else int(time.time()) - 3600
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self.app = Starlette(routes=[Route("/v1/events", self.list, methods=["GET"])])
