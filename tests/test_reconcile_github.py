@@ -66,9 +66,7 @@ def test_events_github_failed_to_deliver_while_the_gateway_was_down_are_acted_on
         assert [d["status_code"] for d in delivered + failed] == [202, 202, 502, 502, 502]
         github_api.fail_next(429, {"retry-after": "1"})
         github_api.fail_next(500)
-        with live_gateway(
-            tmp_path, rules, handlers=HANDLERS, sources=source(api, mode=mode)
-        ) as gw:
+        with live_gateway(tmp_path, rules, handlers=HANDLERS, sources=source(api, mode=mode)) as gw:
             github_api.target = gw.url + "/hooks/gh"
             # The scheduler's run at start-up finds what is missing.
             records = gw.wait_for(lambda: [r for r in gw.query(lambda s: s.reconciliations.recent())
@@ -78,7 +76,7 @@ def test_events_github_failed_to_deliver_while_the_gateway_was_down_are_acted_on
                 github_api.send_redeliveries()  # GitHub sends them through the signed path
             runs = gw.finished_runs(5)
             # A real redelivery of an event reconciliation fetched is still a duplicate.
-            again = github_api._deliver(failed[0]["guid"], "push", _body(failed[0]), redelivery=True)
+            again = github_api.send_again(failed[0])
             assert again["status_code"] == 200
             events = gw.query(lambda s: s.events.find(source="gh"))
     assert records[0].status == "succeeded", records[0].error
@@ -92,12 +90,6 @@ def test_events_github_failed_to_deliver_while_the_gateway_was_down_are_acted_on
     via = sorted(e.received_via for e in events)
     assert via == (["reconcile"] * 3 + ["webhook"] * 2 if mode == "fetch" else ["webhook"] * 5)
     assert {e.delivery_id for e in events} == {d["guid"] for d in delivered + failed}
-
-
-def _body(delivery: dict[str, Any]) -> bytes:
-    import orjson
-
-    return orjson.dumps(delivery["request"]["payload"])
 
 
 def test_rate_limits_are_waited_out_as_github_asks(

@@ -61,13 +61,13 @@ class FakeGitHub:
         """Send every redelivery asked for, as GitHub does shortly after answering 202."""
         with self._lock:
             asked, self.redeliveries = self.redeliveries, []
-        sent = []
-        for delivery_id in asked:
-            old = self._find(delivery_id)
-            assert old is not None
-            body = orjson.dumps(old["request"]["payload"])
-            sent.append(self._deliver(old["guid"], old["event"], body, redelivery=True))
-        return sent
+        found = (self._find(delivery_id) for delivery_id in asked)
+        return [self.send_again(old) for old in found if old is not None]
+
+    def send_again(self, delivery: dict[str, Any]) -> dict[str, Any]:
+        """Redeliver `delivery` now (as someone clicking "Redeliver" in GitHub's settings)."""
+        body = orjson.dumps(delivery["request"]["payload"])
+        return self._deliver(delivery["guid"], delivery["event"], body, redelivery=True)
 
     def fail_next(self, status: int, headers: dict[str, str] | None = None) -> None:
         """Answer the next API call with `status` (and `headers`), once."""
