@@ -15,20 +15,12 @@ from gateway.backoff import backoff, retry_after
 
 # Defined in gateway.errors (the whole tree in one module), imported from here too.
 from gateway.errors import ProviderApiError as ProviderApiError
+from gateway.errors import ProviderBusy as ProviderBusy
 
 T = TypeVar("T")
 
 # Backoff of a 5xx or a rate limit that names no wait: 1 s doubling, jittered.
 BACKOFF_BASE = 1.0
-
-
-class Retryable(Exception):
-    """An answer worth trying again: its status and the wait it asked for (None: back off)."""
-
-    def __init__(self, status: int, wait: float | None, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.wait = wait
 
 
 def rate_limit_wait(status: int, headers: Mapping[str, str], now: float) -> float | None:
@@ -54,12 +46,12 @@ async def patiently(
     max_wait: float,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> T:
-    """`call()` until it returns, retrying what raises `Retryable`; `ProviderApiError` when
+    """`call()` until it returns, retrying what raises `ProviderBusy`; `ProviderApiError` when
     the tries are spent or a wait would be longer than `max_wait`."""
     for attempt in range(max_tries):
         try:
             return await call()
-        except Retryable as exc:
+        except ProviderBusy as exc:
             if attempt + 1 >= max_tries:
                 raise ProviderApiError(
                     f"{what}: {exc} (gave up after {max_tries} tries)", exc.status

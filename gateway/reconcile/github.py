@@ -16,7 +16,7 @@ import httpx2
 import orjson
 
 from gateway.errors import SignatureInvalid
-from gateway.reconcile.api import ProviderApiError, Retryable, patiently, rate_limit_wait
+from gateway.reconcile.api import ProviderApiError, ProviderBusy, patiently, rate_limit_wait
 from gateway.reconcile.base import Reconciler, Tally, log
 from gateway.reconcile_config import GitHubReconcile
 
@@ -119,14 +119,14 @@ class GitHubReconciler(Reconciler):
             try:
                 response = await self.client.request(method, url)
             except httpx2.TransportError as exc:
-                raise Retryable(0, None, f"{type(exc).__name__}: {exc}") from None
+                raise ProviderBusy(0, None, f"{type(exc).__name__}: {exc}") from None
             status = response.status_code
             if status in (403, 429):
                 wait = rate_limit_wait(status, response.headers, time.time())
                 if wait is not None:
-                    raise Retryable(status, wait, f"rate limited ({status})")
+                    raise ProviderBusy(status, wait, f"rate limited ({status})")
             if status >= 500:
-                raise Retryable(status, None, f"GitHub answered {status}")
+                raise ProviderBusy(status, None, f"GitHub answered {status}")
             if status >= 400:
                 raise ProviderApiError(
                     f"GitHub answered {method} {url} with {status}: {response.text[:300]}", status

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import stripe
 
-from gateway.reconcile.api import ProviderApiError, Retryable, patiently, rate_limit_wait
+from gateway.reconcile.api import ProviderApiError, ProviderBusy, patiently, rate_limit_wait
 from gateway.reconcile.base import Reconciler, Tally
 from gateway.reconcile_config import StripeReconcile
 
@@ -75,13 +75,15 @@ class StripeReconciler(Reconciler):
                 return await asyncio.to_thread(fetch)
             except stripe.RateLimitError as exc:
                 headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
-                raise Retryable(429, rate_limit_wait(429, headers, time.time()), str(exc)) from None
+                raise ProviderBusy(
+                    429, rate_limit_wait(429, headers, time.time()), str(exc)
+                ) from None
             except stripe.APIConnectionError as exc:
-                raise Retryable(0, None, f"cannot reach Stripe: {exc}") from None
+                raise ProviderBusy(0, None, f"cannot reach Stripe: {exc}") from None
             except stripe.StripeError as exc:
                 status = exc.http_status
                 if status is not None and status >= 500:
-                    raise Retryable(status, None, f"Stripe answered {status}") from None
+                    raise ProviderBusy(status, None, f"Stripe answered {status}") from None
                 raise ProviderApiError(f"Stripe refused the events list: {exc}", status) from None
 
         return await patiently(
