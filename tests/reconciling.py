@@ -42,13 +42,13 @@ def downstream() -> Iterator[tuple[CountingDownstream, str]]:
         yield server, url
 
 
-def write_config(tmp_path: Path, sources: dict[str, Any]) -> Config:
+def write_config(tmp_path: Path, sources: dict[str, Any], store: str | None = None) -> Config:
     import yaml
 
     (tmp_path / "rules").mkdir(exist_ok=True)
     path = tmp_path / "gateway.yaml"
     document = {
-        "store": f"sqlite:///{tmp_path / 'gateway.db'}",
+        "store": store or f"sqlite:///{tmp_path / 'gateway.db'}",
         "sources": sources,
         "rules": str(tmp_path / "rules"),
     }
