@@ -59,7 +59,8 @@ def test_a_valid_reconcile_block_loads(tmp_path: Path) -> None:
     path = tmp_path / "gateway.yaml"
     path.write_text(
         "sources:\n  gh:\n    provider: github\n    secret: x\n"
-        '    reconcile: {every: 15m, token: "${GITHUB_TOKEN}", org: acme, hook_id: 9, mode: fetch}\n'
+        '    reconcile: {every: 15m, token: "${GITHUB_TOKEN}", org: acme, hook_id: 9,\n'
+        "                mode: fetch}\n"
     )
     config = config_module.load(path, environ={"GITHUB_TOKEN": "ghp_x"})
     assert config.sources["gh"].reconcile == {
