@@ -169,3 +169,33 @@ def test_backfill_runs_once_from_the_command_line_and_prints_what_it_found(
     again = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert again.returncode == 0, again.stderr
     assert "succeeded: 3 found, 0 missing, 0 stored" in again.stdout
+
+
+def test_a_reconciliation_is_shown_in_the_admin_api_the_dashboard_and_the_metrics(
+    tmp_path: Path, fake: tuple[FakeStripe, str]
+) -> None:
+    import httpx2
+    from prometheus_client import generate_latest
+
+    stripe_api, api = fake
+    token = "reconcile-admin-token"
+    for n in range(2):
+        stripe_api.emit("invoice.paid", invoice(n))  # no gateway yet: both missed
+    with live_gateway(tmp_path, "[]", admin_token=token, sources=source(api)) as gw:
+        gw.wait_for(lambda: gw.query(lambda s: s.reconciliations.last_success("pay")))
+        auth = {"authorization": f"Bearer {token}"}
+        listed = gw.client.get("/api/reconciliations", params={"source": "pay"}, headers=auth)
+        events = gw.client.get("/api/events", headers=auth)
+        login = gw.client.post("/ui/login", data={"token": token, "next": "/ui/schedules"})
+        name, _, value = login.headers["set-cookie"].split(";")[0].partition("=")
+        with httpx2.Client(base_url=gw.url, cookies={name: value}) as client:
+            page = client.get("/ui/schedules").text
+        metrics = generate_latest(gw.app.state.gateway.metrics.registry).decode()
+    assert listed.status_code == 200, listed.text
+    (run,) = listed.json()["items"]
+    assert (run["source"], run["status"], run["found"], run["missing"], run["stored"]) == (
+        "pay", "succeeded", 2, 2, 2,
+    )  # fmt: skip
+    assert {e["received_via"] for e in events.json()["items"]} == {"reconcile"}
+    assert 'id="reconciliations"' in page and "<td>pay <span" in page
+    assert 'gateway_reconciled_events_total{source="pay"} 2.0' in metrics
