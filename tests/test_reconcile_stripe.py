@@ -199,3 +199,24 @@ def test_a_reconciliation_is_shown_in_the_admin_api_the_dashboard_and_the_metric
     assert {e["received_via"] for e in events.json()["items"]} == {"reconcile"}
     assert 'id="reconciliations"' in page and "<td>pay <span" in page
     assert 'gateway_reconciled_events_total{source="pay"} 2.0' in metrics
+
+
+def test_a_real_delivery_racing_a_reconciliation_is_stored_once(
+    tmp_path: Path, fake: tuple[FakeStripe, str]
+) -> None:
+    from gateway.app import create_app
+
+    stripe_api, api = fake
+    config = write_config(tmp_path, source(api))
+    missed = [stripe_api.emit("invoice.paid", invoice(n)) for n in range(3)]
+    with serve_in_thread(create_app(config, roles=frozenset({"ingest"}))) as url:
+        stripe_api.target = url + "/hooks/pay"
+        # Stripe's retry of the first lands while the run is listing the events.
+        stripe_api.during_list = lambda: stripe_api.deliver(missed[0])
+        record = run_once(config, "pay")
+        assert stripe_api.deliver(missed[1])  # and one after it: answered, a duplicate
+    assert record is not None and record.status == "succeeded", record
+    assert (record.found, record.missing, record.stored) == (3, 2, 2)
+    events = {e.delivery_id: e.received_via for e in stored_events(config, "pay")}
+    assert events == {missed[0]["id"]: "webhook", missed[1]["id"]: "reconcile",
+                      missed[2]["id"]: "reconcile"}  # fmt: skip

@@ -7,9 +7,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx2
@@ -33,6 +35,8 @@ class FakeStripe:
         self.failures: list[tuple[int, dict[str, str]]] = []
         self.target = ""
         self.down = False
+        # Called once at the next list call, before it answers (a delivery racing a run).
+        self.during_list: Callable[[], object] | None = None
         # Events are made an hour ago onwards, a second apart (within a first run's lookback).
         self.created = created if created is not None else int(time.time()) - 3600
         self._ids = itertools.count(1)
@@ -77,6 +81,9 @@ class FakeStripe:
     async def list(self, request: Request) -> Response:
         query = dict(request.query_params)
         self.requests.append(query)
+        if self.during_list is not None:
+            racing, self.during_list = self.during_list, None
+            await asyncio.to_thread(racing)
         if request.headers.get("authorization") != f"Bearer {self.api_key}":
             return _error(401, "invalid_request_error", "Invalid API Key provided")
         if self.failures:
