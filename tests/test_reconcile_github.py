@@ -182,3 +182,53 @@ def test_one_run_per_period_across_replicas(tmp_path: Path, fake: tuple[FakeGitH
     second = run_once(config, "gh", period="every 3600s #1")
     assert first is not None and first.status == "succeeded"
     assert second is None
+
+
+def test_a_slow_reconciliation_never_holds_up_ingest_and_is_interrupted_at_stop(
+    tmp_path: Path, fake: tuple[FakeGitHub, str]
+) -> None:
+    github_api, api = fake
+    github_api.fail_next(429, {"retry-after": "30"})  # the run waits 30 s at its first call
+    with live_gateway(tmp_path, "[]", sources=source(api, mode="fetch")) as gw:
+        github_api.target = gw.url + "/hooks/gh"
+        gw.wait_for(lambda: github_api.requests)
+        started = time.monotonic()
+        delivered = github_api.send("push", push(1))
+        took = time.monotonic() - started
+        running = gw.query(lambda s: s.reconciliations.recent("gh"))
+    assert delivered["status_code"] == 202 and took < 5
+    assert [r.status for r in running] == ["running"]
+    later = run_once(write_config(tmp_path, source(api, mode="fetch")), "gh")
+    assert later is not None and later.status == "succeeded"
+    assert [r.status for r in _runs(tmp_path, api)] == ["succeeded", "interrupted"]
+
+
+def test_the_scheduler_reconciles_once_each_period(
+    tmp_path: Path, fake: tuple[FakeGitHub, str]
+) -> None:
+    _, api = fake
+    with live_gateway(tmp_path, "[]", sources=source(api, every="1s")) as gw:
+        runs = gw.wait_for(lambda: [r for r in gw.query(lambda s: s.reconciliations.recent("gh"))
+                                    if r.status == "succeeded"][2:])  # fmt: skip
+        every = gw.query(lambda s: s.reconciliations.recent("gh", 100))
+    periods = [r.period for r in every]
+    assert len(periods) == len(set(periods))  # one run per period
+    assert all(r.period.startswith("every 1s #") for r in runs)
+
+
+def _runs(tmp_path: Path, api: str) -> list[Any]:
+    import asyncio
+
+    from gateway.store import Store
+
+    config = write_config(tmp_path, source(api, mode="fetch"))
+
+    async def go() -> list[Any]:
+        store = Store(config.store_url)
+        await store.open()
+        try:
+            return await store.reconciliations.recent("gh")
+        finally:
+            await store.close()
+
+    return asyncio.run(go())

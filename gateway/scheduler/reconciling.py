@@ -51,7 +51,7 @@ class Reconciling:
         if not self.sources:
             return
         for name in self.sources:
-            self._wake(name)
+            await self._wake(name)
         runtime = AsyncIOScheduler(timezone=UTC)
         for name, settings in self.sources.items():
             runtime.add_job(
@@ -67,7 +67,8 @@ class Reconciling:
         self._runtime = runtime
         log.info("reconcile.scheduled", sources=sorted(self.sources))
 
-    def _wake(self, name: str) -> None:
+    async def _wake(self, name: str) -> None:
+        # A coroutine, so APScheduler runs it on the event loop (not on a thread without one).
         running = self._running.get(name)
         if running is not None and not running.done():
             return  # the previous period's run is still going: this period waits for the next
