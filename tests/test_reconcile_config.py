@@ -98,3 +98,14 @@ def test_replicas_agree_on_the_period_of_an_instant() -> None:
     start = datetime(2026, 12, 1, 0, 15, tzinfo=UTC)
     assert period_of(900, start) == period_of(900, start + timedelta(seconds=899))
     assert period_of(900, start) != period_of(900, start + timedelta(seconds=900))
+
+
+def test_rules_see_how_an_event_came_in() -> None:
+    from datetime import UTC, datetime
+
+    from gateway.rules.scope import scope_for
+    from gateway.store import Event
+
+    event = Event(7, "pay", "stripe", "invoice.paid", "evt_1", datetime.now(UTC), {}, b"{}",
+                  "pending", received_via="reconcile")  # fmt: skip
+    assert scope_for(event)["event"]["received_via"] == "reconcile"
