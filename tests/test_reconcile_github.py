@@ -232,3 +232,32 @@ def _runs(tmp_path: Path, api: str) -> list[Any]:
             await store.close()
 
     return asyncio.run(go())
+
+
+def test_failed_only_false_also_recovers_deliveries_another_receiver_answered(
+    tmp_path: Path, fake: tuple[FakeGitHub, str]
+) -> None:
+    github_api, api = fake
+    with downstream() as (_, url):
+        github_api.target = url + "/effect"  # answered 200, but not by this gateway
+        github_api.send("push", push(1))
+    only_failed = run_once(write_config(tmp_path, source(api, mode="fetch")), "gh")
+    every = run_once(write_config(tmp_path, source(api, mode="fetch", failed_only=False)), "gh")
+    assert only_failed is not None and every is not None
+    assert (only_failed.found, only_failed.missing, every.missing, every.stored) == (1, 0, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("owner", "path"),
+    [
+        ({"repo": "acme/shop", "hook_id": 5}, "/repos/acme/shop/hooks/5"),
+        ({"org": "acme", "hook_id": 6}, "/orgs/acme/hooks/6"),
+        ({"app": True}, "/app/hook"),
+    ],
+)
+def test_repository_organisation_and_app_hooks_are_found_where_github_keeps_them(
+    owner: dict[str, Any], path: str
+) -> None:
+    from gateway.reconcile_config import GitHubReconcile
+
+    assert GitHubReconcile(every=60, token="t", **owner).hook_path == path
