@@ -261,3 +261,18 @@ def test_repository_organisation_and_app_hooks_are_found_where_github_keeps_them
     from gateway.reconcile_config import GitHubReconcile
 
     assert GitHubReconcile(every=60, token="t", **owner).hook_path == path
+
+
+def test_a_call_unanswered_within_the_call_timeout_is_tried_again(
+    tmp_path: Path, fake: tuple[FakeGitHub, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    github_api, api = fake
+    monkeypatch.setattr(github, "CALL_TIMEOUT", 0.5)
+    github_api.send("push", push(1))
+    github_api.slow_next(0.4)  # within the limit: answered
+    github_api.slow_next(1.0)  # over it: given up on, tried again
+    waits = Waits()
+    record = run_once(write_config(tmp_path, source(api, mode="fetch")), "gh", sleep=waits)
+    assert record is not None and record.status == "succeeded", record
+    assert len(waits.asked) == 1 and record.stored == 1
+    assert [method for method, _ in github_api.requests] == ["GET", "GET", "GET"]

@@ -7,6 +7,7 @@ A failed delivery whose `guid` is not stored is either redelivered by GitHub (`P
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from gateway.reconcile_config import GitHubReconcile
 API = "https://api.github.com"
 # Deliveries per page: GitHub's largest.
 PAGE_SIZE = 100
-# Seconds one API call may take, connecting and reading together.
+# Seconds one API call may take, whole (connect, send, every read); then it is tried again.
 CALL_TIMEOUT = 30.0
 
 
@@ -117,7 +118,10 @@ class GitHubReconciler(Reconciler):
     async def _call(self, method: str, url: str) -> httpx2.Response:
         async def once() -> httpx2.Response:
             try:
-                response = await self.client.request(method, url)
+                async with asyncio.timeout(CALL_TIMEOUT):
+                    response = await self.client.request(method, url)
+            except TimeoutError:
+                raise ProviderBusy(0, None, f"no answer within {CALL_TIMEOUT:g} s") from None
             except httpx2.TransportError as exc:
                 raise ProviderBusy(0, None, f"{type(exc).__name__}: {exc}") from None
             status = response.status_code

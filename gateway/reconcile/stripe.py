@@ -23,7 +23,8 @@ from gateway.reconcile_config import StripeReconcile
 
 # Events per page: Stripe's largest.
 PAGE_SIZE = 100
-# Seconds one API call may take.
+# Seconds one API call may take, whole; then it is tried again (the library's own timeout,
+# per read, ends the abandoned thread's call).
 CALL_TIMEOUT = 30
 
 
@@ -72,7 +73,9 @@ class StripeReconciler(Reconciler):
 
         async def once() -> dict[str, Any]:
             try:
-                return await asyncio.to_thread(fetch)
+                return await asyncio.wait_for(asyncio.to_thread(fetch), CALL_TIMEOUT)
+            except TimeoutError:
+                raise ProviderBusy(0, None, f"no answer within {CALL_TIMEOUT} s") from None
             except stripe.RateLimitError as exc:
                 headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
                 raise ProviderBusy(

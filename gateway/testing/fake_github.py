@@ -9,6 +9,7 @@ with an error (a 429 or 403 rate limit, a 500) once.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
 import uuid
@@ -35,6 +36,7 @@ class FakeGitHub:
         self.requests: list[tuple[str, str]] = []  # (method, path?query) of each API call
         self.redeliveries: list[int] = []  # delivery ids asked again, not yet sent
         self.failures: list[tuple[int, dict[str, str]]] = []
+        self.slow: list[float] = []  # seconds the next API calls wait before answering
         self.target = ""  # the gateway's hook URL
         self.down = False  # the gateway cannot be reached: deliveries fail
         # Deliveries are made an hour ago onwards, a second apart (within a first run's lookback).
@@ -114,8 +116,14 @@ class FakeGitHub:
 
     # -- the REST API ----------------------------------------------------------------------------
 
-    def _refused(self, request: Request) -> Response | None:
+    def slow_next(self, seconds: float) -> None:
+        """Answer the next API call only after `seconds`, once."""
+        self.slow.append(seconds)
+
+    async def _refused(self, request: Request) -> Response | None:
         self.requests.append((request.method, request.url.path + "?" + request.url.query))
+        if self.slow:
+            await asyncio.sleep(self.slow.pop(0))
         if request.headers.get("authorization") != f"Bearer {self.token}":
             return JSONResponse({"message": "Bad credentials"}, status_code=401)
         if self.failures:
@@ -124,7 +132,7 @@ class FakeGitHub:
         return None
 
     async def list(self, request: Request) -> Response:
-        if (refused := self._refused(request)) is not None:
+        if (refused := await self._refused(request)) is not None:
             return refused
         per_page = int(request.query_params.get("per_page", "30"))
         start = int(request.query_params.get("cursor", "0"))
@@ -137,7 +145,7 @@ class FakeGitHub:
         return JSONResponse(page, headers=headers)
 
     async def get(self, request: Request) -> Response:
-        if (refused := self._refused(request)) is not None:
+        if (refused := await self._refused(request)) is not None:
             return refused
         delivery = self._find(int(request.path_params["id"]))
         if delivery is None:
@@ -145,7 +153,7 @@ class FakeGitHub:
         return JSONResponse(delivery)
 
     async def attempt(self, request: Request) -> Response:
-        if (refused := self._refused(request)) is not None:
+        if (refused := await self._refused(request)) is not None:
             return refused
         delivery_id = int(request.path_params["id"])
         if self._find(delivery_id) is None:
