@@ -109,3 +109,20 @@ def test_rules_see_how_an_event_came_in() -> None:
     event = Event(7, "pay", "stripe", "invoice.paid", "evt_1", datetime.now(UTC), {}, b"{}",
                   "pending", received_via="reconcile")  # fmt: skip
     assert scope_for(event)["event"]["received_via"] == "reconcile"
+
+
+def test_gateway_check_says_which_sources_reconcile_and_how(tmp_path: Path) -> None:
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "gateway.yaml").write_text(
+        "sources:\n  pay:\n    provider: stripe\n    secret: whsec_x\n"
+        "    reconcile: {every: 10m, api_key: sk_test_x}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "check", "--config", str(tmp_path / "gateway.yaml")],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "reconcile: pay every 600 s, mode fetch, looking back 259200 s at first" in result.stdout
