@@ -169,6 +169,15 @@ def test_backfill_runs_once_from_the_command_line_and_prints_what_it_found(
     again = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert again.returncode == 0, again.stderr
     assert "succeeded: 3 found, 0 missing, 0 stored" in again.stdout
+    listed = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "reconciliations", "--json", "--config",
+         str(tmp_path / "gateway.yaml")], capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    runs = json.loads(listed.stdout)
+    assert [(r["source"], r["stored"], r["status"]) for r in runs] == [
+        ("pay", 0, "succeeded"), ("pay", 3, "succeeded"),
+    ]  # fmt: skip
 
 
 def test_a_reconciliation_is_shown_in_the_admin_api_the_dashboard_and_the_metrics(
