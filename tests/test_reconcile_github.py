@@ -274,3 +274,18 @@ def test_a_call_unanswered_within_the_call_timeout_is_tried_again(
     assert record is not None and record.status == "succeeded", record
     assert len(waits.asked) == 1 and record.stored == 1
     assert [method for method, _ in github_api.requests] == ["GET", "GET", "GET"]
+
+
+def test_a_delivery_the_gateway_keeps_refusing_is_redelivered_at_most_three_times(
+    tmp_path: Path, fake: tuple[FakeGitHub, str]
+) -> None:
+    github_api, api = fake
+    config = write_config(tmp_path, source(api))
+    github_api.send("push", push(1))  # no gateway: failed, and every redelivery fails too
+    asked = []
+    for _ in range(github.MAX_REDELIVERIES + 1):
+        record = run_once(config, "gh")
+        assert record is not None and record.status == "succeeded"
+        asked.append(record.redelivered)
+        github_api.send_redeliveries()
+    assert asked == [1, 1, 1, 0]

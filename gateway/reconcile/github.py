@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,8 +25,19 @@ from gateway.reconcile_config import GitHubReconcile
 API = "https://api.github.com"
 # Deliveries per page: GitHub's largest.
 PAGE_SIZE = 100
+# Redeliveries of one guid within a run's window after which it is not asked again.
+MAX_REDELIVERIES = 3
 # Seconds one API call may take, whole (connect, send, every read); then it is tried again.
 CALL_TIMEOUT = 30.0
+
+
+@dataclass
+class Seen:
+    """What a run saw of one guid."""
+
+    delivery: dict[str, Any]  # its newest attempt
+    delivered: bool = False
+    redeliveries: int = 0
 
 
 class GitHubReconciler(Reconciler):
@@ -45,9 +57,9 @@ class GitHubReconciler(Reconciler):
             self.client = client
             latest = await self._latest_per_guid(since, tally)
             wanted = [
-                delivery
-                for delivery, delivered in latest.values()
-                if not (delivered and self.settings.failed_only)
+                seen.delivery
+                for seen in latest.values()
+                if not (seen.delivered and self.settings.failed_only) and not self._given_up(seen)
             ]
             stored = await self.store.reconciliations.stored_delivery_ids(
                 self.name, (d["guid"] for d in wanted)
@@ -65,22 +77,27 @@ class GitHubReconciler(Reconciler):
                 elif await self._fetch(delivery):
                     tally.stored += 1
 
-    async def _latest_per_guid(
-        self, since: datetime, tally: Tally
-    ) -> dict[str, tuple[dict[str, Any], bool]]:
-        """Each guid delivered since `since`: its newest failed attempt (or newest attempt),
-        and whether any attempt of it was delivered (a 2xx from the gateway)."""
-        latest: dict[str, tuple[dict[str, Any], bool]] = {}
+    async def _latest_per_guid(self, since: datetime, tally: Tally) -> dict[str, Seen]:
+        """Each guid delivered since `since`: its newest attempt, whether any attempt of it
+        was delivered (a 2xx from the gateway), and how many were redeliveries."""
+        latest: dict[str, Seen] = {}
         async for delivery in self._deliveries(since):
             tally.saw(_when(delivery))
-            guid = str(delivery["guid"])
-            ok = 200 <= int(delivery.get("status_code") or 0) < 300
-            if guid not in latest:
-                latest[guid] = (delivery, ok)
-            elif ok:
-                latest[guid] = (latest[guid][0], True)
+            seen = latest.setdefault(str(delivery["guid"]), Seen(delivery))
+            seen.delivered |= 200 <= int(delivery.get("status_code") or 0) < 300
+            seen.redeliveries += bool(delivery.get("redelivery"))
         tally.found = len(latest)
         return latest
+
+    def _given_up(self, seen: Seen) -> bool:
+        """A delivery the gateway keeps refusing (a signature that never matches, a body over
+        the limit) is not asked again for ever: after `MAX_REDELIVERIES` it is left, logged."""
+        if self.settings.mode != "redeliver" or seen.redeliveries < MAX_REDELIVERIES:
+            return False
+        if not seen.delivered:
+            log.warning("reconcile.redelivery_given_up", source=self.name,
+                        guid=seen.delivery["guid"], redeliveries=seen.redeliveries)  # fmt: skip
+        return True
 
     async def _deliveries(self, since: datetime) -> AsyncIterator[dict[str, Any]]:
         """The hook's deliveries from the newest back to `since`, page by page (Link: next)."""
