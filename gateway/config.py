@@ -80,6 +80,9 @@ class EvalConfig(BaseModel):
 
     # USD: an eval whose estimated model cost is above this needs `--yes`.
     confirm_above: float = Field(1.0, ge=0)
+    # Where evals are kept (never the gateway's store): `--store` overrides it, the dashboard
+    # reads it. None: `eval.db` beside gateway.yaml.
+    store: str | None = None
 
 
 class WorkerConfig(BaseModel):
@@ -228,12 +231,21 @@ class Config(BaseModel):
     @property
     def store_url(self) -> str:
         """The store URL with relative SQLite paths resolved against the config's folder."""
+        return self.resolved(self.store)
+
+    @property
+    def eval_store_url(self) -> str:
+        """Where `gateway eval` keeps its runs: `eval.store`, else `eval.db` beside the config."""
+        return self.resolved(self.eval.store or "sqlite:///eval.db")
+
+    def resolved(self, url: str) -> str:
+        """A store URL with a relative SQLite path resolved against the config's folder."""
         prefix = "sqlite:///"
-        if self.store.startswith(prefix) and not self.store.startswith(prefix + "/"):
-            rest = self.store[len(prefix) :]
+        if url.startswith(prefix) and not url.startswith(prefix + "/"):
+            rest = url[len(prefix) :]
             if rest and rest != ":memory:":
                 return prefix + str((self.base_dir / rest).resolve())
-        return self.store
+        return url
 
 
 def resolve_path(path: str | Path | None) -> Path:

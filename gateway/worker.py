@@ -64,7 +64,7 @@ class Worker:
         config: Config,
         *,
         executors: Mapping[str, ExecutorFactory] | None = None,
-        tools: dict[str, Tool] | None = None,
+        tools: Mapping[str, Tool] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         metrics: Metrics | None = None,
         notify: Callable[[], None] | None = None,
@@ -76,8 +76,9 @@ class Worker:
         self.metrics = metrics or Metrics()
         self.rules = rules
         self.config = config
-        # Built-in tools, and the tools of the MCP servers under `mcp:` once listed.
-        self.tools = Catalogue(tools if tools is not None else TOOLS, config.mcp)
+        # Built-in tools and those of the MCP servers under `mcp:` (`gateway eval` gives its own).
+        given = tools if tools is not None else TOOLS
+        self.tools = given if isinstance(given, Catalogue) else Catalogue(given, config.mcp)
         # The families' settings and the clients their calls share, closed by `stop`.
         self.toolbox = Toolbox(handlers_with_knowledge(config), self.tools)
         # Shutting down: runs in flight finish their calls, start no new one (`hand_over`).

@@ -121,6 +121,8 @@ def test_eval_reports_exactly_the_events_whose_calls_changed_and_calls_nothing(
         ("email.send", "shadowed")
     ]
     assert "-jira.create_issue" in "\n".join(first["diff"])
+    # The very big ones' summary changed: said argument by argument too.
+    assert 'jira.create_issue summary: "Order #19" → "Big #19"' in output
     assert report["totals"]["changed"] == len(small_or_big)
 
 

@@ -6,8 +6,10 @@ per problem; the OpenAPI document's parameters and request bodies are generated 
 
 from __future__ import annotations
 
+import re
+import shlex
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar
 
 from pydantic import (
@@ -26,7 +28,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
-from gateway.api.params import MAX_ID, MAX_LIMIT
+from gateway.api.params import MAX_ID, MAX_LIMIT, InvalidInput, parse
 
 # ---------------------------------------------------------------- query parameters
 
@@ -72,22 +74,40 @@ def _text(value: Any) -> Any:
     return value
 
 
+AGO = re.compile(r"^(\d{1,6})([dhm])$")
+UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+
+def read_time(text: str, now: datetime | None = None) -> datetime:
+    """`7d`, `24h`, `30m` (that long before `now`) or an ISO 8601 time as
+    `datetime.fromisoformat` reads it (UTC if it names no zone), in UTC; ValueError if neither.
+    The one reading of a time filter: the API's `since`/`until`, `gateway eval`'s."""
+    found = AGO.match(text.strip())
+    try:
+        if found:
+            ago = timedelta(**{UNITS[found[2]]: int(found[1])})
+            return (now or datetime.now(UTC)) - ago
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(
+                f"not a time: {text[:40]!r} (use 7d, 24h, 30m or an ISO 8601 date-time)"
+            ) from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"out of range: {text[:40]!r}") from None
+
+
 def _time(value: Any) -> Any:
-    """An ISO 8601 time as `datetime.fromisoformat` reads it; without a zone it is UTC."""
+    """A time as `read_time` reads it."""
     if not isinstance(value, str):
         return value
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise PydanticCustomError(
-            "not_a_time", "not an ISO 8601 date-time: {value}", {"value": repr(value[:40])}
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:
-        raise PydanticCustomError("out_of_range", "out of range") from None
+        return read_time(value)
+    except ValueError as exc:
+        raise PydanticCustomError("not_a_time", "{message}", {"message": str(exc)}) from None
 
 
 Text = Annotated[
@@ -110,10 +130,50 @@ class EventQuery(Query):
     source: Text = Field(None, description="only this source")
     type: Text = Field(None, description="only this event type")
     status: Text = Field(None, description="pending, routed or unmatched")
-    since: Time = Field(None, description="received at or after")
-    until: Time = Field(None, description="received before")
+    since: Time = Field(None, description="received at or after (a time, or 7d, 24h, 30m ago)")
+    until: Time = Field(None, description="received before (a time, or 7d, 24h, 30m ago)")
     before: Id = Field(None, description="ids below this (paging)")
     limit: Limit = 50
+
+
+# The filters an event query (`gateway eval --events`) may name besides `payload.FIELD`.
+EVENT_FILTERS = ("source", "type", "status", "since", "until")
+# `payload.FIELD` matches in one event query, and the depth of FIELD: a bound on the work.
+MAX_PAYLOAD_MATCHES = 10
+MAX_PAYLOAD_DEPTH = 10
+
+
+def event_query(text: str) -> tuple[EventQuery, dict[str, str]]:
+    """An event query as `gateway eval --events` takes it: `key=value` pairs apart by spaces
+    or `&` (an admin API query string reads the same), values quoted as a shell quotes them.
+    Keys: those of `EventQuery` (validated by it, as the API validates its query parameters)
+    and `payload.FIELD` (a dotted path in the JSON payload, matched exactly). InvalidInput
+    with a line per problem."""
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise InvalidInput([f"--events: {exc}"]) from None
+    given: dict[str, str] = {}
+    payload: dict[str, str] = {}
+    problems: list[str] = []
+    for pair in (p for word in words for p in word.split("&") if p):
+        key, equals, value = pair.partition("=")
+        if not equals or not key:
+            problems.append(f"{pair[:40]!r}: not key=value")
+        elif key.startswith("payload.") and key != "payload.":
+            if len(key.split(".")) - 1 > MAX_PAYLOAD_DEPTH:
+                problems.append(f"{key[:60]}: at most {MAX_PAYLOAD_DEPTH} levels deep")
+            payload[key.removeprefix("payload.")] = value
+        elif key in EVENT_FILTERS:
+            given[key] = value
+        else:
+            known = ", ".join(EVENT_FILTERS)
+            problems.append(f"{key[:40]}: not a filter (use {known} or payload.FIELD)")
+    if len(payload) > MAX_PAYLOAD_MATCHES:
+        problems.append(f"at most {MAX_PAYLOAD_MATCHES} payload.FIELD matches")
+    if problems:
+        raise InvalidInput(problems)
+    return parse(EventQuery, {k: v for k, v in given.items() if v != ""}), payload
 
 
 class RunQuery(Query):

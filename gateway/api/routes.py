@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from gateway.api import endpoints, inputs, models
+from gateway.api import endpoints, evals, inputs, models
 from gateway.api.inputs import Query
 
 # A handler takes the `Admin` and, by keyword, `id`, `query` and `body` as its endpoint has them.
@@ -77,5 +77,14 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("POST", "/rules/test", endpoints.test_rules, "testRules",
              "Which rules an event matches and what they would do; executes nothing",
              models.RuleTestResult, body=inputs.RuleTest, body_required=True, errors=(404, 422)),
+    Endpoint("GET", "/evals", evals.list_evals, "listEvals",
+             "Evals kept in the eval store (gateway eval), newest first",
+             evals.EvalList),
+    Endpoint("GET", "/evals/{id:int}", evals.get_eval, "getEval",
+             "An eval: its totals and its report (live vs candidate, per event)",
+             evals.EvalDetail, errors=(404,), record="eval"),
+    Endpoint("DELETE", "/evals/{id:int}", evals.delete_eval, "deleteEval",
+             "Forget an eval and the events, runs and steps it copied into the eval store",
+             evals.EvalDeleted, errors=(404,), record="eval"),
 ]
 # fmt: on

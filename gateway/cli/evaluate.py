@@ -4,8 +4,9 @@ made, and report what changed; a failed `expect:` makes the exit status 1 (docs/
 from __future__ import annotations
 
 import asyncio
-import re
-from datetime import UTC, datetime, timedelta
+import json
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -21,21 +22,40 @@ if TYPE_CHECKING:
     from gateway.evaluation.expect import Failure
     from gateway.evaluation.report import EvalReport
 
-AGO = re.compile(r"^(\d+)([dhm])$")
-UNITS = {"d": "days", "h": "hours", "m": "minutes"}
-
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
-    """`7d`, `24h`, `30m` (that long ago) or an ISO 8601 time (UTC if it names no zone)."""
-    found = AGO.match(text.strip())
-    if found:
-        ago = timedelta(**{UNITS[found[2]]: int(found[1])})
-        return (now or datetime.now(UTC)) - ago
+    """`7d`, `24h`, `30m` (that long ago) or an ISO 8601 time (UTC if it names no zone): the
+    API's reading of a time (`gateway.api.inputs.read_time`)."""
+    from gateway.api.inputs import read_time
+
     try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        raise typer.BadParameter("use 7d, 24h, 30m or an ISO 8601 time") from None
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+        return read_time(text, now)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def parse_events(query: str, selection: Selection) -> Selection:
+    """`selection` narrowed by an `--events` query, read by the admin API's parser
+    (`gateway.api.inputs.event_query`); a bad query is a usage error (exit 2)."""
+    from gateway.api.inputs import event_query
+    from gateway.api.params import InvalidInput
+
+    try:
+        found, payload = event_query(query)
+    except InvalidInput as exc:
+        raise typer.BadParameter("; ".join(exc.problems), param_hint="--events") from None
+    since = found.since or selection.since
+    if found.since is not None and selection.since is not None:
+        since = max(found.since, selection.since)
+    return replace(
+        selection,
+        since=since,
+        until=found.until,
+        source=found.source,
+        type=found.type,
+        status=found.status,
+        payload=payload,
+    )
 
 
 @app.command("eval")
@@ -53,9 +73,18 @@ def evaluate_rules(
     since: Annotated[
         str | None, typer.Option("--since", help="Events received since: 7d, 24h or a time")
     ] = None,
+    events: Annotated[
+        str | None,
+        typer.Option(
+            "--events",
+            help="Only events matching QUERY: source=shop type=orders/create status=routed "
+            "since=7d until=... payload.FIELD=VALUE",
+            metavar="QUERY",
+        ),
+    ] = None,
     store: Annotated[
         str | None,
-        typer.Option("--store", help="Eval store URL (default: eval.db beside the config)"),
+        typer.Option("--store", help="Eval store URL (default: eval.store, else eval.db)"),
     ] = None,
     model: Annotated[
         str | None,
@@ -82,12 +111,14 @@ def evaluate_rules(
     from gateway.store import Store
 
     cfg = load_config(config)
-    eval_url = store or f"sqlite:///{(cfg.base_dir / 'eval.db').resolve()}"
+    eval_url = cfg.resolved(store) if store else cfg.eval_store_url
     if eval_url == cfg.store_url:
         raise fail("the eval store must not be the gateway's store (--store)")
     selection = Selection(
         last=last, since=parse_since(since) if since else None, rule=rule, offline=offline
     )
+    if events is not None:
+        selection = parse_events(events, selection)
 
     def guard(estimate: float) -> None:
         limit = cfg.eval.confirm_above
@@ -121,6 +152,8 @@ def evaluate_rules(
     except (GatewayError, ValueError) as exc:
         raise fail(str(exc)) from None
     show(report)
+    kept = f"kept as eval {report.id} (gateway evals; /ui/evals/{report.id})"
+    console.print(kept, highlight=False)
     if out is not None:
         out.write_text(report.model_dump_json(indent=2))
     if report.failures:
@@ -142,6 +175,13 @@ def show(report: EvalReport) -> None:
         if row.changed:
             console.print(f"event {row.event_id}:", highlight=False)
             console.print("\n".join(row.diff), markup=False, highlight=False)
+            for change in row.changes:
+                console.print(
+                    f"  {change.tool} {change.argument}: {_json(change.live)} → "
+                    f"{_json(change.candidate)}",
+                    markup=False,
+                    highlight=False,
+                )
     totals = report.totals
     console.print(
         f"{totals.events} event(s), {totals.changed} changed; cost {totals.cost_live:.4f} → "
@@ -158,6 +198,10 @@ def show(report: EvalReport) -> None:
             highlight=False,
             markup=True,
         )
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _marked(tool: str, approval: bool) -> str:

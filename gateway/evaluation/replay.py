@@ -17,9 +17,11 @@ from gateway.errors import ConfigError
 from gateway.evaluation.cost import estimate
 from gateway.evaluation.expect import Failure, check
 from gateway.evaluation.fixtures import Fixture, load_fixtures
-from gateway.evaluation.offline import journaled_results, offline_tools
+from gateway.evaluation.offline import journaled_results, keep_listings, kept_catalogue
 from gateway.evaluation.report import EvalReport, compare
 from gateway.evaluation.selection import MAX_EVENTS, Selection, select_events
+from gateway.evaluation.stored import keep
+from gateway.mcp.catalogue import Catalogue
 from gateway.retrying import RetryOverride
 from gateway.rules.loader import RuleSet
 from gateway.rules.model import Rule
@@ -27,7 +29,7 @@ from gateway.ruleset import load_ruleset
 from gateway.runs.executor import ExecutorFactory
 from gateway.store import Event, NewEvent, Run, Store
 from gateway.store.status import FINISHED, EventStatus, RunStatus
-from gateway.tools import TOOLS, Tool
+from gateway.tools import TOOLS
 from gateway.worker import Worker
 
 # A replayed run has ended for the eval once it is finished, would wait for an operator (the
@@ -93,12 +95,14 @@ async def evaluate(
     await store.open(migrate=True)
     try:
         await _cancel_earlier(store)
-        tools: dict[str, Tool] = dict(TOOLS)
         if selection.offline:
             journal = await journaled_results(live, chain.from_iterable(live_runs.values()))
-            tools = offline_tools(tools, journal)
+            tools = await kept_catalogue(store, TOOLS, candidate.mcp, journal)
+        else:
+            tools = Catalogue(TOOLS, candidate.mcp)
         news = [_copy(event) for event in events] + [fixture.event for fixture in fixtures]
         copies = await _replay(store, candidate, rules, news, tools, wait)
+        await keep_listings(store, tools)
         candidate_runs = {
             event.id: await _runs(store, copy) for event, copy in zip(events, copies, strict=False)
         }
@@ -106,6 +110,7 @@ async def evaluate(
         fixture_copies = copies[len(events) :]
         for fixture, copy in zip(fixtures, fixture_copies, strict=True):
             report.add_fixture(fixture, await _fixture_failures(store, fixture, copy))
+        await keep(store, candidate.rules, copies, report)
         return report
     finally:
         await store.close()
@@ -116,7 +121,7 @@ async def _replay(
     config: Config,
     rules: RuleSet,
     events: list[NewEvent],
-    tools: dict[str, Tool],
+    tools: Catalogue,
     wait: float,
 ) -> list[int]:
     """The ids of `events` stored in the eval store, once the worker has settled every run

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from gateway.assistant import policy as policies
 from gateway.evaluation.expect import Failure, check
 from gateway.evaluation.fixtures import Fixture
+from gateway.redaction import REDACTED, Redactor
 from gateway.rules.loader import RuleSet
 from gateway.store import Event, Run, Step, Store
 from gateway.store.status import StepStatus
@@ -48,6 +49,16 @@ class Side(BaseModel):
     latency_ms: float
 
 
+class ArgumentChange(BaseModel):
+    """One argument of a call both sides made (the n-th call of `tool` on each) that differs:
+    the readable half of the diff."""
+
+    tool: str
+    argument: str
+    live: Any = None
+    candidate: Any = None
+
+
 class EventComparison(BaseModel):
     event_id: int
     source: str
@@ -56,6 +67,7 @@ class EventComparison(BaseModel):
     candidate: Side
     changed: bool
     diff: list[str]
+    changes: list[ArgumentChange] = []
 
 
 class Totals(BaseModel):
@@ -70,9 +82,26 @@ class Totals(BaseModel):
 
 
 class EvalReport(BaseModel):
+    # Set once the eval is kept in the eval store (gateway/evaluation/stored.py).
+    id: int | None = None
+    rules: str = ""
     events: list[EventComparison]
     failures: list[Failure]
     totals: Totals
+
+    def redacted(self, redactor: Redactor) -> EvalReport:
+        """A copy with secret-looking arguments hidden, as the run pages hide them (the diff
+        made again from what is shown): what the dashboard and the admin API show."""
+        copy = self.model_copy(deep=True)
+        for event in copy.events:
+            for call in (*event.live.calls, *event.candidate.calls):
+                call.arguments = redactor.value(call.arguments)
+            for change in event.changes:
+                secret = redactor.is_secret(change.argument)
+                change.live = REDACTED if secret else redactor.value(change.live)
+                change.candidate = REDACTED if secret else redactor.value(change.candidate)
+            event.diff = diff_lines(event.live.calls, event.candidate.calls)
+        return copy
 
     def add_fixture(self, fixture: Fixture, failures: list[Failure]) -> None:
         """Count a rule file's test (`tests:`) and its failed checks in the report."""
@@ -112,7 +141,7 @@ async def compare(
             failures += check(event.id, rule.name, rule.expect, run, steps)
         old = [call.line() for call in before.calls]
         new = [call.line() for call in after.calls]
-        diff = list(difflib.unified_diff(old, new, "live", "candidate", lineterm="", n=1))
+        diff = diff_lines(before.calls, after.calls)
         compared.append(
             EventComparison(
                 event_id=event.id,
@@ -122,6 +151,7 @@ async def compare(
                 candidate=after,
                 changed=old != new,
                 diff=diff,
+                changes=argument_changes(before.calls, after.calls),
             )
         )
     failed_runs = len({(f.event_id, f.rule) for f in failures})
@@ -136,6 +166,38 @@ async def compare(
         pass_rate=(checked - failed_runs) / checked if checked else None,
     )
     return EvalReport(events=compared, failures=failures, totals=totals)
+
+
+def diff_lines(live: Sequence[ProposedCall], candidate: Sequence[ProposedCall]) -> list[str]:
+    """A unified diff of the calls, one call (tool and arguments as JSON) a line."""
+    old = [call.line() for call in live]
+    new = [call.line() for call in candidate]
+    return list(difflib.unified_diff(old, new, "live", "candidate", lineterm="", n=1))
+
+
+def argument_changes(
+    live: Sequence[ProposedCall], candidate: Sequence[ProposedCall]
+) -> list[ArgumentChange]:
+    """The arguments that differ between the n-th call of each tool on one side and the n-th
+    call of the same tool on the other (calls only one side made are in the diff alone)."""
+    changes: list[ArgumentChange] = []
+    for tool in dict.fromkeys(call.tool for call in candidate):
+        before = [call.arguments for call in live if call.tool == tool]
+        after = [call.arguments for call in candidate if call.tool == tool]
+        for old, new in zip(before, after, strict=False):
+            if old == new:
+                continue
+            if not isinstance(old, dict) or not isinstance(new, dict):
+                changes.append(ArgumentChange(tool=tool, argument="", live=old, candidate=new))
+                continue
+            for name in dict.fromkeys([*old, *new]):
+                if old.get(name) != new.get(name):
+                    changes.append(
+                        ArgumentChange(
+                            tool=tool, argument=name, live=old.get(name), candidate=new.get(name)
+                        )
+                    )
+    return changes
 
 
 async def _side(store: Store, runs: list[Run], rules: RuleSet | None) -> Side:

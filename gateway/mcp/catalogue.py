@@ -26,11 +26,14 @@ class Catalogue(Mapping[str, Tool]):
         servers: Mapping[str, McpServerConfig] | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        wrap: Callable[[McpTool], Tool] | None = None,
     ) -> None:
         self.builtin = builtin
+        # What each listed tool is made into (`gateway eval --offline`: replayed), if given.
+        self.wrap = wrap
         configured = servers or {}
         self.servers = {name: McpServer(name, s, clock=clock) for name, s in configured.items()}
-        self._listed: dict[str, McpTool] = {}
+        self._listed: dict[str, Tool] = {}
 
     def server_of(self, name: str) -> McpServer | None:
         """The MCP server whose tool `name` (or wildcard `SERVER.*`) is, if any."""
@@ -48,7 +51,7 @@ class Catalogue(Mapping[str, Tool]):
                 del self._listed[name]
             for remote in listed.values():
                 made = make_tool(server, remote)
-                self._listed[made.name] = made
+                self._listed[made.name] = self.wrap(made) if self.wrap is not None else made
         gone = [n for n in names if self.server_of(n) and not n.endswith(WILDCARD)]
         gone = [n for n in gone if n not in self._listed]
         if gone:

@@ -51,6 +51,11 @@ class McpServer:
         # Idempotency keys of calls that failed before being sent: safe to make again.
         self.not_sent: set[str] = set()
 
+    @property
+    def listing(self) -> dict[str, mcp_types.Tool] | None:
+        """The last tool list read from the server (None before the first)."""
+        return self._listed
+
     async def tools(self, *, refresh: bool = False) -> dict[str, mcp_types.Tool]:
         """The server's tools by their own names; listed again once `list_ttl` has passed."""
         async with self._listing:

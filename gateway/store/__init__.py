@@ -12,6 +12,7 @@ from sqlalchemy import text
 from gateway.errors import SchemaMismatch
 from gateway.store import database
 from gateway.store.abc import (
+    EvalStore,
     EventStore,
     KnowledgeStore,
     ReconcileStore,
@@ -26,6 +27,7 @@ from gateway.store.abc import (
     ThreadStore,
 )
 from gateway.store.batching import Journal
+from gateway.store.evals import Evals
 from gateway.store.events import Events
 from gateway.store.ingest import EventWriter
 from gateway.store.knowledge import Knowledge
@@ -95,6 +97,7 @@ class Store:
     stats: StatsStore
     spending: SpendingStore
     reconciliations: ReconcileStore
+    evals: EvalStore  # used in the eval store only (gateway eval)
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -114,6 +117,7 @@ class Store:
         self.stats = Stats(*on)
         self.spending = Spending(*on)
         self.reconciliations = Reconciliations(*on)
+        self.evals = Evals(*on)
 
     async def open(self, *, migrate: bool = True) -> None:
         """Bring the schema to the head revision (if `migrate`) and start the writers.

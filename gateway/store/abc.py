@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from gateway.store.abc_features import EvalStore as EvalStore
 from gateway.store.abc_features import KnowledgeStore as KnowledgeStore
 from gateway.store.abc_features import ReconcileStore as ReconcileStore
 from gateway.store.abc_features import RetentionStore as RetentionStore

@@ -14,10 +14,12 @@ from typing import Any, Protocol
 
 from gateway.store.records import (
     CollectionStats,
+    EvalSummary,
     KnowledgeFile,
     NewPassage,
     Passage,
     Reconciliation,
+    StoredEval,
 )
 from gateway.store.status import ReconcileStatus, RunStatus
 
@@ -205,4 +207,31 @@ class ReconcileStore(Protocol):
 
     async def stored_delivery_ids(self, source: str, delivery_ids: Iterable[str]) -> set[str]:
         """Which of `delivery_ids` an event of `source` was stored with."""
+        ...
+
+
+class EvalStore(Protocol):
+    """`gateway eval` runs, in the eval store: kept with their report, listed, deleted."""
+
+    async def add(self, summary: EvalSummary, event_ids: Sequence[int], report: Any) -> int:
+        """Keep an eval (`summary.id` is ignored); its new id."""
+        ...
+
+    async def latest(self, limit: int) -> list[EvalSummary]:
+        """The newest `limit` evals, newest first."""
+        ...
+
+    async def get(self, eval_id: int) -> StoredEval | None: ...
+
+    async def delete(self, eval_id: int) -> bool:
+        """Forget an eval and everything it copied in (its events, their runs and steps);
+        False if there was no such eval."""
+        ...
+
+    async def keep_listing(self, server: str, tools: dict[str, Any]) -> None:
+        """Keep an MCP server's tool list (tool name → its JSON), in place of the last."""
+        ...
+
+    async def listing(self, server: str) -> dict[str, Any] | None:
+        """The MCP server's kept tool list, or None if none was kept."""
         ...

@@ -353,3 +353,34 @@ class Reconciliation:
             cursor=row.cursor,
             error=row.error,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class EvalSummary:
+    """One `gateway eval` as its list shows it: when, which candidate rules, the totals."""
+
+    id: int
+    created_at: datetime
+    rules: str
+    events: int
+    changed: int
+    cost_live: float
+    cost_candidate: float
+    latency_delta_ms: float
+    expectations: int
+    expectations_failed: int
+
+    @property
+    def pass_rate(self) -> float | None:
+        if not self.expectations:
+            return None
+        return (self.expectations - self.expectations_failed) / self.expectations
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEval:
+    """One `gateway eval` whole: its summary, the eval-store events it copied, its report."""
+
+    summary: EvalSummary
+    event_ids: list[int]
+    report: dict[str, Any]

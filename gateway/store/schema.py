@@ -58,7 +58,7 @@ events = Table(
     Column("status", String(20), nullable=False, server_default=EventStatus.PENDING.value),
     # When the retention job pruned the raw body and headers (the row stays for dedup).
     Column("pruned_at", DateTime(timezone=True), nullable=True),
-    # `webhook`: the sender delivered it; `reconcile`: found through the provider's API (0011).
+    # `webhook`: the sender delivered it; `reconcile`: found through the provider's API (0012).
     Column("received_via", String(20), nullable=False, server_default="webhook"),
     # Named in 0001, when the delivery id was the key; 0004 renamed the column under it
     # (SQLite renames a constraint only by rebuilding the table).
@@ -287,4 +287,33 @@ knowledge_passages = Table(
     Column("embedding", LargeBinary, nullable=True),
     Index("ix_knowledge_passages_file_id", "file_id"),
     Index("ix_knowledge_passages_collection", "collection"),
+)
+
+# `gateway eval` runs, kept in the eval store (never the gateway's own): each with its totals
+# for the list, the ids of the events it copied in (deleted with it), and its whole report.
+evals = Table(
+    "evals",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("rules", String(1000), nullable=False),
+    Column("events", Integer, nullable=False),
+    Column("changed", Integer, nullable=False),
+    Column("cost_live", Float, nullable=False),
+    Column("cost_candidate", Float, nullable=False),
+    Column("latency_delta_ms", Float, nullable=False),
+    Column("expectations", Integer, nullable=False),
+    Column("expectations_failed", Integer, nullable=False),
+    Column("event_ids", JSON, nullable=False),
+    Column("report", JSON, nullable=False),
+)
+
+# The last tool list of each MCP server an eval listed, kept in the eval store so that an
+# `--offline` eval knows the servers' tools (names, schemas, read-only hints) without asking.
+mcp_listings = Table(
+    "mcp_listings",
+    metadata,
+    Column("server", String(100), primary_key=True),
+    Column("tools", JSON, nullable=False),
+    Column("listed_at", DateTime(timezone=True), nullable=False),
 )

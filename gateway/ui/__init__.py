@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Route
 from gateway.api import mount
 from gateway.api.auth import Session, Sessions, token_matches
 from gateway.config import Config
+from gateway.ui.evals import EvalPages
 from gateway.ui.knowledge import KnowledgePage
 from gateway.ui.pages import Pages
 from gateway.ui.session import (
@@ -41,6 +42,7 @@ def ui_routes(config: Config) -> list[BaseRoute]:
     sessions = Sessions(token)
     pages = Pages(sessions)
     views = Views(pages)
+    evals = EvalPages(pages)
 
     async def login_form(request: Request) -> Response:
         if await session_of(request, sessions) is not None:
@@ -109,6 +111,9 @@ def ui_routes(config: Config) -> list[BaseRoute]:
         page("/steps/{id:int}/{decision:str}", pages.decide, "POST"),
         page("/schedules", pages.schedules),
         page("/knowledge", KnowledgePage(pages)),
+        page("/evals", evals.list),
+        page("/evals/{id:int}", evals.show),
+        page("/evals/{id:int}/delete", evals.delete, "POST"),
         page("/dead", pages.dead),
         page("/rules", pages.rules),
         page("/rules/test", pages.test_rules, "POST"),

@@ -6,8 +6,8 @@ reconciliation found it through the provider's API (`reconcile`); an index on
 row per run of a source's reconciliation: unique on `(source, period)`, so replicas firing the
 same period make one run, and the last successful run's cursor is where the next one starts.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-01
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011"
-down_revision: str | None = "0010"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
