@@ -289,3 +289,23 @@ def test_a_delivery_the_gateway_keeps_refusing_is_redelivered_at_most_three_time
         asked.append(record.redelivered)
         github_api.send_redeliveries()
     assert asked == [1, 1, 1, 0]
+
+
+def test_a_redelivery_racing_a_fetch_reconciliation_is_stored_once(
+    tmp_path: Path, fake: tuple[FakeGitHub, str]
+) -> None:
+    from gateway.app import create_app
+
+    github_api, api = fake
+    config = write_config(tmp_path, source(api, mode="fetch"))
+    failed = [github_api.send("push", push(n)) for n in range(3)]  # no gateway yet
+    with serve_in_thread(create_app(config, roles=frozenset({"ingest"}))) as url:
+        github_api.target = url + "/hooks/gh"
+        # Someone redelivers the first from GitHub's settings while the run lists deliveries.
+        github_api.during_list = lambda: github_api.send_again(failed[0])
+        record = run_once(config, "gh")
+    assert record is not None and record.status == "succeeded", record
+    assert (record.found, record.missing, record.stored) == (3, 2, 2)
+    events = {e.delivery_id: e.received_via for e in stored_events(config, "gh")}
+    assert events == {failed[0]["guid"]: "webhook", failed[1]["guid"]: "reconcile",
+                      failed[2]["guid"]: "reconcile"}  # fmt: skip

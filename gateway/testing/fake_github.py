@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,6 +38,8 @@ class FakeGitHub:
         self.redeliveries: list[int] = []  # delivery ids asked again, not yet sent
         self.failures: list[tuple[int, dict[str, str]]] = []
         self.slow: list[float] = []  # seconds the next API calls wait before answering
+        # Called once at the next list call, before it answers (a delivery racing a run).
+        self.during_list: Callable[[], object] | None = None
         self.target = ""  # the gateway's hook URL
         self.down = False  # the gateway cannot be reached: deliveries fail
         # Deliveries are made an hour ago onwards, a second apart (within a first run's lookback).
@@ -134,6 +137,9 @@ class FakeGitHub:
     async def list(self, request: Request) -> Response:
         if (refused := await self._refused(request)) is not None:
             return refused
+        if self.during_list is not None:
+            racing, self.during_list = self.during_list, None
+            await asyncio.to_thread(racing)
         per_page = int(request.query_params.get("per_page", "30"))
         start = int(request.query_params.get("cursor", "0"))
         newest_first = [_summary(d) for d in reversed(self.deliveries)]
