@@ -51,6 +51,8 @@ async def test_one_run_is_begun_per_source_and_period(store: Store) -> None:
     other = await store.reconciliations.begin("pay", "every 900s #7", "fetch", None, NOW)
     assert first is not None and other is not None and first != other
     assert again is None
+    # The replica that found the period taken left the run that took it running.
+    assert [r.status for r in await store.reconciliations.recent("gh")] == ["running"]
 
 
 async def test_a_run_left_running_is_interrupted_by_the_next_and_moves_no_cursor(

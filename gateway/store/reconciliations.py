@@ -27,29 +27,34 @@ class Reconciliations(Part):
     ) -> int | None:
         """Start a run for `(source, period)`: its id, or None if that period has one already
         (another replica fired it). Runs of `source` left running are marked interrupted."""
+        statement = (
+            self._insert(reconciliations)
+            .values(
+                source=source,
+                period=period,
+                mode=mode,
+                status=ReconcileStatus.RUNNING,
+                started_at=_utc(now),
+                since=_utc(since) if since else None,
+            )
+            .on_conflict_do_nothing(index_elements=["source", "period"])
+            .returning(reconciliations.c.id)
+        )
         async with self.engine.begin() as conn:
-            await conn.execute(
-                update(reconciliations)
-                .where(
-                    reconciliations.c.source == source,
-                    reconciliations.c.status == ReconcileStatus.RUNNING,
+            run_id: int | None = (await conn.execute(statement)).scalar_one_or_none()
+            if run_id is not None:
+                # Only a run that begins says the earlier ones died: a replica finding its
+                # period taken leaves the run that took it alone.
+                await conn.execute(
+                    update(reconciliations)
+                    .where(
+                        reconciliations.c.source == source,
+                        reconciliations.c.status == ReconcileStatus.RUNNING,
+                        reconciliations.c.id != run_id,
+                    )
+                    .values(status=ReconcileStatus.INTERRUPTED, finished_at=_utc(now))
                 )
-                .values(status=ReconcileStatus.INTERRUPTED, finished_at=_utc(now))
-            )
-            statement = (
-                self._insert(reconciliations)
-                .values(
-                    source=source,
-                    period=period,
-                    mode=mode,
-                    status=ReconcileStatus.RUNNING,
-                    started_at=_utc(now),
-                    since=_utc(since) if since else None,
-                )
-                .on_conflict_do_nothing(index_elements=["source", "period"])
-                .returning(reconciliations.c.id)
-            )
-            return (await conn.execute(statement)).scalar_one_or_none()
+            return run_id
 
     async def finish(
         self, run_id: int, status: ReconcileStatus, now: datetime, **counts: Any
