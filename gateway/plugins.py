@@ -7,6 +7,7 @@ one lookup finds them all: a `Registry` imports its group's entry points on firs
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Iterator, MutableMapping
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
@@ -38,6 +39,10 @@ class Registry(MutableMapping[str, T]):
         self.kind = kind
         self._found: dict[str, T] = {}
         self._loaded = False
+        self._loading = False
+        # Re-entrant: a module being imported by the load may read the registry on the same
+        # thread (it sees what is registered so far); another thread waits for the whole load.
+        self._lock = threading.RLock()
 
     def add(self, name: str, value: T) -> None:
         """Register `value` as `name`, as a definition does when it is imported."""
@@ -54,8 +59,17 @@ class Registry(MutableMapping[str, T]):
         """Import every entry point of the group (once); each must register its own name."""
         if self._loaded:
             return
-        # Set first: a module being imported may read the registry (it sees what is so far).
-        self._loaded = True
+        with self._lock:
+            if self._loaded or self._loading:
+                return
+            self._loading = True
+            try:
+                self._load()
+            finally:
+                self._loading = False
+                self._loaded = True
+
+    def _load(self) -> None:
         points = sorted(entry_points(group=self.group), key=lambda p: p.name)
         if not points:
             # The gateway lists its own: none at all means metadata older than pyproject.toml.

@@ -91,6 +91,11 @@ def _model_turn(result: dict[str, Any]) -> list[str]:
     lines = []
     if result.get("text"):
         lines += ["  says:", *(f"    {line}" for line in str(result["text"]).splitlines())]
+    for ran in result.get("code") or []:
+        lines += [f"  ran code ({ran.get('status')}, container {ran.get('container_id')}):"]
+        lines += [f"    {line}" for line in str(ran.get("code", "")).splitlines()]
+        if ran.get("logs"):
+            lines += ["  logs:", *(f"    {line}" for line in str(ran["logs"]).splitlines())]
     for proposed in result.get("calls") or []:
         try:
             arguments = json.loads(proposed.get("arguments") or "{}")

@@ -30,7 +30,7 @@ from gateway.retrying import RetryOverride
 from gateway.rules.loader import RuleSet
 from gateway.rules.model import Rule
 from gateway.rules.plan import plan, routed_status
-from gateway.rules.scope import scope_for
+from gateway.rules.scope import reads_payload, scope_for
 from gateway.runs.actions import ActionsExecutor
 from gateway.runs.circuit import Circuits
 from gateway.runs.executor import Executor, ExecutorFactory, RunServices
@@ -252,7 +252,8 @@ class Worker:
                     continue  # another replica routed it first: nothing to say
                 if run_ids:
                     self._routed[event.id] = replace(event, status=status)
-                log.info(
+                # Debug: a line per event costs the hot path as much as routing it (bench/sustain).
+                log.debug(
                     "event.routed",
                     event_id=event.id,
                     rules=[r.rule for r in planned],
@@ -370,7 +371,7 @@ class Worker:
             missing = f"rule {run.rule!r} is not loaded" if rule is None else "event is gone"
             await self.outcomes.end(run, RunStatus.FAILED, missing)
             return
-        scope = scope_for(event, now=run.created_at)
+        scope = scope_for(event, now=run.created_at, parse=reads_payload(rule))
         structlog.contextvars.bind_contextvars(run_id=run.id, event_id=event.id)
         with (
             tracing.span("event", event_id=event.id, source=event.source, type=event.type),

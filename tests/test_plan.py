@@ -13,10 +13,13 @@ import pytest
 
 from gateway.api.dryrun import try_rules
 from gateway.config import Config
+from gateway.nesting import READABLE_DEPTH
+from gateway.rules import templates
 from gateway.rules.loader import RuleSet
 from gateway.rules.loader import load as load_rules
 from gateway.rules.model import Rule
 from gateway.rules.plan import plan
+from gateway.rules.scope import scope_for
 from gateway.scheduler import schedule_event
 from gateway.store import Event, NewEvent, Store
 from gateway.worker import Worker
@@ -140,3 +143,53 @@ def test_every_enabled_shipped_rule_plans_a_run_in_one_of_the_cases() -> None:
         planned |= {run.rule for run in plan(rules, event)}
 
     assert planned == {rule.name for rule in rules.rules if rule.enabled}
+
+
+def rules_from(tmp_path: Path, text: str) -> RuleSet:
+    (tmp_path / "rules.yaml").write_text(text)
+    return load_rules(tmp_path)
+
+
+def event_with(body: bytes) -> Event:
+    return Event(1, "bench", "generic", "order.created", "d-1", FIRED, {}, body, "pending")
+
+
+def test_a_rule_without_templates_plans_its_run_without_parsing_the_body(tmp_path: Path) -> None:
+    rules = rules_from(
+        tmp_path,
+        "- name: plain\n  on: {source: bench, event: '*'}\n"
+        "  actions: [{log.record: {message: '{{ payload }}'}}]\n"
+        "- name: keyed\n  on: {source: bench, event: '*'}\n  order_by: '{{ payload.id }}'\n"
+        "  actions: [{log.record: {message: x}}]\n",
+    )
+    plain = RuleSet([rules.by_name["plain"]])
+    # Not JSON at all: a rule that reads no template when planning still gets its run.
+    broken = event_with(b"{not json")
+
+    assert [run.rule for run in plan(plain, broken)] == ["plain"]
+    # And planning with the scope skipped agrees with planning from the full scope.
+    good = event_with(b'{"id": 7}')
+    assert plan(rules, good) == plan(rules, good, scope_for(good))
+    assert [run.ordering_key for run in plan(rules, good)] == [None, "keyed:7"]
+
+
+def test_a_body_nested_past_the_readable_depth_reaches_templates_as_text() -> None:
+    deep = b"[" * (READABLE_DEPTH + 1) + b"]" * (READABLE_DEPTH + 1)
+    # Many brackets, little depth: the bracket count does not settle it, the walk does.
+    wide = orjson.dumps([{"n": n} for n in range(READABLE_DEPTH * 2)])
+
+    assert scope_for(event_with(deep))["payload"] == deep.decode()
+    assert scope_for(event_with(wide))["payload"] == orjson.loads(wide)
+    assert scope_for(event_with(b'{"a": [1]}'))["payload"] == {"a": [1]}
+
+
+def test_templates_read_only_the_names_they_spell() -> None:
+    arguments = {"summary": "{{ event.type }}", "labels": ["x", "{{ payload.id | tojson }}"]}
+
+    assert templates.reads(arguments, "payload")
+    assert not templates.reads({"summary": "{{ event.type }}", "n": 3}, "payload")
+    # A name the template sets itself is not read from the scope.
+    assert not templates.reads("{% set payload = 1 %}{{ payload }}", "payload")
+    # A template that does not compile may read anything: the safe answer.
+    assert templates.reads("{{ payload", "results")
+    assert not templates.reads(None, "payload")

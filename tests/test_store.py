@@ -337,6 +337,50 @@ async def test_retry_later_waits_until_due(store: Store) -> None:
 # ---------------------------------------------------------------------- steps
 
 
+async def test_steps_of_many_runs_recorded_together_keep_each_runs_usage_and_thread(
+    store: Store,
+) -> None:
+    run_ids = await routed_runs(store, [None, None, None])
+    await store.runs.claim("w1", 3, 60)
+
+    def turn(n: int) -> dict[str, object]:
+        return {"kind": "model", "idempotency_key": f"k{n}", "status": "succeeded"}
+
+    # At once: the journal commits them in one batch, one executemany per statement.
+    await asyncio.gather(
+        *(
+            store.steps.record(
+                run_id,
+                [(0, turn(n)), (1, {**turn(n + 10), "model": f"m{n}"})],
+                RunStatus.SUCCEEDED if n else None,
+                usage=(n + 1, 2 * n, 0.5 * n),
+                thread=(f"t{n}", [{"n": n}, {"n": n, "then": True}]),
+            )
+            for n, run_id in enumerate(run_ids)
+        )
+    )
+
+    for n, run_id in enumerate(run_ids):
+        run = await store.runs.get(run_id)
+        assert run is not None
+        assert (run.input_tokens, run.output_tokens, run.cost) == (n + 1, 2 * n, 0.5 * n)
+        assert run.status == ("succeeded" if n else "running")
+        steps = await store.steps.of_run(run_id)
+        assert [(s.position, s.idempotency_key, s.model) for s in steps] == [
+            (0, f"k{n}", None),
+            (1, f"k{n + 10}", f"m{n}"),
+        ]
+        assert await store.threads.items(f"t{n}") == [{"n": n}, {"n": n, "then": True}]
+
+
+async def test_recording_a_step_with_a_value_that_is_no_column_names_it(store: Store) -> None:
+    [run_id] = await routed_runs(store, [None])
+
+    with pytest.raises(ValueError, match="colour"):
+        await store.steps.record(run_id, [(0, {"status": "succeeded", "colour": "red"})])
+    assert await store.steps.of_run(run_id) == []
+
+
 async def test_started_step_is_finished_with_its_run_in_one_commit(store: Store) -> None:
     [run_id] = await routed_runs(store, [None])
     await store.runs.claim("w1", 1, 60)

@@ -55,6 +55,32 @@ def test_matching_event_runs_its_actions_in_order_and_journals_each_step(
     assert steps[0].idempotency_key != steps[1].idempotency_key
 
 
+EVENT_ONLY_RULE = """
+- name: event-only
+  on: {source: shop, event: orders/create}
+  actions:
+    - test.record: {label: "{{ event.type }} {{ event.source }}"}
+      when: "{{ event.source == 'shop' }}"
+- name: reads-payload
+  on: {source: shop, event: orders/create}
+  actions:
+    - test.record: {label: "{{ payload.name }}"}
+"""
+
+
+def test_actions_see_the_event_whether_or_not_their_rule_reads_the_payload(
+    tmp_path: Path,
+) -> None:
+    # The first rule's runs skip parsing the body (no template of theirs names `payload`);
+    # the second's parse it. Both render what they name.
+    with live_gateway(tmp_path, EVENT_ONLY_RULE) as gw:
+        gw.post_order("e1", name="#1002")
+        runs = gw.finished_runs(2)
+
+    assert [run.status for run in runs] == ["succeeded", "succeeded"]
+    assert sorted(c["label"] for c in CALLS) == ["#1002", "orders/create shop"]
+
+
 def test_event_whose_condition_is_false_starts_no_run_and_is_marked_unmatched(
     tmp_path: Path,
 ) -> None:

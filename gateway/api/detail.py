@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from gateway.api.models import EventDetail, EventTimeline, Run, RunDetail, StepDetail
+from gateway.assistant.container import shown
 from gateway.config import Config
 from gateway.nesting import READABLE_DEPTH, deeper_than
 from gateway.redaction import Redactor
@@ -58,7 +59,7 @@ def step_detail(step: records.Step, redactor: Redactor) -> StepDetail:
     return StepDetail.of(
         step,
         arguments=step.arguments if awaiting else redactor.value(step.arguments),
-        result=redactor.value(step.result),
+        result=redactor.value(shown(step.result)),
     )
 
 

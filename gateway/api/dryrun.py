@@ -162,7 +162,7 @@ def _assistant(spec: Assistant, scope: dict[str, Any]) -> AssistantPreview:
                 errors.append(f"{key}: {exc}")
     return AssistantPreview(
         model=spec.model,
-        tools=list(spec.tools),
+        tools=spec.listed_tools,
         policy=spec.policy,
         limits=spec.limits.model_dump(),
         errors=errors,

@@ -263,7 +263,7 @@ class Rule(Shape):
             file=str(file) if file else None,
             on=rule.trigger,
             actions=[a.tool for a in rule.actions],
-            assistant=RuleAssistant(model=spec.model, tools=list(spec.tools)) if spec else None,
+            assistant=RuleAssistant(model=spec.model, tools=spec.listed_tools) if spec else None,
         )
 
 

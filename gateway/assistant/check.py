@@ -13,7 +13,7 @@ from gateway.assistant.models import ModelProfile
 from gateway.assistant.policy import validate_policy
 from gateway.config import Config
 from gateway.rules.loader import Problem, RuleCheck
-from gateway.rules.model import Rule
+from gateway.rules.model import KNOWLEDGE, Rule
 from gateway.tools import TOOLS
 
 
@@ -63,14 +63,14 @@ def checks(config: Config) -> tuple[list[str], RuleCheck]:
                         f"{name!r} is not a hosted collection under `knowledge:`",
                     )
                 )
-        profile = config.models.get(rule.assistant.model) or {}
-        if rule.assistant.file_search and profile.get("api", "responses") != "responses":
+        if rule.assistant.file_search and not on_responses(config, rule.assistant.model):
             found.append(
                 (
                     ("assistant", "file_search"),
                     f"profile {rule.assistant.model!r} is not on the Responses API",
                 )
             )
+        found += _code_interpreter(rule, config)
         for tool, limits in rule.assistant.policy.items():
             if tool.partition(".")[0] in config.mcp:
                 continue  # an MCP tool's arguments are known live (`gateway check`)
@@ -81,3 +81,38 @@ def checks(config: Config) -> tuple[list[str], RuleCheck]:
         return found
 
     return problems, check
+
+
+def _code_interpreter(rule: Rule, config: Config) -> list[Problem]:
+    """A hosted code interpreter needs a Responses profile and known knowledge collections."""
+    assert rule.assistant is not None
+    options = rule.assistant.code_interpreter
+    if options is None:
+        return []
+    found: list[Problem] = []
+    name = rule.assistant.model
+    if not on_responses(config, name):
+        api = (config.models.get(name) or {}).get("api")
+        found.append(
+            (
+                ("assistant", "tools"),
+                f"code_interpreter is a hosted Responses API tool: profile {name!r} is on "
+                f"`api: {api}`",
+            )
+        )
+    for entry in options.files:
+        collection = entry.removeprefix(KNOWLEDGE)
+        if entry.startswith(KNOWLEDGE) and collection not in config.knowledge:
+            found.append(
+                (
+                    ("assistant", "code_interpreter", "files"),
+                    f"no collection named {collection!r} under `knowledge:`",
+                )
+            )
+    return found
+
+
+def on_responses(config: Config, profile: str) -> bool:
+    """Whether profile `profile` is on the Responses API, where hosted tools exist (an unknown
+    profile is reported on its own)."""
+    return bool((config.models.get(profile) or {}).get("api", "responses") == "responses")

@@ -60,6 +60,8 @@ def turn_record(turn: Turn) -> dict[str, Any]:
     }
     if turn.citations:
         made["citations"] = turn.citations  # what a hosted file_search answer cites
+    if turn.code:
+        made["code"] = turn.code  # what the hosted code_interpreter ran, for the run page
     return made
 
 

@@ -28,6 +28,7 @@ from gateway.assistant.items import (
     trim,
     turn_record,
 )
+from gateway.assistant.limits import over_limit
 from gateway.assistant.models import ModelProfile, cost
 from gateway.errors import ConfigError, GatewayError
 from gateway.mcp.catalogue import expand
@@ -41,6 +42,7 @@ from gateway.store.status import SETTLED, RunStatus, StepStatus
 from gateway.tools import describe_error
 
 if TYPE_CHECKING:
+    from gateway.assistant.container import Interpreter
     from gateway.assistant.runner import AssistantRunner
 
 log = structlog.get_logger(__name__)
@@ -69,6 +71,7 @@ class Conversation:
         # Steps made but not yet journaled (the prompt, until the first turn is stored).
         self.unsaved: list[tuple[int, dict[str, Any]]] = []
         self.definitions = [services.toolbox.definition(tool) for tool in self.allowed.values()]
+        self.hosted: Interpreter | None = None  # the hosted code_interpreter, if offered
 
     async def run(self, journal: list[Step]) -> None:
         run, spec = self.run_, self.spec
@@ -80,6 +83,12 @@ class Conversation:
                 self.definitions.append(await library.file_search(spec.file_search))
             except GatewayError as exc:
                 await self.outcomes.end(run, RunStatus.FAILED, f"file_search: {exc}")
+                return
+        if spec.code_interpreter is not None:
+            try:
+                self.hosted = self.runner.interpreter(run, spec, journal, self.unsaved)
+            except ConfigError as exc:
+                await self.outcomes.end(run, RunStatus.FAILED, f"code_interpreter: {exc}")
                 return
         if journal:
             instructions = journal[0].result.get("instructions", "")
@@ -140,7 +149,11 @@ class Conversation:
                 else:
                     pending.append((place, call))
             position = max(position, step.position + 1 + len(step.result["calls"]))
+        collect = bool(journal)  # a resumed run's container may hold files not downloaded yet
         while True:
+            # Before the calls: an email.send of this turn attaches what the code made.
+            if collect and (position := await self._hosted(position, collect=True)) is STOP:
+                return
             for place, call in pending:
                 outcome = await self._handle(call, place, at.get(place), done)
                 if outcome is STOP:
@@ -153,17 +166,20 @@ class Conversation:
                 # Only after a crash between the last turn and the run's end: end it now.
                 await self._stop(RunStatus.SUCCEEDED, None, own)
                 return
-            limit = self._over_limit(turns, tokens, spent, invalid)
+            limit = over_limit(spec.limits, run, turns, tokens, spent, invalid, self.hosted)
             if limit:
                 await self._stop(RunStatus.FAILED, f"limit reached: {limit}")
                 return
             if await budget.enforce(self.runner.budgets, self.services, run, self.rule, self._stop):
                 return
+            if (position := await self._hosted(position, collect=False)) is STOP:
+                return
             turn = await self._turn(instructions, history + own, position, own)
             if turn is None:
                 return
-            if not turn.calls:
+            if not turn.calls and not turn.code:
                 return  # the answer: recorded with the run's end in `_turn`
+            collect = bool(turn.code)
             turns += 1
             tokens += turn.input_tokens + turn.output_tokens
             spent += cost(self._profile(), turn.input_tokens, turn.output_tokens)
@@ -192,10 +208,7 @@ class Conversation:
             await self._stop(RunStatus.FAILED, f"model: {exc}")
             return None
         except ModelError as exc:
-            if exc.retryable:
-                await self.outcomes.retry_or_dead(run, f"model: {exc}", exc.retry_after)
-            else:
-                await self._stop(RunStatus.FAILED, f"model: {exc}")
+            await self._model_failed(exc)
             return None
         price = cost(self._profile(), turn.input_tokens, turn.output_tokens)
         model = turn.model or self._profile().model
@@ -216,7 +229,7 @@ class Conversation:
         new_steps = [*self.unsaved, (position, step)]
         self.unsaved.clear()
         usage = (turn.input_tokens, turn.output_tokens, price)
-        if turn.calls:
+        if turn.calls or turn.code:  # code ran: its files are collected before the run ends
             await self.store.steps.record(run.id, new_steps, usage=usage)
         else:
             thread = (run.thread_key, own + turn.items) if run.thread_key else None
@@ -230,6 +243,25 @@ class Conversation:
             tokens=turn.input_tokens + turn.output_tokens,
         )
         return turn
+
+    async def _model_failed(self, exc: ModelError, what: str = "model: ") -> None:
+        if exc.retryable:
+            await self.outcomes.retry_or_dead(self.run_, f"{what}{exc}", exc.retry_after)
+        else:
+            await self._stop(RunStatus.FAILED, f"{what}{exc}")
+
+    async def _hosted(self, position: int, *, collect: bool) -> Any:
+        """The code interpreter's steps before a turn (`prepare`), or after one that ran code
+        (`collect`): the next free position, or STOP if the run stopped."""
+        if self.hosted is None:
+            return position
+        try:
+            if collect:
+                return await self.hosted.collect(position)
+            return await self.hosted.prepare(position, self.definitions)
+        except ModelError as exc:  # worded "code_interpreter: ..."
+            await self._model_failed(exc, "")
+            return STOP
 
     # ------------------------------------------------------------------ one proposed call
 
@@ -346,22 +378,6 @@ class Conversation:
         await self.store.steps.record(run.id, list(self.unsaved), status, error, thread=thread)
         self.unsaved.clear()
         self.outcomes.ended(run, status)
-
-    def _over_limit(self, turns: int, tokens: int, spent: float, invalid: int) -> str | None:
-        limits = self.spec.limits
-        if turns >= limits.steps:
-            return f"{turns} model turns (limit {limits.steps})"
-        if limits.tokens is not None and tokens >= limits.tokens:
-            return f"{tokens} tokens (limit {limits.tokens})"
-        if limits.cost is not None and spent >= limits.cost:
-            return f"cost {spent:.4f} (limit {limits.cost})"
-        if invalid > limits.invalid_calls:
-            return f"{invalid} invalid or refused calls (limit {limits.invalid_calls})"
-        if limits.seconds is not None and self.run_.started_at is not None:
-            elapsed = (datetime.now(UTC) - self.run_.started_at).total_seconds()
-            if elapsed >= limits.seconds:
-                return f"{elapsed:.0f} s of wall time (limit {limits.seconds:.0f} s)"
-        return None
 
     async def _history(self) -> list[Item]:
         if not self.run_.thread_key:

@@ -48,6 +48,11 @@ DEFAULT_PRICES: dict[str, Prices] = {
     "o4-mini": Prices(input=1.10, output=4.40),
 }
 
+# A hosted code_interpreter container session (USD, by memory limit), OpenAI list prices when
+# this table was written. Charged once per container, i.e. once per run that uses the tool; a
+# run whose container outlives a session is cut by `max_container_minutes` first.
+CONTAINER_PRICES: dict[str, float] = {"1g": 0.03, "4g": 0.12, "16g": 0.48, "64g": 1.92}
+
 
 class ModelProfile(BaseModel):
     """One `models:` entry."""

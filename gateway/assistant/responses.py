@@ -5,7 +5,7 @@ Its output items are already the conversation's own form, so a turn is read off 
 
 from __future__ import annotations
 
-from openai.types.responses import Response
+from openai.types.responses import Response, ResponseCodeInterpreterToolCall
 
 from gateway.assistant.client import OpenAIBackend
 from gateway.assistant.turn import Call, Item, ModelError, Turn, function_call_item
@@ -43,6 +43,7 @@ def turn_from_response(response: Response) -> Turn:
     calls: list[Call] = []
     items: list[Item] = []
     citations: list[Item] = []
+    code: list[Item] = []
     for output in response.output:
         # Output ids are left out: with store=False the server cannot look them up again.
         if output.type == "function_call":
@@ -63,6 +64,12 @@ def turn_from_response(response: Response) -> Turn:
                 for note in part.annotations
                 if note.type == "file_citation"
             ]
+        elif output.type == "code_interpreter_call":
+            ran = ran_code(output)
+            code.append(ran)
+            # The call item itself cannot go back with store=False (its id is unknown to the
+            # server then): the model reads what it ran, and its logs, as its own message.
+            items.append({"type": "message", "role": "assistant", "content": ran_text(ran)})
     usage = response.usage
     return Turn(
         text="\n\n".join(texts) or None,
@@ -73,7 +80,25 @@ def turn_from_response(response: Response) -> Turn:
         model=str(response.model),
         response_id=response.id,
         citations=citations,
+        code=code,
     )
+
+
+def ran_code(call: ResponseCodeInterpreterToolCall) -> Item:
+    """What a `code_interpreter_call` ran, as the journal keeps it."""
+    outputs = call.outputs or []
+    return {
+        "container_id": call.container_id,
+        "code": call.code or "",
+        "logs": "".join(o.logs for o in outputs if o.type == "logs"),
+        "images": [o.url for o in outputs if o.type == "image"],
+        "status": call.status,
+    }
+
+
+def ran_text(ran: Item) -> str:
+    logs = f"\nlogs:\n{ran['logs']}" if ran["logs"] else ""
+    return f"(code_interpreter, {ran['status']})\n```python\n{ran['code']}\n```{logs}"
 
 
 def problem_of(response: Response) -> str:

@@ -10,11 +10,13 @@ from typing import Any
 
 from gateway.assistant.backends import Backend, make_backend
 from gateway.assistant.budget import Budgets
+from gateway.assistant.container import Interpreter
 from gateway.assistant.loop import Conversation
 from gateway.assistant.models import ModelProfile, load_profiles
+from gateway.assistant.responses import ResponsesBackend
 from gateway.config import Config
 from gateway.errors import ConfigError
-from gateway.rules.model import Rule
+from gateway.rules.model import Assistant, Rule
 from gateway.runs.executor import ExecutorFactory, RunServices
 from gateway.store import Event, Run, Step
 from gateway.tools import Tool
@@ -61,6 +63,39 @@ class AssistantRunner:
                 raise ConfigError([f"no model profile named {name!r} under `models:`"])
             self._backends[name] = self._make(profile)
         return self._backends[name]
+
+    def interpreter(
+        self,
+        run: Run,
+        spec: Assistant,
+        journal: list[Step],
+        unsaved: list[tuple[int, dict[str, Any]]],
+    ) -> Interpreter:
+        """The hosted code interpreter of `run`, as its journal left it; ConfigError when its
+        rule's profile is not on the Responses API (`gateway check` says so first)."""
+        options, name = spec.code_interpreter, spec.model
+        assert options is not None
+        backend = self.backend(name)
+        if not isinstance(backend, ResponsesBackend):
+            raise ConfigError([f"profile {name!r} is not on the Responses API"])
+        found = Interpreter(
+            backend.client,
+            options,
+            run,
+            self.services.outcomes.files.setdefault(run.id, {}),
+            self.services.store,
+            unsaved,
+            self._knowledge_files,
+        )
+        found.restore(journal)
+        return found
+
+    async def _knowledge_files(self, collection: str) -> list[tuple[str, bytes]]:
+        # The knowledge family's client (a gateway.knowledge.Library): that package imports
+        # this one, so it is reached through the toolbox.
+        library = await self.services.toolbox.client("knowledge")
+        files: list[tuple[str, bytes]] = await library.files(collection)
+        return files
 
     async def execute(
         self, run: Run, rule: Rule, event: Event, scope: dict[str, Any], journal: list[Step]

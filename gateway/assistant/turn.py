@@ -53,6 +53,8 @@ class Turn:
     response_id: str | None = None
     # Files a hosted `file_search` found and the answer cites: {file_id, filename}.
     citations: list[Item] = field(default_factory=list)
+    # What a hosted `code_interpreter` ran in this turn: {container_id, code, logs, status}.
+    code: list[Item] = field(default_factory=list)
 
     def with_unique_call_ids(self, conversation: list[Item]) -> Turn:
         """This turn with every call id new to `conversation` and to the turn itself.

@@ -4,6 +4,7 @@ or both fused. The CLI, the `knowledge.search` tool and `assistant.context:` all
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -15,7 +16,7 @@ from gateway.config import MAX_PASSAGES
 from gateway.errors import ConfigError, GatewayError, UnknownCollection
 from gateway.knowledge.embeddings import Embedder, client_of
 from gateway.knowledge.hosted import VectorStores
-from gateway.knowledge.indexer import IndexReport, index
+from gateway.knowledge.indexer import IndexReport, index, matching_files
 from gateway.knowledge.ranking import VectorIndex, fuse
 from gateway.knowledge.settings import Collection
 from gateway.store.abc import KnowledgeStore
@@ -213,6 +214,20 @@ class Library:
         from gateway.knowledge.context import with_context
 
         return await with_context(context, query, prompt, self, store)
+
+    async def files(self, name: str) -> list[tuple[str, bytes]]:
+        """Collection `name`'s files as (file name, bytes), those within its `max_file_bytes`:
+        what a hosted code interpreter's container gets for `files: ["knowledge:NAME"]`."""
+        collection = self.collection(name)
+
+        def read() -> list[tuple[str, bytes]]:
+            return [
+                (path.name, path.read_bytes())
+                for path in matching_files(collection.paths, self.base_dir)
+                if path.stat().st_size <= collection.max_file_bytes
+            ]
+
+        return await asyncio.to_thread(read)
 
     async def file_search(self, collections: list[str]) -> dict[str, Any]:
         """The hosted `file_search` tool over these hosted collections' vector stores."""

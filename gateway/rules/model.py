@@ -96,6 +96,32 @@ class KnowledgeContext(BaseModel):
     k: int = Field(4, ge=1, le=MAX_PASSAGES)
 
 
+# Per container file the gateway downloads (chart.png, summary.csv): a bigger one is refused
+# with a step error (docs/assistants.md, Hosted tools); `max_file_bytes` may lower it.
+MAX_CONTAINER_FILE_BYTES = 20 * 1024 * 1024
+# Files downloaded from one run's container at most; the rest are refused the same way.
+MAX_CONTAINER_FILES = 20
+CODE_INTERPRETER = "code_interpreter"
+# In `code_interpreter.files`, the prefix naming a knowledge collection.
+KNOWLEDGE = "knowledge:"
+
+
+class CodeInterpreter(BaseModel):
+    """`code_interpreter` in an assistant's `tools:` (Responses profiles only): the hosted
+    Python sandbox, one container per run, its produced files downloaded into the run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # The container's memory; its price per session is in gateway.assistant.models.
+    memory: Literal["1g", "4g", "16g", "64g"] = "1g"
+    # Put in the container once they exist: files made earlier in the run (report.csv), by
+    # name, or `knowledge:NAME` for every file of a knowledge collection.
+    files: list[str] = Field(default_factory=list)
+    # The run fails before a model turn once its container is older than this.
+    max_container_minutes: float = Field(20, gt=0, le=24 * 60)
+    max_file_bytes: int = Field(MAX_CONTAINER_FILE_BYTES, gt=0, le=MAX_CONTAINER_FILE_BYTES)
+
+
 class Assistant(BaseModel):
     """`assistant:` hand the event to a model with instructions and a tool allowlist."""
 
@@ -112,6 +138,32 @@ class Assistant(BaseModel):
     context: KnowledgeContext | None = None
     # Hosted knowledge collections the model searches with the hosted `file_search` tool.
     file_search: list[str] = Field(default_factory=list)
+    # Set from `tools:` (`code_interpreter` or `{code_interpreter: {...}}`), not written here.
+    code_interpreter: CodeInterpreter | None = None
+
+    @property
+    def listed_tools(self) -> list[str]:
+        """Its `tools:` as the rule file lists them, hosted ones included (for views)."""
+        return [*self.tools, *([CODE_INTERPRETER] if self.code_interpreter else [])]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hosted_tools(cls, value: Any) -> Any:
+        # A hosted tool is no registry tool: taken out of the allowlist, kept with its options.
+        if not isinstance(value, dict) or not isinstance(value.get("tools"), list):
+            return value
+        tools: list[Any] = []
+        options: Any = None
+        for entry in value["tools"]:
+            if entry == CODE_INTERPRETER:
+                options = {}
+            elif isinstance(entry, dict) and list(entry) == [CODE_INTERPRETER]:
+                options = entry[CODE_INTERPRETER] or {}
+            else:
+                tools.append(entry)
+        if options is None:
+            return value
+        return {**value, "tools": tools, CODE_INTERPRETER: options}
 
 
 class Schedule(BaseModel):

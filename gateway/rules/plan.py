@@ -49,10 +49,20 @@ def plan_rule(rule: Rule, event: Event, scope: dict[str, Any]) -> NewRun | None:
     return replace(base, ordering_key=ordering, thread_key=thread)
 
 
+def plan_reads_payload(rule: Rule) -> bool:
+    """Whether planning a run of `rule` may read the event's payload (its `when`, `order_by`
+    or thread key names it)."""
+    thread = rule.assistant.thread if rule.assistant is not None else None
+    return templates.reads([rule.when, rule.order_by, thread], "payload")
+
+
 def plan(rules: RuleSet, event: Event, scope: dict[str, Any] | None = None) -> list[NewRun]:
     """The runs an event starts: one per matching rule whose `when` holds."""
-    scope = scope_for(event) if scope is None else scope
-    planned = (plan_rule(rule, event, scope) for rule in matching_rules(rules, event))
+    matched = matching_rules(rules, event)
+    if scope is None:
+        # Parsing the body was most of routing's cost: only for a rule whose plan reads it.
+        scope = scope_for(event, parse=any(plan_reads_payload(rule) for rule in matched))
+    planned = (plan_rule(rule, event, scope) for rule in matched)
     return [run for run in planned if run is not None]
 
 

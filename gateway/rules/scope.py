@@ -11,7 +11,10 @@ from typing import Any
 
 import orjson
 
-from gateway.nesting import READABLE_DEPTH, deeper_than
+from gateway.errors import MalformedPayload
+from gateway.nesting import READABLE_DEPTH, check_depth
+from gateway.rules import templates
+from gateway.rules.model import Rule
 from gateway.rules.periods import periods as calendar_periods
 from gateway.store import Event
 
@@ -21,17 +24,40 @@ TEMPLATE_EVENT_FIELDS = (
 )  # fmt: skip
 
 
-def scope_for(event: Event, now: datetime | None = None) -> dict[str, Any]:
-    """What templates see: `payload`, `event`, `headers`, `now`."""
+def reads_payload(rule: Rule) -> bool:
+    """Whether a run of `rule` may read its event's payload: an assistant's always; actions
+    only if one of their templates names `payload` (parsing the body was most of the cost of
+    a run that does not: bench/sustain)."""
+    if rule.kind != "actions":
+        return True
+    return any(
+        templates.reads(action.arguments, "payload") or templates.reads(action.when, "payload")
+        for action in rule.actions
+    )
+
+
+def scope_for(event: Event, now: datetime | None = None, *, parse: bool = True) -> dict[str, Any]:
+    """What templates see: `payload`, `event`, `headers`, `now`. With `parse=False` (no
+    template reads it: `reads_payload`), `payload` is None, unless the event is a schedule's,
+    whose `event.fired_at` and `periods` come from its payload."""
+    if not parse and event.source != "schedule":
+        return _scope(event, None, now)
     try:
         payload = orjson.loads(event.body)
     except orjson.JSONDecodeError:
         payload = event.body.decode("utf-8", "replace")
     else:
-        if deeper_than(payload, READABLE_DEPTH):
+        try:
+            # Ingest's check, with its bracket count first: the walk cost more than the parse.
+            check_depth(payload, READABLE_DEPTH, event.body)
+        except MalformedPayload:
             # Stored before max_json_depth existed: text, as a body that is not JSON, rather
             # than a structure `tojson` and the journal would recurse into and fail on.
             payload = event.body.decode("utf-8", "replace")
+    return _scope(event, payload, now)
+
+
+def _scope(event: Event, payload: Any, now: datetime | None) -> dict[str, Any]:
     info: dict[str, Any] = {key: getattr(event, key) for key in TEMPLATE_EVENT_FIELDS}
     # `periods.last_week.start_date` and the like: around the fire time, in the rule's zone,
     # for a scheduled event; around the arrival, in UTC, for any other.

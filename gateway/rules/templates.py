@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 # Defined in gateway.errors (the whole tree in one module), imported from here too.
@@ -73,6 +73,30 @@ def evaluate(text: str, scope: Mapping[str, Any], *, html: bool = False) -> Any:
         raise
     except Exception as exc:  # undefined names, sandbox refusals, type errors in expressions
         raise TemplateError(f"{type(exc).__name__}: {exc}") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _names(text: str) -> frozenset[str] | None:
+    try:
+        return frozenset(meta.find_undeclared_variables(environment.parse(text)))
+    except TemplateSyntaxError:
+        return None  # loading refuses such a rule; if one got here, say it may read anything
+
+
+def reads(value: Any, name: str) -> bool:
+    """Whether the templates in a value (strings, dicts and lists of them) may read `name` of
+    the scope (`payload`, `results`...). A sandboxed template reaches the context only by
+    spelling a name, so one that does not spell it cannot read it."""
+    if isinstance(value, str):
+        if not is_template(value):
+            return False
+        found = _names(value)
+        return found is None or name in found
+    if isinstance(value, dict):
+        return any(reads(item, name) for item in value.values())
+    if isinstance(value, list):
+        return any(reads(item, name) for item in value)
+    return False
 
 
 def is_template(value: Any) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from gateway.store import threads
 from gateway.store.abc import ThreadItems, Usage
@@ -44,6 +44,15 @@ STEP_COLUMNS = {
     "approved_digest": None,
 }
 INSERT_STEP = insert(steps)
+ADD_USAGE = (
+    update(runs)
+    .where(runs.c.id == bindparam("b_run_id"))
+    .values(
+        input_tokens=runs.c.input_tokens + bindparam("b_in"),
+        output_tokens=runs.c.output_tokens + bindparam("b_out"),
+        cost=runs.c.cost + bindparam("b_cost"),
+    )
+)
 
 
 class Steps(Part):
@@ -81,24 +90,8 @@ class Steps(Part):
         usage: Usage | None = None,
         thread: ThreadItems | None = None,
     ) -> None:
-        if new and usage is None and thread is None:
-            # The common end of a call without side effects: rows only, batched with others.
-            now = now_utc()
-            values = {**STEP_COLUMNS, **step_values}
-            row = {
-                **values,
-                "run_id": run_id,
-                "position": position,
-                "started_at": values.get("started_at", now),
-                "finished_at": now,
-            }
-            rows: list[tuple[Any, dict[str, Any]]] = [(INSERT_STEP, row)]
-            if run_status is not None:
-                rows.append((END_RUN, end_run(run_id, run_status, run_error, now)))
-            await self.journal.apply(Bulk(tuple(rows)))
-            return
-
         if new:
+            # Inserted whole after the call (no side effects, or a model turn): rows only.
             await self.record(
                 run_id, [(position, step_values)], run_status, run_error, usage=usage, thread=thread
             )
@@ -125,22 +118,15 @@ class Steps(Part):
         usage: Usage | None = None,
         thread: ThreadItems | None = None,
     ) -> None:
-        def change(conn: Connection) -> None:
-            now = now_utc()
-            for position, step_values in new_steps:
-                values = dict(step_values)
-                conn.execute(
-                    insert(steps).values(
-                        run_id=run_id,
-                        position=position,
-                        started_at=values.pop("started_at", now),
-                        finished_at=now,
-                        **values,
-                    )
-                )
-            _end_run(conn, run_id, now, run_status, run_error, usage, thread)
-
-        await self.journal.apply(change)
+        # Prepared statements' rows only: the journal sends those of a whole batch (many runs'
+        # turns) as one executemany each, where a statement built per call was compiled per
+        # call (bench/assistants: most of the journal thread's time).
+        now = now_utc()
+        rows: list[tuple[Any, dict[str, Any]]] = [
+            (INSERT_STEP, step_row(run_id, position, values, now)) for position, values in new_steps
+        ]
+        rows += run_rows(run_id, now, run_status, run_error, usage, thread)
+        await self.journal.apply(Bulk(tuple(rows)))
 
     async def of_run(self, run_id: int) -> list[Step]:
         query = select(steps).where(steps.c.run_id == run_id).order_by(steps.c.position)
@@ -187,6 +173,51 @@ class Steps(Part):
         return await self.get(step_id)
 
 
+def step_row(
+    run_id: int, position: int, step_values: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    """A row of `INSERT_STEP`: every column named, so rows of many steps share a statement."""
+    unknown = step_values.keys() - STEP_COLUMNS.keys() - {"started_at"}
+    if unknown:
+        raise ValueError(f"not columns of a step: {sorted(unknown)}")
+    values = {**STEP_COLUMNS, **step_values}
+    return {
+        **values,
+        "run_id": run_id,
+        "position": position,
+        "started_at": values.get("started_at", now),
+        "finished_at": now,
+    }
+
+
+def run_rows(
+    run_id: int,
+    now: datetime,
+    status: RunStatus | None,
+    error: str | None,
+    usage: Usage | None,
+    thread: ThreadItems | None,
+) -> list[tuple[Any, dict[str, Any]]]:
+    """The run-level part of finishing steps, as prepared statements' rows: usage totals,
+    thread memory, final status."""
+    rows: list[tuple[Any, dict[str, Any]]] = []
+    if usage is not None:
+        rows.append(
+            (
+                ADD_USAGE,
+                {"b_run_id": run_id, "b_in": usage[0], "b_out": usage[1], "b_cost": usage[2]},
+            )
+        )
+    if thread is not None and thread[1]:
+        rows += [
+            (threads.INSERT_ITEM, row)
+            for row in threads.item_rows(thread[0], run_id, thread[1], now)
+        ]
+    if status is not None:
+        rows.append((END_RUN, end_run(run_id, status, error, now)))
+    return rows
+
+
 def _end_run(
     conn: Connection,
     run_id: int,
@@ -196,18 +227,6 @@ def _end_run(
     usage: Usage | None,
     thread: ThreadItems | None,
 ) -> None:
-    """The run-level part of finishing steps: usage totals, thread memory, final status."""
-    if usage is not None:
-        conn.execute(
-            update(runs)
-            .where(runs.c.id == run_id)
-            .values(
-                input_tokens=runs.c.input_tokens + usage[0],
-                output_tokens=runs.c.output_tokens + usage[1],
-                cost=runs.c.cost + usage[2],
-            )
-        )
-    if thread is not None and thread[1]:
-        threads.append(conn, thread[0], run_id, thread[1], now)
-    if status is not None:
-        conn.execute(END_RUN, end_run(run_id, status, error, now))
+    """`run_rows`, executed in the transaction of `conn`."""
+    for statement, params in run_rows(run_id, now, status, error, usage, thread):
+        conn.execute(statement, params)

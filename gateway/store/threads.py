@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import insert, select
 
 from gateway.store.part import Part
 from gateway.store.schema import thread_items
@@ -24,9 +24,11 @@ class Threads(Part):
         return [row.item for row in await self._rows(query.order_by(thread_items.c.id))]
 
 
-def append(conn: Connection, key: str, run_id: int, items: list[Any], now: datetime) -> None:
-    """Append a run's conversation `items` to thread `key`, in the transaction of `conn`."""
-    conn.execute(
-        insert(thread_items),
-        [{"thread_key": key, "run_id": run_id, "item": item, "created_at": now} for item in items],
-    )
+INSERT_ITEM = insert(thread_items)
+
+
+def item_rows(key: str, run_id: int, items: list[Any], now: datetime) -> list[dict[str, Any]]:
+    """The rows of `INSERT_ITEM` that append a run's conversation `items` to thread `key`."""
+    return [
+        {"thread_key": key, "run_id": run_id, "item": item, "created_at": now} for item in items
+    ]

@@ -35,6 +35,7 @@ from starlette.routing import Route
 
 from gateway.assistant.models import ModelProfile
 from gateway.testing import llm_chat, llm_responses
+from gateway.testing.llm_containers import Containers
 from gateway.testing.llm_files import VectorStores
 from gateway.testing.llm_script import (
     Expect,
@@ -43,6 +44,7 @@ from gateway.testing.llm_script import (
     Usage,
     answer,
     call,
+    code,
     delay,
     error,
     new_id,
@@ -60,6 +62,7 @@ __all__ = [
     "answer",
     "call",
     "call_ids",
+    "code",
     "conversation_text",
     "delay",
     "error",
@@ -90,11 +93,14 @@ class ScriptedModel:
         self._exit = ExitStack()
         # Files and vector stores, for hosted knowledge collections and `file_search`.
         self.vector_stores = VectorStores()
+        # Containers, for the hosted code_interpreter: what its code makes, and downloads.
+        self.containers = Containers()
         self.app = Starlette(
             routes=[
                 Route("/v1/responses", self._responses, methods=["POST"]),
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
                 *self.vector_stores.routes(),
+                *self.containers.routes(),
             ]
         )
 
@@ -190,6 +196,11 @@ class ScriptedModel:
                 status_code=step.status,
                 headers=dict(step.headers),
             )
+        for ran in step.ran:
+            container = llm_responses.container_of(body)
+            problem = self.containers.produce(container or "", ran.files)
+            if problem is not None:
+                return self._refuse(400, f"{step.describe()}: {problem}")
         rendered = render(body, step, self._call_ids(step), self.model)
         return JSONResponse(rendered, headers={"x-request-id": new_id("req")})
 

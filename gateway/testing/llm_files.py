@@ -64,7 +64,7 @@ class VectorStores:
         return found
 
     async def _upload(self, request: Request) -> JSONResponse:
-        fields = _multipart(request.headers["content-type"], await request.body())
+        fields = multipart(request.headers["content-type"], await request.body())
         filename, data = fields["file"]
         stored = StoredFile(new_id("file"), filename or "upload", data)
         with self._lock:
@@ -75,7 +75,7 @@ class VectorStores:
         file_id = request.path_params["file_id"]
         with self._lock:
             if self.files.pop(file_id, None) is None:
-                return _missing(f"file {file_id}")
+                return missing(f"file {file_id}")
         return JSONResponse({"id": file_id, "object": "file", "deleted": True})
 
     async def _create_store(self, request: Request) -> JSONResponse:
@@ -88,13 +88,13 @@ class VectorStores:
     async def _list_stores(self, request: Request) -> JSONResponse:
         with self._lock:
             data = [_store(s) for s in self.stores.values()]
-        return JSONResponse(_page(data))
+        return JSONResponse(page(data))
 
     async def _delete_store(self, request: Request) -> JSONResponse:
         store_id = request.path_params["store_id"]
         with self._lock:
             if self.stores.pop(store_id, None) is None:
-                return _missing(f"vector store {store_id}")
+                return missing(f"vector store {store_id}")
         return JSONResponse({"id": store_id, "object": "vector_store.deleted", "deleted": True})
 
     async def _attach(self, request: Request) -> JSONResponse:
@@ -102,7 +102,7 @@ class VectorStores:
         with self._lock:
             store = self.stores.get(request.path_params["store_id"])
             if store is None or body["file_id"] not in self.files:
-                return _missing("vector store or file")
+                return missing("vector store or file")
             store.files[body["file_id"]] = body.get("attributes") or {}
             return JSONResponse(
                 _store_file(store.id, body["file_id"], store.files[body["file_id"]])
@@ -112,20 +112,20 @@ class VectorStores:
         with self._lock:
             store = self.stores.get(request.path_params["store_id"])
             if store is None:
-                return _missing("vector store")
+                return missing("vector store")
             data = [_store_file(store.id, f, a) for f, a in store.files.items()]
-        return JSONResponse(_page(data))
+        return JSONResponse(page(data))
 
     async def _detach(self, request: Request) -> JSONResponse:
         file_id = request.path_params["file_id"]
         with self._lock:
             store = self.stores.get(request.path_params["store_id"])
             if store is None or store.files.pop(file_id, None) is None:
-                return _missing(f"vector store file {file_id}")
+                return missing(f"vector store file {file_id}")
         return JSONResponse({"id": file_id, "object": "vector_store.file.deleted", "deleted": True})
 
 
-def _multipart(content_type: str, body: bytes) -> dict[str, tuple[str | None, bytes]]:
+def multipart(content_type: str, body: bytes) -> dict[str, tuple[str | None, bytes]]:
     """A multipart/form-data body's fields: name → (file name, content). The standard
     library's MIME parser reads it (starlette's form parsing needs python-multipart)."""
     message = BytesParser(policy=default).parsebytes(
@@ -139,7 +139,7 @@ def _multipart(content_type: str, body: bytes) -> dict[str, tuple[str | None, by
     return fields
 
 
-def _page(data: list[dict[str, Any]]) -> dict[str, Any]:
+def page(data: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "object": "list",
         "data": data,
@@ -149,7 +149,7 @@ def _page(data: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _missing(what: str) -> JSONResponse:
+def missing(what: str) -> JSONResponse:
     return JSONResponse(
         {"error": {"message": f"no such {what}", "type": "invalid_request_error"}}, status_code=404
     )

@@ -14,7 +14,17 @@ def response_body(
     request: dict[str, Any], step: Step, call_ids: list[str], model: str
 ) -> dict[str, Any]:
     """The Responses API body for a scripted step (its calls under `call_ids`)."""
-    output: list[dict[str, Any]] = []
+    output: list[dict[str, Any]] = [
+        {
+            "type": "code_interpreter_call",
+            "id": new_id("ci"),
+            "code": ran.code,
+            "container_id": container_of(request) or "",
+            "outputs": [{"type": "logs", "logs": ran.logs}] if ran.logs else [],
+            "status": "completed",
+        }
+        for ran in step.ran
+    ]
     if step.citations:
         output.append(
             {
@@ -94,6 +104,14 @@ def response_body(
         },
         "metadata": {},
     }
+
+
+def container_of(request: dict[str, Any]) -> str | None:
+    """The container of the request's `code_interpreter` tool, if it offers one by id."""
+    for tool in request.get("tools") or []:
+        if tool.get("type") == "code_interpreter" and isinstance(tool.get("container"), str):
+            return str(tool["container"])
+    return None
 
 
 def check_input(body: dict[str, Any]) -> str | None:

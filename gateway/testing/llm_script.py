@@ -23,6 +23,15 @@ class ScriptedCall:
 
 
 @dataclass(frozen=True)
+class ScriptedCode:
+    """Code the hosted code_interpreter runs, its logs, and the files it writes."""
+
+    code: str
+    logs: str = ""
+    files: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True)
 class Step:
     """One scripted model response; build it with `call`, `turn`, `answer`, `error`, `delay`."""
 
@@ -36,11 +45,14 @@ class Step:
     usage: Usage | None = None
     # Files a hosted `file_search` found and the answer cites: (file id, file name).
     citations: tuple[tuple[str, str], ...] = ()
+    # Code the hosted code_interpreter ran in this response (Responses API only).
+    ran: tuple[ScriptedCode, ...] = ()
 
     def describe(self) -> str:
         if self.status != 200:
             return f"error({self.status})"
-        parts = [f"call({c.name})" for c in self.calls]
+        parts = [f"code({r.code[:30]!r})" for r in self.ran]
+        parts += [f"call({c.name})" for c in self.calls]
         if self.text is not None:
             parts.append(f"answer({self.text[:40]!r})")
         if self.seconds:
@@ -82,6 +94,28 @@ def answer(
     """The model answers with text and calls nothing; with `citations` (file id, name), after
     a hosted `file_search`, its text cites those files (Responses API only)."""
     return Step(text=text, expect=expect, usage=usage, citations=tuple(citations or ()))
+
+
+def code(
+    source: str,
+    *,
+    logs: str = "",
+    files: dict[str, bytes] | None = None,
+    then: Step | None = None,
+    expect: Expect | None = None,
+    usage: Usage | None = None,
+) -> Step:
+    """The hosted code_interpreter runs `source` in the request's container, which then holds
+    `files` (made by the code); `then` adds calls or an answer to the same response."""
+    base = then if then is not None else Step()
+    ran = ScriptedCode(source, logs, tuple((files or {}).items()))
+    return Step(
+        calls=base.calls,
+        text=base.text,
+        ran=(ran, *base.ran),
+        expect=expect or base.expect,
+        usage=usage or base.usage,
+    )
 
 
 def error(

@@ -1,0 +1,428 @@
+#!/usr/bin/env python3
+"""Sustained load: does the worker keep up with the door? The highest rate of signed webhooks
+a gateway can take for a whole window without its backlog growing, against the door alone.
+
+  ingest   `gateway serve --role ingest` (no worker), posted to as fast as --connections
+           keep-alive connections go for --ingest-seconds: the door's rate, the baseline.
+  sustain  `gateway serve` (all roles, one process; --split: an ingest process and a worker
+           process on the same store), a fresh SQLite store each time, one `log.record` rule
+           on the Shopify source. Posts at a fixed rate for --duration seconds (open loop:
+           request n is due at n / rate, over --connections connections) and samples the
+           backlog every second (events not routed + runs not finished, read from the store
+           file). A rate is sustained when the backlog grew by less than 2 % of the rate per
+           second from the middle third of the window to the last (their means: one stalled
+           second does not decide) or stayed under a quarter second of posts, never exceeded
+           two seconds of posts in the last third, and the posts went out at >= 97 % of the
+           rate. The search starts at 0.9x of the ingest
+           rate; above a sustained rate it goes up, below one it tries the drain rate the
+           backlog's growth implies, then bisects (--probes in all).
+  latency  bench/drain's idle probe: 202 -> handler p50 (target <= 5 ms).
+
+Target (reported, not enforced): highest sustained rate >= 0.9x the ingest rate of the same
+run. The load generator is this process (uvloop, raw HTTP/1.1): it competes with the gateway
+for the same cores in both measurements, so compare the ratio, not the rates, across machines.
+Exit status 1 if a post was answered with anything but 202 or a probe lost an event.
+
+Usage:  bench/sustain [--quick] [--duration 60] [--probes 4] [--split] [--json FILE]
+        (--quick: 10 s windows, 3 probes; re-executes itself under the repo's .venv python)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import hmac
+import itertools
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+from ingest import (  # noqa: E402
+    DEFAULT_BODY,
+    SECRET,
+    SOURCE,
+    VENV_PYTHON,
+    Process,
+    free_port,
+    loaded_io_stack,
+    start_server,
+    stop_server,
+    wait_ready,
+)
+
+
+def ensure_venv() -> None:
+    """Re-run this script under the repo's virtualenv python."""
+    if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != VENV_PYTHON.parent.parent.resolve():
+        os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), __file__, *sys.argv[1:]])
+
+
+TARGET_RATIO = 0.9
+TARGET_P50_MS = 5.0
+# A sustained rate: backlog growth (middle third of the window to the last) under this share
+# of the rate per second, backlog in the last third under this many seconds of posts, posts
+# sent at no less than this share of the rate.
+GROWTH_SHARE = 0.02
+MAX_SECONDS = 2.0
+# A backlog whose peak stays under this many seconds of posts is bounded whatever its trend:
+# a few batches in flight, not a worker falling behind.
+NOISE_SECONDS = 0.25
+SENT_SHARE = 0.97
+START_FRACTION = 0.9
+RULES = """\
+- name: sustain
+  on: {source: shop, event: orders/create}
+  actions:
+    - log.record:
+        message: "{{ event.type }} {{ event.delivery_id }}"
+"""
+
+
+# --------------------------------------------------------------------------- load generator
+
+
+class Bodies:
+    """Signed Shopify deliveries, each a new body (the gateway deduplicates by body)."""
+
+    def __init__(self, fixture: Path, prefix: str) -> None:
+        order = json.loads(fixture.read_text())
+        order.pop("bench_event", None)
+        text = json.dumps(order, separators=(",", ":"))
+        self.head = text[:-1].encode() + b',"bench_event":"' + prefix.encode() + b"-"
+        self.numbers = itertools.count()  # across runs: a warm-up's bodies are not posted again
+
+    def request(self) -> bytes:
+        body = self.head + str(next(self.numbers)).encode() + b'"}'
+        digest = hmac.new(SECRET.encode(), body, hashlib.sha256).digest()
+        return (
+            f"POST /hooks/{SOURCE} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Content-Type: application/json\r\nX-Shopify-Topic: orders/create\r\n"
+            "X-Shopify-Shop-Domain: bench.myshopify.com\r\n"
+            f"X-Shopify-Hmac-Sha256: {base64.b64encode(digest).decode()}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+
+
+@dataclass
+class Posted:
+    seconds: float = 0.0
+    answered: int = 0
+    accepted: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.accepted / self.seconds if self.seconds else 0.0
+
+
+async def post(port: int, bodies: Bodies, rate: float | None, seconds: float, conns: int) -> Posted:
+    """Post for `seconds`: request n due at n / `rate` (open loop), or back to back (None)."""
+    clock = time.perf_counter  # not loop.time(): uvloop's ticks in whole milliseconds
+    start = clock() + 0.05
+    end = start + seconds
+    numbers = itertools.count()
+    posted = Posted()
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while True:
+                n = next(numbers)
+                due = start + n / rate if rate else clock()
+                if due >= end:
+                    return
+                if (wait := due - clock()) > 0:
+                    await asyncio.sleep(wait)
+                writer.write(bodies.request())
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                await reader.readexactly(length)
+                posted.answered += 1
+                posted.accepted += head[9:12] == b"202"
+                posted.latencies_ms.append((clock() - due) * 1000)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(connection() for _ in range(conns)))
+    posted.seconds = max(clock(), end) - start if rate else clock() - start
+    return posted
+
+
+def run_posts(port: int, bodies: Bodies, rate: float | None, seconds: float, conns: int) -> Posted:
+    try:
+        import uvloop
+
+        return uvloop.run(post(port, bodies, rate, seconds, conns))
+    except ImportError:
+        return asyncio.run(post(port, bodies, rate, seconds, conns))
+
+
+# --------------------------------------------------------------------------- gateway
+
+
+def gateway_config(workdir: Path) -> Path:
+    (workdir / "rules").mkdir(parents=True)
+    (workdir / "rules" / "rules.yaml").write_text(RULES)
+    config = workdir / "gateway.yaml"
+    config.write_text(
+        f"store: sqlite:///{workdir / 'gateway.db'}\nhost: 127.0.0.1\n"
+        f"sources:\n  {SOURCE}: {{provider: shopify, secret: {json.dumps(SECRET)}}}\n"
+    )
+    return config
+
+
+def start_gateway(workdir: Path, roles: list[list[str]]) -> tuple[list[Process], int]:
+    """One `gateway serve` per entry of `roles` (its --role flags); the first one's port."""
+    config = gateway_config(workdir)
+    gateway = str(VENV_PYTHON.parent / "gateway")
+    procs: list[Process] = []
+    port = 0
+    for index, flags in enumerate(roles):
+        port_here = free_port()
+        command = [gateway, "serve", "--config", str(config), "--port", str(port_here), *flags]
+        log_file = workdir / f"gateway.{index}.log"
+        procs.append(start_server(command, log_file, cwd=workdir))
+        wait_ready(f"http://127.0.0.1:{port_here}/healthz", procs[-1], log_file)
+        port = port or port_here
+    return procs, port
+
+
+def backlog(db: Path) -> tuple[int, int, int]:
+    """(events not routed, runs not finished, events stored), read from the store file."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM events WHERE status = 'pending'),"
+            " (SELECT count(*) FROM runs WHERE status IN ('pending', 'running')),"
+            " (SELECT count(*) FROM events)"
+        ).fetchone()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+class Sampler(threading.Thread):
+    """The backlog once a second, while posting and after, until `stop`."""
+
+    def __init__(self, db: Path) -> None:
+        super().__init__(daemon=True)
+        self.db = db
+        self.samples: list[tuple[float, int, int]] = []
+        self.done = threading.Event()
+        self.started = time.monotonic()
+
+    def run(self) -> None:
+        while not self.done.wait(1.0):
+            events, runs, _ = backlog(self.db)
+            self.samples.append((round(time.monotonic() - self.started, 2), events, runs))
+
+
+def growth(points: list[tuple[float, int]], seconds: float) -> tuple[float, int]:
+    """How fast the backlog grew from the middle third of the window to the last (items per
+    second, from their means), and its peak in the last third."""
+    middle = [y for t, y in points if seconds / 3 <= t < 2 * seconds / 3]
+    last = [y for t, y in points if t >= 2 * seconds / 3]
+    if not middle or not last:
+        return 0.0, max((y for _, y in points), default=0)
+    rise = sum(last) / len(last) - sum(middle) / len(middle)
+    return rise / (seconds / 3), max(last)
+
+
+def probe(rate: float, args: argparse.Namespace, workdir: Path, bodies: Bodies) -> dict[str, Any]:
+    """Post at `rate` for --duration seconds; the backlog over time, and whether it stayed
+    bounded; then how long the gateway took to finish what was left."""
+    roles = [["--role", "ingest"], ["--role", "worker"]] if args.split else [[]]
+    procs, port = start_gateway(workdir, roles)
+    sampler = Sampler(workdir / "gateway.db")
+    try:
+        sampler.start()
+        posted = run_posts(port, bodies, rate, args.duration, args.connections)
+        posting = [(t, e + r) for t, e, r in sampler.samples if t <= posted.seconds]
+        cleared = time.monotonic()
+        while sum(backlog(workdir / "gateway.db")[:2]) and time.monotonic() - cleared < 120:
+            time.sleep(0.1)
+        cleared_s = time.monotonic() - cleared
+        sampler.done.set()
+        _, _, stored = backlog(workdir / "gateway.db")
+    finally:
+        for proc in procs:
+            stop_server(proc)
+    grew, peak = growth(posting, posted.seconds)
+    sustained = (
+        (grew <= GROWTH_SHARE * rate or peak <= NOISE_SECONDS * rate)
+        and peak <= MAX_SECONDS * rate
+        and posted.rate >= SENT_SHARE * rate
+    )
+    ordered = sorted(posted.latencies_ms) or [0.0]
+    return {
+        "rate": round(rate, 1),
+        "posted_per_s": round(posted.rate, 1),
+        "answered": posted.answered,
+        "accepted": posted.accepted,
+        "stored": stored,
+        "p99_ms": round(ordered[int(0.99 * (len(ordered) - 1))], 2),
+        "backlog": sampler.samples,
+        "backlog_growth_per_s": round(grew, 1),
+        "backlog_peak_last_third": peak,
+        "cleared_after_s": round(cleared_s, 2),
+        "sustained": sustained,
+    }
+
+
+def ingest_rate(args: argparse.Namespace, workdir: Path, bodies: Bodies) -> dict[str, Any]:
+    procs, port = start_gateway(workdir, [["--role", "ingest"]])
+    try:
+        run_posts(port, bodies, None, 1.0, args.connections)  # warm-up
+        posted = run_posts(port, bodies, None, args.ingest_seconds, args.connections)
+        io_stack = loaded_io_stack(procs[0].pid)
+    finally:
+        for proc in procs:
+            stop_server(proc)
+    return {
+        "per_s": round(posted.rate, 1),
+        "answered": posted.answered,
+        "accepted": posted.accepted,
+        "io": io_stack,
+    }
+
+
+def search(base: float, args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
+    """Probe rates (fractions of `base`): up from a sustained one, down to the drain rate
+    implied by a growing backlog, then halfway between the best sustained and worst not."""
+    probes: list[dict[str, Any]] = []
+    good, bad = 0.0, float("inf")
+    fraction = START_FRACTION
+    for index in range(args.probes):
+        bodies = Bodies(args.body, f"p{index}")
+        result = probe(fraction * base, args, workdir / f"probe-{index}", bodies)
+        result["fraction"] = round(fraction, 3)
+        probes.append(result)
+        print(
+            f"probe {index}: {result['rate']:.0f}/s ({fraction:.2f}x) posted "
+            f"{result['posted_per_s']:.0f}/s, backlog growth {result['backlog_growth_per_s']}/s, "
+            f"peak {result['backlog_peak_last_third']}: "
+            f"{'sustained' if result['sustained'] else 'not'}",
+            file=sys.stderr,
+        )
+        if result["sustained"]:
+            good = max(good, fraction)
+            fraction = (good + bad) / 2 if bad < float("inf") else good + 0.1
+        else:
+            bad = min(bad, fraction)
+            drained = max(0.0, result["posted_per_s"] - result["backlog_growth_per_s"]) / base
+            fraction = 0.95 * drained if good == 0.0 and drained < bad else (good + bad) / 2
+        if bad - good < 0.02:
+            break
+    return probes
+
+
+# --------------------------------------------------------------------------- report
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="10 s windows, 3 probes")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds per probe")
+    parser.add_argument("--ingest-seconds", type=float, default=10.0)
+    parser.add_argument("--probes", type=int, default=4)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--split", action="store_true", help="door and worker, two processes")
+    parser.add_argument("--samples", type=int, default=200, help="idle latency samples")
+    parser.add_argument("--body", type=Path, default=DEFAULT_BODY)
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args(argv)
+    if args.quick:
+        given = set(argv)
+        args.duration = args.duration if "--duration" in given else 10.0
+        args.ingest_seconds = args.ingest_seconds if "--ingest-seconds" in given else 5.0
+        args.probes = args.probes if "--probes" in given else 3
+        args.samples = args.samples if "--samples" in given else 50
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-sustain-"))
+    load_before = os.getloadavg()
+    try:
+        door = ingest_rate(args, workdir / "ingest", Bodies(args.body, "ingest"))
+        probes = search(door["per_s"], args, workdir)
+        from drain import latency  # bench/drain's idle probe, in this process
+
+        from gateway import log as gateway_log  # importable once drain set the path
+
+        gateway_log.configure("warning")  # as bench/drain: per-run info lines not counted
+
+        (workdir / "latency").mkdir()
+        idle = latency(workdir / "latency", args.samples)
+    finally:
+        if args.keep:
+            print(f"kept {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    best = max((p["rate"] for p in probes if p["sustained"]), default=0.0)
+    ratio = best / door["per_s"] if door["per_s"] else 0.0
+    p50 = idle["after_202"]["p50_ms"]
+    topology = "door + worker processes" if args.split else "one process, all roles"
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPU(s), Python "
+        f"{platform.python_version()}, load average {load_before[0]:.2f} before, "
+        f"{os.getloadavg()[0]:.2f} after; server {door['io']}"
+    )
+    print(f"ingest   door alone (--role ingest): {door['per_s']:.0f} req/s")
+    for p in probes:
+        print(
+            f"sustain  {topology}, {p['rate']:.0f}/s ({p['fraction']:.2f}x) for "
+            f"{args.duration:g} s: posted {p['posted_per_s']:.0f}/s, p99 {p['p99_ms']} ms, "
+            f"backlog growth {p['backlog_growth_per_s']}/s (worker ~"
+            f"{p['posted_per_s'] - p['backlog_growth_per_s']:.0f}/s), peak "
+            f"{p['backlog_peak_last_third']} in the last third, cleared "
+            f"{p['cleared_after_s']} s after: {'sustained' if p['sustained'] else 'NOT sustained'}"
+        )
+    print(
+        f"result   highest sustained rate {best:.0f}/s = {ratio:.2f}x of the door alone "
+        f"(target >= {TARGET_RATIO}: {'met' if ratio >= TARGET_RATIO else 'MISSED'}); idle "
+        f"202 -> handler p50 {p50} ms (target <= {TARGET_P50_MS:g}: "
+        f"{'met' if p50 <= TARGET_P50_MS else 'MISSED'})"
+    )
+    problems = [
+        f"probe at {p['rate']:.0f}/s: {p['answered'] - p['accepted']} posts not accepted, "
+        f"{p['accepted']} accepted vs {p['stored']} stored"
+        for p in probes
+        if p["answered"] != p["accepted"] or p["stored"] != p["accepted"]
+    ]
+    if args.json:
+        figures = {
+            "topology": topology,
+            "duration_s": args.duration,
+            "load_average": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+            "ingest": door,
+            "probes": probes,
+            "sustained_per_s": best,
+            "ratio": round(ratio, 3),
+            "latency": idle,
+        }
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    for problem in problems:
+        print(f"FAIL: {problem}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    ensure_venv()
+    sys.exit(main(sys.argv[1:]))
