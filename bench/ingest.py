@@ -6,7 +6,12 @@ Both targets run in the same invocation, on the same machine, under the same loa
   bare     bench/bare.py: one POST route that reads the body and answers 202
            (one uvicorn process, uvloop + httptools, no access log);
   gateway  `gateway serve` with one Shopify source and a SQLite store in a temp dir
-           (verify HMAC, parse, insert with group commit, answer 202).
+           (verify HMAC, parse, insert with group commit, answer 202): all roles by
+           default, as `gateway serve` starts (its worker routes each event to no rule);
+           `--role ingest` for the door alone.
+
+Each body is measured in the same run, bare then gateway: the 7 KB Shopify order and the
+1 KB Shopify customer by default (results `bare`/`gateway`, then `bare-1k`/`gateway-1k`).
 
 Load: wrk, 32 connections, 2 threads, a 2 s warm-up then --duration seconds, posting the real
 Shopify order fixture with a `bench_event` field appended, a new one on every request, signed
@@ -27,7 +32,7 @@ Exit status 1 if the gateway answered anything but 2xx or the row count does not
 the performance targets (gateway >= 0.35x bare req/s, p99 <= 15 ms) are reported, not enforced.
 
 Usage:  bench/ingest [--duration 10] [--store sqlite|postgresql|both] [--replicas N]
-                    [--body FILE] [--json FILE]
+                    [--role all|ingest|split] [--body FILE]... [--json FILE]
         (re-executes itself under the repo's .venv python; needs `wrk`, installed via apt-get
         when missing)
 """
@@ -58,7 +63,9 @@ Process = subprocess.Popen[bytes]
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 VENV_PYTHON = REPO / ".venv" / "bin" / "python"
-DEFAULT_BODY = REPO.parent / "shared" / "fixtures" / "webhooks" / "shopify" / "orders_create.json"
+FIXTURES = REPO.parent / "shared" / "fixtures" / "webhooks" / "shopify"
+DEFAULT_BODY = FIXTURES / "orders_create.json"  # 7,336 bytes
+SMALL_BODY = FIXTURES / "customers_create.json"  # 1,061 bytes
 LUA_SCRIPT = BENCH / "wrk" / "post.lua"
 
 SOURCE = "shop"
@@ -202,6 +209,19 @@ def peak_rss_mb(pid: int) -> float:
     return total_kb / 1024
 
 
+def rss_mb(pid: int) -> float:
+    """Resident set now (VmRSS) of the server process and its children."""
+    total_kb = 0
+    for member in process_tree(pid):
+        try:
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kb += int(line.split()[1])
+        except OSError:
+            continue
+    return total_kb / 1024
+
+
 def loaded_io_stack(pid: int) -> str:
     """Which event loop and HTTP parser the server really loaded (from its memory maps)."""
     try:
@@ -303,9 +323,12 @@ class Target:
     ready_path: str
     store: StoreBackend | None = None
     balanced: bool = False
+    body: Path = DEFAULT_BODY
+    # The bare target measured with the same body in the same run: what the ratio is of.
+    baseline: str = "bare"
 
 
-def bare_target(port: int) -> Target:
+def bare_target(port: int, body: Path = DEFAULT_BODY) -> Target:
     command = [
         str(VENV_PYTHON),
         "-m",
@@ -325,13 +348,18 @@ def bare_target(port: int) -> Target:
         "--log-level",
         "warning",
     ]
-    return Target("bare", [command], [port], "/healthz")
+    return Target("bare", [command], [port], "/healthz", body=body)
 
 
 def gateway_target(
-    workdir: Path, store: StoreBackend, replicas: int = 1, balanced: bool = False
+    workdir: Path,
+    store: StoreBackend,
+    replicas: int = 1,
+    balanced: bool = False,
+    role: str = "ingest",
 ) -> Target:
-    """`replicas` identical `gateway serve --role ingest` processes on one store."""
+    """`replicas` identical `gateway serve --role <role>` processes on one store (`all`: the
+    default `gateway serve`, no --role)."""
     config = workdir / "gateway.yaml"
     config.write_text(
         f"store: {json.dumps(store.url)}\n"
@@ -342,12 +370,16 @@ def gateway_target(
     (workdir / "rules").mkdir(exist_ok=True)  # no rules: this measures the door, not the work
     gateway = VENV_PYTHON.parent / "gateway"
     ports = [free_port() for _ in range(replicas)]
-    # The ingest role: what a request costs, without the worker routing events in the same
-    # process (bench/drain measures that side).
+    roles = [] if role in ("all", "split") else ["--role", role]
+    if role == "split":  # the door, posted to, and beside it the worker on the same store
+        roles = ["--role", "ingest"]
+        ports.append(free_port())
     commands = [
-        [str(gateway), "serve", "--config", str(config), "--port", str(port), "--role", "ingest"]
+        [str(gateway), "serve", "--config", str(config), "--port", str(port), *roles]
         for port in ports
     ]
+    if role == "split":
+        commands[-1][-2:] = ["--role", "worker", "--role", "scheduler"]
     return Target("gateway", commands, ports, "/healthz", store, balanced)
 
 
@@ -475,19 +507,24 @@ def bench_target(
             f"warm-up {WARMUP_SECONDS} s",
             file=sys.stderr,
         )
-        run_wrk(wrk, url, WARMUP_SECONDS, args.body, f"warm-{target.name}")
+        run_wrk(wrk, url, WARMUP_SECONDS, target.body, f"warm-{target.name}")
         before = settled_count(target.store) if target.store else None
         print(f"[{target.name}] measuring {args.duration} s", file=sys.stderr)
         share = CpuShare([p.pid for p in procs], [balancer.pid] if balancer else [])
         share.start()
-        stats = run_wrk(wrk, url, args.duration, args.body, f"run-{target.name}")
+        stats = run_wrk(wrk, url, args.duration, target.body, f"run-{target.name}")
         stats["cpu_cores"] = share.stop()
         stats["replicas"] = len(procs)
         stats["balanced"] = target.balanced
         stats["peak_rss_mb"] = sum(peak_rss_mb(p.pid) for p in procs)
         stats["io_stack"] = loaded_io_stack(procs[0].pid)
+        stats["body_bytes"] = target.body.stat().st_size
+        stats["baseline"] = target.baseline
         if target.store and before is not None:
             stats["rows_added"] = settled_count(target.store) - before
+        # Resident memory once the load is over and the last commits have landed (what the
+        # process keeps: the memory target is this, idle after load).
+        stats["idle_rss_mb"] = sum(rss_mb(p.pid) for p in procs)
         return stats
     finally:
         if balancer:
@@ -510,28 +547,30 @@ def machine() -> dict[str, Any]:
         "cpu": model,
         "python": platform.python_version(),
         "kernel": platform.release(),
+        # Other work on the machine moves both targets; the ratio holds better than either.
+        "load_average": " ".join(f"{v:.2f}" for v in os.getloadavg()),
     }
 
 
+TARGET_IDLE_RSS_MB = 80.0
+
+
 def print_report(
-    results: dict[str, dict[str, Any]],
-    info: dict[str, Any],
-    args: argparse.Namespace,
-    body_size: int,
+    results: dict[str, dict[str, Any]], info: dict[str, Any], args: argparse.Namespace
 ) -> dict[str, Any]:
-    bare_rps = results["bare"]["rps"]
     print(
         f"\nwrk: {CONNECTIONS} connections, {THREADS} threads, {args.duration} s "
-        f"(after {WARMUP_SECONDS} s warm-up); body {args.body.name}, {body_size} bytes; "
-        f"store {args.store}\n"
+        f"(after {WARMUP_SECONDS} s warm-up); store {args.store}; gateway role {args.role}\n"
     )
-    print("| target | req/s | p50 ms | p99 ms | peak RSS MB | ratio vs bare |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| target | body bytes | req/s | p50 ms | p99 ms | peak RSS MB | idle RSS MB | ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in results.items():
         lat = r["latency_us"]
+        ratio = r["rps"] / results[r["baseline"]]["rps"]
         print(
-            f"| {name} | {r['rps']:.0f} | {lat['p50'] / 1000:.2f} | {lat['p99'] / 1000:.2f} "
-            f"| {r['peak_rss_mb']:.1f} | {r['rps'] / bare_rps:.2f}x |"
+            f"| {name} | {r['body_bytes']} | {r['rps']:.0f} | {lat['p50'] / 1000:.2f} "
+            f"| {lat['p99'] / 1000:.2f} | {r['peak_rss_mb']:.1f} | {r['idle_rss_mb']:.1f} "
+            f"| {ratio:.2f}x vs {r['baseline']} |"
         )
     print(f"\nCPU used during the measured window, in cores (the machine has {info['nproc']}):\n")
     print("| target | gateway processes | haproxy | PostgreSQL | wrk | other | machine busy |")
@@ -544,7 +583,7 @@ def print_report(
         )
     print(
         f"\nmachine: nproc {info['nproc']}, CPU {info['cpu']}, Python {info['python']}, "
-        f"Linux {info['kernel']}"
+        f"Linux {info['kernel']}, load average {info['load_average']}"
     )
     for name, r in results.items():
         errors = {k: v for k, v in r["errors"].items() if v and k != "status"}
@@ -554,14 +593,25 @@ def print_report(
             f"socket errors {errors or 0}, unanswered at stop {r['sent'] - r['requests']}"
         )
 
-    gw = results["gateway"]
-    ratio = gw["rps"] / bare_rps
-    p99_ms = gw["latency_us"]["p99"] / 1000
-    targets = {
-        "ratio": {"value": ratio, "target": TARGET_RATIO, "met": ratio >= TARGET_RATIO},
-        "p99_ms": {"value": p99_ms, "target": TARGET_P99_MS, "met": p99_ms <= TARGET_P99_MS},
+    targets: dict[str, Any] = {}
+    # The gateway on each body, against the bare target on the same body: `gateway` vs `bare`,
+    # `gateway-1k` vs `bare-1k`.
+    for name in [n for n, r in results.items() if n == "gateway" + r["baseline"][len("bare") :]]:
+        gw = results[name]
+        suffix = name.removeprefix("gateway")
+        ratio = gw["rps"] / results[gw["baseline"]]["rps"]
+        p99_ms = gw["latency_us"]["p99"] / 1000
+        targets[f"ratio{suffix}"] = {"value": ratio, "target": TARGET_RATIO}
+        targets[f"p99_ms{suffix}"] = {"value": p99_ms, "target": TARGET_P99_MS}
+        targets[f"ratio{suffix}"]["met"] = ratio >= TARGET_RATIO
+        targets[f"p99_ms{suffix}"]["met"] = p99_ms <= TARGET_P99_MS
+    idle = max(r["idle_rss_mb"] for n, r in results.items() if n.startswith("gateway"))
+    targets["idle_rss_mb"] = {
+        "value": idle,
+        "target": TARGET_IDLE_RSS_MB,
+        "met": idle <= TARGET_IDLE_RSS_MB,
     }
-    for label, t in (("ratio vs bare", targets["ratio"]), ("gateway p99 ms", targets["p99_ms"])):
+    for label, t in targets.items():
         bound = ">=" if label.startswith("ratio") else "<="
         print(
             f"target {label} {bound} {t['target']}: {t['value']:.2f} -> "
@@ -600,7 +650,20 @@ def verify_gateway(label: str, stats: dict[str, Any]) -> list[str]:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per target (10)")
-    parser.add_argument("--body", type=Path, default=DEFAULT_BODY, help="payload to post")
+    parser.add_argument(
+        "--body",
+        type=Path,
+        action="append",
+        help="payload to post; repeat for several, each against bare in the same run "
+        f"(default: {DEFAULT_BODY.name}, then {SMALL_BODY.name})",
+    )
+    parser.add_argument(
+        "--role",
+        choices=["all", "ingest", "split"],
+        default="all",
+        help="the gateway's roles: all (the default `gateway serve`), ingest alone, or split "
+        "(an ingest process, posted to, and a worker+scheduler process on the same store)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument(
         "--store",
@@ -623,22 +686,34 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     wrk = ensure_wrk()
-    body = args.body.read_bytes()
+    bodies: list[Path] = args.body or [DEFAULT_BODY, SMALL_BODY]
     workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     names = ["sqlite", "postgresql"] if args.store == "both" else [args.store]
     stores = [STORES[name](workdir / name) for name in names]
     if args.replicas > 1 and "postgresql" not in names:
         stores.append(postgres_store(workdir / "postgresql"))
     problems: list[str] = []
+    extra: list[StoreBackend] = []  # a fresh store of the first kind per further body
     try:
         results: dict[str, dict[str, Any]] = {}
-        results["bare"] = bench_target(bare_target(free_port()), wrk, args, workdir)
+        results["bare"] = bench_target(bare_target(free_port(), bodies[0]), wrk, args, workdir)
         for store in stores[: len(names)]:  # a PostgreSQL store added for --replicas comes last
             label = "gateway" if store is stores[0] else f"gateway-{store.name}"
             (workdir / store.name).mkdir(parents=True, exist_ok=True)
-            gateway = gateway_target(workdir / store.name, store)
-            gateway.name = label
+            gateway = gateway_target(workdir / store.name, store, role=args.role)
+            gateway.name, gateway.body = label, bodies[0]
             results[label] = bench_target(gateway, wrk, args, workdir)
+        for body in bodies[1:]:
+            suffix = f"-{max(1, round(body.stat().st_size / 1024))}k"
+            bare = bare_target(free_port(), body)
+            bare.name = bare.baseline = f"bare{suffix}"
+            results[bare.name] = bench_target(bare, wrk, args, workdir)
+            folder = workdir / f"{names[0]}{suffix}"
+            folder.mkdir(parents=True, exist_ok=True)
+            extra.append(STORES[names[0]](folder))
+            gateway = gateway_target(folder, extra[-1], role=args.role)
+            gateway.name, gateway.body, gateway.baseline = f"gateway{suffix}", body, bare.name
+            results[gateway.name] = bench_target(gateway, wrk, args, workdir)
         if args.replicas > 1:
             # The same PostgreSQL store behind the same haproxy, 1 replica then N: the balancer's
             # own cost is in both, so the ratio is the scaling of the replicas alone.
@@ -647,11 +722,11 @@ def main(argv: list[str]) -> int:
                 label = f"postgresql-{count}-behind-haproxy"
                 (workdir / label).mkdir(parents=True, exist_ok=True)
                 gateway = gateway_target(workdir / label, postgres, count, balanced=True)
-                gateway.name = label
+                gateway.name, gateway.body = label, bodies[0]
                 results[label] = bench_target(gateway, wrk, args, workdir)
 
         info = machine()
-        targets = print_report(results, info, args, len(body))
+        targets = print_report(results, info, args)
         for label, stats in results.items():
             if "rows_added" in stats:
                 problems += verify_gateway(label, stats)
@@ -681,8 +756,9 @@ def main(argv: list[str]) -> int:
                             "threads": THREADS,
                             "duration_s": args.duration,
                             "warmup_s": WARMUP_SECONDS,
-                            "body": str(args.body),
-                            "body_bytes": len(body),
+                            "body": str(bodies[0]),
+                            "body_bytes": bodies[0].stat().st_size,
+                            "bodies": {str(b): b.stat().st_size for b in bodies},
                         },
                         "store": args.store,
                         "results": results,
@@ -694,7 +770,7 @@ def main(argv: list[str]) -> int:
                 + "\n"
             )
     finally:
-        for store in stores:
+        for store in [*stores, *extra]:
             store.cleanup()
         if args.keep:
             print(f"kept {workdir}", file=sys.stderr)

@@ -39,12 +39,40 @@ def deeper_than(value: Any, limit: int) -> bool:
     return bool(level)
 
 
+# JSON's string delimiter and brackets, and every other byte (deleted to find the structure).
+_MARKS = b'"[]{}'
+_NOT_MARKS = bytes(b for b in range(256) if b not in _MARKS)
+_PARENS = bytes.maketrans(b"[{]}", b"(())")
+
+
+def body_deeper_than(body: bytes, limit: int) -> bool:
+    """Whether the objects and arrays of `body`, a valid JSON text, nest more than `limit`
+    levels deep: `deeper_than` of its parsed value, read from the bytes.
+
+    Every step is one pass in C, about a quarter of the walk's cost on a 7 KB webhook (the
+    walk visits every value in Python; py-spy showed it at a tenth of ingest's CPU). Escaped
+    backslashes, then escaped quotes, go first, so each quote left delimits a string; the
+    bytes that are neither a quote nor a bracket go next; strings without a bracket are then
+    empty pairs of quotes, and the few with one are cut out. What is left is the structure
+    alone, and each pass that removes every innermost `()` removes one level of it.
+    """
+    if b"\\" in body:
+        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    # Removing adjacent quotes never moves a bracket into or out of a string.
+    marks = body.translate(None, _NOT_MARKS).replace(b'""', b"")
+    if b'"' in marks:
+        marks = b"".join(marks.split(b'"')[::2])
+    marks = marks.translate(_PARENS)
+    for _ in range(limit):
+        if not marks:
+            return False
+        marks = marks.replace(b"()", b"")
+    return bool(marks)
+
+
 def check_depth(payload: Any, limit: int, body: bytes | None = None) -> None:
     """Raise `MalformedPayload` if `payload` (parsed from `body`, if given) nests deeper than
     `limit`: the one check of ingest and of the rule tester's made-up events."""
-    # Nesting deeper than the body has brackets is impossible: most bodies are settled by
-    # this count (done in C) without the walk.
-    if body is not None and body.count(b"{") + body.count(b"[") <= limit:
-        return
-    if deeper_than(payload, limit):
+    deeper = body_deeper_than(body, limit) if body is not None else deeper_than(payload, limit)
+    if deeper:
         raise MalformedPayload(f"the body nests deeper than {limit} levels (max_json_depth)")

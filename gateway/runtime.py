@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 import structlog
 
 from gateway import tracing
-from gateway.assistant.runner import AssistantRunner
 from gateway.config import Config
 from gateway.errors import ConfigError
 from gateway.ingest.endpoint import IngestEndpoint
@@ -100,6 +99,9 @@ class Gateway:
             # The executors of rule kinds beyond direct actions (the worker closes them).
             executors: dict[str, ExecutorFactory] = {}
             if config.models or any(r.assistant for r in self.rules.rules):
+                # Imported only here: the model client is tens of MB resident (benchmarks.md).
+                from gateway.assistant.runner import AssistantRunner
+
                 executors["assistant"] = AssistantRunner.factory(config)
             self.worker = Worker(
                 store,

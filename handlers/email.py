@@ -13,7 +13,6 @@ from email.utils import format_datetime, getaddresses, parseaddr
 from pathlib import PurePosixPath
 from typing import Annotated, Any
 
-import aiosmtplib
 from pydantic import Field, field_validator
 
 from gateway.tools import HTML, Family, FamilySettings, PermanentToolError, ToolContext, ToolError
@@ -74,6 +73,9 @@ async def send(
         html=html,
         attachments=attachments or [],
     )
+    # Imported by the first mail, not by every gateway that loads the built-in tools (~9 MB).
+    import aiosmtplib
+
     starttls = settings.starttls
     try:
         refused, _ = await aiosmtplib.send(

@@ -10,10 +10,9 @@ import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from jira import JIRA, JIRAError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.backoff import parse_retry_after
@@ -58,7 +57,15 @@ async def connect(settings: JiraSettings) -> AsyncIterator[JIRA]:
 
 
 family = Family("jira", JiraSettings, client=connect)
-JiraContext = ToolContext[JiraSettings, JIRA]
+# The `jira` client (and `requests` under it) is imported by the first call, not by every
+# gateway that loads the built-in tools: tens of MB resident (docs/benchmarks.md, memory).
+# The tool schemas read the context's annotation at run time, where the client type is Any.
+if TYPE_CHECKING:
+    from jira import JIRA, JIRAError
+
+    JiraContext = ToolContext[JiraSettings, JIRA]
+else:
+    JiraContext = ToolContext[JiraSettings, Any]
 
 IssueKey = Annotated[str, Field(pattern=ISSUE_KEY, description="Issue key, e.g. OPS-123")]
 ProjectKey = Annotated[str, Field(pattern=PROJECT_KEY, description="Project key, e.g. OPS")]
@@ -215,6 +222,8 @@ def _connect(settings: JiraSettings) -> JIRA:
     secret = settings.token if settings.email else settings.password
     basic_auth = (user, secret) if user and secret else None
     token_auth = None if basic_auth else settings.token
+    from jira import JIRA
+
     client = JIRA(
         server=_server(settings),
         basic_auth=basic_auth,
@@ -232,6 +241,8 @@ def _connect(settings: JiraSettings) -> JIRA:
 async def _run(context: JiraContext, operation: Callable[[JIRA], T]) -> T:
     """Run `operation` with the family's client in a thread; Jira's failures become
     ToolErrors."""
+    from jira import JIRAError
+
     client = await context.client()
     try:
         return await asyncio.to_thread(operation, client)

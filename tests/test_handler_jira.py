@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import jira as jira_client
 import pytest
 
-import handlers.jira
 from gateway.testing.fake_jira import FakeJira
 from gateway.testing.server import serve_in_thread
 from gateway.tools import PermanentToolError, Toolbox, ToolError
@@ -217,7 +217,8 @@ async def test_one_jira_client_serves_every_call_and_closes_with_the_gateway(
 ) -> None:
     made: list[Any] = []
     closed: list[Any] = []
-    real = handlers.jira.JIRA
+    # The handler imports the client class at its first call (lazily): count it where it lives.
+    real = jira_client.JIRA
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         client = real(*args, **kwargs)
@@ -231,7 +232,7 @@ async def test_one_jira_client_serves_every_call_and_closes_with_the_gateway(
         made.append(client)
         return client
 
-    monkeypatch.setattr(handlers.jira, "JIRA", counted)
+    monkeypatch.setattr(jira_client, "JIRA", counted)
     async with Toolbox({"jira": settings}) as toolbox:
         await toolbox.call("jira.create_issue", {"project": "OPS", "summary": "s"}, key="a")
         await toolbox.call("jira.comment", {"issue": "OPS-1", "body": "b"}, key="b")

@@ -14,9 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
-from typing import Any
-
-import openai
+from typing import TYPE_CHECKING, Any
 
 from gateway.assistant.models import CONTAINER_PRICES
 from gateway.errors import ModelError
@@ -24,6 +22,11 @@ from gateway.rules.model import KNOWLEDGE, MAX_CONTAINER_FILES, CodeInterpreter
 from gateway.runs.journal import nonce
 from gateway.store import Run, Step, Store
 from gateway.store.status import StepStatus
+
+if TYPE_CHECKING:
+    # Imported where a container is used: the admin API imports `shown` from here, and a
+    # gateway without assistants must not load the OpenAI client (tests/test_lazy_imports.py).
+    import openai
 
 CONTAINER = "code_interpreter.container"
 UPLOAD = "code_interpreter.upload"
@@ -89,6 +92,8 @@ class Interpreter:
     async def prepare(self, position: int, tools: list[dict[str, Any]]) -> int:
         """Before a model turn: the container (made once per run) offered in `tools`, and the
         listed files that exist by now put in it. Returns the next free position."""
+        import openai  # its client is loaded already: `self.client` is one
+
         try:
             if self.container_id is None:
                 position = await self._create(position)
@@ -105,6 +110,8 @@ class Interpreter:
         files (at most `max_file_bytes` each, MAX_CONTAINER_FILES in all), each a step."""
         if self.container_id is None:
             return position
+        import openai
+
         try:
             made = [
                 f
@@ -222,6 +229,8 @@ class Interpreter:
 
 def _failed(exc: openai.APIError) -> ModelError:
     """A containers API failure: retried with the run when it may pass, else the run fails."""
+    import openai
+
     status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
     retryable = status is None or status == 429 or status >= 500
     if isinstance(exc, openai.APIResponseValidationError):

@@ -67,6 +67,11 @@ class IngestEndpoint:
         self.clock = clock
         self.max_body = config.max_body_bytes
         self.max_depth = config.max_json_depth
+        # The metric children of each (source, status), looked up once: `labels()` takes a
+        # lock and builds a key on every call, a cost measured on the request path (py-spy).
+        # Bounded: the configured sources and "unknown", times a handful of statuses.
+        self._answered: dict[tuple[str, int], Any] = {}
+        self._timed: dict[str, Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         name: str = scope["path_params"]["source"]
@@ -93,8 +98,15 @@ class IngestEndpoint:
             self.metrics.rejections.labels(label, "store_unavailable").inc()
             log.error("ingest.store_unavailable", source=name, error=str(exc))
         else:
-            self.metrics.ingest_seconds.labels(label).observe(time.perf_counter() - started)
-        self.metrics.requests.labels(label, str(status)).inc()
+            timed = self._timed.get(label)
+            if timed is None:
+                timed = self._timed[label] = self.metrics.ingest_seconds.labels(label)
+            timed.observe(time.perf_counter() - started)
+        answered = self._answered.get((label, status))
+        if answered is None:
+            answered = self.metrics.requests.labels(label, str(status))
+            self._answered[(label, status)] = answered
+        answered.inc()
         await _respond(send, status, answer)
 
     async def _handle(

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-
-import openai
+from typing import TYPE_CHECKING
 
 from gateway.assistant.models import ModelProfile, cost
 from gateway.errors import EmbeddingError
+
+if TYPE_CHECKING:
+    import openai
 
 # Inputs per request: OpenAI takes up to 2,048, local servers often far fewer at a time.
 BATCH = 64
@@ -30,6 +32,9 @@ def client_of(
 ) -> openai.AsyncOpenAI:
     """The profile's OpenAI client, with the client's own retries (its backoff honours
     Retry-After) as the profile sets them."""
+    # Imported here, by a gateway that embeds: the OpenAI client is tens of MB resident.
+    import openai
+
     return openai.AsyncOpenAI(
         api_key=profile.api_key(environ),
         base_url=profile.base_url,
@@ -61,6 +66,8 @@ class Embedder:
         return vectors
 
     async def _request(self, texts: list[str]) -> list[list[float]]:
+        import openai
+
         try:
             answer = await self.client.embeddings.create(
                 model=self.profile.model, input=texts, encoding_format="float"

@@ -11,12 +11,14 @@ import asyncio
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import openai
+from typing import TYPE_CHECKING
 
 from gateway.errors import HostedError
 from gateway.knowledge.indexer import IndexReport, key_of, matching_files
 from gateway.knowledge.settings import Collection
+
+if TYPE_CHECKING:
+    import openai
 
 PREFIX = "gateway:"
 # Metadata that marks a vector store as made by the gateway for a collection.
@@ -46,6 +48,8 @@ class VectorStores:
     async def sync(self, name: str, collection: Collection, base_dir: Path) -> IndexReport:
         """Upload new and changed files, remove those gone from disk; create the store."""
         report = IndexReport(name)
+        import openai  # its client is already loaded: whoever made `self.client` did
+
         try:
             remote = await self._remote(name)
             local = await asyncio.to_thread(_local, collection, base_dir)
@@ -67,6 +71,8 @@ class VectorStores:
 
     async def delete(self, name: str) -> bool:
         """Delete collection `name`'s vector store and its files; False if it had none."""
+        import openai  # its client is already loaded: whoever made `self.client` did
+
         try:
             found = await self.find(name)
             if found is None:

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway.mcp.connection import McpServer
 from gateway.mcp.settings import McpServerConfig
-from gateway.mcp.tool import McpTool, make_tool
 from gateway.tools import PermanentToolError, Tool
+
+if TYPE_CHECKING:
+    from gateway.mcp.connection import McpServer
+    from gateway.mcp.tool import McpTool
 
 WILDCARD = ".*"
 
@@ -32,7 +34,13 @@ class Catalogue(Mapping[str, Tool]):
         # What each listed tool is made into (`gateway eval --offline`: replayed), if given.
         self.wrap = wrap
         configured = servers or {}
-        self.servers = {name: McpServer(name, s, clock=clock) for name, s in configured.items()}
+        self.servers: dict[str, McpServer] = {}
+        # The MCP client (and its schema validator) is imported only by a gateway that has
+        # servers: tens of MB of resident memory the others never use (docs/benchmarks.md).
+        if configured:
+            from gateway.mcp.connection import McpServer
+
+            self.servers = {name: McpServer(name, s, clock=clock) for name, s in configured.items()}
         self._listed: dict[str, Tool] = {}
 
     def server_of(self, name: str) -> McpServer | None:
@@ -45,6 +53,8 @@ class Catalogue(Mapping[str, Tool]):
         reached, and `PermanentToolError` when it no longer offers a named tool."""
         names = list(names)
         for server in {s.name: s for n in names if (s := self.server_of(n))}.values():
+            from gateway.mcp.tool import make_tool  # a server exists: so does its client
+
             listed = await server.tools()
             prefix = f"{server.name}."
             for name in [n for n in self._listed if n.startswith(prefix)]:

@@ -8,19 +8,21 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import orjson
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, StaticPool
 
 from gateway.errors import SchemaMismatch
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+
+# Alembic is imported only to change or inspect the schema, never by a gateway that finds its
+# store at the head revision already: it stays ~10 MB resident once imported (benchmarks.md).
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The PostgreSQL advisory lock key held while migrating (any constant unlikely to collide).
@@ -153,22 +155,50 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
     assert head is not None
     return head
 
 
 def known_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
     return {s.revision for s in ScriptDirectory.from_config(_alembic_config()).walk_revisions()}
 
 
+def file_head() -> str:
+    """The head revision as the migration files name it: each revision is the number its file
+    starts with (`0007_knowledge.py` is 0007), one after the other (a test holds this to
+    Alembic's own answer)."""
+    return max(
+        path.name.partition("_")[0] for path in (MIGRATIONS / "versions").glob("[0-9]*_*.py")
+    )
+
+
+async def stored_revision(engine: AsyncEngine) -> str | None:
+    """The revision recorded in the database, read without Alembic; None if it has none."""
+    try:
+        async with engine.connect() as conn:
+            found = await conn.execute(text("SELECT version_num FROM alembic_version"))
+            rows = found.scalars().all()
+    except Exception:  # no alembic_version table: an empty database
+        return None
+    return str(rows[0]) if len(rows) == 1 else None
+
+
 async def current_revision(engine: AsyncEngine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     async with engine.connect() as conn:
         return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     """Apply migrations up to `revision` (idempotent)."""
+    if revision == "head" and await stored_revision(engine) == file_head():
+        return  # nothing to apply, and Alembic need not be imported
     await check_known(engine)
     async with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
@@ -186,12 +216,16 @@ async def check_known(engine: AsyncEngine) -> str | None:
 
 
 def _upgrade(connection: Connection, revision: str) -> None:
+    from alembic import command
+
     config = _alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, revision)
 
 
 def _alembic_config() -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config

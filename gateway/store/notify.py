@@ -10,13 +10,16 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-import asyncpg  # type: ignore[import-untyped]
 import stamina
 import structlog
 from sqlalchemy.engine import make_url
 
 from gateway.store.database import async_url
+
+if TYPE_CHECKING:
+    import asyncpg  # type: ignore[import-untyped]
 
 log = structlog.get_logger(__name__)
 
@@ -31,6 +34,13 @@ def asyncpg_dsn(url: str) -> str:
     if not parsed.drivername.startswith("postgresql"):
         raise ValueError(f"LISTEN/NOTIFY needs PostgreSQL, not {parsed.drivername}")
     return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _connect(dsn: str) -> Any:
+    """A plain asyncpg connection; asyncpg is imported by PostgreSQL stores only (~10 MB)."""
+    import asyncpg
+
+    return await asyncpg.connect(dsn, timeout=10)
 
 
 async def wait_until_set(event: asyncio.Event, seconds: float) -> bool:
@@ -129,7 +139,7 @@ class Notifier:
 
     async def _session(self) -> None:
         """One connection: listen until the server or the network drops it."""
-        conn = await asyncpg.connect(self._dsn, timeout=10)
+        conn = await _connect(self._dsn)
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _conn: lost.set())
         try:
@@ -169,7 +179,7 @@ class Notifier:
         async with self._sender_lock:
             try:
                 if self._sender is None or self._sender.is_closed():
-                    self._sender = await asyncpg.connect(self._dsn, timeout=10)
+                    self._sender = await _connect(self._dsn)
                 await self._sender.execute("SELECT pg_notify($1, '')", self.channel, timeout=5)
             except Exception as exc:
                 log.warning("notify.send_failed", error=str(exc))

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
-import asyncpg  # type: ignore[import-untyped]
 import structlog
 
 from gateway.store.notify import KEEPALIVE_SECONDS, asyncpg_dsn, wait_until_set
@@ -76,6 +75,8 @@ class Presence:
             await asyncio.sleep(0.5)
 
     async def _session(self) -> None:
+        import asyncpg  # type: ignore[import-untyped]  # PostgreSQL only: ~10 MB resident
+
         conn = await asyncpg.connect(self._dsn, timeout=10)
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _conn: lost.set())

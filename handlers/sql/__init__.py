@@ -48,9 +48,8 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import asyncpg  # type: ignore[import-untyped]
 import orjson
 from pydantic import Field
 from sqlalchemy import text
@@ -61,6 +60,9 @@ from sqlalchemy.pool import NullPool
 from gateway.tools import Family, FamilySettings, PermanentToolError, ToolContext, ToolError
 from handlers.sql import postgresql, sqlite
 from handlers.sql.statement import check_single_select
+
+if TYPE_CHECKING:
+    import asyncpg  # type: ignore[import-untyped]
 
 __all__ = ["SqlSettings", "check_single_select", "family", "run_read_only"]
 
@@ -158,6 +160,9 @@ async def run_read_only(
     settings: SqlSettings, sql: str, parameters: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Execute `sql` as is, in a read-only transaction: the database enforces read-only."""
+    # Imported by the first query, not by every gateway that loads the built-in tools (~10 MB).
+    import asyncpg
+
     url = settings.url or ""
     if not url:
         raise PermanentToolError("handlers.sql needs `url` (the reporting database)")

@@ -12,10 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING, Any
 
 from gateway.config import SourceConfig
 from gateway.errors import ConfigError
@@ -30,6 +27,14 @@ from gateway.ingest.provider import (
     parse_int_timestamp,
     require,
 )
+
+# `cryptography` (OpenSSL's bindings, ~7 MB resident) is imported by the first Ed25519 key,
+# not by every gateway that registers this provider (docs/benchmarks.md, memory).
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 
 class Standard(Provider):
@@ -75,6 +80,8 @@ def signing_key(secret: str) -> bytes:
 def private_key(secret: str) -> Ed25519PrivateKey:
     """A `whsk_` secret key: base64 of the 32-byte seed, or of seed + public key (64 bytes, as
     libsodium keeps it; the public half must then belong to the seed)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     raw = base64.b64decode(secret.removeprefix("whsk_"), validate=True)
     if len(raw) not in (32, 64):
         raise ValueError("a whsk_ key is 32 or 64 bytes")
@@ -88,6 +95,8 @@ def public_key(secret: str) -> Ed25519PublicKey:
     """The key that checks `v1a` signatures: a `whpk_` key, or a `whsk_` key's public half."""
     if secret.startswith("whsk_"):
         return private_key(secret).public_key()
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     raw = base64.b64decode(secret.removeprefix("whpk_"), validate=True)
     return Ed25519PublicKey.from_public_bytes(raw)  # ValueError unless 32 bytes
 
@@ -146,6 +155,8 @@ def verify_signed(
 
 def _any_ed25519(keys: list[Ed25519PublicKey], signed: bytes, signatures: list[str]) -> bool:
     """Whether any `v1a` signature verifies under any key (public keys: no timing secret)."""
+    from cryptography.exceptions import InvalidSignature  # loaded with the keys
+
     for signature in signatures:
         try:
             raw = base64.b64decode(signature, validate=True)
