@@ -15,6 +15,7 @@ from gateway.store.abc import (
     EvalStore,
     EventStore,
     KnowledgeStore,
+    ReconcileStore,
     ReplicaPresence,
     RetentionStore,
     RunStore,
@@ -32,14 +33,30 @@ from gateway.store.ingest import EventWriter
 from gateway.store.knowledge import Knowledge
 from gateway.store.lock import WorkerLock
 from gateway.store.presence import Presence
-from gateway.store.records import Event, NewEvent, NewRun, Run, ScheduleState, Step, Stored
+from gateway.store.reconciliations import Reconciliations
+from gateway.store.records import (
+    Event,
+    NewEvent,
+    NewRun,
+    Reconciliation,
+    Run,
+    ScheduleState,
+    Step,
+    Stored,
+)
 from gateway.store.retention import Retention
 from gateway.store.runs import Runs
 from gateway.store.schedules import Schedules
 from gateway.store.sessions import Sessions
 from gateway.store.spending import Spending
 from gateway.store.stats import Stats
-from gateway.store.status import EventStatus, RunStatus, StepStatus
+from gateway.store.status import (
+    EventStatus,
+    ReceivedVia,
+    ReconcileStatus,
+    RunStatus,
+    StepStatus,
+)
 from gateway.store.steps import Steps
 from gateway.store.threads import Threads
 
@@ -48,6 +65,9 @@ __all__ = [
     "EventStatus",
     "NewEvent",
     "NewRun",
+    "ReceivedVia",
+    "ReconcileStatus",
+    "Reconciliation",
     "Run",
     "RunStatus",
     "ScheduleState",
@@ -76,6 +96,7 @@ class Store:
     retention: RetentionStore
     stats: StatsStore
     spending: SpendingStore
+    reconciliations: ReconcileStore
     evals: EvalStore  # used in the eval store only (gateway eval)
 
     def __init__(self, url: str) -> None:
@@ -95,6 +116,7 @@ class Store:
         self.retention = Retention(*on)
         self.stats = Stats(*on)
         self.spending = Spending(*on)
+        self.reconciliations = Reconciliations(*on)
         self.evals = Evals(*on)
 
     async def open(self, *, migrate: bool = True) -> None:

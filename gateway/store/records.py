@@ -28,6 +28,8 @@ class NewEvent:
     body: bytes
     received_at: datetime
     dedup_key: str = ""
+    # `webhook`, or `reconcile` for an event found through the provider's API.
+    received_via: str = "webhook"
 
     def __post_init__(self) -> None:
         if not self.dedup_key:
@@ -64,6 +66,8 @@ class Event:
     status: str
     # Retention emptied its body and headers (`gateway archive restore` brings them back).
     pruned: bool = False
+    # `webhook`, or `reconcile` for an event reconciliation found through the provider's API.
+    received_via: str = "webhook"
 
     @classmethod
     def from_row(cls, row: Any) -> Event:
@@ -78,6 +82,7 @@ class Event:
             body=bytes(row.body),
             status=row.status,
             pruned=getattr(row, "pruned_at", None) is not None,
+            received_via=getattr(row, "received_via", None) or "webhook",
         )
 
     @classmethod
@@ -85,7 +90,8 @@ class Event:
         """A just-committed event as a read would return it, without the read."""
         new = stored.event
         return cls(stored.id, new.source, new.provider, new.type, new.delivery_id,
-                   new.received_at, new.headers, new.body, EventStatus.PENDING)  # fmt: skip
+                   new.received_at, new.headers, new.body, EventStatus.PENDING,
+                   received_via=new.received_via)  # fmt: skip
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -307,6 +313,46 @@ class Spent:
 
     cost: float
     tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciliation:
+    """One run of a source's reconciliation: what it asked the provider, what it found
+    missing from the store, and where the next run starts (`cursor`, from a successful run)."""
+
+    id: int
+    source: str
+    period: str
+    mode: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    since: datetime | None
+    found: int
+    missing: int
+    stored: int
+    redelivered: int
+    cursor: str | None
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Reconciliation:
+        return cls(
+            id=row.id,
+            source=row.source,
+            period=row.period,
+            mode=row.mode,
+            status=row.status,
+            started_at=utc(row.started_at),  # type: ignore[arg-type]
+            finished_at=utc(row.finished_at),
+            since=utc(row.since),
+            found=row.found,
+            missing=row.missing,
+            stored=row.stored,
+            redelivered=row.redelivered,
+            cursor=row.cursor,
+            error=row.error,
+        )
 
 
 @dataclass(frozen=True, slots=True)
