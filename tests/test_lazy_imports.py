@@ -24,6 +24,7 @@ NEVER_LOADED = (
     "jsonschema",
     "jira",
     "requests",
+    "stripe",
     "aiosmtplib",
     "asyncpg",
     "matplotlib",

@@ -12,14 +12,16 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import stripe
 
 from gateway.reconcile.api import ProviderApiError, ProviderBusy, patiently, rate_limit_wait
 from gateway.reconcile.base import Reconciler, Tally
 from gateway.reconcile_config import StripeReconcile
+
+if TYPE_CHECKING:
+    import stripe
 
 # Events per page: Stripe's largest.
 PAGE_SIZE = 100
@@ -33,6 +35,10 @@ class StripeReconciler(Reconciler):
     settings: StripeReconcile
 
     async def run(self, since: datetime, tally: Tally) -> None:
+        # Imported here: the library (and `requests` under it) costs memory in every gateway,
+        # and only a Stripe source that reconciles uses it.
+        import stripe
+
         base = {"api": self.settings.api_base} if self.settings.api_base else {}
         client = stripe.StripeClient(
             self.settings.api_key,
@@ -72,6 +78,8 @@ class StripeReconciler(Reconciler):
             return data
 
         async def once() -> dict[str, Any]:
+            import stripe
+
             try:
                 return await asyncio.wait_for(asyncio.to_thread(fetch), CALL_TIMEOUT)
             except TimeoutError:
