@@ -41,6 +41,7 @@ from gateway.knowledge_config import (
 )
 from gateway.mcp.settings import McpEndpointConfig, McpServerConfig, server_name_problem
 from gateway.nesting import READABLE_DEPTH
+from gateway.reconcile_config import problems as reconcile_problems
 from gateway.retention_config import RetentionConfig
 from gateway.retrying import RetryConfig, RetryPolicy, Seconds
 from gateway.tools import FAMILIES
@@ -62,6 +63,8 @@ class SourceConfig(BaseModel):
     secret: str | None = None
     secrets: list[str] = Field(default_factory=list)
     tolerance: int = Field(300, ge=0, description="seconds a signed timestamp may be off")
+    # Asking the provider's API what it sent (gateway.reconcile_config has each provider's).
+    reconcile: dict[str, Any] | None = None
 
     @property
     def all_secrets(self) -> list[str]:
@@ -362,6 +365,11 @@ def _check_sources(sources: dict[str, Any], doc: yamlfile.Document) -> list[str]
             continue
         for message in provider.check(source):
             problems.append(f"{doc.where(at)}: sources.{name}: {message}")
+        if source.reconcile is not None:
+            for field, message in reconcile_problems(source.provider, source.reconcile):
+                where = (*at, "reconcile", *field)
+                dotted = ".".join(map(str, where))
+                problems.append(f"{doc.where(where)}: {dotted}: {message}")
     return problems
 
 

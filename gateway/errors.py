@@ -26,6 +26,8 @@
     │   └── NotWhatWasShown    an approval names arguments that are not the step's
     ├── UnknownRule            an operator named a rule that is not there (fire)
     ├── ArchiveError           a retention archive cannot be opened, written or read
+    ├── ProviderApiError       a provider's API failed a reconciliation's call for good
+    ├── ProviderBusy           a provider's API answered a rate limit or 5xx: worth a retry
     └── StoreError
         ├── StoreUnavailable   the database cannot be reached or cannot commit
         │   └── DiskBelowFloor free disk beside the store is under retention.min_free_bytes
@@ -305,3 +307,23 @@ class ServerUnreachable(ToolError):
     def __init__(self, server: str, detail: str) -> None:
         self.server = server
         super().__init__(f"MCP server {server!r} is unreachable (not sent): {detail}")
+
+
+class ProviderApiError(GatewayError):
+    """A provider's API refused or failed a reconciliation's call for good (gateway.reconcile):
+    the run fails with this as its error; the next period tries again."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ProviderBusy(GatewayError):
+    """A provider's API answered something worth trying again (a rate limit, a 5xx, no
+    connection): `status`, and the seconds it asked to wait (None: back off). Caught by the
+    retry loop of `gateway.reconcile.api`, which raises `ProviderApiError` once tries run out."""
+
+    def __init__(self, status: int, wait: float | None, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.wait = wait

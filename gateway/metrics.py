@@ -133,6 +133,12 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        self.reconciled = Counter(
+            "gateway_reconciled_events",
+            "Events reconciliation stored or had redelivered, found missing at the provider",
+            ["source"],
+            registry=self.registry,
+        )
 
     def circuit_changed(self, downstream: str, is_open: bool) -> None:
         self.circuit_open.labels(downstream).set(1 if is_open else 0)

@@ -27,6 +27,7 @@ from gateway.ruleset import load_ruleset
 from gateway.runs.executor import ExecutorFactory
 from gateway.runs.shutdown import Shutdown
 from gateway.scheduler import Scheduler
+from gateway.scheduler.reconciling import Reconciling
 from gateway.store import Store
 from gateway.store.abc import ReplicaPresence
 from gateway.store.lock import WorkerLock
@@ -67,6 +68,8 @@ class Gateway:
         self.roles: frozenset[str] | None = None
         self.worker: Worker | None = None
         self.scheduler: Scheduler | None = None
+        # Reconciliation of the sources that have `reconcile:` (scheduler role).
+        self.reconciling: Reconciling | None = None
         self.notifier: Notifier | None = None
         # Keeps the knowledge collections indexed (with the worker, where there are any).
         self.indexing: Indexing | None = None
@@ -117,6 +120,7 @@ class Gateway:
         if "scheduler" in roles:
             # Also with no scheduled rule yet: a rule reload may bring one.
             self.scheduler = Scheduler(store, self.rules.scheduled)
+            self.reconciling = Reconciling(store, config, self.metrics)
         if self.notifier is not None:
             store.events.on_commit(self.notifier.notify_soon)
 
@@ -142,6 +146,8 @@ class Gateway:
                     self.notifier.start(self.wake)
             if self.scheduler is not None:
                 await self.scheduler.start()
+            if self.reconciling is not None:
+                await self.reconciling.start()
             self.retention.start(prune="scheduler" in roles)
         except BaseException:
             await self.stop()
@@ -151,6 +157,8 @@ class Gateway:
         """Stop what `start` started, the store last; a started part is always stopped."""
         try:
             await self.retention.stop()
+            if self.reconciling is not None:
+                await self.reconciling.stop()
             if self.scheduler is not None:
                 await self.scheduler.stop()
             if self.notifier is not None:

@@ -84,9 +84,9 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "issue_keys",
         "tools",  # typed tool functions and their registry
         # settings; mcp: the MCP servers whose tools rules call
-        "retention_config retrying knowledge_config config server mcp",
+        "retention_config retrying knowledge_config reconcile_config config server mcp",
         "store",
-        "rules ingest handlers insecure retention",
+        "rules ingest handlers insecure retention reconcile",
         "scheduler",
         "runs assistant knowledge thin",  # thin: fetching thin events' objects before routing
         "worker",

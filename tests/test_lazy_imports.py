@@ -25,6 +25,7 @@ NEVER_LOADED = (
     "jsonschema",
     "jira",
     "requests",
+    "stripe",
     "aiosmtplib",
     "asyncpg",
     "matplotlib",

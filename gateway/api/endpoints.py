@@ -18,6 +18,7 @@ from gateway.api.inputs import (
     DeadQuery,
     Decision,
     EventQuery,
+    ReconciliationQuery,
     RuleTest,
     RunQuery,
     ScheduleQuery,
@@ -27,6 +28,8 @@ from gateway.api.models import (
     Event,
     EventDetail,
     EventPage,
+    Reconciliation,
+    ReconciliationList,
     Reloaded,
     Replayed,
     Rule,
@@ -135,6 +138,11 @@ async def list_schedules(admin: Admin, query: ScheduleQuery) -> ScheduleList:
 
     found = await schedules(admin.store, admin.rules.rules, datetime.now(UTC), count=query.count)
     return ScheduleList(items=[ScheduledRule.model_validate(s) for s in found])
+
+
+async def list_reconciliations(admin: Admin, query: ReconciliationQuery) -> ReconciliationList:
+    found = await admin.store.reconciliations.recent(query.source, query.limit)
+    return ReconciliationList(items=[Reconciliation.of(r) for r in found])
 
 
 async def list_dead(admin: Admin, query: DeadQuery) -> RunList:

@@ -191,6 +191,11 @@ class DeadQuery(Query):
     limit: Limit = 50
 
 
+class ReconciliationQuery(Query):
+    source: Text = Field(None, description="only this source's runs")
+    limit: Limit = 20
+
+
 class ScheduleQuery(Query):
     count: Annotated[int, Between(1, 50)] = Field(5, description="next fires shown")
 

@@ -15,7 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSche
 from gateway.rules import model as rules
 from gateway.rules.model import Schedule, Trigger
 from gateway.store import records
-from gateway.store.status import EventStatus, RunStatus, StepStatus
+from gateway.store.status import (
+    EventStatus,
+    ReceivedVia,
+    ReconcileStatus,
+    RunStatus,
+    StepStatus,
+)
 
 RuleKind = Literal["actions", "assistant"]
 Mode = Literal["live", "shadow"]
@@ -87,6 +93,9 @@ class Event(Shape):
     delivery_id: str = Field(description="the sender's id for the delivery (a hint)")
     status: EventStatus
     received_at: Timestamp
+    received_via: ReceivedVia = Field(
+        description="webhook; reconcile: found missing through the provider's API"
+    )
 
     @classmethod
     def of(cls, event: records.Event, **given: Any) -> Self:
@@ -352,3 +361,29 @@ class RuleTestResult(Shape):
     rules: list[ActionsPreview | AssistantMatch | RuleOutcome] = Field(
         description="every loaded rule, whether it matches and what it would do"
     )
+
+
+class Reconciliation(Shape):
+    """One reconciliation run of a source (docs/reconcile.md)."""
+
+    id: int
+    source: str
+    mode: str = Field(description="redeliver or fetch")
+    status: ReconcileStatus
+    started_at: Timestamp
+    finished_at: Timestamp | None
+    since: Timestamp | None = Field(description="the provider was asked from this instant on")
+    found: int = Field(description="events the provider listed since then")
+    missing: int = Field(description="of those, not in the store")
+    stored: int = Field(description="stored by this run")
+    redelivered: int = Field(description="redeliveries asked of the provider")
+    cursor: str | None = Field(description="the newest event time seen (a success's only)")
+    error: str | None
+
+    @classmethod
+    def of(cls, record: records.Reconciliation) -> Self:
+        return cls.from_record(record)
+
+
+class ReconciliationList(Shape):
+    items: list[Reconciliation]

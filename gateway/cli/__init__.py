@@ -7,14 +7,24 @@ Each module below adds its commands to `app`; a module with a sub-app of its own
 
 from __future__ import annotations
 
-from gateway.cli import check, evals, evaluate, operate, records, schedules, send, serve
+from gateway.cli import (
+    check,
+    evals,
+    evaluate,
+    operate,
+    reconcile,
+    records,
+    schedules,
+    send,
+    serve,
+)
 from gateway.cli.common import app
 from gateway.cli.db import db_app
 from gateway.cli.knowledge import knowledge_app
 from gateway.retention.cli import archive_app, retention_app
 
 # The command modules, each registering its commands on `app` when imported.
-COMMANDS = (serve, check, records, operate, schedules, send, evaluate, evals)
+COMMANDS = (serve, check, records, operate, schedules, send, evaluate, evals, reconcile)
 # Sub-apps: `gateway <name> ...`.
 SUBCOMMANDS = {
     "db": db_app,

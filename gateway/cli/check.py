@@ -59,6 +59,19 @@ def check(config: ConfigOption = None) -> None:
     )
     for line in cfg.retention.summary():
         console.print(line, highlight=False, soft_wrap=True)
+    for line in _reconciliation(cfg):
+        console.print(line, highlight=False, soft_wrap=True)
+
+
+def _reconciliation(cfg: Config) -> list[str]:
+    """One line per source that reconciles: how often, how (docs/reconcile.md)."""
+    from gateway.reconcile import reconciled_sources
+
+    return [
+        f"reconcile: {name} every {settings.every:g} s, "
+        f"mode {getattr(settings, 'mode', 'fetch')}, looking back {settings.lookback:g} s at first"
+        for name, settings in reconciled_sources(cfg).items()
+    ]
 
 
 def _compare_mcp(cfg: Config, rules: RuleSet) -> None:

@@ -131,13 +131,12 @@ class IngestEndpoint:
         challenge = provider.challenge(payload)
         if challenge is not None:
             return 200, challenge
-        hidden = ALWAYS_SECRET | provider.secret_headers
         new = NewEvent(
             source=name,
             provider=provider.name,
             type=provider.event_type(headers, payload),
             delivery_id=provider.delivery_id(headers, payload, body),
-            headers={k: v for k, v in headers.items() if k not in hidden},
+            headers=kept_headers(provider, headers),
             body=body,
             received_at=datetime.now(UTC),
             dedup_key=provider.dedup_key(headers, payload, body),
@@ -184,6 +183,13 @@ class IngestEndpoint:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+def kept_headers(provider: Provider, headers: dict[str, str]) -> dict[str, str]:
+    """The headers of a delivery the store keeps: every one but those carrying credentials.
+    Reconciliation keeps a fetched delivery's headers by this too."""
+    hidden = ALWAYS_SECRET | provider.secret_headers
+    return {k: v for k, v in headers.items() if k not in hidden}
 
 
 async def _respond(send: Send, status: int, answer: dict[str, Any]) -> None:

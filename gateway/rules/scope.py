@@ -19,7 +19,9 @@ from gateway.rules.periods import periods as calendar_periods
 from gateway.store import Event
 
 # What templates see of `event`: everything but its headers and body (`headers`, `payload`).
-TEMPLATE_EVENT_FIELDS = ("id", "source", "provider", "type", "delivery_id", "status", "received_at")
+TEMPLATE_EVENT_FIELDS = (
+    "id", "source", "provider", "type", "delivery_id", "status", "received_at", "received_via",
+)  # fmt: skip
 
 
 def reads_payload(rule: Rule) -> bool:

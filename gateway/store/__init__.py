@@ -16,6 +16,7 @@ from gateway.store.abc import (
     EventStore,
     FetchStore,
     KnowledgeStore,
+    ReconcileStore,
     ReplicaPresence,
     RetentionStore,
     RunStore,
@@ -29,16 +30,18 @@ from gateway.store.abc import (
 from gateway.store.batching import Journal
 from gateway.store.evals import Evals
 from gateway.store.events import Events
+from gateway.store.fetch import Fetch
 from gateway.store.fetches import Fetches
 from gateway.store.ingest import EventWriter
 from gateway.store.knowledge import Knowledge
 from gateway.store.lock import WorkerLock
 from gateway.store.presence import Presence
+from gateway.store.reconciliations import Reconciliations
 from gateway.store.records import (
     Event,
-    Fetch,
     NewEvent,
     NewRun,
+    Reconciliation,
     Run,
     ScheduleState,
     Step,
@@ -50,7 +53,13 @@ from gateway.store.schedules import Schedules
 from gateway.store.sessions import Sessions
 from gateway.store.spending import Spending
 from gateway.store.stats import Stats
-from gateway.store.status import EventStatus, RunStatus, StepStatus
+from gateway.store.status import (
+    EventStatus,
+    ReceivedVia,
+    ReconcileStatus,
+    RunStatus,
+    StepStatus,
+)
 from gateway.store.steps import Steps
 from gateway.store.threads import Threads
 
@@ -60,6 +69,9 @@ __all__ = [
     "Fetch",
     "NewEvent",
     "NewRun",
+    "ReceivedVia",
+    "ReconcileStatus",
+    "Reconciliation",
     "Run",
     "RunStatus",
     "ScheduleState",
@@ -89,6 +101,7 @@ class Store:
     stats: StatsStore
     spending: SpendingStore
     fetches: FetchStore
+    reconciliations: ReconcileStore
     evals: EvalStore  # used in the eval store only (gateway eval)
 
     def __init__(self, url: str) -> None:
@@ -109,6 +122,7 @@ class Store:
         self.stats = Stats(*on)
         self.spending = Spending(*on)
         self.fetches = Fetches(*on)
+        self.reconciliations = Reconciliations(*on)
         self.evals = Evals(*on)
 
     async def open(self, *, migrate: bool = True) -> None:

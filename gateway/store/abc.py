@@ -6,6 +6,9 @@ feature, whose interfaces are in `gateway.store.abc_features` (re-exported here)
 `store.knowledge`, `store.retention`, `store.stats`, `store.fetches`. Writes to work (runs,
 steps, threads) are group-committed: each call returns once its own change is committed, and a
 burst of calls from many runs shares one transaction.
+`store.knowledge`, `store.retention`, `store.stats`, `store.reconciliations`. Writes to work
+(runs, steps, threads) are group-committed: each call returns once its own change is
+committed, and a burst of calls from many runs shares one transaction.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any, Protocol
 from gateway.store.abc_features import EvalStore as EvalStore
 from gateway.store.abc_features import FetchStore as FetchStore
 from gateway.store.abc_features import KnowledgeStore as KnowledgeStore
+from gateway.store.abc_features import ReconcileStore as ReconcileStore
 from gateway.store.abc_features import RetentionStore as RetentionStore
 from gateway.store.abc_features import StatsStore as StatsStore
 from gateway.store.records import (

@@ -1,5 +1,6 @@
 """Interfaces of the store's parts that each serve one feature: retention, knowledge, stats,
 the fetches of thin events.
+reconciliation.
 
 `gateway.store.abc` holds the core parts (events, runs, steps, threads, schedules, sessions)
 and re-exports these.
@@ -12,17 +13,18 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
+from gateway.store.fetch import Fetch
 from gateway.store.records import (
     CollectionStats,
     EvalSummary,
     Event,
-    Fetch,
     KnowledgeFile,
     NewPassage,
     Passage,
+    Reconciliation,
     StoredEval,
 )
-from gateway.store.status import RunStatus
+from gateway.store.status import ReconcileStatus, RunStatus
 
 
 class RetentionStore(Protocol):
@@ -212,6 +214,36 @@ class FetchStore(Protocol):
     async def get(self, event_id: int) -> Fetch | None: ...
 
     async def next_due(self) -> datetime | None: ...
+
+
+class ReconcileStore(Protocol):
+    """Reconciliation runs per source (gateway.reconcile), one per period across replicas."""
+
+    async def begin(
+        self, source: str, period: str, mode: str, since: datetime | None, now: datetime
+    ) -> int | None:
+        """Start the run of `(source, period)`: its id, or None if the period has one already.
+        Runs of `source` still marked running (their process died) become interrupted."""
+        ...
+
+    async def finish(
+        self, run_id: int, status: ReconcileStatus, now: datetime, **counts: Any
+    ) -> None:
+        """End a run with its status and `found`, `missing`, `stored`, `redelivered`,
+        `cursor`, `error`."""
+        ...
+
+    async def last_success(self, source: str) -> Reconciliation | None:
+        """The newest succeeded run of `source`: its cursor is where the next run starts."""
+        ...
+
+    async def recent(self, source: str | None = None, limit: int = 20) -> list[Reconciliation]:
+        """Newest first."""
+        ...
+
+    async def stored_delivery_ids(self, source: str, delivery_ids: Iterable[str]) -> set[str]:
+        """Which of `delivery_ids` an event of `source` was stored with."""
+        ...
 
 
 class EvalStore(Protocol):

@@ -9,8 +9,9 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select, update
 
+from gateway.store.fetch import Fetch
 from gateway.store.part import Part, now_utc
-from gateway.store.records import Event, Fetch, utc
+from gateway.store.records import Event, utc
 from gateway.store.schema import event_fetches, events
 from gateway.store.status import EventStatus
 

@@ -28,6 +28,8 @@ class NewEvent:
     body: bytes
     received_at: datetime
     dedup_key: str = ""
+    # `webhook`, or `reconcile` for an event found through the provider's API.
+    received_via: str = "webhook"
 
     def __post_init__(self) -> None:
         if not self.dedup_key:
@@ -66,6 +68,8 @@ class Event:
     pruned: bool = False
     # A thin event's full object, fetched before routing (`gateway.thin`); None for the rest.
     fetched: Any = None
+    # `webhook`, or `reconcile` for an event reconciliation found through the provider's API.
+    received_via: str = "webhook"
 
     @classmethod
     def from_row(cls, row: Any) -> Event:
@@ -81,6 +85,7 @@ class Event:
             status=row.status,
             pruned=getattr(row, "pruned_at", None) is not None,
             fetched=getattr(row, "fetched", None),
+            received_via=getattr(row, "received_via", None) or "webhook",
         )
 
     @classmethod
@@ -88,30 +93,8 @@ class Event:
         """A just-committed event as a read would return it, without the read."""
         new = stored.event
         return cls(stored.id, new.source, new.provider, new.type, new.delivery_id,
-                   new.received_at, new.headers, new.body, EventStatus.PENDING)  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class Fetch:
-    """A thin event's fetch: its tries so far, the next one, and the last error."""
-
-    event_id: int
-    attempts: int
-    next_attempt_at: datetime | None
-    retry_since: datetime | None
-    error: str | None
-    fetched_at: datetime | None
-
-    @classmethod
-    def from_row(cls, row: Any) -> Fetch:
-        return cls(
-            event_id=row.event_id,
-            attempts=row.attempts,
-            next_attempt_at=utc(row.next_attempt_at),
-            retry_since=utc(row.retry_since),
-            error=row.error,
-            fetched_at=utc(row.fetched_at),
-        )
+                   new.received_at, new.headers, new.body, EventStatus.PENDING,
+                   received_via=new.received_via)  # fmt: skip
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -333,6 +316,46 @@ class Spent:
 
     cost: float
     tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciliation:
+    """One run of a source's reconciliation: what it asked the provider, what it found
+    missing from the store, and where the next run starts (`cursor`, from a successful run)."""
+
+    id: int
+    source: str
+    period: str
+    mode: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    since: datetime | None
+    found: int
+    missing: int
+    stored: int
+    redelivered: int
+    cursor: str | None
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Reconciliation:
+        return cls(
+            id=row.id,
+            source=row.source,
+            period=row.period,
+            mode=row.mode,
+            status=row.status,
+            started_at=utc(row.started_at),  # type: ignore[arg-type]
+            finished_at=utc(row.finished_at),
+            since=utc(row.since),
+            found=row.found,
+            missing=row.missing,
+            stored=row.stored,
+            redelivered=row.redelivered,
+            cursor=row.cursor,
+            error=row.error,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,14 +58,17 @@ events = Table(
     Column("status", String(20), nullable=False, server_default=EventStatus.PENDING.value),
     # When the retention job pruned the raw body and headers (the row stays for dedup).
     Column("pruned_at", DateTime(timezone=True), nullable=True),
-    # A thin event's full object, fetched from the provider's API before routing (0012): kept
+    # A thin event's full object, fetched from the provider's API before routing (0013): kept
     # beside the body, which stays as it came.
     Column("fetched", JSON, nullable=True),
+    # `webhook`: the sender delivered it; `reconcile`: found through the provider's API (0012).
+    Column("received_via", String(20), nullable=False, server_default="webhook"),
     # Named in 0001, when the delivery id was the key; 0004 renamed the column under it
     # (SQLite renames a constraint only by rebuilding the table).
     UniqueConstraint("source", "dedup_key", name="uq_events_source_delivery"),
     Index("ix_events_status_id", "status", "id"),
     Index("ix_events_received_at", "received_at"),
+    Index("ix_events_source_delivery_id", "source", "delivery_id"),
     Index(
         "ix_events_unpruned",
         "received_at",
@@ -114,7 +117,7 @@ def _check_text(name: str, value: str, length: int | None) -> None:
             raise EventDoesNotFit(f"{name} is not valid Unicode text") from None
 
 
-# The fetches of thin events under way or done (0012): one row per event that needed one.
+# The fetches of thin events under way or done (0013): one row per event that needed one.
 event_fetches = Table(
     "event_fetches",
     metadata,
@@ -235,6 +238,29 @@ schedules = Table(
     Column("last_result", String(30), nullable=True),
     Column("next_fire_at", DateTime(timezone=True), nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# One row per reconciliation run of a source (gateway.reconcile): unique per period, so replicas
+# firing the same period make one run; the last successful run's cursor starts the next one.
+reconciliations = Table(
+    "reconciliations",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("source", String(100), nullable=False),
+    Column("period", String(100), nullable=False),
+    Column("mode", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("since", DateTime(timezone=True), nullable=True),
+    Column("found", Integer, nullable=False, server_default="0"),
+    Column("missing", Integer, nullable=False, server_default="0"),
+    Column("stored", Integer, nullable=False, server_default="0"),
+    Column("redelivered", Integer, nullable=False, server_default="0"),
+    Column("cursor", String(300), nullable=True),
+    Column("error", Text, nullable=True),
+    UniqueConstraint("source", "period", name="uq_reconciliations_source_period"),
+    Index("ix_reconciliations_source_started_at", "source", "started_at"),
 )
 
 # Dashboard sessions ended by logout before their cookie expires: a cookie whose nonce is here

@@ -81,3 +81,20 @@ SETTLED = (
     StepStatus.DUPLICATE,
     StepStatus.SHADOWED,
 )
+
+
+class ReconcileStatus(StrEnum):
+    """A reconciliation run: running until it ends; `interrupted` when a later run of its
+    source found it still running (its process died); only a `succeeded` one moves the cursor."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+class ReceivedVia(StrEnum):
+    """How an event came in: the sender delivered it, or reconciliation found it."""
+
+    WEBHOOK = "webhook"
+    RECONCILE = "reconcile"

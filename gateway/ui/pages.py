@@ -21,7 +21,7 @@ from gateway.api.auth import Session, Sessions
 from gateway.api.detail import event_timeline, redactor_for
 from gateway.api.endpoints import Admin, rules_of, test_rules
 from gateway.api.inputs import RuleTest
-from gateway.api.models import Event, Run, dump
+from gateway.api.models import Event, Reconciliation, Run, dump
 from gateway.api.params import MAX_ID, InvalidInput, parse
 from gateway.assistant.budget import reached_today
 from gateway.assistant.models import dollars as money
@@ -239,7 +239,12 @@ class Pages:
 
         admin = Admin(gateway_of(request))
         items = await list_schedules(admin.store, admin.rules.rules, datetime.now(UTC), count=3)
-        return self.render(request, session, "schedules.html", schedules=items)
+        # Beside the schedules: the last reconciliation runs, as the admin API lists them.
+        runs = await admin.store.reconciliations.recent(limit=20)
+        reconciliations = [dump(Reconciliation.of(r)) for r in runs]
+        return self.render(
+            request, session, "schedules.html", schedules=items, reconciliations=reconciliations
+        )
 
     async def dead(self, request: Request, session: Session) -> Response:
         admin = Admin(gateway_of(request))
