@@ -18,6 +18,7 @@
     ├── ToolError              a tool call failed (gateway.tools; `retryable`, `retry_after`)
     │   ├── PermanentToolError the remote refused for good
     │   └── ServerUnreachable  an MCP server could not be reached: nothing was sent
+    ├── FetchError             a thin event's object could not be fetched (`retryable`)
     ├── TemplateError          a rule template failed to compile or evaluate
     ├── UnknownSchedule        no enabled scheduled rule has this name (the scheduler)
     ├── NotFound               an operator named a record that is not there (`kind`, `id`)
@@ -213,6 +214,22 @@ class ModelError(GatewayError):
     ) -> None:
         self.retryable = retryable
         self.status = status
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class FetchError(GatewayError):
+    """Fetching a thin event's full object from its provider's API failed (`gateway.thin`).
+
+    `retryable`: the API may answer later (unreachable, 5xx, 429: after `retry_after` seconds
+    if it said); not retryable: it refused for good (wrong key, no such object).
+    """
+
+    def __init__(
+        self, event_id: int, message: str, *, retryable: bool, retry_after: float | None = None
+    ) -> None:
+        self.event_id = event_id
+        self.retryable = retryable
         self.retry_after = retry_after
         super().__init__(message)
 

@@ -45,6 +45,12 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
             registry=self.registry,
         )
+        self.thin_fetches = Counter(
+            "gateway_thin_fetches",
+            "Fetches of thin events' full objects, by source and outcome (fetched, retry, failed)",
+            ["source", "outcome"],
+            registry=self.registry,
+        )
         self.runs = Counter(
             "gateway_runs",
             "Runs that ended, by rule and final status (succeeded, failed, dead)",
@@ -98,7 +104,7 @@ class Metrics:
         self.queue_depth = Gauge(
             "gateway_queue_depth",
             "Work waiting: pending events, pending runs, runs awaiting approval, runs waiting "
-            "for an open circuit",
+            "for an open circuit, thin events being fetched",
             ["queue"],
             registry=self.registry,
         )

@@ -17,7 +17,7 @@ from gateway.rules.model import Rule
 from gateway.rules.plan import plan
 from gateway.store import Run, Step, Store
 from gateway.store.records import call_digest
-from gateway.store.status import RunStatus, StepStatus
+from gateway.store.status import EventStatus, RunStatus, StepStatus
 from gateway.worker import Worker
 
 if TYPE_CHECKING:
@@ -49,6 +49,8 @@ RETRYABLE = (RunStatus.FAILED, RunStatus.DEAD)
 class Replayed:
     event_id: int
     run_ids: list[int]
+    # A thin event that had failed to fetch: fetched anew, routed once fetched.
+    fetching: bool = False
 
 
 async def replay(
@@ -61,6 +63,15 @@ async def replay(
     if event.pruned:
         detail = f"event {event_id}'s body was pruned: `gateway archive restore` brings it back"
         raise IllegalState("event", event_id, detail)
+    if event.status == EventStatus.FETCHING:
+        detail = f"event {event_id} is still fetching its object: it is routed once fetched"
+        raise IllegalState("event", event_id, detail)
+    if event.status == EventStatus.FETCH_FAILED:
+        # Its rules never ran: fetch it anew (and route it once fetched) rather than plan now.
+        await store.fetches.restart(event_id)
+        if worker is not None:
+            worker.fetching.wake()
+        return Replayed(event_id, [], fetching=True)
     if worker is not None and worker.rules is rules:
         return Replayed(event_id, await worker.replay(event))
     run_ids = await store.runs.add(plan(rules, event))

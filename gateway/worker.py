@@ -39,6 +39,7 @@ from gateway.runs.shutdown import drain
 from gateway.store import Event, NewRun, Run, Store, Stored
 from gateway.store.notify import wait_until_set
 from gateway.store.status import EventStatus, RunStatus
+from gateway.thin.fetching import Fetching
 from gateway.tools import TOOLS, Tool, Toolbox
 
 log = structlog.get_logger(__name__)
@@ -105,11 +106,9 @@ class Worker:
         self.concurrency = config.worker.concurrency
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._sleep = sleep
-        self._events_ready = asyncio.Event()
-        self._runs_ready = asyncio.Event()
+        self._events_ready, self._runs_ready = asyncio.Event(), asyncio.Event()
         self._active: dict[int, asyncio.Task[None]] = {}
-        # Slots promised to a claim in flight (routing claims too), so two claims never
-        # take more runs than there are slots.
+        # Slots promised to a claim in flight (routing too): claims never exceed the slots.
         self._reserved = 0
         # Runs whose last step is done and whose final commit is on its way (`_finishing_run`).
         self._finishing = 0
@@ -123,8 +122,8 @@ class Worker:
         self._routed: OrderedDict[int, Event] = OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
         # The runs' files in memory, and callbacks told about each run that ends.
-        self.files = self.outcomes.files
-        self.on_run_end = self.outcomes.on_run_end
+        self.files, self.on_run_end = self.outcomes.files, self.outcomes.on_run_end
+        self.fetching = Fetching(store, config, self.metrics, wake_routing=self.notify_events)
 
     def _rule_retry(self, name: str) -> RetryOverride | None:
         return getattr(self.rules.by_name.get(name), "retry", None)
@@ -158,6 +157,7 @@ class Worker:
             asyncio.create_task(self._run_loop(), name="worker-runs"),
             asyncio.create_task(self._renew_loop(), name="worker-leases"),
         ]
+        self.fetching.start()
         self.notify_events()
 
     def stop_claiming(self) -> None:
@@ -182,6 +182,7 @@ class Worker:
         self._tasks = []
         for executor in self.executors.values():
             await executor.aclose()
+        await self.fetching.aclose()
         await self.toolbox.aclose()
 
     def notify_events(self, stored: Sequence[Stored] = ()) -> None:
@@ -231,7 +232,8 @@ class Worker:
 
     async def route_events(self, pending: Sequence[Event]) -> None:
         """Plan the runs of pending events and create them in one commit, claiming as many as
-        there are free slots in the same commit."""
+        there are free slots in the same commit. Thin events are fetched first (`Fetching`)."""
+        pending = await self.fetching.hold(pending)
         routes: list[tuple[int, list[NewRun], str]] = []
         for event in pending:
             try:
@@ -253,12 +255,8 @@ class Worker:
                 if run_ids:
                     self._routed[event.id] = replace(event, status=status)
                 # Debug: a line per event costs the hot path as much as routing it (bench/sustain).
-                log.debug(
-                    "event.routed",
-                    event_id=event.id,
-                    rules=[r.rule for r in planned],
-                    runs=run_ids,
-                )
+                rules = [r.rule for r in planned]
+                log.debug("event.routed", event_id=event.id, rules=rules, runs=run_ids)
             await self._start(claimed)
         finally:
             self._reserved -= free
@@ -267,7 +265,9 @@ class Worker:
             self.announce_runs()  # runs left for this worker's next claim or another replica
 
     async def route(self, event: Event) -> list[int]:
-        """Route one event (as `route_pending` does a page)."""
+        """Route one event (as `route_pending` does a page); a thin one is fetched first: []."""
+        if not await self.fetching.hold([event]):
+            return []
         planned = plan(self.rules, event)
         return await self.store.runs.route(event.id, planned, routed_status(planned))
 

@@ -88,7 +88,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "store",
         "rules ingest handlers insecure retention reconcile",
         "scheduler",
-        "runs assistant knowledge",
+        "runs assistant knowledge thin",  # thin: fetching thin events' objects before routing
         "worker",
         "ruleset runtime",  # the composition root: every part, built and started
         "operations evaluation",  # what an operator does; eval replays on a worker of its own

@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 # Imported by the request path or the worker of such a gateway: never.
 NEVER_LOADED = (
     "openai",
+    "stripe",  # thin events: only where a source has `fetch: thin`
     "mcp",
     "mcp_types",
     "jsonschema",

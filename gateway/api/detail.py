@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from gateway.api.models import EventDetail, EventTimeline, Run, RunDetail, StepDetail
+from gateway.api.models import EventDetail, EventTimeline, Fetch, Run, RunDetail, StepDetail
 from gateway.assistant.container import shown
 from gateway.config import Config
 from gateway.nesting import READABLE_DEPTH, deeper_than
@@ -75,14 +75,20 @@ async def _runs(store: Store, event: Event) -> list[records.Run]:
 async def event_detail(store: Store, event: Event, redactor: Redactor) -> EventDetail:
     """An event with its redacted headers and body, and its runs."""
     runs = [Run.of(r) for r in await _runs(store, event)]
-    return EventDetail.of(event, **_raw(event, redactor), runs=runs)
+    return EventDetail.of(event, **await _raw(store, event, redactor), runs=runs)
 
 
 async def event_timeline(store: Store, event: Event, redactor: Redactor) -> EventTimeline:
     """The same, each run with its steps: the dashboard's event page."""
     runs = [await run_detail(store, r, redactor) for r in await _runs(store, event)]
-    return EventTimeline.of(event, **_raw(event, redactor), runs=runs)
+    return EventTimeline.of(event, **await _raw(store, event, redactor), runs=runs)
 
 
-def _raw(event: Event, redactor: Redactor) -> dict[str, Any]:
-    return {"headers": redactor.headers(event.headers), **body_view(event.body, redactor)}
+async def _raw(store: Store, event: Event, redactor: Redactor) -> dict[str, Any]:
+    fetch = await store.fetches.get(event.id)
+    return {
+        "headers": redactor.headers(event.headers),
+        **body_view(event.body, redactor),
+        "fetched": redactor.value(event.fetched),
+        "fetch": Fetch.from_record(fetch) if fetch is not None else None,
+    }

@@ -98,7 +98,7 @@ async def get_event(admin: Admin, id: int) -> EventDetail:
 
 async def replay_event(admin: Admin, id: int) -> Replayed:
     replayed = await operations.replay(admin.store, admin.rules, id, admin.worker)
-    return Replayed(event_id=replayed.event_id, runs=replayed.run_ids)
+    return Replayed(event_id=replayed.event_id, runs=replayed.run_ids, fetching=replayed.fetching)
 
 
 async def list_runs(admin: Admin, query: RunQuery) -> RunList:

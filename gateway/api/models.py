@@ -187,6 +187,15 @@ class RunDetail(Run):
     steps: list[StepDetail]
 
 
+class Fetch(Shape):
+    """A thin event's fetch of its full object from the provider's API (docs/providers.md)."""
+
+    attempts: int = Field(description="tries made so far")
+    next_attempt_at: Timestamp | None = Field(description="the next try, while fetching")
+    error: str | None = Field(description="the last try's error; null once fetched")
+    fetched_at: Timestamp | None
+
+
 class EventDetail(Event):
     """An event with its headers, body and runs, secrets redacted."""
 
@@ -195,6 +204,10 @@ class EventDetail(Event):
     body_encoding: Literal["utf-8", "base64"]
     body_redacted: bool
     payload: Any = Field(description="the body parsed as JSON (redacted), or null")
+    fetched: Any = Field(
+        None, description="a thin event's object, fetched (redacted): rules' `payload.object`"
+    )
+    fetch: Fetch | None = Field(None, description="a thin event's fetch; null for other events")
     runs: list[Run]
 
 
@@ -207,6 +220,9 @@ class EventTimeline(EventDetail):
 class Replayed(Shape):
     event_id: int
     runs: list[int] = Field(description="the ids of the new runs")
+    fetching: bool = Field(
+        False, description="a thin event that had failed to fetch: fetched again, then routed"
+    )
 
 
 class FireTime(Shape):

@@ -125,6 +125,9 @@ def replay(
     cfg = load_config(config)
     rules = load_rules(cfg)
     replayed = operate(cfg, lambda store: operations.replay(store, rules, event_id))
+    if replayed.fetching:
+        console.print(f"event {event_id} had failed to fetch: fetching it again, then routing it")
+        return
     if not replayed.run_ids:
         console.print(f"event {event_id} matches no rule now: no run created")
         return

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from itertools import chain
 from pathlib import Path
+from typing import Any
 
 from gateway.assistant.runner import AssistantRunner
 from gateway.config import Config
@@ -35,6 +36,8 @@ from gateway.worker import Worker
 # A replayed run has ended for the eval once it is finished, would wait for an operator (the
 # eval records "would ask for approval" and never waits) or for a failing downstream.
 SETTLED_RUNS = (*FINISHED, RunStatus.AWAITING_APPROVAL, RunStatus.WAITING)
+# A replayed event is still to be routed while pending, or while its object is fetched.
+UNSETTLED_EVENTS = (EventStatus.PENDING, EventStatus.FETCHING)
 
 
 def candidate_rules(
@@ -101,7 +104,9 @@ async def evaluate(
         else:
             tools = Catalogue(TOOLS, candidate.mcp)
         news = [_copy(event) for event in events] + [fixture.event for fixture in fixtures]
-        copies = await _replay(store, candidate, rules, news, tools, wait)
+        # Thin events route on the objects the live gateway fetched: an eval calls no API.
+        fetched = {event.body: event.fetched for event in events if event.fetched is not None}
+        copies = await _replay(store, candidate, rules, news, tools, wait, fetched)
         await keep_listings(store, tools)
         candidate_runs = {
             event.id: await _runs(store, copy) for event, copy in zip(events, copies, strict=False)
@@ -123,6 +128,7 @@ async def _replay(
     events: list[NewEvent],
     tools: Catalogue,
     wait: float,
+    fetched: dict[bytes, Any],
 ) -> list[int]:
     """The ids of `events` stored in the eval store, once the worker has settled every run
     they started (or `wait` seconds have passed)."""
@@ -130,6 +136,7 @@ async def _replay(
     if any(rule.assistant for rule in rules.rules):
         executors["assistant"] = AssistantRunner.factory(config)
     worker = Worker(store, rules, config, executors=executors, tools=tools)
+    worker.fetching.answer_from(fetched)
     store.events.on_commit(worker.notify_events)
     await worker.start()
     try:
@@ -175,7 +182,7 @@ async def _settled(store: Store, event_ids: list[int], wait: float) -> None:
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         events = await store.events.by_ids(event_ids)
-        if all(event.status != EventStatus.PENDING for event in events):
+        if all(event.status not in UNSETTLED_EVENTS for event in events):
             runs = [run for event_id in event_ids for run in await _runs(store, event_id)]
             if all(run.status in SETTLED_RUNS for run in runs):
                 return

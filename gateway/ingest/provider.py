@@ -11,9 +11,9 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from gateway import plugins
 from gateway.config import SourceConfig
@@ -24,6 +24,16 @@ Headers = Mapping[str, str]
 
 # Filled from the `gateway.providers` entry points on first read; a class registers by its name.
 PROVIDERS: plugins.Registry[type[Provider]] = plugins.registry(plugins.PROVIDERS)
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("https://", "http://")):
+        raise ValueError(f"{value!r} is not an http:// or https:// URL")
+    return value
+
+
+# A provider API's address in a source's settings (`api_base`): http(s) only.
+ApiBase = Annotated[str, AfterValidator(_http_url)]
 
 
 class NoSettings(BaseModel):

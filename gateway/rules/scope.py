@@ -54,6 +54,8 @@ def scope_for(event: Event, now: datetime | None = None, *, parse: bool = True) 
             # Stored before max_json_depth existed: text, as a body that is not JSON, rather
             # than a structure `tojson` and the journal would recurse into and fail on.
             payload = event.body.decode("utf-8", "replace")
+    if event.fetched is not None and isinstance(payload, dict):
+        payload = with_fetched(payload, event.fetched)
     return _scope(event, payload, now)
 
 
@@ -75,6 +77,15 @@ def _scope(event: Event, payload: Any, now: datetime | None) -> dict[str, Any]:
         "now": now or datetime.now(UTC),
         "periods": LazyPeriods(anchor, zone),
     }
+
+
+def with_fetched(payload: dict[str, Any], fetched: Any) -> dict[str, Any]:
+    """A thin event's payload as rules see it: the fetched object at `payload.object`.
+
+    It takes the place of a delivered top-level `object` (Stripe sends the constant
+    "v2.core.event" there), which rules then do not see; the stored body keeps it.
+    """
+    return {**payload, "object": fetched}
 
 
 class LazyPeriods(Mapping[str, Any]):

@@ -14,6 +14,7 @@ from gateway.store import database
 from gateway.store.abc import (
     EvalStore,
     EventStore,
+    FetchStore,
     KnowledgeStore,
     ReconcileStore,
     ReplicaPresence,
@@ -29,6 +30,8 @@ from gateway.store.abc import (
 from gateway.store.batching import Journal
 from gateway.store.evals import Evals
 from gateway.store.events import Events
+from gateway.store.fetch import Fetch
+from gateway.store.fetches import Fetches
 from gateway.store.ingest import EventWriter
 from gateway.store.knowledge import Knowledge
 from gateway.store.lock import WorkerLock
@@ -63,6 +66,7 @@ from gateway.store.threads import Threads
 __all__ = [
     "Event",
     "EventStatus",
+    "Fetch",
     "NewEvent",
     "NewRun",
     "ReceivedVia",
@@ -96,6 +100,7 @@ class Store:
     retention: RetentionStore
     stats: StatsStore
     spending: SpendingStore
+    fetches: FetchStore
     reconciliations: ReconcileStore
     evals: EvalStore  # used in the eval store only (gateway eval)
 
@@ -116,6 +121,7 @@ class Store:
         self.retention = Retention(*on)
         self.stats = Stats(*on)
         self.spending = Spending(*on)
+        self.fetches = Fetches(*on)
         self.reconciliations = Reconciliations(*on)
         self.evals = Evals(*on)
 

@@ -3,6 +3,9 @@
 `Store` (gateway.store) has one attribute per part: `store.events`, `store.runs`, `store.steps`,
 `store.threads`, `store.schedules`, `store.sessions`, and the parts that each serve one
 feature, whose interfaces are in `gateway.store.abc_features` (re-exported here):
+`store.knowledge`, `store.retention`, `store.stats`, `store.fetches`. Writes to work (runs,
+steps, threads) are group-committed: each call returns once its own change is committed, and a
+burst of calls from many runs shares one transaction.
 `store.knowledge`, `store.retention`, `store.stats`, `store.reconciliations`. Writes to work
 (runs, steps, threads) are group-committed: each call returns once its own change is
 committed, and a burst of calls from many runs shares one transaction.
@@ -15,6 +18,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from gateway.store.abc_features import EvalStore as EvalStore
+from gateway.store.abc_features import FetchStore as FetchStore
 from gateway.store.abc_features import KnowledgeStore as KnowledgeStore
 from gateway.store.abc_features import ReconcileStore as ReconcileStore
 from gateway.store.abc_features import RetentionStore as RetentionStore

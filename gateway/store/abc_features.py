@@ -1,4 +1,5 @@
 """Interfaces of the store's parts that each serve one feature: retention, knowledge, stats,
+the fetches of thin events.
 reconciliation.
 
 `gateway.store.abc` holds the core parts (events, runs, steps, threads, schedules, sessions)
@@ -12,9 +13,11 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
+from gateway.store.fetch import Fetch
 from gateway.store.records import (
     CollectionStats,
     EvalSummary,
+    Event,
     KnowledgeFile,
     NewPassage,
     Passage,
@@ -178,6 +181,39 @@ class StatsStore(Protocol):
     async def action_latencies(self, since: datetime) -> list[float]:
         """Seconds from an event's arrival to its run's first tool call, recent runs first."""
         ...
+
+
+class FetchStore(Protocol):
+    """Thin events whose full object is fetched before routing (`gateway.thin`): taken out of
+    routing as `fetching`, claimed under a lease, retried, and handed back to routing as
+    `pending` with the object kept beside the body (`Event.fetched`), or `fetch_failed`."""
+
+    async def begin(self, event_ids: Sequence[int]) -> list[int]:
+        """Pending events to fetch first, due now; the ids that were still pending."""
+        ...
+
+    async def claim(self, limit: int, lease: float) -> list[tuple[Event, Fetch]]:
+        """Up to `limit` due fetches, each the caller's for `lease` seconds."""
+        ...
+
+    async def fetched(self, event_id: int, obj: Any) -> bool:
+        """Keep `obj` beside the body and make the event pending, in one commit; False if it
+        was no longer fetching."""
+        ...
+
+    async def retry_later(self, event_id: int, at: datetime, error: str) -> None: ...
+
+    async def fail(self, event_id: int, error: str) -> None:
+        """The event is `fetch_failed`, with `error`, until an operator replays it."""
+        ...
+
+    async def restart(self, event_id: int) -> bool:
+        """Fetch a `fetch_failed` event anew, now; False if it had not failed to fetch."""
+        ...
+
+    async def get(self, event_id: int) -> Fetch | None: ...
+
+    async def next_due(self) -> datetime | None: ...
 
 
 class ReconcileStore(Protocol):

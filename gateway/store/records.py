@@ -66,6 +66,8 @@ class Event:
     status: str
     # Retention emptied its body and headers (`gateway archive restore` brings them back).
     pruned: bool = False
+    # A thin event's full object, fetched before routing (`gateway.thin`); None for the rest.
+    fetched: Any = None
     # `webhook`, or `reconcile` for an event reconciliation found through the provider's API.
     received_via: str = "webhook"
 
@@ -82,6 +84,7 @@ class Event:
             body=bytes(row.body),
             status=row.status,
             pruned=getattr(row, "pruned_at", None) is not None,
+            fetched=getattr(row, "fetched", None),
             received_via=getattr(row, "received_via", None) or "webhook",
         )
 

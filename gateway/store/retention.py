@@ -32,7 +32,7 @@ from sqlalchemy import (
 
 from gateway.store.part import Part, now_utc
 from gateway.store.schema import events, runs, steps, thread_items
-from gateway.store.status import EventStatus, RunStatus
+from gateway.store.status import UNROUTED, RunStatus
 
 # Runs that are over and handled: these age out. Dead runs wait for an operator's retry.
 PRUNABLE = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
@@ -278,7 +278,7 @@ def _old_events(
         query.where(
             events.c.pruned_at.is_(None),
             events.c.received_at < before.astimezone(UTC),
-            events.c.status != EventStatus.PENDING,
+            events.c.status.notin_(UNROUTED),
             ~unfinished_run,
         )
         .order_by(events.c.received_at)
@@ -316,7 +316,7 @@ def _strip(conn: Connection, ids: list[int]) -> int:
     result = conn.execute(
         update(events)
         .where(events.c.id.in_(ids), events.c.pruned_at.is_(None))
-        .values(body=b"", headers={}, pruned_at=now_utc())
+        .values(body=b"", headers={}, fetched=None, pruned_at=now_utc())
     )
     return int(result.rowcount)
 

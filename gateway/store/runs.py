@@ -286,6 +286,10 @@ class Runs(Part):
             "waiting": select(func.count(), func.min(runs.c.created_at)).where(
                 runs.c.status == RunStatus.WAITING
             ),
+            # Thin events whose object is being fetched (and retried) before routing.
+            "fetches": select(func.count(), func.min(events.c.received_at)).where(
+                events.c.status == EventStatus.FETCHING
+            ),
         }
         stats: dict[str, tuple[int, datetime | None]] = {}
         async with self.engine.connect() as conn:

@@ -58,6 +58,9 @@ events = Table(
     Column("status", String(20), nullable=False, server_default=EventStatus.PENDING.value),
     # When the retention job pruned the raw body and headers (the row stays for dedup).
     Column("pruned_at", DateTime(timezone=True), nullable=True),
+    # A thin event's full object, fetched from the provider's API before routing (0013): kept
+    # beside the body, which stays as it came.
+    Column("fetched", JSON, nullable=True),
     # `webhook`: the sender delivered it; `reconcile`: found through the provider's API (0012).
     Column("received_via", String(20), nullable=False, server_default="webhook"),
     # Named in 0001, when the delivery id was the key; 0004 renamed the column under it
@@ -112,6 +115,22 @@ def _check_text(name: str, value: str, length: int | None) -> None:
             value.encode("utf-8")
         except UnicodeEncodeError:
             raise EventDoesNotFit(f"{name} is not valid Unicode text") from None
+
+
+# The fetches of thin events under way or done (0013): one row per event that needed one.
+event_fetches = Table(
+    "event_fetches",
+    metadata,
+    Column("event_id", Id, ForeignKey("events.id", ondelete="CASCADE"), primary_key=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    # When the next try is due; while a worker fetches, the end of its lease on the fetch.
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    # When the current series of failures began: the retry horizon counts from it.
+    Column("retry_since", DateTime(timezone=True), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("fetched_at", DateTime(timezone=True), nullable=True),
+    Index("ix_event_fetches_due", "next_attempt_at"),
+)
 
 
 # One run per matched rule per event (or per scheduled firing): the unit of work of the worker.

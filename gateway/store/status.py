@@ -11,12 +11,23 @@ from enum import StrEnum
 
 class EventStatus(StrEnum):
     """An event's routing: waiting, or done (with runs, or matching no rule, or crashed: a bug
-    in planning, logged as `event.route_failed`, must not leave the event pending for ever)."""
+    in planning, logged as `event.route_failed`, must not leave the event pending for ever).
+
+    A thin event is `fetching` while its full object is fetched (and retried), then pending
+    again to be routed; `fetch_failed` once the retry horizon passed (an operator's replay
+    fetches it anew)."""
 
     PENDING = "pending"
+    FETCHING = "fetching"
+    FETCH_FAILED = "fetch_failed"
     ROUTED = "routed"
     UNMATCHED = "unmatched"
     ERROR = "error"
+
+
+# Events not routed yet, nor done with: waiting to be routed, fetching, or failed to fetch
+# (retention keeps their bodies: they are work still to do).
+UNROUTED = (EventStatus.PENDING, EventStatus.FETCHING, EventStatus.FETCH_FAILED)
 
 
 class RunStatus(StrEnum):

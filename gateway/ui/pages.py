@@ -147,7 +147,7 @@ class Pages:
         if event is None:
             return None
         detail = dump(await event_timeline(admin.store, event, redactor_for(admin.config)))
-        live = event.status == EventStatus.PENDING or any(
+        live = event.status in (EventStatus.PENDING, EventStatus.FETCHING) or any(
             r["status"] not in FINISHED for r in detail["runs"]
         )
         return {"event": detail, "live": live}
@@ -178,6 +178,8 @@ class Pages:
         note = (
             f"replayed: run(s) {', '.join(map(str, replayed.run_ids))}"
             if replayed.run_ids
+            else "fetching its object again: it is routed once fetched"
+            if replayed.fetching
             else "replayed: no rule matches this event now"
         )
         return _back(f"/ui/events/{event_id}", notice=note)

@@ -12,11 +12,14 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from gateway.config import SourceConfig
 from gateway.errors import ConfigError
 from gateway.ingest.provider import (
+    ApiBase,
     Headers,
     Provider,
     check_timestamp,
@@ -37,8 +40,27 @@ if TYPE_CHECKING:
     )
 
 
+class StandardSettings(BaseModel):
+    """A Standard Webhooks source's settings beside its `secrets`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # `openai`: OpenAI platform webhooks, whose object the worker fetches through the OpenAI
+    # API before routing (`gateway.thin`), with `api_key` from `api_base` (OpenAI's if unset).
+    fetch: Literal["openai"] | None = None
+    api_key: str | None = None
+    api_base: ApiBase | None = None
+
+    @model_validator(mode="after")
+    def _fetch_needs_a_key(self) -> StandardSettings:
+        if self.fetch and not self.api_key:
+            raise ValueError("fetch: openai needs `api_key`, a key that can read the objects")
+        return self
+
+
 class Standard(Provider):
     name = "standard"
+    Settings = StandardSettings
 
     @classmethod
     def check(cls, source: SourceConfig) -> list[str]:
