@@ -88,12 +88,26 @@ def load(path: Path) -> Document:
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        raise YamlSyntaxError(
-            path, mark.line + 1 if mark else None, str(exc.problem or exc)
-        ) from None
+        line = mark.line + 1 if mark else None
+        raise YamlSyntaxError(path, line, str(exc.problem or exc) + _hint(text, line)) from None
     finally:
         loader.dispose()
     return Document(path, data, lines, duplicates)
+
+
+# `${NAME}` not inside quotes: in a flow mapping or list, YAML reads its braces as its own.
+_BARE_VARIABLE = re.compile(r"""(?<!["'])(\$\{[A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\})""")
+
+
+def _hint(text: str, line: int | None) -> str:
+    """The fix for the most common syntax error in a config: an unquoted `${VAR}` in `{...}`."""
+    lines = text.splitlines()
+    if line is None or not 1 <= line <= len(lines):
+        return ""
+    found = _BARE_VARIABLE.search(lines[line - 1])
+    if found is None:
+        return ""
+    return f' (inside {{...}} or [...] a variable must be quoted, so quote it: "{found.group(1)}")'
 
 
 def _walk(

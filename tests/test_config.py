@@ -77,6 +77,16 @@ def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
     assert "invalid YAML" in problem
 
 
+def test_an_unquoted_variable_inside_braces_is_named_with_its_fix(tmp_path: Path) -> None:
+    # `{secret: ${X}}` is how DESIGN.md writes it, but YAML reads `{` as a nested mapping.
+    [problem] = problems_of(
+        tmp_path, "sources:\n  gh: {provider: github, secret: ${GITHUB_WEBHOOK_SECRET}}\n"
+    )
+
+    assert "gateway.yaml:2" in problem
+    assert 'so quote it: "${GITHUB_WEBHOOK_SECRET}"' in problem
+
+
 def test_relative_sqlite_path_is_resolved_beside_the_config(tmp_path: Path) -> None:
     path = tmp_path / "gateway.yaml"
     path.write_text("store: sqlite:///data/gw.db\n")
