@@ -16,7 +16,6 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -37,7 +36,7 @@ from gateway.runs.executor import Executor, ExecutorFactory, RunServices
 from gateway.runs.retry import RetryPolicy
 from gateway.runs.shutdown import drain
 from gateway.store import Event, NewRun, Run, Store, Stored
-from gateway.store.notify import wait_until_set
+from gateway.store.notify import wait_for_work, wait_until_set
 from gateway.store.status import EventStatus, RunStatus
 from gateway.thin.fetching import Fetching
 from gateway.tools import TOOLS, Tool, Toolbox
@@ -335,17 +334,13 @@ class Worker:
         self._runs_ready.set()
 
     async def _wait_for_work(self) -> None:
-        timeout = FALLBACK_POLL_SECONDS
+        due = None
         if len(self._active) < self.concurrency:
             try:
                 due = await self.store.runs.next_due()
             except Exception as exc:  # the store is down: poll again after the fallback wait
                 log.error("worker.next_due_failed", error=str(exc))
-                due = None
-            if due is not None:
-                timeout = min(timeout, max(0.0, (due - datetime.now(UTC)).total_seconds()))
-        await wait_until_set(self._runs_ready, timeout)
-        self._runs_ready.clear()
+        await wait_for_work(self._runs_ready, due, FALLBACK_POLL_SECONDS)
 
     async def _renew_loop(self) -> None:
         while True:

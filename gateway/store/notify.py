@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import stamina
@@ -53,6 +54,16 @@ async def wait_until_set(event: asyncio.Event, seconds: float) -> bool:
         async with asyncio.timeout(seconds):
             await event.wait()
     return event.is_set()
+
+
+async def wait_for_work(event: asyncio.Event, due: datetime | None, longest: float) -> None:
+    """Wait until `event` is set or the next item of a queue is `due`, at most `longest` seconds
+    (the fallback poll), then clear `event`: the idle step of every claiming loop."""
+    seconds = longest
+    if due is not None:
+        seconds = min(longest, max(0.0, (due - datetime.now(UTC)).total_seconds()))
+    await wait_until_set(event, seconds)
+    event.clear()
 
 
 class Notifier:

@@ -25,7 +25,7 @@ from gateway.ingest.providers.stripe import StripeSettings
 from gateway.metrics import Metrics
 from gateway.runs.policy import decide
 from gateway.store import Event, Fetch, Store
-from gateway.store.notify import wait_until_set
+from gateway.store.notify import wait_for_work
 from gateway.thin.fetcher import FETCH_TIMEOUT_SECONDS, Fetcher, Recorded, fetchers
 
 log = structlog.get_logger(__name__)
@@ -137,11 +137,7 @@ class Fetching:
                 due = await self.store.fetches.next_due()
             except Exception as exc:  # the store is down: try again after the fallback wait
                 log.error("thin.claim_failed", error=str(exc))
-            timeout = FALLBACK_POLL_SECONDS
-            if due is not None:
-                timeout = min(timeout, max(0.0, (due - datetime.now(UTC)).total_seconds()))
-            await wait_until_set(self._ready, timeout)
-            self._ready.clear()
+            await wait_for_work(self._ready, due, FALLBACK_POLL_SECONDS)
 
     async def fetch(self, event: Event, fetch: Fetch) -> None:
         """Fetch one claimed event's object; keep it and route the event, or retry, or give up."""
