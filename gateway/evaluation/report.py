@@ -19,6 +19,7 @@ from gateway.evaluation.fixtures import Fixture
 from gateway.redaction import REDACTED, Redactor
 from gateway.rules.loader import RuleSet
 from gateway.store import Event, Run, Step, Store
+from gateway.store.records import pass_rate
 from gateway.store.status import StepStatus
 
 
@@ -109,7 +110,7 @@ class EvalReport(BaseModel):
         totals = self.totals
         totals.expectations += 1
         totals.expectations_failed += bool(failures)
-        totals.pass_rate = (totals.expectations - totals.expectations_failed) / totals.expectations
+        totals.pass_rate = pass_rate(totals.expectations, totals.expectations_failed)
 
 
 # A step whose call was never proposed as such: not part of what a run "did".
@@ -163,7 +164,7 @@ async def compare(
         latency_delta_ms=sum(c.candidate.latency_ms - c.live.latency_ms for c in compared),
         expectations=checked,
         expectations_failed=failed_runs,
-        pass_rate=(checked - failed_runs) / checked if checked else None,
+        pass_rate=pass_rate(checked, failed_runs),
     )
     return EvalReport(events=compared, failures=failures, totals=totals)
 

@@ -375,9 +375,12 @@ class EvalSummary:
 
     @property
     def pass_rate(self) -> float | None:
-        if not self.expectations:
-            return None
-        return (self.expectations - self.expectations_failed) / self.expectations
+        return pass_rate(self.expectations, self.expectations_failed)
+
+
+def pass_rate(checked: int, failed: int) -> float | None:
+    """The share of checked expectations that held; None when none was checked."""
+    return (checked - failed) / checked if checked else None
 
 
 @dataclass(frozen=True, slots=True)
