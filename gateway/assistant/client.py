@@ -15,6 +15,7 @@ import structlog
 
 from gateway import backoff
 from gateway.assistant.models import ModelProfile
+from gateway.assistant.pool import model_http_client
 from gateway.assistant.turn import Item, ModelError, Turn
 
 log = structlog.get_logger("gateway.assistant")
@@ -45,6 +46,8 @@ class OpenAIBackend:
         self._sleep = sleep
         # A shared http_client belongs to the caller, who closes it.
         self._owns_client = http_client is None
+        if http_client is None:
+            http_client = model_http_client()
         # The client's own retries are off: ours are logged, honour a Retry-After longer than
         # the client would, give a very long one back to the worker, and work alike for both APIs.
         self.client = openai.AsyncOpenAI(
