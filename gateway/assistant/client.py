@@ -108,7 +108,9 @@ class OpenAIBackend:
         fields. An answer `read` cannot take apart (KeyError, TypeError, ...) is a
         ModelError that says what was wrong, not a crash of the run.
         """
-        raw: bytes = await self.client.post(path, body=body, cast_to=bytes)
+        # Encoded here with orjson, the whole conversation in C (the client's encoder is the
+        # standard library's); sent as the client's JSON would be, with its Content-Type.
+        raw: bytes = await self.client.post(path, content=orjson.dumps(body), cast_to=bytes)
         try:
             answer = orjson.loads(raw)
             if not isinstance(answer, dict):
