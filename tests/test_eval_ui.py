@@ -134,13 +134,19 @@ def test_an_eval_is_deleted_from_the_dashboard_with_what_it_copied(
     eval_db = tmp_path / "eval.db"
     assert eval_store_counts(eval_db) == (3, 3, 1)
     with logged_in(gw) as client:
-        forged = client.post("/ui/evals/1/delete", data={"csrf": "forged"})
+        forged = client.post("/ui/evals/1/delete", data={"csrf": "forged", "confirm": "yes"})
         csrf = csrf_of(client.get("/ui/evals").text)
-        deleted = client.post("/ui/evals/1/delete", data={"csrf": csrf})
-        again = client.post("/ui/evals/1/delete", data={"csrf": csrf})
+        asked = client.post("/ui/evals/1/delete", data={"csrf": csrf})
+        kept = eval_store_counts(eval_db)
+        deleted = client.post("/ui/evals/1/delete", data={"csrf": csrf, "confirm": "yes"})
+        again = client.post("/ui/evals/1/delete", data={"csrf": csrf, "confirm": "yes"})
         listed = client.get("/ui/evals")
 
     assert forged.status_code == 403
+    # The first press only asks: the eval, what deleting it loses, and the button that does it.
+    assert asked.status_code == 200 and kept == (3, 3, 1)
+    assert "Delete eval 1?" in asked.text and "cannot be undone" in asked.text
+    assert 'name="confirm" value="yes"' in asked.text
     assert deleted.status_code == 303
     assert deleted.headers["location"] == "/ui/evals?notice=eval+1+deleted"
     assert again.status_code == 404

@@ -30,7 +30,7 @@ def summary_row(summary: EvalSummary) -> dict[str, Any]:
 
 
 class EvalPages:
-    """`GET /ui/evals`, `GET /ui/evals/{id}`, `POST /ui/evals/{id}/delete`."""
+    """`GET /ui/evals`, `GET /ui/evals/{id}`, `POST /ui/evals/{id}/delete` (asks first)."""
 
     def __init__(self, pages: Pages) -> None:
         self.pages = pages
@@ -69,8 +69,16 @@ class EvalPages:
         )
 
     async def delete(self, request: Request, session: Session) -> Response:
+        """The first press asks (the eval, what deleting it loses); `confirm=yes` deletes."""
         url = Admin(gateway_of(request)).config.eval_store_url
         eval_id = request.path_params["id"]
+        form: dict[str, str] = request.state.form
+        if form.get("confirm") != "yes":
+            kept = await stored.stored(url, eval_id) if 0 < eval_id <= MAX_ID else None
+            if kept is None:
+                return self.pages.render(request, session, "missing.html", 404, what="eval")
+            summary = summary_row(kept.summary)
+            return self.pages.render(request, session, "eval_delete.html", summary=summary)
         if not (0 < eval_id <= MAX_ID and await stored.delete(url, eval_id)):
             return self.pages.render(request, session, "missing.html", 404, what="eval")
         return RedirectResponse(f"/ui/evals?notice=eval+{eval_id}+deleted", status_code=303)
