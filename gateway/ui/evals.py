@@ -22,7 +22,6 @@ from gateway.evaluation.report import EvalReport
 from gateway.store.records import EvalSummary
 from gateway.ui.pages import Pages
 
-
 # An eval's page shows its events this many at a time (a report holds up to 1,000).
 EVENTS_PER_PAGE = 50
 
@@ -75,9 +74,7 @@ class EvalPages:
         number = page_number(request.query_params.get("page"), pages)
         start = (number - 1) * EVENTS_PER_PAGE
         # A failed expectation links to its event on the page that holds it (all events).
-        where = {
-            e["event_id"]: i // EVENTS_PER_PAGE + 1 for i, e in enumerate(shown["events"])
-        }
+        where = {e["event_id"]: i // EVENTS_PER_PAGE + 1 for i, e in enumerate(shown["events"])}
         return self.pages.render(
             request,
             session,
