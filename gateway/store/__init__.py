@@ -7,8 +7,6 @@ the interface in `gateway.store.abc` (`store.events.get(id)`, `store.runs.claim(
 
 from __future__ import annotations
 
-import threading
-
 from sqlalchemy import text
 
 from gateway.errors import SchemaMismatch
@@ -110,13 +108,8 @@ class Store:
         self.url = url
         self.engine, self.dialect = database.connect(url)
         self.write_engine = database.write_engine(self.engine, self.dialect)
-        # This process's two SQLite writers, the journal's thread and the event writer's, take
-        # turns on this lock rather than through SQLite's busy handler, which sleeps 1 ms and
-        # more before each new try (bench/sustain: the door and the worker waited on each
-        # other's sleeps, the process idle). Other processes still queue by busy_timeout.
-        write_turn = threading.Lock()
-        self.journal = Journal(self.write_engine, self.dialect, write_turn=write_turn)
-        self.writer = EventWriter(self.engine, self.dialect, write_turn=write_turn)
+        self.journal = Journal(self.write_engine, self.dialect)
+        self.writer = EventWriter(self.engine, self.dialect)
         on = (self.engine, self.journal, self.dialect)
         self.events = Events(*on, self.writer)
         self.runs = Runs(*on)

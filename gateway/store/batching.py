@@ -7,7 +7,6 @@ steps, threads) that way, and the event writer (`ingest`) commits new events tha
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -113,17 +112,9 @@ class Journal(GroupCommit[Change, Any]):
 
     name = "journal"
 
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        dialect: Dialect,
-        max_batch: int = 200,
-        write_turn: threading.Lock | None = None,
-    ) -> None:
+    def __init__(self, engine: AsyncEngine, dialect: Dialect, max_batch: int = 200) -> None:
         super().__init__(max_batch)
         self._engine = engine
-        # Held from BEGIN to COMMIT on SQLite: this process's writers take turns (Store).
-        self._write_turn = write_turn or threading.Lock()
         self._sync: Engine | None = None
         self._thread: ThreadPoolExecutor | None = None
         if dialect.name == "sqlite":
@@ -154,7 +145,7 @@ class Journal(GroupCommit[Change, Any]):
 
     def _commit_sqlite(self, batch: list[Change]) -> list[Any]:
         assert self._sync is not None
-        with self._write_turn, self._sync.begin() as conn:
+        with self._sync.begin() as conn:
             return self._run_batch(conn, batch)
 
     async def _commit(self, batch: list[tuple[Change, asyncio.Future[Any]]]) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
@@ -33,19 +32,13 @@ Pending = tuple[NewEvent, "asyncio.Future[Stored]"]
 class EventWriter(GroupCommit[NewEvent, Stored]):
     name = "event writer"
 
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        dialect: Dialect,
-        max_batch: int = 500,
-        write_turn: threading.Lock | None = None,
-    ) -> None:
+    def __init__(self, engine: AsyncEngine, dialect: Dialect, max_batch: int = 500) -> None:
         # SQLite has one writer: one commit at a time. PostgreSQL commits concurrent
         # transactions side by side, so a few batches may be in flight at once: the commit
         # round trip, not the CPU, bounds one batch at a time (bench/ingest --store postgresql).
         super().__init__(max_batch, concurrency=1 if dialect.name == "sqlite" else 4)
         self._batches: SqliteBatchWriter | PostgresqlBatchWriter = (
-            SqliteBatchWriter(engine.url.database, write_turn or threading.Lock())
+            SqliteBatchWriter(engine.url.database)
             if dialect.name == "sqlite"
             else PostgresqlBatchWriter(engine)
         )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -30,12 +29,10 @@ def _sqlite_time(value: datetime) -> str:
 class SqliteBatchWriter:
     """Writes batches of new events to a SQLite file; `open()` before, `close()` after."""
 
-    def __init__(self, path: str | None, write_turn: threading.Lock) -> None:
+    def __init__(self, path: str | None) -> None:
         if not path:
             raise ValueError("the SQLite store needs a file path")
         self._path = path
-        # Held from BEGIN to COMMIT: this process's SQLite writers take turns (`Store`).
-        self._write_turn = write_turn
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-ingest")
         self._db: sqlite3.Connection | None = None
 
@@ -71,12 +68,6 @@ class SqliteBatchWriter:
         db = self._db
         if db is None:
             raise StoreUnavailable("the SQLite ingest connection is closed")
-        with self._write_turn:
-            return self._insert_now(db, batch, params)
-
-    def _insert_now(
-        self, db: sqlite3.Connection, batch: list[NewEvent], params: list[object]
-    ) -> tuple[dict[Key, Found], dict[Key, Found]]:
         try:
             db.execute("BEGIN IMMEDIATE")
             inserted = {
