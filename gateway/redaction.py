@@ -72,13 +72,29 @@ def normalise(name: str) -> str:
     return _SEPARATORS.sub("_", _CAMEL.sub("_", name).lower())
 
 
+# Field names whose verdict a `Redactor` keeps, at most.
+KNOWN_NAMES_MAX = 4096
+
+
 class Redactor:
     """Redacts headers by name and JSON values by key: the built-in policy plus `fields`."""
 
     def __init__(self, fields: Iterable[str] = ()) -> None:
         self.fields = frozenset(normalise(f) for f in fields)
+        # Answers by name: every log line asks again of the same few names (its two regular
+        # expressions were a tenth of a `log.record` run, bench/sustain). Bounded: names come
+        # from payloads too.
+        self._known: dict[str, bool] = {}
 
     def is_secret(self, name: str) -> bool:
+        known = self._known.get(name)
+        if known is None:
+            if len(self._known) >= KNOWN_NAMES_MAX:
+                self._known.clear()
+            known = self._known[name] = self._judge(name)
+        return known
+
+    def _judge(self, name: str) -> bool:
         normal = normalise(name)
         return (
             normal in NAMES

@@ -111,8 +111,10 @@ class Gateway:
                 metrics=self.metrics,
                 notify=notify,
             )
-            # New events wake the worker the moment they are committed.
+            # New events wake the worker the moment they are committed; those no rule takes
+            # are stored unmatched by that very commit, and wake nobody.
             store.events.on_commit(self.worker.notify_events)
+            store.events.settle_unmatched(self.worker.unmatched)
             self._outlast(self.worker)
             self._lock = store.worker_lock()
             if config.knowledge:

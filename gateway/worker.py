@@ -28,14 +28,14 @@ from gateway.metrics import Metrics
 from gateway.retrying import RetryOverride
 from gateway.rules.loader import RuleSet
 from gateway.rules.model import Rule
-from gateway.rules.plan import plan, routed_status
+from gateway.rules.plan import NoRuleFits, plan, routed_status
 from gateway.rules.scope import reads_payload, scope_for
 from gateway.runs.actions import ActionsExecutor
 from gateway.runs.circuit import Circuits
 from gateway.runs.executor import Executor, ExecutorFactory, RunServices
 from gateway.runs.retry import RetryPolicy
 from gateway.runs.shutdown import drain
-from gateway.store import Event, NewRun, Run, Store, Stored
+from gateway.store import Event, NewEvent, NewRun, Run, Store, Stored
 from gateway.store.notify import wait_for_work, wait_until_set
 from gateway.store.status import EventStatus, RunStatus
 from gateway.thin.fetching import Fetching
@@ -123,6 +123,7 @@ class Worker:
         # The runs' files in memory, and callbacks told about each run that ends.
         self.files, self.on_run_end = self.outcomes.files, self.outcomes.on_run_end
         self.fetching = Fetching(store, config, self.metrics, wake_routing=self.notify_events)
+        self._no_rule = NoRuleFits()
 
     def _rule_retry(self, name: str) -> RetryOverride | None:
         return getattr(self.rules.by_name.get(name), "retry", None)
@@ -130,6 +131,11 @@ class Worker:
     def replace_rules(self, rules: RuleSet) -> None:
         """Route by `rules` from now on (a reload); runs already planned keep their rule's name."""
         self.rules = rules
+
+    def unmatched(self, new: NewEvent) -> bool:
+        """Whether routing `new` would start nothing whatever its payload (no rule's `on` fits,
+        nothing to fetch): the writer stores it unmatched (`EventStore.settle_unmatched`)."""
+        return new.source not in self.fetching.fetchers and self._no_rule(self.rules, new)
 
     @contextlib.contextmanager
     def _finishing_run(self) -> Iterator[None]:

@@ -31,13 +31,17 @@ class LiveGateway:
         shop = SourceConfig.model_validate(TEST_SOURCES["shop"])
         self._shopify = PROVIDERS["shopify"](shop)
 
-    def post_order(self, event_id: str, **changes: Any) -> httpx2.Response:
-        """A real Shopify order (fixture), with `changes` merged into it, signed for `shop`."""
+    def post_order(self, event_id: str, topic: str = "", **changes: Any) -> httpx2.Response:
+        """A real Shopify order (fixture), with `changes` merged into it, signed for `shop`
+        (sent under `topic` if given)."""
         fixture = load("shopify", "orders_create")
         body = fixture.body
         if changes:
             body = orjson.dumps({**orjson.loads(fixture.body), **changes})
         headers = {**fixture.headers, "X-Shopify-Event-Id": event_id}
+        if topic:
+            headers = {k: v for k, v in headers.items() if k.lower() != "x-shopify-topic"}
+            headers["X-Shopify-Topic"] = topic
         headers |= self._shopify.sign(body, headers, time.time())
         response = self.client.post("/hooks/shop", content=body, headers=headers)
         assert response.status_code in (200, 202), response.text

@@ -8,6 +8,7 @@ import json
 import structlog
 
 from gateway import log
+from gateway.redaction import KNOWN_NAMES_MAX, Redactor
 
 
 def test_secret_looking_and_configured_fields_are_redacted() -> None:
@@ -27,3 +28,27 @@ def test_secret_looking_and_configured_fields_are_redacted() -> None:
     assert line["customer_email"] == "[redacted]"
     assert (line["tool"], line["run_id"], line["event_id"]) == ("jira.search", 7, 3)
     assert "sk-live-123" not in json.dumps(line)
+
+
+def test_values_json_cannot_hold_natively_are_still_written() -> None:
+    out = io.StringIO()
+    log.configure("info", stream=out)
+    try:
+        structlog.get_logger("test").info("odd", big=2**70, keys={1: "one"}, thing=object())
+        structlog.get_logger("test").info("plain", keys={1: "one"}, name="ünïcode")
+    finally:
+        structlog.reset_defaults()
+
+    odd, plain = (json.loads(line) for line in out.getvalue().strip().splitlines()[-2:])
+    assert odd["big"] == 2**70 and odd["keys"] == {"1": "one"}
+    assert odd["thing"].startswith("<object object")
+    assert plain["keys"] == {"1": "one"} and plain["name"] == "ünïcode"
+
+
+def test_a_redactor_past_its_kept_names_still_judges_every_name() -> None:
+    redactor = Redactor()
+    names = [f"field_{n}" for n in range(KNOWN_NAMES_MAX + 10)]
+
+    assert not any(redactor.is_secret(name) for name in names)
+    assert redactor.is_secret("X-Api-Key") and redactor.is_secret("X-Api-Key")
+    assert len(redactor._known) <= KNOWN_NAMES_MAX

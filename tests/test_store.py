@@ -107,6 +107,24 @@ async def test_added_event_is_stored_with_its_headers_body_and_time(store: Store
     assert event.received_at.tzinfo is not None
 
 
+async def test_an_event_settled_unmatched_is_stored_so_and_handed_to_nobody(store: Store) -> None:
+    # The worker's rules take no event of this type: the writer stores it unmatched in the
+    # commit that stores it, so routing it costs no commit of its own.
+    handed: list[str] = []
+    store.events.on_commit(lambda stored: handed.extend(s.event.delivery_id for s in stored))
+    store.events.settle_unmatched(lambda new: new.delivery_id.startswith("nobody"))
+    nobody, someone = await asyncio.gather(
+        store.events.add(new_event("nobody-1")), store.events.add(new_event("someone-1"))
+    )
+
+    assert [e.status for e in await store.events.by_ids([nobody.id, someone.id])] == [
+        "unmatched",
+        "pending",
+    ]
+    assert [e.id for e in await store.events.pending()] == [someone.id]
+    assert handed == ["someone-1"]
+
+
 async def test_redelivered_event_is_stored_once(store: Store) -> None:
     first = await store.events.add(new_event("d1"))
     again = await store.events.add(new_event("d1"))

@@ -9,6 +9,7 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -486,6 +487,23 @@ async def test_routing_one_thin_event_holds_it_for_its_fetch(store: Store, tmp_p
     finally:
         await worker.fetching.aclose()
     assert (await store.events.get(stored.id)).status == "fetching"  # type: ignore[union-attr]
+
+
+async def test_an_event_of_a_fetching_source_is_never_settled_unmatched_at_ingest(
+    store: Store, tmp_path: Path
+) -> None:
+    # Its type may match no rule, but its fetch comes first: it is routed (and fetched) as sent.
+    config = Config.model_validate({"sources": {"pay": pay_source("http://127.0.0.1:9")}})
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "rules.yaml").write_text(RULES)
+    worker = Worker(store, load_rules(tmp_path / "rules"), config)
+    try:
+        thin = NewEvent("pay", "stripe", "no.rule.fits", "evt_6", {}, thin_event("evt_6"), _now())
+        other = replace(thin, source="elsewhere")
+        assert not worker.unmatched(thin)
+        assert worker.unmatched(other)
+    finally:
+        await worker.fetching.aclose()
 
 
 async def test_a_fetch_whose_claimer_died_is_claimed_again_when_its_lease_ends(

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -279,6 +280,29 @@ async def worker_on(folder: Path) -> AsyncIterator[tuple[Store, Worker]]:
         yield store, Worker(store, load_rules(folder), config)
     finally:
         await store.close()
+
+
+async def test_only_events_no_rule_fits_are_settled_at_ingest_by_the_rules_in_force(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "rules.yaml").write_text(ORDER_RULE)
+    customer = replace(new_event("c1"), type="customers/create")
+    async with worker_on(tmp_path) as (_, worker):
+        # An order may start a run (its `when` decides, once routed); a customer cannot.
+        assert not worker.unmatched(new_event("o1"))
+        assert worker.unmatched(customer)
+        (tmp_path / "rules.yaml").write_text(ORDER_RULE.replace("orders/create", "customers/*"))
+        worker.replace_rules(load_rules(tmp_path))
+        assert not worker.unmatched(customer)
+        assert worker.unmatched(new_event("o2"))
+
+
+def test_an_event_no_rule_fits_is_unmatched_when_its_202_is_sent(tmp_path: Path) -> None:
+    with live_gateway(tmp_path, ORDER_RULE) as gw:
+        answer = gw.post_order("c1", topic="customers/create")
+        assert answer.status_code == 202
+        # Stored unmatched by the commit the 202 waited for: nothing left to route.
+        assert gw.event(answer.json()["id"]).status == "unmatched"
 
 
 @pytest.mark.parametrize("turns", [0, 1, 2, 3])

@@ -14,16 +14,35 @@ from gateway.rules.loader import RuleSet
 from gateway.rules.model import Rule
 from gateway.rules.scope import scope_for
 from gateway.rules.templates import TemplateError
-from gateway.store import Event, NewRun
+from gateway.store import Event, NewEvent, NewRun
 from gateway.store.status import EventStatus, RunStatus
 
 
-def matching_rules(rules: RuleSet, event: Event) -> list[Rule]:
+def matching_rules(rules: RuleSet, event: Event | NewEvent) -> list[Rule]:
     """The enabled rules whose `on` (or, for a scheduled event, whose name) fits the event."""
     if event.source == "schedule":
         rule = rules.by_name.get(event.type)
         return [rule] if rule is not None and rule.enabled and rule.schedule else []
     return rules.matching(event.source, event.type)
+
+
+class NoRuleFits:
+    """Whether no rule's `on` fits an event (`matching_rules` is empty), kept by source and
+    type for the rule set it was worked out from: the event writer asks it of every event."""
+
+    def __init__(self, limit: int = 1024) -> None:
+        self._limit = limit  # pairs kept at most: types come from the senders
+        self._rules: RuleSet | None = None
+        self._known: dict[tuple[str, str], bool] = {}
+
+    def __call__(self, rules: RuleSet, event: Event | NewEvent) -> bool:
+        if rules is not self._rules or len(self._known) >= self._limit:
+            self._rules, self._known = rules, {}
+        key = (event.source, event.type)
+        known = self._known.get(key)
+        if known is None:
+            known = self._known[key] = not matching_rules(rules, event)
+        return known
 
 
 def plan_rule(rule: Rule, event: Event, scope: dict[str, Any]) -> NewRun | None:

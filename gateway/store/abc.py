@@ -69,7 +69,13 @@ class EventStore(Protocol):
         ...
 
     def on_commit(self, callback: Callable[[Sequence[Stored]], None]) -> None:
-        """Call `callback` with the newly stored events after each commit (wakes the worker)."""
+        """Call `callback` with the newly stored events that await routing after each commit
+        (wakes the worker)."""
+        ...
+
+    def settle_unmatched(self, unmatched: Callable[[NewEvent], bool]) -> None:
+        """Store a new event for which `unmatched` holds as already unmatched, in the commit
+        that stores it: routing it would start nothing (the worker's rules decide)."""
         ...
 
     async def get(self, event_id: int) -> Event | None: ...

@@ -33,6 +33,9 @@ class Events(Part):
     def on_commit(self, callback: Callable[[Sequence[Stored]], None]) -> None:
         self.writer.on_commit(callback)
 
+    def settle_unmatched(self, unmatched: Callable[[NewEvent], bool]) -> None:
+        self.writer.settle_unmatched(unmatched)
+
     async def get(self, event_id: int) -> Event | None:
         row = await self._first(select(events).where(events.c.id == event_id))
         return Event.from_row(row) if row else None

@@ -30,6 +30,9 @@ class NewEvent:
     dedup_key: str = ""
     # `webhook`, or `reconcile` for an event found through the provider's API.
     received_via: str = "webhook"
+    # Pending until routed; `unmatched` when the writer already knew no rule would take it
+    # (`EventStore.settle_unmatched`), so routing it is skipped altogether.
+    status: str = EventStatus.PENDING.value
 
     def __post_init__(self) -> None:
         if not self.dedup_key:
@@ -93,7 +96,7 @@ class Event:
         """A just-committed event as a read would return it, without the read."""
         new = stored.event
         return cls(stored.id, new.source, new.provider, new.type, new.delivery_id,
-                   new.received_at, new.headers, new.body, EventStatus.PENDING,
+                   new.received_at, new.headers, new.body, new.status,
                    received_via=new.received_via)  # fmt: skip
 
 

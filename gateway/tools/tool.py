@@ -126,9 +126,14 @@ class Tool:
             context, **{name: getattr(model, name) for name in type(model).model_fields}
         )
 
+    @functools.cached_property
+    def _optional(self) -> frozenset[str]:
+        """The optional arguments, by their schema names."""
+        fields = self.arguments.model_fields.items()
+        return frozenset(f.alias or name for name, f in fields if not f.is_required())
+
     def _model(self, arguments: dict[str, Any]) -> BaseModel:
-        fields = self.arguments.model_fields
-        optional = {f.alias or name for name, f in fields.items() if not f.is_required()}
+        optional = self._optional
         # Strict function calling sends every property; null for an optional one means default.
         given = {k: v for k, v in arguments.items() if not (v is None and k in optional)}
         return self.arguments.model_validate(given)

