@@ -29,9 +29,8 @@ from gateway.runs.shutdown import Shutdown
 from gateway.scheduler import Scheduler
 from gateway.scheduler.reconciling import Reconciling
 from gateway.store import Store
-from gateway.store.abc import ReplicaPresence
+from gateway.store.abc import ReplicaPresence, WakeUps
 from gateway.store.lock import WorkerLock
-from gateway.store.notify import Notifier
 from gateway.worker import Worker
 
 log = structlog.get_logger(__name__)
@@ -70,7 +69,7 @@ class Gateway:
         self.scheduler: Scheduler | None = None
         # Reconciliation of the sources that have `reconcile:` (scheduler role).
         self.reconciling: Reconciling | None = None
-        self.notifier: Notifier | None = None
+        self.notifier: WakeUps | None = None
         # Keeps the knowledge collections indexed (with the worker, where there are any).
         self.indexing: Indexing | None = None
         self._lock: WorkerLock | None = None
@@ -91,11 +90,10 @@ class Gateway:
             raise ValueError(f"unknown role(s) {sorted(unknown)}; use {sorted(ROLES)}")
         self.roles = roles
         store, config = self.store, self.config
-        # PostgreSQL: other replicas' workers wake on NOTIFY; SQLite: one worker per file.
-        if store.dialect.skip_locked:
-            self.notifier = Notifier(config.store_url)
+        # Workers in other processes wake on NOTIFY (PostgreSQL) or a datagram (SQLite).
+        self.notifier = store.wake_ups()
         if "worker" in roles:
-            notify = self.notifier.notify_soon if self.notifier is not None else None
+            notify = self.notifier.notify_soon
             # The executors of rule kinds beyond direct actions (the worker closes them).
             executors: dict[str, ExecutorFactory] = {}
             if config.models or any(r.assistant for r in self.rules.rules):
@@ -121,8 +119,7 @@ class Gateway:
             # Also with no scheduled rule yet: a rule reload may bring one.
             self.scheduler = Scheduler(store, self.rules.scheduled)
             self.reconciling = Reconciling(store, config, self.metrics)
-        if self.notifier is not None:
-            store.events.on_commit(self.notifier.notify_soon)
+        store.events.on_commit(self.notifier.notify_soon)
 
     async def start(self, roles: frozenset[str] = ROLES, *, migrate: bool = True) -> None:
         """Open the store (migrating it unless `migrate` is false) and start the parts."""
