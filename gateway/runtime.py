@@ -11,6 +11,7 @@ import signal
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Protocol
 
 import structlog
 
@@ -36,6 +37,21 @@ from gateway.worker import Worker
 log = structlog.get_logger(__name__)
 # What a process may do; `gateway serve --role` picks some, all by default.
 ROLES = frozenset({"ingest", "worker", "scheduler"})
+
+
+class Companion(Protocol):
+    """A process that lives and dies with this gateway's (`gateway.worker_process`): started
+    once the store is open, told of each rule reload, stopped first."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self, grace: float) -> None: ...
+
+    def reload(self) -> None: ...
+
+    def unready(self) -> str | None:
+        """Why /readyz must fail because of it, or None."""
+        ...
 
 
 class Gateway:
@@ -78,6 +94,8 @@ class Gateway:
         # PostgreSQL: a replica's presence, so that its runs are taken over once it is gone.
         self.presence: ReplicaPresence | None = None
         self._reloads: set[asyncio.Task[None]] = set()
+        # `gateway serve --processes 2`: the worker process beside this door.
+        self.companions: list[Companion] = []
 
     def _build(self, roles: frozenset[str]) -> None:
         """The parts `roles` need, built once: a later start reuses them (same roles only)."""
@@ -146,6 +164,8 @@ class Gateway:
             if self.reconciling is not None:
                 await self.reconciling.start()
             self.retention.start(prune="scheduler" in roles)
+            for companion in self.companions:
+                await companion.start()
         except BaseException:
             await self.stop()
             raise
@@ -153,6 +173,8 @@ class Gateway:
     async def stop(self) -> None:
         """Stop what `start` started, the store last; a started part is always stopped."""
         try:
+            for companion in self.companions:
+                await companion.stop(self.shutdown.left())
             await self.retention.stop()
             if self.reconciling is not None:
                 await self.reconciling.stop()
@@ -202,6 +224,8 @@ class Gateway:
             self.worker.replace_rules(rules)
         if self.scheduler is not None:
             await self.scheduler.replace_rules(rules.scheduled)
+        for companion in self.companions:
+            companion.reload()
         log.info("rules.reloaded", rules=len(rules.rules))
         return rules
 
