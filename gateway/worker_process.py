@@ -207,8 +207,13 @@ async def _serve(config: Config, roles: frozenset[str], channel: socket.socket) 
     hangups: list[int] = []
     loop.add_signal_handler(signal.SIGHUP, lambda: hangups.append(1))
     channel.setblocking(False)
-    if await loop.sock_recv(channel, 1) != GO:
-        return 0  # the parent died before its store was open
+    go = asyncio.ensure_future(loop.sock_recv(channel, 1))
+    stopped = asyncio.ensure_future(done.wait())
+    await asyncio.wait({go, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if not go.done() or go.result() != GO:
+        go.cancel()
+        return 0  # stopped, or the parent died, before its store was open
     # The parent has migrated the store: two processes migrating at once would race.
     await gateway.start(roles, migrate=False)
     unhook = gateway.reload_on_hangup()

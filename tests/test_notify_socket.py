@@ -132,3 +132,34 @@ async def test_a_burst_of_wake_ups_past_the_queue_never_blocks_the_sender(
 ) -> None:
     # The listener reads none of them meanwhile: its queue fills, the rest are dropped.
     assert await a_door_wakes_the_worker(str(tmp_path / "gateway.db"), datagrams_first=10_000)
+
+
+async def test_a_stream_of_wake_ups_wakes_a_listener_at_once_then_once_per_interval(
+    tmp_path: Path,
+) -> None:
+    database = str(tmp_path / "gateway.db")
+    worker = SocketNotifier(database, name="worker", wake_interval=0.3)
+    door = SocketNotifier(database, name="door")
+    wakes: list[float] = []
+    first = asyncio.Event()
+
+    def woken() -> None:
+        wakes.append(asyncio.get_running_loop().time())
+        first.set()
+
+    worker.start(woken)
+    try:
+        wakes.clear()  # the wake-up that starting gives
+        first.clear()
+        door.notify_soon()
+        assert await woken_within(first)
+        for _ in range(20):  # a stream: one per door batch
+            door.notify_soon()
+            await asyncio.sleep(0.005)
+        assert len(wakes) == 1, "woken again within the interval"
+        await asyncio.sleep(0.6)
+        assert len(wakes) == 2, "the stream's wake-ups were not gathered into one"
+        assert wakes[1] - wakes[0] >= 0.3
+    finally:
+        await worker.stop()
+        await door.stop()

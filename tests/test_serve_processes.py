@@ -7,8 +7,11 @@ both, `kill -9` of either stops the other, and no acknowledged event is lost or 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -222,3 +225,17 @@ def test_two_processes_need_a_door_and_a_worker_to_split(
         frozenset({"ingest"}),
         frozenset({"worker", "scheduler"}),
     )
+
+
+def test_a_door_that_cannot_open_its_store_leaves_no_worker_process_behind(
+    write_config: Callable[..., Path],
+) -> None:
+    config = write_config()  # a new database, and no migrations allowed: the door cannot start
+    command = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), *TWO]
+    done = subprocess.run(
+        [*command, "--no-migrate", "--port", "0"], capture_output=True, timeout=60, check=False
+    )
+    assert done.returncode != 0
+    said = re.search(r"worker process: pid (\d+)", done.stderr.decode())
+    assert said is not None, done.stderr.decode()
+    wait_gone(int(said.group(1)), 5)
