@@ -239,3 +239,13 @@ def test_a_door_that_cannot_open_its_store_leaves_no_worker_process_behind(
     said = re.search(r"worker process: pid (\d+)", done.stderr.decode())
     assert said is not None, done.stderr.decode()
     wait_gone(int(said.group(1)), 5)
+
+
+def test_server_processes_in_the_config_starts_the_worker_process(
+    write_config: Callable[..., Path],
+) -> None:
+    gateway = GatewayProcess(write_config(server={"processes": 2})).start()
+    try:
+        assert alive(worker_pid(gateway))
+    finally:
+        gateway.stop()
