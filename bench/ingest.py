@@ -32,7 +32,7 @@ Exit status 1 if the gateway answered anything but 2xx or the row count does not
 the performance targets (gateway >= 0.35x bare req/s, p99 <= 15 ms) are reported, not enforced.
 
 Usage:  bench/ingest [--duration 10] [--store sqlite|postgresql|both] [--replicas N]
-                    [--role all|ingest|split] [--body FILE]... [--json FILE]
+                    [--role all|ingest|split|processes] [--body FILE]... [--json FILE]
         (re-executes itself under the repo's .venv python; needs `wrk`, installed via apt-get
         when missing)
 """
@@ -371,6 +371,8 @@ def gateway_target(
     gateway = VENV_PYTHON.parent / "gateway"
     ports = [free_port() for _ in range(replicas)]
     roles = [] if role in ("all", "split") else ["--role", role]
+    if role == "processes":  # `gateway serve --processes 2`: the worker forked beside the door
+        roles = ["--processes", "2"]
     if role == "split":  # the door, posted to, and beside it the worker on the same store
         roles = ["--role", "ingest"]
         ports.append(free_port())
@@ -659,10 +661,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--role",
-        choices=["all", "ingest", "split"],
+        choices=["all", "ingest", "split", "processes"],
         default="all",
-        help="the gateway's roles: all (the default `gateway serve`), ingest alone, or split "
-        "(an ingest process, posted to, and a worker+scheduler process on the same store)",
+        help="the gateway's roles: all (the default `gateway serve`), ingest alone, split "
+        "(an ingest process, posted to, and a worker+scheduler process on the same store), or "
+        "processes (`gateway serve --processes 2`: the same split, the worker forked)",
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument(

@@ -4,26 +4,29 @@ a gateway can take for a whole window without its backlog growing, against the d
 
   ingest   `gateway serve --role ingest` (no worker), posted to as fast as --connections
            keep-alive connections go for --ingest-seconds: the door's rate, the baseline.
-  sustain  `gateway serve` (all roles, one process; --split: an ingest process and a worker
-           process on the same store), a fresh SQLite store each time, one `log.record` rule
-           on the Shopify source. Posts at a fixed rate for --duration seconds (open loop:
-           request n is due at n / rate, over --connections connections) and samples the
-           backlog every second (events not routed + runs not finished, read from the store
-           file). A rate is sustained when the backlog grew by less than 2 % of the rate per
-           second from the middle third of the window to the last (their means: one stalled
-           second does not decide) or stayed under a quarter second of posts, never exceeded
-           two seconds of posts in the last third, and the posts went out at >= 97 % of the
-           rate. The search starts at 0.9x of the ingest
-           rate; above a sustained rate it goes up, below one it tries the drain rate the
-           backlog's growth implies, then bisects (--probes in all).
-  latency  bench/drain's idle probe: 202 -> handler p50 (target <= 5 ms).
+  sustain  `gateway serve` (all roles, one process; --split: an ingest process and a worker process
+           on the same store; --processes: `gateway serve --processes 2`), a fresh SQLite store each
+           time, one `log.record` rule on the Shopify source. Posts at a fixed rate for --duration
+           seconds (open loop: request n is due at n / rate, over --connections connections) and
+           samples the backlog every second (events not routed + runs not finished, read from the
+           store file). A rate is sustained when the backlog grew by less than 2 % of the rate per
+           second from the middle third of the window to the last (their means: one stalled second
+           does not decide) or stayed under a quarter second of posts, never exceeded two seconds of
+           posts in the last third, and the posts went out at >= 97 % of the rate. The search starts
+           at 0.9x of the ingest rate; above a sustained rate it goes up, below one it tries the
+           drain rate the backlog's growth implies, then bisects (--probes in all).
+  latency  bench/drain's idle probe: 202 -> handler p50 (target <= 5 ms), in one process;
+           and the same topology as the sustain probes, one order at a time, from its 202 to
+           its run's success as read from the store file (across processes with --split or
+           --processes).
 
 Target (reported, not enforced): highest sustained rate >= 0.9x the ingest rate of the same
 run. The load generator is this process (uvloop, raw HTTP/1.1): it competes with the gateway
 for the same cores in both measurements, so compare the ratio, not the rates, across machines.
 Exit status 1 if a post was answered with anything but 202 or a probe lost an event.
 
-Usage:  bench/sustain [--quick] [--duration 60] [--probes 4] [--split] [--json FILE]
+Usage:  bench/sustain [--quick] [--duration 60] [--probes 4] [--split | --processes]
+                      [--json FILE]
         (--quick: 10 s windows, 3 probes; re-executes itself under the repo's .venv python)
 """
 
@@ -39,7 +42,9 @@ import json
 import os
 import platform
 import shutil
+import socket
 import sqlite3
+import statistics
 import sys
 import tempfile
 import threading
@@ -199,7 +204,7 @@ def start_gateway(workdir: Path, roles: list[list[str]]) -> tuple[list[Process],
         command = [gateway, "serve", "--config", str(config), "--port", str(port_here), *flags]
         log_file = workdir / f"gateway.{index}.log"
         procs.append(start_server(command, log_file, cwd=workdir))
-        wait_ready(f"http://127.0.0.1:{port_here}/healthz", procs[-1], log_file)
+        wait_ready(f"http://127.0.0.1:{port_here}/readyz", procs[-1], log_file)
         port = port or port_here
     return procs, port
 
@@ -245,8 +250,7 @@ def growth(points: list[tuple[float, int]], seconds: float) -> tuple[float, int]
 def probe(rate: float, args: argparse.Namespace, workdir: Path, bodies: Bodies) -> dict[str, Any]:
     """Post at `rate` for --duration seconds; the backlog over time, and whether it stayed
     bounded; then how long the gateway took to finish what was left."""
-    roles = [["--role", "ingest"], ["--role", "worker"]] if args.split else [[]]
-    procs, port = start_gateway(workdir, roles)
+    procs, port = start_gateway(workdir, topology(args))
     sampler = Sampler(workdir / "gateway.db")
     try:
         sampler.start()
@@ -280,6 +284,54 @@ def probe(rate: float, args: argparse.Namespace, workdir: Path, bodies: Bodies) 
         "backlog_peak_last_third": peak,
         "cleared_after_s": round(cleared_s, 2),
         "sustained": sustained,
+    }
+
+
+def topology(args: argparse.Namespace) -> list[list[str]]:
+    """The --role (or --processes) flags of each `gateway serve` of the sustain probes."""
+    if args.split:
+        return [["--role", "ingest"], ["--role", "worker"]]
+    if args.processes:
+        return [["--processes", "2"]]
+    return [[]]
+
+
+def idle_latency(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """One order at a time through the probes' topology: ms from its 202 to its run's success,
+    read from the store file (polled every 0.2 ms), whichever process ran it."""
+    procs, port = start_gateway(workdir, topology(args))
+    bodies = Bodies(args.body, "idle")
+    db = sqlite3.connect(f"file:{workdir / 'gateway.db'}?mode=ro", uri=True, timeout=10)
+    waits: list[float] = []
+    warmup = 10
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as conn:
+            reader = conn.makefile("rb")
+            for n in range(warmup + args.samples):
+                conn.sendall(bodies.request())
+                length = 0
+                while (line := reader.readline()) not in (b"\r\n", b""):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                reader.read(length)
+                answered = time.perf_counter()
+                while (
+                    db.execute("SELECT count(*) FROM runs WHERE status = 'succeeded'").fetchone()[0]
+                    <= n
+                ):
+                    time.sleep(0.0002)
+                if n >= warmup:
+                    waits.append((time.perf_counter() - answered) * 1000)
+                time.sleep(0.02)  # idle again
+    finally:
+        db.close()
+        for proc in procs:
+            stop_server(proc)
+    waits.sort()
+    return {
+        "p50_ms": round(statistics.median(waits), 2),
+        "p90_ms": round(waits[int(0.9 * (len(waits) - 1))], 2),
+        "max_ms": round(waits[-1], 2),
     }
 
 
@@ -340,7 +392,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--ingest-seconds", type=float, default=10.0)
     parser.add_argument("--probes", type=int, default=4)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--split", action="store_true", help="door and worker, two processes")
+    topologies = parser.add_mutually_exclusive_group()
+    topologies.add_argument("--split", action="store_true", help="door and worker, two serves")
+    topologies.add_argument(
+        "--processes", action="store_true", help="`gateway serve --processes 2`"
+    )
     parser.add_argument("--samples", type=int, default=200, help="idle latency samples")
     parser.add_argument("--body", type=Path, default=DEFAULT_BODY)
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
@@ -370,6 +426,7 @@ def main(argv: list[str]) -> int:
 
         (workdir / "latency").mkdir()
         idle = latency(workdir / "latency", args.samples)
+        across = idle_latency(args, workdir / "idle")
     finally:
         if args.keep:
             print(f"kept {workdir}", file=sys.stderr)
@@ -378,7 +435,8 @@ def main(argv: list[str]) -> int:
     best = max((p["rate"] for p in probes if p["sustained"]), default=0.0)
     ratio = best / door["per_s"] if door["per_s"] else 0.0
     p50 = idle["after_202"]["p50_ms"]
-    topology = "door + worker processes" if args.split else "one process, all roles"
+    shape = "door + worker processes" if args.split else "one process, all roles"
+    shape = "gateway serve --processes 2" if args.processes else shape
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} CPU(s), Python "
         f"{platform.python_version()}, load average {load_before[0]:.2f} before, "
@@ -387,7 +445,7 @@ def main(argv: list[str]) -> int:
     print(f"ingest   door alone (--role ingest): {door['per_s']:.0f} req/s")
     for p in probes:
         print(
-            f"sustain  {topology}, {p['rate']:.0f}/s ({p['fraction']:.2f}x) for "
+            f"sustain  {shape}, {p['rate']:.0f}/s ({p['fraction']:.2f}x) for "
             f"{args.duration:g} s: posted {p['posted_per_s']:.0f}/s, p99 {p['p99_ms']} ms, "
             f"backlog growth {p['backlog_growth_per_s']}/s (worker ~"
             f"{p['posted_per_s'] - p['backlog_growth_per_s']:.0f}/s), peak "
@@ -400,6 +458,10 @@ def main(argv: list[str]) -> int:
         f"202 -> handler p50 {p50} ms (target <= {TARGET_P50_MS:g}: "
         f"{'met' if p50 <= TARGET_P50_MS else 'MISSED'})"
     )
+    print(
+        f"latency  {shape}, idle, 202 -> run succeeded (read from the store): p50 "
+        f"{across['p50_ms']} ms, p90 {across['p90_ms']} ms, max {across['max_ms']} ms"
+    )
     problems = [
         f"probe at {p['rate']:.0f}/s: {p['answered'] - p['accepted']} posts not accepted, "
         f"{p['accepted']} accepted vs {p['stored']} stored"
@@ -408,7 +470,8 @@ def main(argv: list[str]) -> int:
     ]
     if args.json:
         figures = {
-            "topology": topology,
+            "topology": shape,
+            "idle_in_topology": across,
             "duration_s": args.duration,
             "load_average": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
             "ingest": door,

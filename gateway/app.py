@@ -123,6 +123,9 @@ def create_app(
             return JSONResponse({"status": "shutting down"}, status_code=503)
         if problem := gateway.retention.unready():
             return JSONResponse({"status": problem}, status_code=503)
+        for companion in gateway.companions:
+            if problem := companion.unready():
+                return JSONResponse({"status": problem}, status_code=503)
         if await gateway.store.ping():
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "store unavailable"}, status_code=503)

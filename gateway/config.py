@@ -118,6 +118,9 @@ class ServerConfig(BaseModel):
     keep_alive_timeout: int = Field(5, ge=1)
     # Connections served at once; a request on a connection beyond them is answered 503.
     max_connections: int = Field(1000, ge=1)
+    # 2: the worker and scheduler run in a child process beside the door, on the second core
+    # (`gateway serve --processes`, docs/deploy.md).
+    processes: int = Field(1, ge=1, le=2)
 
     @model_validator(mode="after")
     def _idle_within_header_timeout(self) -> ServerConfig:

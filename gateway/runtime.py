@@ -11,6 +11,7 @@ import signal
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Protocol
 
 import structlog
 
@@ -29,14 +30,28 @@ from gateway.runs.shutdown import Shutdown
 from gateway.scheduler import Scheduler
 from gateway.scheduler.reconciling import Reconciling
 from gateway.store import Store
-from gateway.store.abc import ReplicaPresence
+from gateway.store.abc import ReplicaPresence, WakeUps
 from gateway.store.lock import WorkerLock
-from gateway.store.notify import Notifier
 from gateway.worker import Worker
 
 log = structlog.get_logger(__name__)
 # What a process may do; `gateway serve --role` picks some, all by default.
 ROLES = frozenset({"ingest", "worker", "scheduler"})
+
+
+class Companion(Protocol):
+    """A process that lives and dies with this gateway's (`gateway.worker_process`): started
+    once the store is open, told of each rule reload, stopped first."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self, grace: float) -> None: ...
+
+    def reload(self) -> None: ...
+
+    def unready(self) -> str | None:
+        """Why /readyz must fail because of it, or None."""
+        ...
 
 
 class Gateway:
@@ -70,7 +85,7 @@ class Gateway:
         self.scheduler: Scheduler | None = None
         # Reconciliation of the sources that have `reconcile:` (scheduler role).
         self.reconciling: Reconciling | None = None
-        self.notifier: Notifier | None = None
+        self.notifier: WakeUps | None = None
         # Keeps the knowledge collections indexed (with the worker, where there are any).
         self.indexing: Indexing | None = None
         self._lock: WorkerLock | None = None
@@ -79,6 +94,8 @@ class Gateway:
         # PostgreSQL: a replica's presence, so that its runs are taken over once it is gone.
         self.presence: ReplicaPresence | None = None
         self._reloads: set[asyncio.Task[None]] = set()
+        # `gateway serve --processes 2`: the worker process beside this door.
+        self.companions: list[Companion] = []
 
     def _build(self, roles: frozenset[str]) -> None:
         """The parts `roles` need, built once: a later start reuses them (same roles only)."""
@@ -91,11 +108,10 @@ class Gateway:
             raise ValueError(f"unknown role(s) {sorted(unknown)}; use {sorted(ROLES)}")
         self.roles = roles
         store, config = self.store, self.config
-        # PostgreSQL: other replicas' workers wake on NOTIFY; SQLite: one worker per file.
-        if store.dialect.skip_locked:
-            self.notifier = Notifier(config.store_url)
+        # Workers in other processes wake on NOTIFY (PostgreSQL) or a datagram (SQLite).
+        self.notifier = store.wake_ups()
         if "worker" in roles:
-            notify = self.notifier.notify_soon if self.notifier is not None else None
+            notify = self.notifier.notify_soon
             # The executors of rule kinds beyond direct actions (the worker closes them).
             executors: dict[str, ExecutorFactory] = {}
             if config.models or any(r.assistant for r in self.rules.rules):
@@ -123,8 +139,7 @@ class Gateway:
             # Also with no scheduled rule yet: a rule reload may bring one.
             self.scheduler = Scheduler(store, self.rules.scheduled)
             self.reconciling = Reconciling(store, config, self.metrics)
-        if self.notifier is not None:
-            store.events.on_commit(self.notifier.notify_soon)
+        store.events.on_commit(self.notifier.notify_soon)
 
     async def start(self, roles: frozenset[str] = ROLES, *, migrate: bool = True) -> None:
         """Open the store (migrating it unless `migrate` is false) and start the parts."""
@@ -151,6 +166,8 @@ class Gateway:
             if self.reconciling is not None:
                 await self.reconciling.start()
             self.retention.start(prune="scheduler" in roles)
+            for companion in self.companions:
+                await companion.start()
         except BaseException:
             await self.stop()
             raise
@@ -158,6 +175,8 @@ class Gateway:
     async def stop(self) -> None:
         """Stop what `start` started, the store last; a started part is always stopped."""
         try:
+            for companion in self.companions:
+                await companion.stop(self.shutdown.left())
             await self.retention.stop()
             if self.reconciling is not None:
                 await self.reconciling.stop()
@@ -207,6 +226,8 @@ class Gateway:
             self.worker.replace_rules(rules)
         if self.scheduler is not None:
             await self.scheduler.replace_rules(rules.scheduled)
+        for companion in self.companions:
+            companion.reload()
         log.info("rules.reloaded", rules=len(rules.rules))
         return rules
 

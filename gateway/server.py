@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any, ClassVar
 
@@ -195,9 +196,18 @@ def server_for(
     return uvicorn.Server(config)
 
 
-def serve(app: ASGIApp, limits: ServerConfig, *, host: str, port: int) -> None:
-    """Serve until a signal stops the server; exit 3 (as uvicorn does) if it cannot start."""
+def serve(
+    app: ASGIApp,
+    limits: ServerConfig,
+    *,
+    host: str,
+    port: int,
+    on_server: Callable[[uvicorn.Server], None] = lambda server: None,
+) -> None:
+    """Serve until a signal (or whoever `on_server` hands the server to) stops the server;
+    exit 3 (as uvicorn does) if it cannot start."""
     server = server_for(app, limits, host=host, port=port)
+    on_server(server)
     server.run()
     if not server.started:
         sys.exit(STARTUP_FAILURE)

@@ -23,8 +23,26 @@ def sqlite_path(config: Config) -> Path | None:
     return Path(url[len(prefix) :].split("?", 1)[0])
 
 
-def problems(config: Config, roles: Collection[str]) -> list[str]:
+# What a second process (`--processes 2`) runs; the door keeps ingest.
+BEHIND_THE_DOOR = frozenset({"worker", "scheduler"})
+
+
+def split_roles(roles: frozenset[str], processes: int) -> tuple[frozenset[str], frozenset[str]]:
+    """The roles of this process and of the worker process (none with one process)."""
+    if processes < 2:
+        return roles, frozenset()
+    return roles - BEHIND_THE_DOOR, roles & BEHIND_THE_DOOR
+
+
+def problems(config: Config, roles: Collection[str], *, processes: int = 1) -> list[str]:
     """What would make start-up fail with a traceback, found first and said in one line."""
+    if processes > 1:
+        door, behind = split_roles(frozenset(roles), processes)
+        if "ingest" not in door or not behind:
+            return [
+                f"--processes {processes} runs ingest here and the worker and scheduler in a "
+                f"second process; roles {', '.join(sorted(roles))} leave nothing to split"
+            ]
     database = sqlite_path(config)
     if database is None:
         return []

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from gateway.app import create_app
 from gateway.config import Config
 from gateway.testing.server import serve_in_thread
 from tests.fixtures import SIGNED_AT, TEST_SOURCES, Fixture
+from tests.postgres import fresh_database
 
 
 @pytest.fixture
@@ -96,3 +97,13 @@ def recording() -> None:
     from tests import recording as tools
 
     tools.reset()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A store URL on an empty database of each backend (PostgreSQL when CI is set)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'gateway.db'}"
+        return
+    async with fresh_database() as url:
+        yield url

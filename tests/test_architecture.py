@@ -90,7 +90,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "scheduler",
         "runs assistant knowledge thin",  # thin: fetching thin events' objects before routing
         "worker",
-        "ruleset runtime",  # the composition root: every part, built and started
+        "ruleset runtime worker_process",  # the composition root: every part, started
         "operations evaluation",  # what an operator does; eval replays on a worker of its own
         "api ui cli app testing runview startup terminal agents",  # the edges (agents: /mcp)
     )

@@ -22,12 +22,9 @@ T = TypeVar("T")
 
 
 async def wake_workers(store: Store) -> None:
-    """Requeued runs: on PostgreSQL, NOTIFY the replicas' workers (SQLite's poll finds them)."""
-    if not store.dialect.skip_locked:
-        return
-    from gateway.store.notify import Notifier
-
-    notifier = Notifier(store.url)
+    """Requeued runs: wake the workers of the gateway's processes (NOTIFY on PostgreSQL, a
+    datagram on SQLite; their poll finds the runs anyway)."""
+    notifier = store.wake_ups()
     try:
         await notifier.notify()
     finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -47,6 +47,15 @@ def serve(
     role: Annotated[
         list[str] | None,
         typer.Option(help="all (default), ingest, worker or scheduler; repeatable"),
+    ] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=2,
+            help="2: the worker and scheduler in a second process on the same store "
+            "(default from config, server.processes)",
+        ),
     ] = None,
     insecure: Annotated[
         bool,
@@ -94,11 +103,13 @@ def serve(
     chosen = ROLES if "all" in roles else frozenset(roles)
     from gateway import startup
 
-    for problem in startup.problems(cfg, chosen):
+    count = processes if processes is not None else cfg.server.processes
+    door, behind = startup.split_roles(chosen, count)
+    for problem in startup.problems(cfg, chosen, processes=count):
         err.print(f"[red]not starting:[/red] {problem}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     try:
-        application = create_app(cfg, migrate=migrate, roles=chosen, reload_on_hangup=True)
+        application = create_app(cfg, migrate=migrate, roles=door, reload_on_hangup=True)
     except ConfigError as exc:
         problems(exc, "in the rules; not starting")
         raise typer.Exit(1) from None
@@ -108,7 +119,28 @@ def serve(
     # Everything loaded so far lives as long as the process: keep it out of the collector's
     # scans, and collect less often. Parsing a webhook allocates hundreds of objects that die
     # young; with the default thresholds, collections cost more than the parse (bench/ingest).
+    # Frozen before the fork, the worker process shares these pages instead of copying them.
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-    server.serve(application, cfg.server, host=listen, port=port)
+    worker = None
+    if behind:
+        from gateway.worker_process import WorkerProcess
+
+        worker = WorkerProcess(cfg, behind)
+        worker.attach(application.state.gateway)
+        worker.fork()
+        err.print(
+            f"worker process: pid {worker.pid} (roles: {', '.join(sorted(behind))})",
+            markup=False,
+            highlight=False,
+        )
+
+    def stop_when_worker_gone(uvicorn_server: Any) -> None:
+        if worker is not None:
+            worker.on_gone = lambda: setattr(uvicorn_server, "should_exit", True)
+
+    server.serve(application, cfg.server, host=listen, port=port, on_server=stop_when_worker_gone)
+    if worker is not None and worker.failed:
+        err.print("[red]stopped:[/red] the worker process died; exiting", highlight=False)
+        raise typer.Exit(1)

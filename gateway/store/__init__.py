@@ -26,6 +26,7 @@ from gateway.store.abc import (
     StatsStore,
     StepStore,
     ThreadStore,
+    WakeUps,
 )
 from gateway.store.batching import Journal
 from gateway.store.evals import Evals
@@ -35,6 +36,8 @@ from gateway.store.fetches import Fetches
 from gateway.store.ingest import EventWriter
 from gateway.store.knowledge import Knowledge
 from gateway.store.lock import WorkerLock
+from gateway.store.notify import Notifier
+from gateway.store.notify_socket import SocketNotifier
 from gateway.store.presence import Presence
 from gateway.store.reconciliations import Reconciliations
 from gateway.store.records import (
@@ -161,6 +164,13 @@ class Store:
         if self.dialect.single_writer:
             return None
         return Presence(self.url, owner, self.runs.release_orphans)
+
+    def wake_ups(self) -> WakeUps:
+        """How processes on this store wake each other's workers: NOTIFY on PostgreSQL, a
+        datagram socket beside the database file on SQLite."""
+        if self.dialect.skip_locked:
+            return Notifier(self.url)
+        return SocketNotifier(str(self.engine.url.database))
 
     def worker_lock(self) -> WorkerLock | None:
         """The lock a worker must hold on this store: SQLite allows one worker process per

@@ -57,6 +57,27 @@ class ReplicaPresence(Protocol):
     async def stop(self) -> None: ...
 
 
+class WakeUps(Protocol):
+    """Wake-ups between processes on one store, after new work is committed: NOTIFY on
+    PostgreSQL (`gateway.store.notify`), a Unix datagram per listener on SQLite
+    (`gateway.store.notify_socket`). Best effort: a lost one waits for the fallback poll."""
+
+    def start(self, callback: Callable[[], None]) -> None:
+        """Listen in the background: `callback` on each wake-up from another process, and
+        whenever some may have been missed (at start, after a reconnection)."""
+        ...
+
+    async def stop(self) -> None: ...
+
+    async def notify(self) -> None:
+        """Tell every other listening process that there is new work, now."""
+        ...
+
+    def notify_soon(self, *_: object) -> None:
+        """Tell every other listening process that there is new work; never raises."""
+        ...
+
+
 class EventStore(Protocol):
     """Webhook deliveries (and schedule firings), stored once per dedup key."""
 

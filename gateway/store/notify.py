@@ -66,6 +66,14 @@ async def wait_for_work(event: asyncio.Event, due: datetime | None, longest: flo
     event.clear()
 
 
+def wake(callback: Callable[[], None]) -> None:
+    """A listener's callback, whose failure is logged: the listening goes on."""
+    try:
+        callback()
+    except Exception:
+        log.exception("notify.callback_failed")
+
+
 class Notifier:
     """Sends and receives the wake-up notifications of one store.
 
@@ -178,10 +186,7 @@ class Notifier:
         self._wake()
 
     def _wake(self) -> None:
-        try:
-            self._callback()
-        except Exception:
-            log.exception("notify.callback_failed")
+        wake(self._callback)
 
     # ------------------------------------------------------------------ sending
 

@@ -1,0 +1,240 @@
+"""`gateway serve --processes 2`: the worker and scheduler in a child process on the same store,
+so the door (this process) and the worker each have a core's worth of GIL.
+
+The child is forked after the imports (their pages shared) and before any loop or thread. A
+socket pair ties the two: the child starts once the parent has opened (and migrated) the
+store, and each side sees the other's death, `kill -9` included, as the end of the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, NoReturn
+
+import structlog
+
+from gateway.config import Config
+from gateway.errors import ConfigError
+from gateway.runs.shutdown import SIGNALS
+from gateway.runtime import Gateway
+from gateway.store.notify import wait_until_set
+
+log = structlog.get_logger(__name__)
+
+GO = b"g"  # to the child: the store is open
+STARTED = b"s"  # to the parent: the worker runs
+# Beyond the grace period, how long the parent waits for the child to exit before SIGKILL.
+EXIT_MARGIN_SECONDS = 5.0
+
+
+class WorkerProcess:
+    """The child process running `roles` (worker, scheduler) for the door in this process.
+
+    A `gateway.runtime.Companion` of the door's gateway: started with it (the child then
+    opens the store), told of SIGTERM (it drains as the door does), of each rule reload, and
+    stopped with it. If the child dies on its own, /readyz says so and `on_gone` runs (the
+    serve command stops the door and exits non-zero, for the supervisor to restart both).
+    """
+
+    def __init__(self, config: Config, roles: frozenset[str]) -> None:
+        self.config = config
+        self.roles = roles
+        self.pid: int | None = None
+        self.on_gone: Callable[[], None] = lambda: None
+        self.failed = False  # died on its own, not asked to stop
+        self._channel: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._alive = False
+        self._stopping = False
+        self._reaped = False
+        self._started = False
+        self._ended = asyncio.Event()
+
+    def attach(self, gateway: Gateway) -> None:
+        gateway.companions.append(self)
+        gateway.shutdown.on_begin.append(self.terminate)
+
+    def fork(self) -> None:
+        """Fork the child (it waits for `start`): call before any event loop or thread."""
+        parent_end, child_end = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:
+            parent_end.close()
+            _child(self.config, self.roles, child_end)
+        child_end.close()
+        self.pid, self._channel, self._alive = pid, parent_end, True
+        log.info("worker_process.forked", pid=pid, roles=sorted(self.roles))
+
+    # ------------------------------------------------------------------ Companion
+
+    async def start(self) -> None:
+        """The store is open and migrated: let the child open it too, and watch it."""
+        channel = self._watch()
+        with contextlib.suppress(OSError):  # already gone: the end of the stream says so
+            channel.send(GO)
+
+    def unready(self) -> str | None:
+        if not self._alive:
+            return "worker process gone"
+        return None if self._started else "worker process starting"
+
+    def reload(self) -> None:
+        """The door reloaded its rules (SIGHUP or the admin API): the worker reloads its own."""
+        self._signal(signal.SIGHUP)
+
+    def terminate(self) -> None:
+        """SIGTERM to the child: it drains within the same grace period as the door."""
+        self._stopping = True
+        self._signal(signal.SIGTERM)
+
+    async def stop(self, grace: float) -> None:
+        """Stop the child (SIGTERM) and wait for it: `grace` and a margin, then SIGKILL."""
+        self.terminate()
+        if self._channel is not None:
+            self._watch()
+        if not await wait_until_set(self._ended, grace + EXIT_MARGIN_SECONDS):
+            log.error("worker_process.killed", pid=self.pid, after=round(grace, 3))
+            self._signal(signal.SIGKILL)
+            await self._ended.wait()
+        self._reap(block=True)
+
+    # ------------------------------------------------------------------ the child's death
+
+    def _watch(self) -> socket.socket:
+        channel = self._channel
+        if channel is None:
+            raise RuntimeError("the worker process was not forked")
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            channel.setblocking(False)
+            self._loop.add_reader(channel.fileno(), self._readable)
+        return channel
+
+    def _readable(self) -> None:
+        channel = self._channel
+        if channel is None:
+            return
+        try:
+            if channel.recv(16):
+                self._started = True
+                return
+        except BlockingIOError:
+            return
+        except OSError:
+            pass
+        self._close()
+        self._alive = False
+        self._ended.set()
+        if self._stopping:
+            return
+        self.failed = True
+        log.error("worker_process.gone", pid=self.pid)
+        self.on_gone()
+
+    def _close(self) -> None:
+        if self._channel is not None:
+            if self._loop is not None:
+                self._loop.remove_reader(self._channel.fileno())
+            self._channel.close()
+            self._channel = None
+
+    def _signal(self, sig: int) -> None:
+        # Never once reaped: its pid may belong to another process by then.
+        if self.pid is not None and not self._reap():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def _reap(self, *, block: bool = False) -> bool:
+        """Whether the child has exited (collected, so no zombie is left); `block`: wait for
+        it (its stream has ended: it is exiting)."""
+        if self._reaped or self.pid is None:
+            return True
+        try:
+            pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            pid, status = self.pid, 0
+        if pid == 0:
+            return False
+        self._reaped, self._alive = True, False
+        log.info("worker_process.exited", pid=self.pid, status=os.waitstatus_to_exitcode(status))
+        return True
+
+
+# ---------------------------------------------------------------------- in the child
+
+
+def _child(config: Config, roles: frozenset[str], channel: socket.socket) -> NoReturn:
+    """The forked child's whole life: serve `roles` until told to stop, then exit."""
+    code = 1
+    try:
+        code = _run(_serve(config, roles, channel))
+    except BaseException:
+        log.exception("worker_process.failed")
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)  # not the parent's atexit handlers, nor its buffers again
+
+
+def _run(main: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
+async def _serve(config: Config, roles: frozenset[str], channel: socket.socket) -> int:
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    gateway = Gateway(config)
+
+    def stop() -> None:
+        gateway.shutdown.begin()
+        done.set()
+
+    for sig in SIGNALS:
+        loop.add_signal_handler(sig, stop)
+    # A reload asked for while starting (its default would kill the child) is done once started.
+    hangups: list[int] = []
+    loop.add_signal_handler(signal.SIGHUP, lambda: hangups.append(1))
+    channel.setblocking(False)
+    go = asyncio.ensure_future(loop.sock_recv(channel, 1))
+    stopped = asyncio.ensure_future(done.wait())
+    await asyncio.wait({go, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if not go.done() or go.result() != GO:
+        go.cancel()
+        return 0  # stopped, or the parent died, before its store was open
+    # The parent has migrated the store: two processes migrating at once would race.
+    await gateway.start(roles, migrate=False)
+    unhook = gateway.reload_on_hangup()
+    if hangups:
+        with contextlib.suppress(ConfigError):  # refused and logged: the rules stay
+            await gateway.reload_rules()
+
+    def parent_gone() -> None:
+        with contextlib.suppress(BlockingIOError):
+            if not channel.recv(16):
+                loop.remove_reader(channel.fileno())
+                log.warning("worker_process.parent_gone")
+                stop()
+
+    loop.add_reader(channel.fileno(), parent_gone)
+    with contextlib.suppress(OSError):  # gone: `parent_gone` says so
+        channel.send(STARTED)
+    log.info("worker_process.started", roles=sorted(roles))
+    try:
+        await done.wait()
+    finally:
+        unhook()
+        await gateway.stop()
+    return 0
