@@ -499,3 +499,19 @@ async def test_listener_reconnects_after_its_connection_is_killed(postgres_url: 
     finally:
         await listener.stop()
         await sender.stop()
+
+
+def test_a_sqlite_batch_is_written_in_few_statement_shapes() -> None:
+    """Each size of a batch was its own prepared statement, all kept (~3 MB after a load):
+    a batch is now written in pieces of 2^k rows, contiguous, in order, at most 9 of them."""
+    from gateway.store.ingest.sqlite import chunks
+
+    sizes: set[int] = set()
+    for count in range(501):  # the ingest writer's largest batch is 500
+        pieces = chunks(count)
+        assert [start for start, _ in pieces] == [
+            sum(s for _, s in pieces[:i]) for i in range(len(pieces))
+        ]
+        assert sum(size for _, size in pieces) == count and len(pieces) <= 9
+        sizes.update(size for _, size in pieces)
+    assert sizes == {1, 2, 4, 8, 16, 32, 64, 128, 256}
