@@ -36,6 +36,7 @@ NEVER_LOADED = (
     "opentelemetry.sdk",
     "boto3",
     "cryptography",  # Ed25519 (Standard Webhooks v1a): no such key among the test sources
+    "sqlalchemy.orm",  # the store runs Core on AsyncEngines (gateway.store.without_orm)
     "gateway.api",  # the admin API and the dashboard: only with an `admin_token`
     "gateway.ui",
 )
@@ -138,3 +139,22 @@ def test_gateway_serve_upgrades_a_new_store_without_importing_alembic(
     with sqlite3.connect(tmp_path / "gateway.db") as db:
         [(revision,)] = db.execute("SELECT version_num FROM alembic_version").fetchall()
     assert revision == database.file_head()
+
+
+def test_the_lean_sqlalchemy_asyncio_package_completes_itself_when_asked() -> None:
+    """A library or test that wants `AsyncSession` still gets it, and the package is whole."""
+    script = """
+import sys
+import gateway.store
+import sqlalchemy.ext.asyncio as package
+assert "sqlalchemy.orm" not in sys.modules
+assert package.AsyncEngine is package.engine.AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+assert "sqlalchemy.orm" in sys.modules and AsyncSession.__module__.endswith("session")
+assert package.AsyncEngine is package.engine.AsyncEngine
+print("OK")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "OK", done.stderr[-2000:]
