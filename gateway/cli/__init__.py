@@ -7,6 +7,11 @@ Each module below adds its commands to `app`; a module with a sub-app of its own
 
 from __future__ import annotations
 
+# isort: off
+# First: structlog, imported by every module below, without rich's tracebacks (3.7 MB).
+from gateway import plain_structlog  # noqa: F401
+# isort: on
+
 from gateway.cli import (
     check,
     evals,
