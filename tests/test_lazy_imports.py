@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway import cli
 from gateway.store import database
 from tests.process import GatewayProcess
 
@@ -49,7 +50,7 @@ import json, sys
 from pathlib import Path
 import yaml
 
-import gateway.cli  # noqa: F401  (what `gateway serve` imports before it starts)
+import gateway.cli, gateway.cli.serve  # noqa: F401  (what `gateway serve` imports first)
 from tests.live import live_gateway
 
 rules = '''
@@ -137,6 +138,10 @@ def test_gateway_serve_upgrades_a_new_store_without_importing_alembic(
 
     assert "gateway.store" in imported  # the listing is the server's
     assert [name for name in imported if name.split(".")[0] == "alembic"] == []
+    # Nor the other commands' modules: `gateway serve` registers its own alone.
+    others = {f"gateway.cli.{name}" for name in cli.COMMANDS if name != "serve"}
+    assert sorted(others & set(imported)) == []
+    assert "gateway.cli.serve" in imported
     with sqlite3.connect(tmp_path / "gateway.db") as db:
         [(revision,)] = db.execute("SELECT version_num FROM alembic_version").fetchall()
     assert revision == database.file_head()
