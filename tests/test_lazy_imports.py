@@ -38,6 +38,7 @@ NEVER_LOADED = (
     "boto3",
     "cryptography",  # Ed25519 (Standard Webhooks v1a): no such key among the test sources
     "rich.traceback",  # structlog's console tracebacks (gateway.plain_structlog)
+    "apscheduler",  # only with a scheduled rule or a reconciled source
     "sqlalchemy.orm",  # the store runs Core on AsyncEngines (gateway.store.without_orm)
     "gateway.api",  # the admin API and the dashboard: only with an `admin_token`
     "gateway.ui",
