@@ -141,6 +141,7 @@ def test_gateway_serve_upgrades_a_new_store_without_importing_alembic(
     assert [name for name in imported if name.split(".")[0] == "alembic"] == []
     # The HTTP client (the test harness above imports it itself): by a tool's first call.
     assert [name for name in imported if name.split(".")[0] == "httpx2"] == []
+    assert "rich._emoji_codes" not in imported  # the CLI's consoles print no emoji codes
     # Nor the other commands' modules: `gateway serve` registers its own alone.
     others = {f"gateway.cli.{name}" for name in cli.COMMANDS if name != "serve"}
     assert sorted(others & set(imported)) == []
