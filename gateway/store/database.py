@@ -217,14 +217,22 @@ def upgrade_apart(url: str) -> bool:
     report what is wrong the way it always has (a locked, unreachable or newer database).
     """
 
-    async def behind() -> bool:
+    async def behind() -> bool | None:
         engine, _ = connect(url)
         try:
+            try:
+                async with engine.connect():
+                    pass
+            except Exception:
+                return None  # unreachable: no child, the in-process upgrade says why at once
             return await stored_revision(engine) != file_head()
         finally:
             await engine.dispose()
 
-    if not asyncio.run(behind()):
+    state = asyncio.run(behind())
+    if state is None:
+        return False
+    if not state:
         return True
     child = [sys.executable, "-m", "gateway.store.migrate"]
     # The URL on stdin: it may hold a password, which a command line would show to `ps`.
