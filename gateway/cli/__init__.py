@@ -74,6 +74,6 @@ def main() -> None:
     from gateway import terminal
 
     terminal.quiet_logs()
-    words = [word for word in sys.argv[1:] if not word.startswith("-")]
-    command = words[0] if words else None
+    # Alone only as the first word: `gateway --help serve` still lists every command.
+    command = sys.argv[1] if len(sys.argv) > 1 else None
     commands(command if command in ALONE else None)()
