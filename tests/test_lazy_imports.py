@@ -1,7 +1,8 @@
 """What a gateway without assistants, MCP or Jira keeps out of memory: the clients it never uses.
 
-Each of these packages costs from 10 to 50 MB resident (docs/benchmarks.md, memory); a gateway
-whose config and rules do not use them must not import them, at start or while it works.
+Each of these costs from 1 to 50 MB resident (docs/benchmarks.md, memory; issue 22's target is
+80 MB for the whole gateway); a gateway whose config and rules do not use them must not import
+them, at start or while it works.
 """
 
 from __future__ import annotations
@@ -49,7 +50,6 @@ NEVER_LOADED = (
 SCRIPT = """
 import json, sys
 from pathlib import Path
-import yaml
 
 import gateway.cli, gateway.cli.serve  # noqa: F401  (what `gateway serve` imports first)
 from tests.live import live_gateway
