@@ -5,10 +5,12 @@ A scripted model on loopback (the real `openai` client talks to it) answers ever
 --latency seconds; each run takes two turns (a `log.record` call, then an answer). With the
 worker's concurrency C, the ideal wall time is ceil(N / C) * 2 * latency. The bench stores N
 events at once through the ingest writer, starts the worker, and reports the wall time until
-every run succeeded, its ratio to the ideal, and peak RSS sampled during the run (memory
-should stay flat: the first and last quarter of samples are compared).
+every run succeeded, its ratio to the ideal, peak RSS sampled during the run (memory should
+stay flat: the first and last quarter of samples are compared), and the CPU time the
+gateway's process spent per run (what still compares on a machine shared with other work).
 
-Target (reported, not enforced): within 1.2x the ideal, memory flat.
+Target (reported, not enforced): within 1.2x the ideal at concurrency 16, 1.3x at 64;
+memory flat.
 
 Usage:  bench/assistants [--runs 1000] [--latency 0.2] [--concurrency 64] [--json FILE]
 """
@@ -210,9 +212,11 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
 
         sampler = asyncio.create_task(sample())
         started = time.perf_counter()
+        cpu_started = time.process_time()  # every thread of this process: the journal's too
         await worker.start()
         await finished.wait()
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
         await sampler
         await worker.stop()
         succeeded = await store.runs.count("succeeded")
@@ -233,6 +237,10 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
         "elapsed_s": round(elapsed, 2),
         "ideal_s": round(ideal, 2),
         "ratio_to_ideal": round(elapsed / ideal, 3),
+        # What holds on a shared machine: the gateway's CPU per run, whatever the wall time.
+        "cpu_s": round(cpu, 2),
+        "cpu_ms_per_run": round(cpu * 1000 / args.runs, 2),
+        "load_average": os.getloadavg()[0],
         "rss_first_quarter_mb": round(first, 1),
         "rss_last_quarter_mb": round(last, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -263,16 +271,22 @@ def main() -> int:
         return 0
     result = asyncio.run(bench(args))
     print(
-        "| runs | concurrency | model latency | elapsed | ideal | ratio | RSS first/last quarter |"
+        "| runs | concurrency | model latency | elapsed | ideal | ratio | CPU per run "
+        "| RSS first/last quarter |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     print(
         f"| {result['runs']} | {result['concurrency']} | {result['latency_s']} s "
         f"| {result['elapsed_s']} s | {result['ideal_s']} s | {result['ratio_to_ideal']}x "
+        f"| {result['cpu_ms_per_run']} ms "
         f"| {result['rss_first_quarter_mb']} / {result['rss_last_quarter_mb']} MB |"
     )
-    met = result["ratio_to_ideal"] <= 1.2  # type: ignore[operator]
-    print(f"target ratio <= 1.2: {'MET' if met else 'NOT MET'}; succeeded {result['succeeded']}")
+    # Issue 22: 1.2x at concurrency 16, 1.3x at 64 (more turns wait for the same core).
+    target = 1.2 if args.concurrency <= 16 else 1.3
+    met = result["ratio_to_ideal"] <= target  # type: ignore[operator]
+    print(
+        f"target ratio <= {target}: {'MET' if met else 'NOT MET'}; succeeded {result['succeeded']}"
+    )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0 if result["succeeded"] == result["runs"] else 1

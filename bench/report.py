@@ -171,6 +171,8 @@ def drain_rows(drain: dict[str, Any]) -> list[Row]:
 def assistants_rows(a: dict[str, Any]) -> list[Row]:
     if not a:
         return []
+    # Issue 22: within 1.2x of the ideal at concurrency 16, within 1.3x at 64.
+    limit = 1.2 if a["concurrency"] <= 16 else 1.3
     return [
         Row(
             "`bench/assistants`",
@@ -178,8 +180,8 @@ def assistants_rows(a: dict[str, Any]) -> list[Row]:
             f"concurrency {a['concurrency']}, vs the ideal",
             a["ratio_to_ideal"],
             f"{a['ratio_to_ideal']}x ({a['elapsed_s']} s vs {a['ideal_s']} s)",
-            "≤ 1.2x",
-            a["ratio_to_ideal"] <= 1.2,
+            f"≤ {limit}x",
+            a["ratio_to_ideal"] <= limit,
         )
     ]
 
@@ -198,6 +200,12 @@ BENCHES: list[tuple[str, list[str], list[str], Callable[[dict[str, Any]], list[R
         "assistants",
         ["--runs", "1000", "--concurrency", "16"],
         ["--runs", "200", "--concurrency", "16"],
+        assistants_rows,
+    ),
+    (
+        "assistants",
+        ["--runs", "1000", "--concurrency", "64"],
+        ["--runs", "200", "--concurrency", "64"],
         assistants_rows,
     ),
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from starlette.routing import Route
 from gateway.testing.fake_llm import ScriptedModel, answer, call, conversation_text, delay
 from gateway.testing.server import serve_in_thread
 from tests.fixtures import load, requires_fixtures
-from tests.process import GatewayProcess
+from tests.process import GatewayProcess, wait_until
 
 pytestmark = [requires_fixtures, pytest.mark.slow]
 
@@ -71,13 +70,15 @@ def test_run_killed_between_two_model_turns_resumes_without_repeating_anything(
             httpx2.post(
                 f"{gateway.url}/hooks/shop", content=order.body, headers=order.headers
             ).raise_for_status()
-            _wait(lambda: len(model.requests) >= 2)
+            wait_until(lambda: len(model.requests) >= 2)
             gateway.kill()
             assert len(received) == 1
 
             gateway = GatewayProcess(config).start()
-            _wait(lambda: len(model.requests) >= 3, timeout=30)
-            _wait(lambda: "succeeded" in gateway.output() or _run_status(config) == "succeeded")
+            wait_until(lambda: len(model.requests) >= 3, timeout=30)
+            wait_until(
+                lambda: "succeeded" in gateway.output() or _run_status(config) == "succeeded"
+            )
         finally:
             gateway.stop()
 
@@ -99,14 +100,6 @@ def _run_status(config: Path) -> str:
     ).stdout
     runs = json.loads(out)
     return str(runs[0]["status"]) if runs else "none"
-
-
-def _wait(condition: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.05)
 
 
 def _assert(condition: bool) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import pytest
 from gateway.testing.fake_llm import ScriptedModel, answer, call, code, turn
 from gateway.testing.smtp import SmtpServer
 from tests.fixtures import load, requires_fixtures
-from tests.process import GatewayProcess
+from tests.process import GatewayProcess, wait_until
 
 pytestmark = [requires_fixtures, pytest.mark.slow]
 
@@ -70,13 +69,13 @@ def test_run_killed_between_download_and_mail_resumes_without_a_second_download_
                 f"{gateway.url}/hooks/shop", content=order.body, headers=order.headers
             ).raise_for_status()
             # Downloaded and journaled; the mail failed and waits for its retry.
-            _wait(lambda: "email.send" in str(_run(config).get("error")))
+            wait_until(lambda: "email.send" in str(_run(config).get("error")))
             assert len(model.containers.content_requests) == 2
             gateway.kill()
 
             smtp.start()
             gateway = GatewayProcess(config).start()
-            _wait(lambda: _run(config).get("status") == "succeeded", timeout=30)
+            wait_until(lambda: _run(config).get("status") == "succeeded", timeout=30)
         finally:
             gateway.stop()
 
@@ -98,11 +97,3 @@ def _run(config: Path) -> dict[str, Any]:
     ).stdout
     runs = json.loads(out)
     return dict(runs[0]) if runs else {}
-
-
-def _wait(condition: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.2)

@@ -134,13 +134,19 @@ def test_an_eval_is_deleted_from_the_dashboard_with_what_it_copied(
     eval_db = tmp_path / "eval.db"
     assert eval_store_counts(eval_db) == (3, 3, 1)
     with logged_in(gw) as client:
-        forged = client.post("/ui/evals/1/delete", data={"csrf": "forged"})
+        forged = client.post("/ui/evals/1/delete", data={"csrf": "forged", "confirm": "yes"})
         csrf = csrf_of(client.get("/ui/evals").text)
-        deleted = client.post("/ui/evals/1/delete", data={"csrf": csrf})
-        again = client.post("/ui/evals/1/delete", data={"csrf": csrf})
+        asked = client.post("/ui/evals/1/delete", data={"csrf": csrf})
+        kept = eval_store_counts(eval_db)
+        deleted = client.post("/ui/evals/1/delete", data={"csrf": csrf, "confirm": "yes"})
+        again = client.post("/ui/evals/1/delete", data={"csrf": csrf, "confirm": "yes"})
         listed = client.get("/ui/evals")
 
     assert forged.status_code == 403
+    # The first press only asks: the eval, what deleting it loses, and the button that does it.
+    assert asked.status_code == 200 and kept == (3, 3, 1)
+    assert "Delete eval 1?" in asked.text and "cannot be undone" in asked.text
+    assert 'name="confirm" value="yes"' in asked.text
     assert deleted.status_code == 303
     assert deleted.headers["location"] == "/ui/evals?notice=eval+1+deleted"
     assert again.status_code == 404
@@ -242,7 +248,7 @@ def test_the_eval_page_shows_approvals_that_would_be_asked_and_failed_expectatio
     assert re.search(r'<td class="pass-rate">\s*50% of 2', listed.text)
     failures = re.search(r'<ul id="failures">(.*?)</ul>', page.text, re.S)
     assert failures is not None
-    assert 'event <a href="#event-2">2</a> rule triage' in failures[1]
+    assert 'event <a href="/ui/evals/1?page=1#event-2">2</a> rule triage' in failures[1]
     assert "answer_matches: ^Filed" in failures[1]
     articles = dict(re.findall(r'data-event="(\d+)">(.*?)</article>', page.text, re.S))
     candidate = re.search(r'<div class="side candidate">(.*?)</dl>', articles["1"], re.S)
@@ -250,3 +256,28 @@ def test_the_eval_page_shows_approvals_that_would_be_asked_and_failed_expectatio
     assert "would ask for approval" in candidate[1]
     assert re.search(r'<dd class="approvals">1</dd>', candidate[1])
     assert re.search(r'<dd class="tokens">270 in / 36 out</dd>', candidate[1])
+
+
+def test_an_evals_events_are_paged_with_the_changed_filter_kept(
+    evaluated: tuple[LiveGateway, dict[str, object]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report holds up to 1,000 events: the page shows EVENTS_PER_PAGE at a time (2 here)."""
+    import gateway.ui.evals
+
+    monkeypatch.setattr(gateway.ui.evals, "EVENTS_PER_PAGE", 2)
+    gw, _ = evaluated
+    shown = {}
+    with logged_in(gw) as client:
+        for query in ("", "?page=2", "?page=9", "?page=x", "?changed=1&page=2"):
+            answer = client.get(f"/ui/evals/1{query}")
+            assert answer.status_code == 200, query
+            shown[query] = (re.findall(r'data-event="(\d+)"', answer.text), answer.text)
+
+    assert shown[""][0] == ["1", "2"] and "page 1 of 2" in shown[""][1]
+    assert 'href="/ui/evals/1?page=2"' in shown[""][1]  # next
+    assert shown["?page=2"][0] == ["3"] and 'href="/ui/evals/1?page=1"' in shown["?page=2"][1]
+    assert shown["?page=9"][0] == ["3"]  # past the end: the last page
+    assert shown["?page=x"][0] == ["1", "2"]  # not a number: the first
+    # Only the changed ones (#1 and #3) fit one page of 2: no page 2, the first is shown.
+    assert shown["?changed=1&page=2"][0] == ["1", "3"]
+    assert "page 1 of 1" in shown["?changed=1&page=2"][1]

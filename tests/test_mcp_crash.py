@@ -3,7 +3,6 @@ effects again unless the tool is idempotent (its annotations, or config, say so)
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 from gateway.testing.fake_llm import ScriptedModel, answer, call, conversation_text
 from gateway.testing.mcp_server import McpTestServer
 from tests.fixtures import load, requires_fixtures
-from tests.process import GatewayProcess
+from tests.process import GatewayProcess, wait_until
 
 pytestmark = [requires_fixtures, pytest.mark.slow]
 
@@ -49,10 +48,10 @@ def _crash_during(
             httpx2.post(
                 f"{gateway.url}/hooks/shop", content=order.body, headers=order.headers
             ).raise_for_status()
-            _wait(lambda: len(server.calls(tool)) == 1)
+            wait_until(lambda: len(server.calls(tool)) == 1)
             gateway.kill()  # journaled as started, the server is still working on it
             gateway = GatewayProcess(config).start()
-            _wait(lambda: len(model.requests) >= 2, timeout=60)
+            wait_until(lambda: len(model.requests) >= 2, timeout=60)
         finally:
             gateway.stop()
     return server, model
@@ -75,11 +74,3 @@ def test_an_idempotent_call_in_flight_at_a_crash_is_made_again(
 
     assert len(server.calls("set_label")) == 2
     assert "labelled vip" in conversation_text(model.requests[1])
-
-
-def _wait(condition: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.05)

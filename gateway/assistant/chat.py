@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 
-from openai.types.chat import ChatCompletion
-
-from gateway.assistant.client import OpenAIBackend
+from gateway.assistant.client import OpenAIBackend, list_at, string_at
 from gateway.assistant.turn import Call, Item, ModelError, Turn, function_call_item, new_call_id
 
 
@@ -20,25 +18,26 @@ class ChatBackend(OpenAIBackend):
         chat_tools = chat_tools_from(tools)
         if chat_tools:
             extra["tools"] = chat_tools
-        completion: ChatCompletion = await self.client.post(
-            "/chat/completions",
-            body={
-                "model": self.profile.model,
-                "messages": chat_messages_from(instructions, items),
-                **extra,
-            },
-            cast_to=ChatCompletion,
-        )
-        if not completion.choices:
+        body = {
+            "model": self.profile.model,
+            "messages": chat_messages_from(instructions, items),
+            **extra,
+        }
+        return await self.answer("/chat/completions", body, self._read)
+
+    def _read(self, completion: Item) -> Turn:
+        choices = list_at(completion, "choices")
+        if not choices:
             raise ModelError(
-                f"model {self.profile.model}: completion {completion.id} has no choices",
+                f"model {self.profile.model}: completion {completion.get('id')} has no choices",
                 retryable=True,
             )
-        choice = completion.choices[0]
-        if choice.finish_reason in ("length", "content_filter") and not choice.message.tool_calls:
+        choice = choices[0]
+        finish = choice.get("finish_reason")
+        if finish in ("length", "content_filter") and not choice["message"].get("tool_calls"):
             raise ModelError(
-                f"model {self.profile.model}: completion {completion.id} stopped early "
-                f"({choice.finish_reason})",
+                f"model {self.profile.model}: completion {completion.get('id')} stopped early "
+                f"({finish})",
                 retryable=False,
             )
         return turn_from_completion(completion)
@@ -97,30 +96,34 @@ def chat_messages_from(instructions: str, items: list[Item]) -> list[Item]:
     return messages
 
 
-def turn_from_completion(completion: ChatCompletion) -> Turn:
-    message = completion.choices[0].message
-    text = message.content or message.refusal or None
+def turn_from_completion(completion: Item) -> Turn:
+    """A Chat completion (plain JSON) as a turn; KeyError/TypeError if it is not one."""
+    message = completion["choices"][0]["message"]
+    text = message.get("content") or message.get("refusal") or None
+    if text is not None and not isinstance(text, str):
+        raise TypeError(f"content is a {type(text).__name__}, not a string")
     items: list[Item] = []
     if text:
         items.append({"type": "message", "role": "assistant", "content": text})
     calls: list[Call] = []
-    for tool_call in message.tool_calls or []:
-        if tool_call.type != "function":
+    for tool_call in message.get("tool_calls") or []:
+        if tool_call.get("type", "function") != "function":
             continue
+        function = tool_call["function"]
         # Some compatible servers leave the id out; the conversation needs one to pair outputs.
-        call_id = tool_call.id or new_call_id()
-        call = Call(call_id, tool_call.function.name, tool_call.function.arguments)
+        call_id = tool_call.get("id") or new_call_id()
+        call = Call(call_id, string_at(function, "name"), string_at(function, "arguments"))
         calls.append(call)
         items.append(function_call_item(call))
-    usage = completion.usage
+    usage = completion.get("usage") or {}
     return Turn(
         text=text,
         calls=calls,
         items=items,
-        input_tokens=usage.prompt_tokens if usage else 0,
-        output_tokens=usage.completion_tokens if usage else 0,
-        model=completion.model,
-        response_id=completion.id,
+        input_tokens=int(usage.get("prompt_tokens") or 0),
+        output_tokens=int(usage.get("completion_tokens") or 0),
+        model=str(completion.get("model") or ""),
+        response_id=completion.get("id"),
     )
 
 

@@ -10,10 +10,12 @@ from typing import Any
 
 import httpx2
 import openai
+import orjson
 import structlog
 
 from gateway import backoff
 from gateway.assistant.models import ModelProfile
+from gateway.assistant.pool import model_http_client
 from gateway.assistant.turn import Item, ModelError, Turn
 
 log = structlog.get_logger("gateway.assistant")
@@ -44,6 +46,8 @@ class OpenAIBackend:
         self._sleep = sleep
         # A shared http_client belongs to the caller, who closes it.
         self._owns_client = http_client is None
+        if http_client is None:
+            http_client = model_http_client()
         # The client's own retries are off: ours are logged, honour a Retry-After longer than
         # the client would, give a very long one back to the worker, and work alike for both APIs.
         self.client = openai.AsyncOpenAI(
@@ -96,6 +100,29 @@ class OpenAIBackend:
             await self._sleep(delay)
             attempt += 1
 
+    async def answer(self, path: str, body: Item, read: Callable[[Item], Turn]) -> Turn:
+        """`body` posted to `path`, its answer read by `read` from plain JSON.
+
+        The client still sends the request (auth, timeouts, status errors); only its response
+        models are left out: building them was most of a turn's CPU, and the loop needs a few
+        fields. An answer `read` cannot take apart (KeyError, TypeError, ...) is a
+        ModelError that says what was wrong, not a crash of the run.
+        """
+        # Encoded here with orjson, the whole conversation in C (the client's encoder is the
+        # standard library's); sent as the client's JSON would be, with its Content-Type.
+        raw: bytes = await self.client.post(path, content=orjson.dumps(body), cast_to=bytes)
+        try:
+            answer = orjson.loads(raw)
+            if not isinstance(answer, dict):
+                raise TypeError(f"a JSON {type(answer).__name__}, not an object")
+            return read(answer)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # JSONDecodeError too
+            problem = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise ModelError(
+                f"model {self.profile.model}: malformed answer from {path}: {problem}",
+                retryable=False,
+            ) from exc
+
     async def aclose(self) -> None:
         if self._owns_client:
             await self.client.close()
@@ -112,6 +139,22 @@ class OpenAIBackend:
         if self.profile.temperature is not None:
             extra["temperature"] = self.profile.temperature
         return extra
+
+
+def string_at(item: Item, key: str) -> str:
+    """`item[key]`, which must be a string (TypeError if not, KeyError if missing)."""
+    value = item[key]
+    if not isinstance(value, str):
+        raise TypeError(f"{key} is a {type(value).__name__}, not a string")
+    return value
+
+
+def list_at(item: Item, key: str) -> list[Item]:
+    """`item[key]`, which must be a list (TypeError if not, KeyError if missing)."""
+    value = item[key]
+    if not isinstance(value, list):
+        raise TypeError(f"{key} is a {type(value).__name__}, not a list")
+    return value
 
 
 def _backoff(attempt: int) -> float:

@@ -68,7 +68,8 @@ class Conversation:
         self.scope = scope
         names = expand(self.spec.tools, runner.tools)  # `SERVER.*` of an MCP server
         self.allowed = {name: runner.tools[name] for name in names}
-        # Steps made but not yet journaled (the prompt, until the first turn is stored).
+        # Steps made but not journaled yet, for the next commit: the prompt until the first
+        # turn, steps of calls without side effects until the next (a crash repeats those).
         self.unsaved: list[tuple[int, dict[str, Any]]] = []
         self.definitions = [services.toolbox.definition(tool) for tool in self.allowed.values()]
         self.hosted: Interpreter | None = None  # the hosted code_interpreter, if offered
@@ -246,6 +247,7 @@ class Conversation:
 
     async def _model_failed(self, exc: ModelError, what: str = "model: ") -> None:
         if exc.retryable:
+            await self.journal.save(self.run_, self.unsaved)  # before the run is let go
             await self.outcomes.retry_or_dead(self.run_, f"{what}{exc}", exc.retry_after)
         else:
             await self._stop(RunStatus.FAILED, f"{what}{exc}")
@@ -277,16 +279,16 @@ class Conversation:
         async def settle(
             status: StepStatus, output: str, arguments: Any = None
         ) -> tuple[StepStatus, str]:
-            await self.store.steps.finish(
-                run.id,
-                at,
-                {
-                    **self._values("tool", tool=name, arguments=arguments, call_id=call["call_id"]),
-                    "status": status,
-                    "error": output if status != StepStatus.DUPLICATE else None,
-                },
-                new=step is None,
-            )
+            values = {
+                **self._values("tool", tool=name, arguments=arguments, call_id=call["call_id"]),
+                "status": status,
+                "error": output if status != StepStatus.DUPLICATE else None,
+            }
+            if step is None:  # nothing was called: journaled with the next model turn
+                self.unsaved.append((at, values))
+            else:
+                await self.journal.save(run, self.unsaved)
+                await self.store.steps.finish(run.id, at, values)
             return status, output
 
         if tool is None:
@@ -327,6 +329,7 @@ class Conversation:
             )
         if decision.needs_approval:
             if step is None or step.status == StepStatus.AWAITING_APPROVAL:
+                await self.journal.save(run, self.unsaved)
                 if step is None:
                     await self.store.steps.start(
                         run.id,
@@ -358,8 +361,9 @@ class Conversation:
                     arguments,
                 )
         result = await self.journal.call_tool(
-            run, at, tool, arguments, step, None, call_id=call["call_id"], refusal_ends_run=False
-        )
+            run, at, tool, arguments, step, None, call_id=call["call_id"],
+            refusal_ends_run=False, unsaved=self.unsaved,
+        )  # fmt: skip
         if result is STOP:
             return STOP
         if isinstance(result, ToolRefused):

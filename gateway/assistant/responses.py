@@ -5,9 +5,7 @@ Its output items are already the conversation's own form, so a turn is read off 
 
 from __future__ import annotations
 
-from openai.types.responses import Response, ResponseCodeInterpreterToolCall
-
-from gateway.assistant.client import OpenAIBackend
+from gateway.assistant.client import OpenAIBackend, list_at, string_at
 from gateway.assistant.turn import Call, Item, ModelError, Turn, function_call_item
 
 
@@ -21,78 +19,86 @@ class ResponsesBackend(OpenAIBackend):
             extra["parallel_tool_calls"] = True
         if instructions:
             extra["instructions"] = instructions
-        # `post` with the body as built: our items are already in wire form, and the typed
+        # The body as built: our items are already in wire form, and the typed
         # `responses.create` would walk and copy the whole conversation on every turn (a fifth
-        # of the gateway's CPU in bench/assistants). Same client, auth, errors and parsing.
-        response: Response = await self.client.post(
-            "/responses",
-            body={"model": self.profile.model, "input": items, "store": False, **extra},
-            cast_to=Response,
-        )
-        if response.status in ("failed", "incomplete", "cancelled"):
+        # of the gateway's CPU in bench/assistants).
+        body = {"model": self.profile.model, "input": items, "store": False, **extra}
+        return await self.answer("/responses", body, self._read)
+
+    def _read(self, response: Item) -> Turn:
+        status = response.get("status")
+        if status in ("failed", "incomplete", "cancelled"):
             raise ModelError(
-                f"model {self.profile.model}: response {response.id} {response.status}: "
+                f"model {self.profile.model}: response {response.get('id')} {status}: "
                 + problem_of(response),
-                retryable=response.status == "failed",
+                retryable=status == "failed",
             )
         return turn_from_response(response)
 
 
-def turn_from_response(response: Response) -> Turn:
+def turn_from_response(response: Item) -> Turn:
+    """A Responses API answer (plain JSON) as a turn; KeyError/TypeError if it is not one."""
     texts: list[str] = []
     calls: list[Call] = []
     items: list[Item] = []
     citations: list[Item] = []
     code: list[Item] = []
-    for output in response.output:
+    for output in list_at(response, "output"):
+        kind = output["type"]
         # Output ids are left out: with store=False the server cannot look them up again.
-        if output.type == "function_call":
-            call = Call(output.call_id, output.name, output.arguments)
+        if kind == "function_call":
+            call = Call(
+                string_at(output, "call_id"),
+                string_at(output, "name"),
+                string_at(output, "arguments"),
+            )
             calls.append(call)
             items.append(function_call_item(call))
-        elif output.type == "message":
+        elif kind == "message":
+            parts = list_at(output, "content")
             text = "".join(
-                part.text if part.type == "output_text" else part.refusal for part in output.content
+                string_at(part, "text" if part["type"] == "output_text" else "refusal")
+                for part in parts
             )
             if text:
                 texts.append(text)
                 items.append({"type": "message", "role": "assistant", "content": text})
             citations += [
-                {"file_id": note.file_id, "filename": note.filename}
-                for part in output.content
-                if part.type == "output_text"
-                for note in part.annotations
-                if note.type == "file_citation"
+                {"file_id": note["file_id"], "filename": note.get("filename")}
+                for part in parts
+                if part["type"] == "output_text"
+                for note in part.get("annotations") or []
+                if note["type"] == "file_citation"
             ]
-        elif output.type == "code_interpreter_call":
+        elif kind == "code_interpreter_call":
             ran = ran_code(output)
             code.append(ran)
             # The call item itself cannot go back with store=False (its id is unknown to the
             # server then): the model reads what it ran, and its logs, as its own message.
             items.append({"type": "message", "role": "assistant", "content": ran_text(ran)})
-    usage = response.usage
+    usage = response.get("usage") or {}
     return Turn(
         text="\n\n".join(texts) or None,
         calls=calls,
         items=items,
-        input_tokens=usage.input_tokens if usage else 0,
-        output_tokens=usage.output_tokens if usage else 0,
-        model=str(response.model),
-        response_id=response.id,
+        input_tokens=int(usage.get("input_tokens") or 0),
+        output_tokens=int(usage.get("output_tokens") or 0),
+        model=str(response.get("model") or ""),
+        response_id=response.get("id"),
         citations=citations,
         code=code,
     )
 
 
-def ran_code(call: ResponseCodeInterpreterToolCall) -> Item:
+def ran_code(call: Item) -> Item:
     """What a `code_interpreter_call` ran, as the journal keeps it."""
-    outputs = call.outputs or []
+    outputs = call.get("outputs") or []
     return {
-        "container_id": call.container_id,
-        "code": call.code or "",
-        "logs": "".join(o.logs for o in outputs if o.type == "logs"),
-        "images": [o.url for o in outputs if o.type == "image"],
-        "status": call.status,
+        "container_id": call["container_id"],
+        "code": call.get("code") or "",
+        "logs": "".join(o["logs"] for o in outputs if o["type"] == "logs"),
+        "images": [o["url"] for o in outputs if o["type"] == "image"],
+        "status": call["status"],
     }
 
 
@@ -101,9 +107,11 @@ def ran_text(ran: Item) -> str:
     return f"(code_interpreter, {ran['status']})\n```python\n{ran['code']}\n```{logs}"
 
 
-def problem_of(response: Response) -> str:
-    if response.error is not None:
-        return f"{response.error.code}: {response.error.message}"
-    if response.incomplete_details is not None:
-        return str(response.incomplete_details.reason)
+def problem_of(response: Item) -> str:
+    error = response.get("error")
+    if error:
+        return f"{error.get('code')}: {error.get('message')}"
+    incomplete = response.get("incomplete_details")
+    if incomplete:
+        return str(incomplete.get("reason"))
     return "no reason given"

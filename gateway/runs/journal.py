@@ -38,6 +38,9 @@ class _Stop:
 # What `call_tool` returns when the run stopped (ended, or waits for a retry).
 STOP: Any = _Stop()
 
+# Steps of a run made but not journaled yet, (position, columns), for its next commit.
+Unsaved = list[tuple[int, dict[str, Any]]]
+
 
 @dataclass(frozen=True)
 class ToolRefused:
@@ -109,12 +112,25 @@ class Journal:
         kind: str = "tool",
         call_id: str | None = None,
         refusal_ends_run: bool = True,
+        unsaved: Unsaved | None = None,
     ) -> Any:
         """Call a tool exactly once across retries and crashes; `STOP` if the run stopped.
 
         A permanent refusal fails the run, or, with `refusal_ends_run=False` (an assistant's
         call, which the model may correct), is returned as a `ToolRefused`.
+
+        `unsaved` are steps of the run not journaled yet: they are committed with this call's
+        step, or before it for a call with side effects. Given `unsaved`, the step of a new
+        call without side effects that returned is added to them instead of committed: it
+        goes with the caller's next commit (an assistant's next model turn). A crash before
+        then makes the call again, which a call without side effects allows.
         """
+        defer = unsaved is not None
+        unsaved = [] if unsaved is None else unsaved
+        # Committed before a step is started, or the run handed over. A run an open circuit
+        # holds makes its unsaved calls (none with side effects) again when it resumes.
+        if unsaved and (tool.side_effects or step is not None or self._draining()):
+            await self.save(run, unsaved)
         if self._draining():
             await hand_over(self.store.runs, run.id)
             return STOP
@@ -154,6 +170,7 @@ class Journal:
         call = _Call(
             run, position, tool, arguments, step, end_run, context, key, attempt, kind, call_id,
             new=not tool.side_effects and step is None, refusal_ends_run=refusal_ends_run,
+            unsaved=unsaved, defer=defer,
         )  # fmt: skip
         with tracing.span("tool", tool=tool.name, position=position, attempt=attempt):
             return await self._call(call)
@@ -177,12 +194,7 @@ class Journal:
             await self._answered(call, failed=True)
             values = call.step_values()
             error = f"{type(exc).__name__}: {exc}"
-            await self.store.steps.finish(
-                run.id,
-                position,
-                {**values, "status": StepStatus.ERROR, "error": error},
-                new=call.new,
-            )
+            await self._finish(call, {**values, "status": StepStatus.ERROR, "error": error})
             await self.outcomes.retry_or_dead(run, f"{tool.name}: {error}", None, tool.name)
             return STOP
         await self._answered(call, failed=False)
@@ -191,19 +203,15 @@ class Journal:
             values["duration_ms"] / 1000
         )
         result = _jsonable(result)
+        done = {**values, "status": StepStatus.SUCCEEDED, "result": result, "error": None}
+        if call.deferrable:
+            call.unsaved.append((position, done))
+            return result
         # The run's work is done; only its last commit is left. Its slot counts as free, so
         # under a backlog a claim can join the same journal commit instead of the next one.
         with self._finishing() if call.end_run else contextlib.nullcontext():
             # The call happened: its result must be journaled, or a retry would make it again.
-            await persist(
-                lambda: self.store.steps.finish(
-                    run.id,
-                    position,
-                    {**values, "status": StepStatus.SUCCEEDED, "result": result, "error": None},
-                    call.end_run,
-                    new=call.new,
-                )
-            )
+            await persist(lambda: self._finish(call, done, call.end_run))
         if call.end_run:
             self.outcomes.ended(run, call.end_run)
         return result
@@ -216,17 +224,41 @@ class Journal:
         self.metrics.step_seconds.labels(tool.name, outcome).observe(values["duration_ms"] / 1000)
         step = {**values, "status": outcome, "error": str(exc)}
         if not exc.retryable and not call.refusal_ends_run:
-            await self.store.steps.finish(run.id, position, step, new=call.new)
+            if call.deferrable:  # the model hears of it in its next turn, committed with it
+                call.unsaved.append((position, step))
+            else:
+                await self._finish(call, step)
             return ToolRefused(str(exc))
         if not exc.retryable:
-            await self.store.steps.finish(
-                run.id, position, step, RunStatus.FAILED, f"{tool.name}: {exc}", new=call.new
-            )
+            await self._finish(call, step, RunStatus.FAILED, f"{tool.name}: {exc}")
             self.outcomes.ended(run, RunStatus.FAILED)
             return STOP
-        await self.store.steps.finish(run.id, position, step, new=call.new)
+        await self._finish(call, step)
         await self.outcomes.retry_or_dead(run, f"{tool.name}: {exc}", exc.retry_after, tool.name)
         return STOP
+
+    async def save(self, run: Run, unsaved: Unsaved) -> None:
+        """Commit the steps of `run` not journaled yet, if any."""
+        if unsaved:
+            await self.store.steps.record(run.id, list(unsaved))
+            unsaved.clear()
+
+    async def _finish(
+        self,
+        call: _Call,
+        values: dict[str, Any],
+        run_status: RunStatus | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Journal the call's step, with the run's steps not journaled yet (a new step) or
+        after them (a started one: they were committed before it started)."""
+        run, position = call.run, call.position
+        if call.new:
+            steps = [*call.unsaved, (position, values)]
+            await self.store.steps.record(run.id, steps, run_status, error)
+            call.unsaved.clear()
+        else:
+            await self.store.steps.finish(run.id, position, values, run_status, error)
 
     async def _answered(self, call: _Call, *, failed: bool) -> None:
         """Tell the downstream's circuit how the call went (failed: in a way that may pass)."""
@@ -283,7 +315,15 @@ class _Call:
     call_id: str | None
     new: bool  # no step was journaled before the call: the step is inserted whole after it
     refusal_ends_run: bool
+    unsaved: Unsaved  # the run's steps not journaled yet: committed with this one
+    defer: bool  # the caller keeps `unsaved` for its next commit
     clock: float = field(default_factory=time.perf_counter)
+
+    @property
+    def deferrable(self) -> bool:
+        """The step may wait for the caller's next commit: a new call without side effects
+        that does not end the run, whose caller keeps `unsaved`."""
+        return self.defer and self.new and self.end_run is None
 
     def step_values(self) -> dict[str, Any]:
         """The step's columns once the call returned: timing, and all of it if `new`."""
