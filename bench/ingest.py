@@ -23,11 +23,12 @@ N replicas on the same database, each behind the same loopback haproxy (one thre
 robin, keep-alive to the replicas; installed via apt-get when missing). Their ratio is the
 scaling of the replicas alone, the balancer's cost being in both.
 
-Reported per target: req/s, p50/p99 latency, non-2xx count, peak RSS of the server process
-tree (VmHWM), and the CPU each party used during the measured window, in cores (gateway
-processes, haproxy, PostgreSQL's processes, wrk, the rest; `machine busy` from /proc/stat,
-I/O wait excluded): on a small machine it shows who the cores went to. For the gateway, the
-rows added to `events` are checked against the 2xx count.
+Reported per target: req/s, p50/p99 latency, non-2xx count, resident memory of the server
+process tree at start (VmRSS, ready, before the warm-up), its peak (VmHWM) and once the load
+is over (VmRSS, the events settled), and the CPU each party used during the measured window,
+in cores (gateway processes, haproxy, PostgreSQL's processes, wrk, the rest; `machine busy`
+from /proc/stat, I/O wait excluded): on a small machine it shows who the cores went to. For
+the gateway, the rows added to `events` are checked against the 2xx count.
 Exit status 1 if the gateway answered anything but 2xx or the row count does not match;
 the performance targets (gateway >= 0.35x bare req/s, p99 <= 15 ms) are reported, not enforced.
 
@@ -494,6 +495,8 @@ def bench_target(
             replica_log = log_file.with_suffix(f".{index}.log")
             procs.append(start_server(command, replica_log, cwd=REPO))
             wait_ready(f"http://127.0.0.1:{port}{target.ready_path}", procs[-1], replica_log)
+        # Resident memory once started, before any request: imports, engines, threads.
+        start_rss = sum(rss_mb(p.pid) for p in procs)
         port = target.ports[0]
         if target.balanced:
             balancer, port = start_balancer(target.ports, workdir, target.name)
@@ -518,6 +521,7 @@ def bench_target(
         stats["cpu_cores"] = share.stop()
         stats["replicas"] = len(procs)
         stats["balanced"] = target.balanced
+        stats["start_rss_mb"] = start_rss
         stats["peak_rss_mb"] = sum(peak_rss_mb(p.pid) for p in procs)
         stats["io_stack"] = loaded_io_stack(procs[0].pid)
         stats["body_bytes"] = target.body.stat().st_size
@@ -564,14 +568,18 @@ def print_report(
         f"\nwrk: {CONNECTIONS} connections, {THREADS} threads, {args.duration} s "
         f"(after {WARMUP_SECONDS} s warm-up); store {args.store}; gateway role {args.role}\n"
     )
-    print("| target | body bytes | req/s | p50 ms | p99 ms | peak RSS MB | idle RSS MB | ratio |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| target | body bytes | req/s | p50 ms | p99 ms | start RSS MB | peak RSS MB "
+        "| idle RSS MB | ratio |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in results.items():
         lat = r["latency_us"]
         ratio = r["rps"] / results[r["baseline"]]["rps"]
         print(
             f"| {name} | {r['body_bytes']} | {r['rps']:.0f} | {lat['p50'] / 1000:.2f} "
-            f"| {lat['p99'] / 1000:.2f} | {r['peak_rss_mb']:.1f} | {r['idle_rss_mb']:.1f} "
+            f"| {lat['p99'] / 1000:.2f} | {r['start_rss_mb']:.1f} | {r['peak_rss_mb']:.1f} "
+            f"| {r['idle_rss_mb']:.1f} "
             f"| {ratio:.2f}x vs {r['baseline']} |"
         )
     print(f"\nCPU used during the measured window, in cores (the machine has {info['nproc']}):\n")

@@ -18,17 +18,16 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import __version__
-from gateway.api import api_routes
+from gateway.allocator import Trimmer
 from gateway.config import Config
 from gateway.retention.disk import Probe, free_bytes
 from gateway.runs.shutdown import RefuseWhenDraining
 from gateway.runtime import ROLES, Gateway
 from gateway.server import BodyLimit
-from gateway.ui import ui_routes
 
 if TYPE_CHECKING:
     from gateway.agents.endpoint import McpEndpoint
@@ -75,6 +74,17 @@ def direct_source(scope: Scope) -> str | None:
     return source if source and "/" not in source else None
 
 
+def admin_routes(config: Config) -> list[BaseRoute]:
+    """The admin API (`/api`) and the dashboard (`/ui`): only when `admin_token` is configured,
+    and only then imported (their models, endpoints and templates are ~3 MB resident)."""
+    if not config.admin_token:
+        return []
+    from gateway.api import api_routes
+    from gateway.ui import ui_routes
+
+    return [*api_routes(config), *ui_routes(config)]
+
+
 def create_app(
     config: Config,
     *,
@@ -82,12 +92,14 @@ def create_app(
     migrate: bool = True,
     roles: frozenset[str] = ROLES,
     reload_on_hangup: bool = False,
+    trim_memory: bool = False,
     disk_probe: Probe = free_bytes,
 ) -> Starlette:
     """The gateway for `config`; raises `ConfigError` (every problem) on a bad rule file.
 
     With `reload_on_hangup` (the `gateway serve` process, whose main thread runs the loop),
-    SIGHUP reloads the rules as the admin API does.
+    SIGHUP reloads the rules as the admin API does. With `trim_memory` (that process too), the
+    memory a burst of work freed is given back to the system once it is over (`allocator`).
     """
     gateway = Gateway(config, clock=clock, disk_probe=disk_probe)
     # The gateway's own MCP endpoint (`mcp_server:`), off unless configured.
@@ -100,6 +112,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start(roles, migrate=migrate)
+        trimmer = Trimmer() if trim_memory else None
+        if trimmer is not None:
+            trimmer.start()
         unhook = gateway.reload_on_hangup() if reload_on_hangup else None
         if reload_on_hangup:  # the serve process: SIGTERM drains before uvicorn stops it
             gateway.shutdown.install(asyncio.get_running_loop())
@@ -112,6 +127,8 @@ def create_app(
                 await agents.stop()
             if unhook is not None:
                 unhook()
+            if trimmer is not None:
+                await trimmer.stop()
             gateway.shutdown.uninstall()
             await gateway.stop()
 
@@ -147,9 +164,7 @@ def create_app(
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
-            # The admin API and dashboard: present only when `admin_token` is configured.
-            *api_routes(config),
-            *ui_routes(config),
+            *admin_routes(config),
             *(agents.routes() if agents is not None else []),
         ],
         lifespan=lifespan,

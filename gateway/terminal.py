@@ -18,7 +18,9 @@ PIPED_WIDTH = 100_000
 
 def console(*, stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, width=None if stream.isatty() else PIPED_WIDTH)
+    # No emoji codes: `:name:` in an event type, a rule name or a URL is printed as it is, and
+    # rich's table of codes (1 MB resident) stays out of `gateway serve`.
+    return Console(stderr=stderr, width=None if stream.isatty() else PIPED_WIDTH, emoji=False)
 
 
 def quiet_logs() -> None:

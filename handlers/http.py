@@ -15,13 +15,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import httpx2
 from pydantic import Field
 
 from gateway.backoff import retry_after
 from gateway.tools import Family, FamilySettings, PermanentToolError, ToolContext, ToolError
+
+if TYPE_CHECKING:
+    import httpx2
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -76,6 +78,8 @@ class Clients:
                 yield client
 
     def _new(self) -> httpx2.AsyncClient:
+        import httpx2
+
         # trust_env=False: a proxy from the environment would bypass the address check.
         return httpx2.AsyncClient(
             timeout=self.timeout, follow_redirects=False, trust_env=False, verify=_tls()
@@ -130,6 +134,8 @@ async def request(
     if not any(name.lower() == "idempotency-key" for name in sent_headers):
         sent_headers["Idempotency-Key"] = context.key
     timeout = settings.timeout
+    import httpx2  # by the first call: a gateway that makes none keeps it out of memory
+
     # httpx's timeouts bound each connect and each read, so a server sending a byte a second
     # would never trip them: the whole call, name lookup to last byte, has one deadline.
     try:
@@ -172,6 +178,8 @@ async def _exchange(
 ) -> tuple[httpx2.Response, bytes, bool]:
     """Send the request to the first checked address that accepts a connection: the response
     with its body read up to MAX_BODY, and whether it was cut there."""
+    import httpx2
+
     # Connect to the addresses we checked, not to a second DNS answer (DNS rebinding), while
     # the server still sees the real host name in Host and in TLS SNI.
     headers = {**headers, "Host": target.netloc.decode("ascii")}
@@ -198,6 +206,8 @@ async def _exchange(
 def _tls() -> ssl.SSLContext:
     """One TLS context for every client: building one loads the CA bundle (~25 ms of CPU), which
     a client per host (and one per call beyond KEPT_HOSTS) would otherwise pay each time."""
+    import httpx2
+
     return httpx2.create_ssl_context()
 
 
@@ -231,6 +241,8 @@ class AllowList:
 
 
 def _parse_url(url: str) -> httpx2.URL:
+    import httpx2
+
     try:
         target = httpx2.URL(url)
     except httpx2.InvalidURL as error:

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx2
 from pydantic import Field
 
 from gateway.backoff import parse_retry_after
 from gateway.tools import Family, FamilySettings, PermanentToolError, ToolContext, ToolError
+
+if TYPE_CHECKING:
+    import httpx2
 
 DEFAULT_API_URL = "https://slack.com/api"
 DEFAULT_TIMEOUT = 10.0
@@ -36,13 +38,19 @@ class SlackSettings(FamilySettings):
 @asynccontextmanager
 async def connect(settings: SlackSettings) -> AsyncIterator[httpx2.AsyncClient]:
     """One HTTP client per gateway: Slack's hosts are fixed by the settings, so its pooled
-    connections serve every post."""
+    connections serve every post. Imported here, by the first post: a gateway that posts
+    nothing keeps the HTTP client out of memory (~1.4 MB, docs/benchmarks.md)."""
+    import httpx2
+
     async with httpx2.AsyncClient(timeout=settings.timeout) as client:
         yield client
 
 
 family = Family("slack", SlackSettings, client=connect)
-SlackContext = ToolContext[SlackSettings, httpx2.AsyncClient]
+if TYPE_CHECKING:
+    SlackContext = ToolContext[SlackSettings, httpx2.AsyncClient]
+else:  # the tool's signature is read at start (its schema), before any client exists
+    SlackContext = ToolContext[SlackSettings, Any]
 
 
 @family.tool("slack.post")
@@ -113,6 +121,8 @@ async def _post_message(
 async def _send(
     client: httpx2.AsyncClient, url: str, payload: dict[str, Any], *, headers: dict[str, str]
 ) -> httpx2.Response:
+    import httpx2
+
     try:
         return await client.post(url, json=payload, headers=headers)
     except httpx2.TimeoutException as error:

@@ -81,3 +81,13 @@ def test_help_names_arguments_as_the_readme_does() -> None:
     assert " run [OPTIONS] RUN" in result.stdout
     assert "{run_id}" not in result.stdout
     assert "<bool>" not in result.stdout
+
+
+def test_colon_names_are_printed_as_they_are_not_as_emoji() -> None:
+    """`:name:` in an event type, a rule or a URL stays text (rich would draw an emoji)."""
+    from gateway import terminal
+
+    console = terminal.console()
+    with console.capture() as captured:
+        console.print("event shop:smile: rule :thumbs_up: http://h:8000/x:y:")
+    assert captured.get() == "event shop:smile: rule :thumbs_up: http://h:8000/x:y:\n"

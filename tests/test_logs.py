@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import structlog
 
 from gateway import log
 from gateway.redaction import KNOWN_NAMES_MAX, Redactor
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_secret_looking_and_configured_fields_are_redacted() -> None:
@@ -52,3 +57,29 @@ def test_a_redactor_past_its_kept_names_still_judges_every_name() -> None:
     assert not any(redactor.is_secret(name) for name in names)
     assert redactor.is_secret("X-Api-Key") and redactor.is_secret("X-Api-Key")
     assert len(redactor._known) <= KNOWN_NAMES_MAX
+
+
+def test_the_cli_console_log_prints_an_exception_plainly_without_rich_tracebacks() -> None:
+    """`gateway` imports structlog without rich's traceback machinery (3.7 MB resident,
+    gateway.plain_structlog): a console log still shows the whole traceback, as plain text."""
+    script = """
+import io, sys
+import gateway.cli  # noqa: F401  (what the `gateway` program imports first)
+import structlog
+from gateway import log
+out = io.StringIO()
+log.configure("warning", json=False, stream=out)
+try:
+    1 / 0
+except ZeroDivisionError:
+    structlog.get_logger("test").exception("command.failed")
+assert "rich.traceback" not in sys.modules
+print(out.getvalue())
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "command.failed" in done.stdout
+    assert "Traceback (most recent call last):" in done.stdout
+    assert "ZeroDivisionError: division by zero" in done.stdout

@@ -23,7 +23,7 @@ from gateway.scheduler import (
     parse_every,
     periods,
 )
-from gateway.scheduler.timing import JitteredTrigger
+from gateway.scheduler.jitter import JitteredTrigger
 from gateway.store import Event, Store
 
 PARIS = ZoneInfo("Europe/Paris")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -517,3 +519,37 @@ async def test_listener_reconnects_after_its_connection_is_killed(postgres_url: 
     finally:
         await listener.stop()
         await sender.stop()
+
+
+def test_a_sqlite_batch_is_written_in_few_statement_shapes() -> None:
+    """Each size of a batch was its own prepared statement, all kept (~3 MB after a load):
+    a batch is now written in pieces of 2^k rows, contiguous, in order, at most 9 of them."""
+    from gateway.store.ingest.sqlite import chunks
+
+    sizes: set[int] = set()
+    for count in range(501):  # the ingest writer's largest batch is 500
+        pieces = chunks(count)
+        assert [start for start, _ in pieces] == [
+            sum(s for _, s in pieces[:i]) for i in range(len(pieces))
+        ]
+        assert sum(size for _, size in pieces) == count and len(pieces) <= 9
+        sizes.update(size for _, size in pieces)
+    assert sizes == {1, 2, 4, 8, 16, 32, 64, 128, 256}
+
+
+def test_a_store_behind_is_upgraded_apart_and_one_at_the_head_is_left_alone(
+    tmp_path: Path,
+) -> None:
+    """`gateway serve`'s upgrade in a child process (Alembic stays out of the server)."""
+    url = f"sqlite:///{tmp_path / 'apart.db'}"
+    assert database.upgrade_apart(url)  # a new file: the child migrated it
+    with sqlite3.connect(tmp_path / "apart.db") as db:
+        [(revision,)] = db.execute("SELECT version_num FROM alembic_version").fetchall()
+    assert revision == database.file_head()
+    assert database.upgrade_apart(url)  # at the head: nothing to do
+
+
+def test_an_unreachable_store_is_left_to_the_in_process_upgrade_at_once() -> None:
+    started = time.monotonic()
+    assert not database.upgrade_apart("postgresql://nobody@127.0.0.1:9/none")
+    assert time.monotonic() - started < 10

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from email.utils import getaddresses
 from typing import Any
 
-import httpx2
-
 from gateway.issue_keys import PROJECT_KEY, project_of
 from gateway.tools import Tool
 
@@ -182,6 +180,8 @@ def _check_hosts(tool: str, argument: str, value: Any, hosts: list[str]) -> str 
         # Parsers disagree on these (is `a\@b` host a or b?): refuse rather than guess.
         if "\\" in text or any(c.isspace() or ord(c) < 32 for c in text):
             return f"{argument} {text!r} is not a plain URL ({tool})"
+        import httpx2  # the parser the http tool sends with; imported by a host check only
+
         try:
             host = httpx2.URL(text).host
         except Exception:

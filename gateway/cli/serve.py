@@ -68,8 +68,8 @@ def serve(
     """Run the gateway: webhook ingest, health and metrics."""
     import structlog
 
+    from gateway import allocator, log, server
     from gateway import insecure as settings
-    from gateway import log, server
     from gateway.app import create_app
     from gateway.runtime import ROLES
 
@@ -101,6 +101,8 @@ def serve(
         err.print(f"[red]error:[/red] unknown role(s) {sorted(unknown)}; use all, {sorted(ROLES)}")
         raise typer.Exit(2)
     chosen = ROLES if "all" in roles else frozenset(roles)
+    # Before the store's threads exist: each would otherwise get an arena of its own.
+    allocator.cap_arenas()
     from gateway import startup
 
     count = processes if processes is not None else cfg.server.processes
@@ -108,8 +110,16 @@ def serve(
     for problem in startup.problems(cfg, chosen, processes=count):
         err.print(f"[red]not starting:[/red] {problem}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
+    if migrate:
+        # In a child process, so Alembic never lives in the server; if the child fails,
+        # create_app's own upgrade tries again and says why.
+        from gateway.store import database
+
+        database.upgrade_apart(cfg.store_url)
     try:
-        application = create_app(cfg, migrate=migrate, roles=door, reload_on_hangup=True)
+        application = create_app(
+            cfg, migrate=migrate, roles=door, reload_on_hangup=True, trim_memory=True
+        )
     except ConfigError as exc:
         problems(exc, "in the rules; not starting")
         raise typer.Exit(1) from None

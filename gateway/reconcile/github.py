@@ -12,15 +12,17 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx2
 import orjson
 
 from gateway.errors import SignatureInvalid
 from gateway.reconcile.api import ProviderApiError, ProviderBusy, patiently, rate_limit_wait
 from gateway.reconcile.base import Reconciler, Tally, log
 from gateway.reconcile_config import GitHubReconcile
+
+if TYPE_CHECKING:
+    import httpx2
 
 API = "https://api.github.com"
 # Deliveries per page: GitHub's largest.
@@ -45,6 +47,8 @@ class GitHubReconciler(Reconciler):
     settings: GitHubReconcile
 
     async def run(self, since: datetime, tally: Tally) -> None:
+        import httpx2  # by a run: a gateway that reconciles nothing keeps it out of memory
+
         base = (self.settings.api_base or API).rstrip("/")
         headers = {
             "authorization": f"Bearer {self.settings.token}",
@@ -133,6 +137,8 @@ class GitHubReconciler(Reconciler):
         return await self.keep(headers, body, payload, datetime.now(UTC))
 
     async def _call(self, method: str, url: str) -> httpx2.Response:
+        import httpx2
+
         async def once() -> httpx2.Response:
             try:
                 async with asyncio.timeout(CALL_TIMEOUT):

@@ -13,8 +13,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 
 from gateway.config import Config
 from gateway.metrics import Metrics
@@ -50,6 +48,10 @@ class Reconciling:
     async def start(self) -> None:
         if not self.sources:
             return
+        # Imported here: a gateway that reconciles nothing keeps APScheduler out of memory.
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+        from apscheduler.triggers.interval import IntervalTrigger
+
         for name in self.sources:
             await self._wake(name)
         runtime = AsyncIOScheduler(timezone=UTC)

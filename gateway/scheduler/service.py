@@ -14,7 +14,6 @@ from typing import Any
 
 import orjson
 import structlog
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 # Defined in gateway.errors (the whole tree in one module), imported from here too.
 from gateway.errors import UnknownSchedule as UnknownSchedule
@@ -94,6 +93,7 @@ class Scheduler:
         self.timings: dict[str, Timing] = {}
         self._use(rules)
         self._runtime: Any = None
+        self._started = False
         # Firings APScheduler started and that have not finished: stop() lets them finish.
         self._firing: set[asyncio.Task[Any]] = set()
 
@@ -151,11 +151,9 @@ class Scheduler:
         now = self.clock().astimezone(UTC)
         await self._record_next_fires(now)
         await self.tick(now)
-        runtime = AsyncIOScheduler(timezone=UTC)
+        self._started = True
         for name in self.timings:
-            self._add_job(runtime, name)
-        runtime.start()
-        self._runtime = runtime
+            self._add_job(name)
         log.info("scheduler.started", rules=sorted(self.rules))
 
     async def replace_rules(self, rules: Iterable[Rule]) -> None:
@@ -165,12 +163,13 @@ class Scheduler:
         self._use(rules)
         now = self.clock().astimezone(UTC)
         await self._record_next_fires(now)
-        if self._runtime is None:
+        if not self._started:
             return
         for name in before.keys() - self.rules.keys():
-            self._runtime.remove_job(name)
+            if self._runtime is not None:
+                self._runtime.remove_job(name)
         for name in self.rules:
-            self._add_job(self._runtime, name)  # replaces an existing job of that name
+            self._add_job(name)  # replaces an existing job of that name
         await self.tick(now)
         log.info("scheduler.reloaded", rules=sorted(self.rules))
 
@@ -178,9 +177,9 @@ class Scheduler:
         for name, timing in self.timings.items():
             await self.store.schedules.record_next(name, timing.next_after(now), now)
 
-    def _add_job(self, runtime: Any, name: str) -> None:
+    def _add_job(self, name: str) -> None:
         timing = self.timings[name]
-        runtime.add_job(
+        self._running_scheduler().add_job(
             self._wake,
             trigger=timing.apscheduler_trigger(),
             args=[name],
@@ -192,7 +191,18 @@ class Scheduler:
             replace_existing=True,
         )
 
+    def _running_scheduler(self) -> Any:
+        """APScheduler's runtime, started with the first job: a gateway with no scheduled rule
+        (yet: a reload may bring one) keeps APScheduler out of memory (~1 MB)."""
+        if self._runtime is None:
+            from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+            self._runtime = AsyncIOScheduler(timezone=UTC)
+            self._runtime.start()
+        return self._runtime
+
     async def stop(self) -> None:
+        self._started = False
         if self._runtime is not None:
             self._runtime.shutdown(wait=False)
             self._runtime = None

@@ -10,16 +10,15 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 
 from gateway.errors import ConfigError
 from gateway.rules.loader import Problem
 from gateway.rules.model import Rule
+
+if TYPE_CHECKING:
+    from apscheduler.triggers.base import BaseTrigger
 
 # How late a firing may still run when the rule sets no `misfire_grace` (seconds).
 DEFAULT_MISFIRE_GRACE = 60
@@ -33,7 +32,7 @@ CRON_LOOKBEHIND = timedelta(hours=3)
 
 _EVERY = re.compile(r"(\d+)\s*([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-_TICK = timedelta(microseconds=1)
+TICK = timedelta(microseconds=1)
 
 
 def parse_every(text: str) -> timedelta:
@@ -102,6 +101,10 @@ class Timing:
                 f"rule {rule.name}: schedule.timezone: unknown zone {schedule.timezone!r}"
             )
             zone = ZoneInfo("UTC")
+        # APScheduler's triggers compute the fire times; imported for a scheduled rule only.
+        from apscheduler.triggers.cron import CronTrigger
+        from apscheduler.triggers.interval import IntervalTrigger
+
         trigger: Any = None
         expression = ""
         if (schedule.cron is None) == (schedule.every is None):
@@ -173,7 +176,7 @@ class Timing:
         so a cron chain starts a few hours early: every process then agrees on the fire times.
         """
         after = after.astimezone(UTC)
-        found = self.trigger.get_next_fire_time(None, after - self.lookbehind + _TICK)
+        found = self.trigger.get_next_fire_time(None, after - self.lookbehind + TICK)
         last = after - self.lookbehind
         stuck = timedelta(minutes=1)
         while found is not None:
@@ -209,33 +212,9 @@ class Timing:
 
     def apscheduler_trigger(self) -> BaseTrigger:
         """The trigger the APScheduler runtime wakes this rule with (jitter applied)."""
+        from gateway.scheduler.jitter import JitteredTrigger
+
         return JitteredTrigger(self)
-
-
-class JitteredTrigger(BaseTrigger):  # type: ignore[misc]
-    """A rule's fire times, each delayed by up to `jitter` seconds: APScheduler's trigger.
-
-    APScheduler 3 computes an interval's next fire time from the previous (jittered) one, so
-    jitter would accumulate as drift; here the next fire time comes from the rule's grid.
-    Jitter is meant to be shorter than the period.
-    """
-
-    def __init__(self, timing: Timing) -> None:
-        self.timing = timing
-        self.jitter = timing.jitter
-
-    def get_next_fire_time(
-        self, previous_fire_time: datetime | None, now: datetime
-    ) -> datetime | None:
-        if previous_fire_time is None:
-            found = self.timing.next_after(now - _TICK)
-        else:
-            found = self.timing.next_after(previous_fire_time)
-        jittered: datetime | None = self._apply_jitter(found, self.jitter, now)
-        return jittered
-
-    def __str__(self) -> str:
-        return f"{self.timing.expression} in {self.timing.zone} (jitter {self.jitter}s)"
 
 
 _DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -7,6 +7,11 @@ the interface in `gateway.store.abc` (`store.events.get(id)`, `store.runs.claim(
 
 from __future__ import annotations
 
+# isort: off
+# First: every store module below imports sqlalchemy.ext.asyncio, which this loads lean.
+from gateway.store import without_orm  # noqa: F401
+# isort: on
+
 from sqlalchemy import text
 
 from gateway.errors import SchemaMismatch

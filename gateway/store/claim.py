@@ -10,7 +10,6 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Row, Select, bindparam, func, or_, select, text, update
-from sqlalchemy.orm import aliased
 
 from gateway.store.database import Dialect
 from gateway.store.part import now_utc
@@ -21,7 +20,7 @@ from gateway.store.status import RunStatus
 # A run is claimable when no earlier run with its ordering key is unfinished. Two queries,
 # each walking ix_runs_status_id in id order: one over both statuses (an OR) made SQLite
 # collect and sort every pending run to return the first few.
-_EARLIER = aliased(runs, name="earlier")
+_EARLIER = runs.alias("earlier")
 _NOW = bindparam("b_now", type_=runs.c.started_at.type)
 # The first unfinished run of each key, computed once per claim from the partial index
 # ix_runs_unfinished_key (unfinished runs only). A correlated "no earlier unfinished run of

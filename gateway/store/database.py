@@ -5,7 +5,10 @@ SQLite and PostgreSQL share all code; the differences are the few flags in `Dial
 
 from __future__ import annotations
 
+import asyncio
 import re
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -205,6 +208,36 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
             # Replicas starting together migrate one after the other, not into each other.
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         await conn.run_sync(_upgrade, revision)
+
+
+def upgrade_apart(url: str) -> bool:
+    """Bring the store at `url` to the head revision in a child process, so that Alembic's
+    ~10 MB stay out of a long-running server (`gateway serve`). True if the store is at the
+    head; False if the child failed, leaving the in-process `upgrade` to try again and to
+    report what is wrong the way it always has (a locked, unreachable or newer database).
+    """
+
+    async def behind() -> bool | None:
+        engine, _ = connect(url)
+        try:
+            try:
+                async with engine.connect():
+                    pass
+            except Exception:
+                return None  # unreachable: no child, the in-process upgrade says why at once
+            return await stored_revision(engine) != file_head()
+        finally:
+            await engine.dispose()
+
+    state = asyncio.run(behind())
+    if state is None:
+        return False
+    if not state:
+        return True
+    child = [sys.executable, "-m", "gateway.store.migrate"]
+    # The URL on stdin: it may hold a password, which a command line would show to `ps`.
+    done = subprocess.run(child, input=url, text=True, capture_output=True, check=False)
+    return done.returncode == 0
 
 
 async def check_known(engine: AsyncEngine) -> str | None:
