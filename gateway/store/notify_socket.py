@@ -28,9 +28,9 @@ SHORT_PATH = 100
 # with the kernel's coarse clock, so a socket bound in the tick just listed could be missed.
 RELIST_SECONDS = 1.0
 # A listener wakes at once after a quiet spell, then at most once per this many seconds while
-# wake-ups keep coming: each wake costs the worker a scan and write transactions on the one
-# SQLite file the door commits to, so under a stream larger batches are cheaper than one wake
-# per door batch; the idle latency is unchanged.
+# wake-ups keep coming. Each wake costs the worker a scan and write transactions on the one
+# SQLite file the door commits to, so a stream is cheaper in larger batches; but a longer
+# interval also holds back a trickle of events, each arriving within it (docs/benchmarks.md).
 WAKE_INTERVAL_SECONDS = 0.05
 
 
