@@ -18,6 +18,11 @@ Shopify order fixture with a `bench_event` field appended, a new one on every re
 in wrk (bench/wrk/post.lua): the gateway deduplicates Shopify deliveries by their body, so
 every request is a new body and a new event.
 
+With --floor, three more targets before the gateway, on the first body: bench/floor.py, the
+least a door can do on the same stack, step by step: `floor-verify` (read and check the HMAC),
+`floor-parse` (+ orjson and the dedup digest), `floor-store` (+ a group-committed SQLite insert
+before the 202). Between floor-store and the gateway is what the gateway adds to the promise.
+
 With --replicas N (PostgreSQL), two more targets in the same run: one gateway replica, then
 N replicas on the same database, each behind the same loopback haproxy (one thread, round
 robin, keep-alive to the replicas; installed via apt-get when missing). Their ratio is the
@@ -33,7 +38,8 @@ Exit status 1 if the gateway answered anything but 2xx or the row count does not
 the performance targets (gateway >= 0.35x bare req/s, p99 <= 15 ms) are reported, not enforced.
 
 Usage:  bench/ingest [--duration 10] [--store sqlite|postgresql|both] [--replicas N]
-                    [--role all|ingest|split|processes] [--body FILE]... [--json FILE]
+                    [--role all|ingest|split|processes] [--body FILE]... [--floor]
+                    [--json FILE]
         (re-executes itself under the repo's .venv python; needs `wrk`, installed via apt-get
         when missing)
 """
@@ -350,6 +356,20 @@ def bare_target(port: int, body: Path = DEFAULT_BODY) -> Target:
         "warning",
     ]
     return Target("bare", [command], [port], "/healthz", body=body)
+
+
+FLOOR_LEVELS = ("verify", "verify,parse", "verify,parse,store")
+
+
+def floor_target(port: int, steps: str, workdir: Path, body: Path) -> Target:
+    """bench/floor.py with `steps`: the least a verified (, parsed, durable) ingest does."""
+    target = bare_target(port, body)
+    database = workdir / f"floor-{steps.count(',')}.db"
+    command = target.commands[0]
+    command[command.index("bare:app")] = "floor:app"
+    target.commands = [["env", f"FLOOR_STEPS={steps}", f"FLOOR_DB={database}", *command]]
+    target.name = "floor-" + steps.rsplit(",", 1)[-1]
+    return target
 
 
 def gateway_target(
@@ -690,6 +710,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="also run 1 and N PostgreSQL replicas behind a loopback haproxy "
         "in the same run and report the scaling (N >= 2)",
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also measure bench/floor.py, the least a door can do, step by step (verify, "
+        "+parse, +store), against bare with the first body, in the same run",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, db)")
     return parser.parse_args(argv)
 
@@ -708,6 +734,10 @@ def main(argv: list[str]) -> int:
     try:
         results: dict[str, dict[str, Any]] = {}
         results["bare"] = bench_target(bare_target(free_port(), bodies[0]), wrk, args, workdir)
+        if args.floor:
+            for steps in FLOOR_LEVELS:
+                floor = floor_target(free_port(), steps, workdir, bodies[0])
+                results[floor.name] = bench_target(floor, wrk, args, workdir)
         for store in stores[: len(names)]:  # a PostgreSQL store added for --replicas comes last
             label = "gateway" if store is stores[0] else f"gateway-{store.name}"
             (workdir / store.name).mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,8 @@ NEVER_LOADED = (
     "sqlalchemy.orm",  # the store runs Core on AsyncEngines (gateway.store.without_orm)
     "gateway.api",  # the admin API and the dashboard: only with an `admin_token`
     "gateway.ui",
+    "watchfiles",  # uvicorn's --reload watcher: not installed (uvicorn without [standard])
+    "websockets",
 )
 
 # Runs in a fresh interpreter: `gateway serve`'s imports (the CLI), then a whole gateway on
