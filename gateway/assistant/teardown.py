@@ -17,7 +17,7 @@ import structlog
 from gateway.backoff import backoff
 from gateway.runs.journal import nonce
 from gateway.store import Step, Store
-from gateway.store.status import StepStatus
+from gateway.store.status import FINISHED, StepStatus
 
 if TYPE_CHECKING:
     import openai
@@ -132,6 +132,9 @@ async def sweep(store: Store, client_of: ClientOf) -> int:
         if made.arguments.get("keep") or client is None:
             continue
         try:
+            run = await store.runs.get(made.run_id)
+            if run is None or run.status not in FINISHED:
+                continue  # an operator retried it since: it goes on with this container
             step = await delete_container(client, store, made.run_id, made.result["container_id"])
         except Exception as exc:  # the store: the next sweep tries again
             log.error("container.sweep_failed", run_id=made.run_id, error=str(exc))
