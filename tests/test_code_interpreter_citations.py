@@ -4,6 +4,7 @@ that ran code and cites none. The real `openai` client, the loopback Responses s
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from gateway.assistant.responses import turn_from_response
@@ -92,6 +93,27 @@ def test_a_turn_that_ran_code_and_cites_nothing_falls_back_to_listing_the_contai
     assert names == ["chart.png", "notes.txt"]
     [container] = model.containers.containers.values()
     assert model.containers.list_requests == [container.id]
+
+
+def test_a_file_cited_in_another_container_is_refused_with_a_step_error(
+    tmp_path: Path,
+    model: ScriptedModel,  # noqa: F811
+) -> None:
+    elsewhere = ("cntr_elsewhere", "cfile_elsewhere", "theirs.csv")
+    model.script(replace(code("plot()"), container_citations=(elsewhere,)))
+    with live_gateway(tmp_path, RULE, models=models(model)) as gw:
+        fire(gw, tmp_path, "chart")
+        [run] = gw.finished_runs(1)
+        steps = gw.steps(run.id)
+
+    assert run.status == "succeeded", run.error
+    [refused] = [s for s in steps if s.tool == "code_interpreter.download"]
+    assert refused.status == "failed"
+    assert refused.error == (
+        "code_interpreter: theirs.csv not downloaded: cited in container cntr_elsewhere, "
+        "not the run's"
+    )
+    assert model.containers.content_requests == [] and model.containers.list_requests == []
 
 
 def test_container_file_citations_are_read_off_a_responses_answer() -> None:
