@@ -67,7 +67,7 @@ class AssistantRunner:
     async def aclose(self) -> None:
         if self._sweep is not None:
             self._sweep.cancel()
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(asyncio.CancelledError):  # sweep logs its own errors
                 await self._sweep
         for backend in self._backends.values():
             await backend.aclose()
