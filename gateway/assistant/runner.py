@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import structlog
+
 from gateway.assistant.backends import Backend, make_backend
 from gateway.assistant.budget import Budgets
 from gateway.assistant.container import Interpreter
@@ -29,6 +31,7 @@ from gateway.tools import Tool
 if TYPE_CHECKING:
     import openai
 
+log = structlog.get_logger(__name__)
 # How often, at most, a run's start also sweeps the containers a crash left undeleted.
 SWEEP_EVERY_SECONDS = 300.0
 
@@ -127,13 +130,18 @@ class AssistantRunner:
             await self._release(conversation.hosted)
 
     async def _release(self, hosted: Interpreter) -> None:
-        """Once its run has ended (not paused, nor to be retried), delete its container."""
+        """Once its run has ended (not paused, nor to be retried), delete its container. Never
+        raises: the run has ended, and an error here would have the worker retry it; a
+        deletion the store failed to journal is the sweep's."""
         if hosted.container_id is None or hosted.options.keep_container:
             return
         store = self.services.store
-        ended = await store.runs.get(hosted.run.id)
-        if ended is not None and ended.status in FINISHED:
-            await delete_container(hosted.client, store, hosted.run.id, hosted.container_id)
+        try:
+            ended = await store.runs.get(hosted.run.id)
+            if ended is not None and ended.status in FINISHED:
+                await delete_container(hosted.client, store, hosted.run.id, hosted.container_id)
+        except Exception as exc:
+            log.error("container.release_failed", container=hosted.container_id, error=str(exc))
 
     def _sweep_now_and_then(self) -> None:
         """With the first run of the process, and at most every SWEEP_EVERY_SECONDS after:
