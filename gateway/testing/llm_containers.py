@@ -7,6 +7,7 @@ resumed run did not download a file twice; `deleted` holds the containers delete
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -60,6 +61,7 @@ class Containers:
         self.delete_requests: list[str] = []  # the id in every delete request, answered or not
         self._failures: list[int] = []  # statuses the next requests answer, in order
         self._delete_failures: list[int] = []  # statuses the next delete requests answer
+        self.delete_hold = 0.0  # seconds a delete request waits before it is carried out
         self._lock = threading.Lock()
 
     def _live(self, container_id: str) -> Container | None:
@@ -148,6 +150,9 @@ class Containers:
         cid = request.path_params["cid"]
         with self._lock:
             self.delete_requests.append(cid)
+        # Held, then carried out even if the client has gone meanwhile, as a server would.
+        await asyncio.sleep(self.delete_hold)
+        with self._lock:
             failure = self._delete_failures.pop(0) if self._delete_failures else None
             container = self._live(cid)
             if failure is None and container is not None:
