@@ -116,6 +116,26 @@ def test_a_file_cited_in_another_container_is_refused_with_a_step_error(
     assert model.containers.content_requests == [] and model.containers.list_requests == []
 
 
+def test_a_cited_file_the_container_does_not_have_is_a_step_error_not_a_failed_run(
+    tmp_path: Path,
+    model: ScriptedModel,  # noqa: F811
+) -> None:
+    model.script(code("plot()", files={"chart.png": CHART}, cite=["chart.png", "ghost.csv"]))
+    with live_gateway(tmp_path, RULE, models=models(model)) as gw:
+        fire(gw, tmp_path, "chart")
+        [run] = gw.finished_runs(1)
+        steps = gw.steps(run.id)
+
+    assert run.status == "succeeded", run.error
+    downloads = {s.arguments["name"]: s for s in steps if s.tool == "code_interpreter.download"}
+    assert downloads["chart.png"].status == "succeeded"
+    assert downloads["ghost.csv"].status == "failed"
+    assert downloads["ghost.csv"].error == (
+        "code_interpreter: ghost.csv not downloaded: no file cfile_no_ghost.csv in the run's "
+        "container"
+    )
+
+
 def test_container_file_citations_are_read_off_a_responses_answer() -> None:
     # The shape of OpenAI's output_text annotations (openai.types.responses.ResponseOutputText).
     text = "Here is the chart: [chart.png](sandbox:/mnt/data/chart.png)"

@@ -139,19 +139,26 @@ class Interpreter:
     async def _collect_cited(self, position: int, cited: list[dict[str, Any]]) -> int:
         """The cited files, in the order cited, each once; one cited in another container
         than the run's is refused (the gateway fetches from its own container only)."""
+        import openai
+
         assert self.container_id is not None
         for note in cited:
             file_id, name = note["file_id"], note.get("filename") or note["file_id"]
             if file_id in self.fetched:
                 continue
+            path = f"/mnt/data/{name}"
             if note["container_id"] != self.container_id:
                 refused = f"cited in container {note['container_id']}, not the run's"
-                path = f"/mnt/data/{name}"
                 position = await self._download(position, file_id, path, 0, refused)
                 continue
-            entry = await self.client.containers.files.retrieve(
-                file_id, container_id=self.container_id
-            )
+            try:
+                entry = await self.client.containers.files.retrieve(
+                    file_id, container_id=self.container_id
+                )
+            except openai.NotFoundError:  # the model cited what is not there: its step says so
+                refused = f"no file {file_id} in the run's container"
+                position = await self._download(position, file_id, path, 0, refused)
+                continue
             position = await self._download(position, entry.id, entry.path, entry.bytes)
         return position
 

@@ -202,7 +202,8 @@ class ScriptedModel:
             made = self.containers.produce(container, ran.files)
             if isinstance(made, str):
                 return self._refuse(400, f"{step.describe()}: {made}")
-            cited += [(container, made[name], name) for name in ran.cite]
+            # A name the code did not write is cited by an id the container does not have.
+            cited += [(container, made.get(name, f"cfile_no_{name}"), name) for name in ran.cite]
         if cited:
             step = replace(step, container_citations=tuple(cited))
         rendered = render(body, step, self._call_ids(step), self.model)
