@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from gateway.assistant.responses import turn_from_response
 from gateway.testing.fake_llm import ScriptedModel, answer, call, code, turn
@@ -134,6 +135,33 @@ def test_a_cited_file_the_container_does_not_have_is_a_step_error_not_a_failed_r
         "code_interpreter: ghost.csv not downloaded: no file cfile_no_ghost.csv in the run's "
         "container"
     )
+
+
+def test_a_run_retried_before_its_downloads_takes_the_citations_from_its_journal(
+    tmp_path: Path,
+    model: ScriptedModel,  # noqa: F811
+) -> None:
+    def outage_after_this_turn(_: dict[str, Any]) -> None:
+        model.containers.fail_next(503)  # the lookup of the cited file: the run is retried
+
+    model.script(
+        code(
+            "plot()",
+            files={"chart.png": CHART, "scratch.pkl": b"\x80\x04N."},
+            cite=["chart.png"],
+            expect=outage_after_this_turn,
+        )
+    )
+    with live_gateway(tmp_path, RULE, models=models(model)) as gw:
+        fire(gw, tmp_path, "chart")
+        [run] = gw.finished_runs(1)
+        steps = gw.steps(run.id)
+
+    model.assert_all_used()  # the turn that ran the code was not asked again
+    assert run.status == "succeeded" and run.attempt == 2, run.error
+    [download] = [s for s in steps if s.tool == "code_interpreter.download"]
+    assert download.arguments["name"] == "chart.png" and download.status == "succeeded"
+    assert model.containers.list_requests == []
 
 
 def test_container_file_citations_are_read_off_a_responses_answer() -> None:
