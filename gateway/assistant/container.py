@@ -18,6 +18,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from gateway.assistant.models import CONTAINER_PRICES
+from gateway.assistant.teardown import CONTAINER, DELETE
 from gateway.errors import ModelError
 from gateway.rules.model import KNOWLEDGE, MAX_CONTAINER_FILES, CodeInterpreter
 from gateway.runs.journal import nonce
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
     # Imported where a container is used: the admin API imports `shown` from here, and a
     # gateway without assistants must not load the OpenAI client (tests/test_lazy_imports.py).
     import openai
-
-from gateway.assistant.teardown import CONTAINER, DELETE
 
 UPLOAD = "code_interpreter.upload"
 DOWNLOAD = "code_interpreter.download"

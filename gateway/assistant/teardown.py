@@ -95,17 +95,6 @@ async def delete_container(
     return step
 
 
-def live_container(journal: list[Step]) -> str | None:
-    """The container the journal says the run made and has not deleted (nor tried to)."""
-    live: str | None = None
-    for step in journal:
-        if step.tool == CONTAINER and step.status == StepStatus.SUCCEEDED:
-            live = step.result["container_id"]
-        elif step.tool == DELETE and step.arguments.get("container_id") == live:
-            live = None
-    return live
-
-
 ClientOf = Callable[[Step], "openai.AsyncOpenAI | None"]
 """The client that made a container (from its `code_interpreter.container` step), if any."""
 
