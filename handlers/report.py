@@ -30,15 +30,14 @@ family = Family("report")
 Context = ToolContext[NoSettings, None]
 
 
+# A CSV file's name in the run's files (`report.csv`, `sql.query`'s `save_as`).
+CSV_NAME = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*\.csv$"
+
+
 @family.tool("report.csv", side_effects=False, makes_files=True)
 async def write_csv(
     context: Context,
-    name: Annotated[
-        str,
-        Field(
-            pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*\.csv$", description="File name, e.g. sales.csv"
-        ),
-    ],
+    name: Annotated[str, Field(pattern=CSV_NAME, description="File name, e.g. sales.csv")],
     columns: Annotated[list[str], Field(min_length=1, description="Header row")],
     rows: Annotated[list[list[Cell]], Field(description="Data rows, one value per column")],
 ) -> dict[str, Any]:
@@ -46,6 +45,15 @@ async def write_csv(
 
     Returns the file name, its size in bytes and its first lines.
     """
+    content = csv_bytes(columns, rows)
+    context.files[name] = content
+    preview = content.decode("utf-8").splitlines()[: PREVIEW_LINES + 1]
+    return {"name": name, "bytes": len(content), "rows": len(rows), "preview": preview}
+
+
+def csv_bytes(columns: list[str], rows: list[list[Cell]]) -> bytes:
+    """Rows as a CSV file: UTF-8, header first, CRLF, None as empty; PermanentToolError for a
+    row of the wrong length or a file over MAX_CSV_BYTES. `sql.query`'s `save_as` too."""
     for number, row in enumerate(rows, start=1):
         if len(row) != len(columns):
             raise PermanentToolError(
@@ -58,9 +66,7 @@ async def write_csv(
     content = buffer.getvalue().encode("utf-8")
     if len(content) > MAX_CSV_BYTES:
         raise PermanentToolError(f"the CSV would be {len(content)} bytes: over {MAX_CSV_BYTES}")
-    context.files[name] = content
-    preview = buffer.getvalue().splitlines()[: PREVIEW_LINES + 1]
-    return {"name": name, "bytes": len(content), "rows": len(rows), "preview": preview}
+    return content
 
 
 @family.tool("report.chart", side_effects=False, makes_files=True)

@@ -100,6 +100,11 @@ def offers_the_container(body: dict[str, Any]) -> None:
     assert isinstance(hosted["container"], str) and hosted["container"].startswith("cntr_")
 
 
+def deleted_at_the_end(steps: list[Any]) -> list[Any] | None:
+    """The run's steps once its last is the deletion of its container (after its end)."""
+    return steps if steps and steps[-1].tool == "code_interpreter.delete" else None
+
+
 def fire(gw: LiveGateway, tmp_path: Path, rule: str) -> None:
     config = str(tmp_path / "gateway.yaml")
     fired = CliRunner().invoke(cli.app, ["fire", rule, "--config", config])
@@ -140,7 +145,7 @@ def test_weekly_report_code_interpreter_chart_and_summary_are_mailed_as_made(
     ) as gw:
         fire(gw, tmp_path, "weekly-report-hosted")
         [run] = gw.finished_runs(1)
-        steps = gw.steps(run.id)
+        steps = gw.wait_for(lambda: deleted_at_the_end(gw.steps(run.id)))
         dashboard = dashboard_page(gw, f"/ui/runs/{run.id}")
         spent = gw.query(
             lambda store: store.spending.spent(
@@ -161,6 +166,7 @@ def test_weekly_report_code_interpreter_chart_and_summary_are_mailed_as_made(
         "email.send",
         "code_interpreter.download",
         "code_interpreter.download",
+        "code_interpreter.delete",  # once the run has ended
     ]
     [mail] = [s for s in steps if s.tool == "email.send"]
     assert all(

@@ -1,8 +1,9 @@
 """The hosted code interpreter of one run: its container, the files put in, the files it made.
 
-Each is a journaled step (`code_interpreter.container`, `.upload`, `.download`): a resumed run
-finds its container again, uploads no file twice, and takes the files it downloaded from the
-journal (their bytes are in the step) instead of downloading them again.
+Each is a journaled step (`code_interpreter.container`, `.upload`, `.download`, `.delete`): a
+resumed run finds its container again (or makes a new one if it was deleted at the run's end),
+uploads no file twice, and takes the files it downloaded from the journal (their bytes are in
+the step) instead of downloading them again.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from gateway.assistant.models import CONTAINER_PRICES
+from gateway.assistant.teardown import CONTAINER, DELETE
 from gateway.errors import ModelError
 from gateway.rules.model import KNOWLEDGE, MAX_CONTAINER_FILES, CodeInterpreter
 from gateway.runs.journal import nonce
@@ -28,7 +30,6 @@ if TYPE_CHECKING:
     # gateway without assistants must not load the OpenAI client (tests/test_lazy_imports.py).
     import openai
 
-CONTAINER = "code_interpreter.container"
 UPLOAD = "code_interpreter.upload"
 DOWNLOAD = "code_interpreter.download"
 # The step result field that holds a downloaded file's bytes (base64); views show its size.
@@ -53,6 +54,7 @@ class Interpreter:
     store: Store
     unsaved: list[tuple[int, dict[str, Any]]]
     knowledge: KnowledgeFiles
+    model: str = "default"  # the profile whose client made the container (for the sweep)
     container_id: str | None = None
     created: datetime | None = None
     cost: float = 0.0
@@ -68,6 +70,11 @@ class Interpreter:
                 self.container_id = step.result["container_id"]
                 self.created = step.started_at
                 self.cost += step.cost
+            elif step.tool == DELETE and step.arguments["container_id"] == self.container_id:
+                # Deleted (or tried) when the run ended: a retried run makes a new one, and
+                # puts its files in again.
+                self.container_id = self.created = None
+                self.uploaded.clear()
             elif step.tool == UPLOAD:
                 self.uploaded.add(step.arguments["name"])
             elif step.tool == DOWNLOAD:
@@ -105,14 +112,18 @@ class Interpreter:
             tools.append(self.tool())
         return position
 
-    async def collect(self, position: int) -> int:
-        """After a turn that ran code: every file the code made, downloaded into the run's
+    async def collect(self, position: int, cited: list[dict[str, Any]] | None = None) -> int:
+        """After a turn that ran code or cited container files: the files its answer cites
+        (`container_file_citation`: {container_id, file_id, filename}), or if it cites none,
+        every file the code made (found by listing the container), downloaded into the run's
         files (at most `max_file_bytes` each, MAX_CONTAINER_FILES in all), each a step."""
         if self.container_id is None:
             return position
         import openai
 
         try:
+            if cited:
+                return await self._collect_cited(position, cited)
             made = [
                 f
                 async for f in self.client.containers.files.list(self.container_id, limit=100)
@@ -122,6 +133,32 @@ class Interpreter:
                 position = await self._download(position, entry.id, entry.path, entry.bytes)
         except openai.APIError as exc:
             raise _failed(exc) from exc
+        return position
+
+    async def _collect_cited(self, position: int, cited: list[dict[str, Any]]) -> int:
+        """The cited files, in the order cited, each once; one cited in another container
+        than the run's is refused (the gateway fetches from its own container only)."""
+        import openai
+
+        assert self.container_id is not None
+        for note in cited:
+            file_id, name = note["file_id"], note.get("filename") or note["file_id"]
+            if file_id in self.fetched:
+                continue
+            path = f"/mnt/data/{name}"
+            if note["container_id"] != self.container_id:
+                refused = f"cited in container {note['container_id']}, not the run's"
+                position = await self._download(position, file_id, path, 0, refused)
+                continue
+            try:
+                entry = await self.client.containers.files.retrieve(
+                    file_id, container_id=self.container_id
+                )
+            except openai.NotFoundError:  # the model cited what is not there: its step says so
+                refused = f"no file {file_id} in the run's container"
+                position = await self._download(position, file_id, path, 0, refused)
+                continue
+            position = await self._download(position, entry.id, entry.path, entry.bytes)
         return position
 
     async def _create(self, position: int) -> int:
@@ -138,7 +175,13 @@ class Interpreter:
         self.created = datetime.now(UTC)
         price = CONTAINER_PRICES[options.memory]
         self.cost += price
-        arguments = {"memory": options.memory, "name": created.name}
+        arguments: dict[str, Any] = {
+            "memory": options.memory,
+            "name": created.name,
+            "model": self.model,
+        }
+        if options.keep_container:
+            arguments["keep"] = True  # not deleted at the run's end, by the sweep neither
         step = self._step(CONTAINER, arguments, {"container_id": created.id})
         await self.save(position, step, price)
         return position + 1
@@ -167,19 +210,21 @@ class Interpreter:
         await self.save(position, self._step(UPLOAD, {"name": name}, result), 0.0)
         return position + 1
 
-    async def _download(self, position: int, file_id: str, path: str, size: int) -> int:
+    async def _download(
+        self, position: int, file_id: str, path: str, size: int, refused: str | None = None
+    ) -> int:
         assert self.container_id is not None
         name = PurePosixPath(path).name
         arguments = {"file_id": file_id, "name": name, "path": path, "bytes": size}
         downloaded = len(self.fetched)
         self.fetched.add(file_id)
         cap = self.options.max_file_bytes
-        error = None
-        if downloaded >= MAX_CONTAINER_FILES:
+        error = refused
+        if error is None and downloaded >= MAX_CONTAINER_FILES:
             error = f"the run already has {MAX_CONTAINER_FILES} container files (the limit)"
-        elif size > cap:
+        elif error is None and size > cap:
             error = f"{size} bytes, over the {cap}-byte cap (max_file_bytes)"
-        else:
+        elif error is None:
             content = await self.client.containers.files.content.retrieve(
                 file_id, container_id=self.container_id
             )

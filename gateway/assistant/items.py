@@ -62,6 +62,8 @@ def turn_record(turn: Turn) -> dict[str, Any]:
         made["citations"] = turn.citations  # what a hosted file_search answer cites
     if turn.code:
         made["code"] = turn.code  # what the hosted code_interpreter ran, for the run page
+    if turn.container_files:
+        made["container_files"] = turn.container_files  # the container files the answer cites
     return made
 
 

@@ -18,16 +18,8 @@ from pydantic import ValidationError
 from gateway import tracing
 from gateway.assistant import budget
 from gateway.assistant import policy as policies
-from gateway.assistant.backends import ModelError, Turn
-from gateway.assistant.items import (
-    Item,
-    call_output,
-    is_step_of,
-    placed,
-    step_output,
-    trim,
-    turn_record,
-)
+from gateway.assistant.backends import Item, ModelError, Turn
+from gateway.assistant.items import call_output, is_step_of, placed, step_output, trim, turn_record
 from gateway.assistant.limits import over_limit
 from gateway.assistant.models import ModelProfile, cost
 from gateway.errors import ConfigError, GatewayError
@@ -150,10 +142,11 @@ class Conversation:
                 else:
                     pending.append((place, call))
             position = max(position, step.position + 1 + len(step.result["calls"]))
-        collect = bool(journal)  # a resumed run's container may hold files not downloaded yet
+        collect = bool(journal)  # a resumed run's container may hold files not fetched yet
+        cited = (last_turn or {}).get("container_files") or []  # container files the turn cites
         while True:
             # Before the calls: an email.send of this turn attaches what the code made.
-            if collect and (position := await self._hosted(position, collect=True)) is STOP:
+            if collect and (position := await self._hosted(position, cited)) is STOP:
                 return
             for place, call in pending:
                 outcome = await self._handle(call, place, at.get(place), done)
@@ -173,14 +166,14 @@ class Conversation:
                 return
             if await budget.enforce(self.runner.budgets, self.services, run, self.rule, self._stop):
                 return
-            if (position := await self._hosted(position, collect=False)) is STOP:
+            if (position := await self._hosted(position, None)) is STOP:
                 return
             turn = await self._turn(instructions, history + own, position, own)
             if turn is None:
                 return
-            if not turn.calls and not turn.code:
+            if not (turn.calls or turn.code or turn.container_files):
                 return  # the answer: recorded with the run's end in `_turn`
-            collect = bool(turn.code)
+            collect, cited = bool(turn.code or turn.container_files), turn.container_files
             turns += 1
             tokens += turn.input_tokens + turn.output_tokens
             spent += cost(self._profile(), turn.input_tokens, turn.output_tokens)
@@ -230,7 +223,7 @@ class Conversation:
         new_steps = [*self.unsaved, (position, step)]
         self.unsaved.clear()
         usage = (turn.input_tokens, turn.output_tokens, price)
-        if turn.calls or turn.code:  # code ran: its files are collected before the run ends
+        if turn.calls or turn.code or turn.container_files:  # files collected before the end
             await self.store.steps.record(run.id, new_steps, usage=usage)
         else:
             thread = (run.thread_key, own + turn.items) if run.thread_key else None
@@ -252,14 +245,14 @@ class Conversation:
         else:
             await self._stop(RunStatus.FAILED, f"{what}{exc}")
 
-    async def _hosted(self, position: int, *, collect: bool) -> Any:
-        """The code interpreter's steps before a turn (`prepare`), or after one that ran code
-        (`collect`): the next free position, or STOP if the run stopped."""
+    async def _hosted(self, position: int, collect: list[Item] | None) -> Any:
+        """The code interpreter's steps before a turn (`collect` None), or after one that ran
+        code or cited files (what it cites): the next free position, or STOP if it stopped."""
         if self.hosted is None:
             return position
         try:
-            if collect:
-                return await self.hosted.collect(position)
+            if collect is not None:
+                return await self.hosted.collect(position, collect or None)
             return await self.hosted.prepare(position, self.definitions)
         except ModelError as exc:  # worded "code_interpreter: ..."
             await self._model_failed(exc, "")

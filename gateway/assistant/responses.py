@@ -43,6 +43,7 @@ def turn_from_response(response: Item) -> Turn:
     items: list[Item] = []
     citations: list[Item] = []
     code: list[Item] = []
+    container_files: list[Item] = []
     for output in list_at(response, "output"):
         kind = output["type"]
         # Output ids are left out: with store=False the server cannot look them up again.
@@ -63,12 +64,25 @@ def turn_from_response(response: Item) -> Turn:
             if text:
                 texts.append(text)
                 items.append({"type": "message", "role": "assistant", "content": text})
-            citations += [
-                {"file_id": note["file_id"], "filename": note.get("filename")}
+            notes = [
+                note
                 for part in parts
                 if part["type"] == "output_text"
                 for note in part.get("annotations") or []
+            ]
+            citations += [
+                {"file_id": note["file_id"], "filename": note.get("filename")}
+                for note in notes
                 if note["type"] == "file_citation"
+            ]
+            container_files += [
+                {
+                    "container_id": string_at(note, "container_id"),
+                    "file_id": string_at(note, "file_id"),
+                    "filename": note.get("filename"),
+                }
+                for note in notes
+                if note["type"] == "container_file_citation"
             ]
         elif kind == "code_interpreter_call":
             ran = ran_code(output)
@@ -87,6 +101,7 @@ def turn_from_response(response: Item) -> Turn:
         response_id=response.get("id"),
         citations=citations,
         code=code,
+        container_files=container_files,
     )
 
 

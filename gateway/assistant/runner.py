@@ -5,8 +5,13 @@ Each run is a `Conversation` (loop.py) driven with the services the worker share
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import structlog
 
 from gateway.assistant.backends import Backend, make_backend
 from gateway.assistant.budget import Budgets
@@ -14,12 +19,21 @@ from gateway.assistant.container import Interpreter
 from gateway.assistant.loop import Conversation
 from gateway.assistant.models import ModelProfile, load_profiles
 from gateway.assistant.responses import ResponsesBackend
+from gateway.assistant.teardown import delete_container, sweep
 from gateway.config import Config
 from gateway.errors import ConfigError
 from gateway.rules.model import Assistant, Rule
 from gateway.runs.executor import ExecutorFactory, RunServices
 from gateway.store import Event, Run, Step
+from gateway.store.status import FINISHED
 from gateway.tools import Tool
+
+if TYPE_CHECKING:
+    import openai
+
+log = structlog.get_logger(__name__)
+# How often, at most, a run's start also sweeps the containers a crash left undeleted.
+SWEEP_EVERY_SECONDS = 300.0
 
 
 class AssistantRunner:
@@ -40,6 +54,8 @@ class AssistantRunner:
         self.tools = tools if tools is not None else services.tools
         self._make = make
         self._backends: dict[str, Backend] = {}
+        self._sweep: asyncio.Task[int] | None = None
+        self._swept_at = -SWEEP_EVERY_SECONDS
 
     @classmethod
     def factory(
@@ -52,6 +68,10 @@ class AssistantRunner:
         return lambda services: cls(config, services, make=make, tools=tools)
 
     async def aclose(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):  # sweep logs its own errors
+                await self._sweep
         for backend in self._backends.values():
             await backend.aclose()
         self._backends.clear()
@@ -86,6 +106,7 @@ class AssistantRunner:
             self.services.store,
             unsaved,
             self._knowledge_files,
+            name,
         )
         found.restore(journal)
         return found
@@ -101,5 +122,40 @@ class AssistantRunner:
         self, run: Run, rule: Rule, event: Event, scope: dict[str, Any], journal: list[Step]
     ) -> None:
         assert rule.assistant is not None
+        self._sweep_now_and_then()
         await self.services.journal.restore_files(run, rule.assistant.tools, journal)
-        await Conversation(self, run, rule, scope).run(journal)
+        conversation = Conversation(self, run, rule, scope)
+        await conversation.run(journal)
+        if conversation.hosted is not None:
+            await self._release(conversation.hosted)
+
+    async def _release(self, hosted: Interpreter) -> None:
+        """Once its run has ended (not paused, nor to be retried), delete its container. Never
+        raises: the run has ended, and an error here would have the worker retry it; a
+        deletion the store failed to journal is the sweep's."""
+        if hosted.container_id is None or hosted.options.keep_container:
+            return
+        store = self.services.store
+        try:
+            ended = await store.runs.get(hosted.run.id)
+            if ended is not None and ended.status in FINISHED:
+                await delete_container(hosted.client, store, hosted.run.id, hosted.container_id)
+        except Exception as exc:
+            log.error("container.release_failed", container=hosted.container_id, error=str(exc))
+
+    def _sweep_now_and_then(self) -> None:
+        """With the first run of the process, and at most every SWEEP_EVERY_SECONDS after:
+        delete the containers of runs that ended just before a crash (teardown.sweep)."""
+        now = time.monotonic()
+        if now - self._swept_at < SWEEP_EVERY_SECONDS:
+            return
+        self._swept_at = now
+        self._sweep = asyncio.create_task(sweep(self.services.store, self._client_of))
+
+    def _client_of(self, made: Step) -> openai.AsyncOpenAI | None:
+        """The client of the profile that made a container, if it is still a Responses one."""
+        try:
+            backend = self.backend(made.arguments.get("model", "default"))
+        except ConfigError:
+            return None
+        return backend.client if isinstance(backend, ResponsesBackend) else None

@@ -55,6 +55,9 @@ class Turn:
     citations: list[Item] = field(default_factory=list)
     # What a hosted `code_interpreter` ran in this turn: {container_id, code, logs, status}.
     code: list[Item] = field(default_factory=list)
+    # Container files the answer cites (`container_file_citation`): {container_id, file_id,
+    # filename}; the files the code made for the gateway to fetch.
+    container_files: list[Item] = field(default_factory=list)
 
     def with_unique_call_ids(self, conversation: list[Item]) -> Turn:
         """This turn with every call id new to `conversation` and to the turn itself.

@@ -120,6 +120,9 @@ class CodeInterpreter(BaseModel):
     # The run fails before a model turn once its container is older than this.
     max_container_minutes: float = Field(20, gt=0, le=24 * 60)
     max_file_bytes: int = Field(MAX_CONTAINER_FILE_BYTES, gt=0, le=MAX_CONTAINER_FILE_BYTES)
+    # The container is deleted when the run ends; true leaves it to expire at OpenAI after its
+    # idle minutes (to look into it there). A container serves one run, never a thread.
+    keep_container: bool = False
 
 
 class Assistant(BaseModel):

@@ -88,13 +88,17 @@ class Journal:
         if (
             run.fresh
             or run.id in files_of
-            or not any((t := self.tools.get(name)) is not None and t.makes_files for name in names)
+            or not any((t := self.tools.get(name)) is not None and t.keeps_files for name in names)
         ):
             return
         files = files_of.setdefault(run.id, {})
         for step in journal:
             tool = self.tools.get(step.tool or "")
-            if step.status == StepStatus.SUCCEEDED and tool is not None and tool.makes_files:
+            if step.status != StepStatus.SUCCEEDED or tool is None:
+                continue
+            if tool.files_function is not None:  # from the journal: not called again
+                files.update(tool.files_function(step.arguments or {}, step.result))
+            elif tool.makes_files:
                 context = self.toolbox.context(
                     tool, key=step.idempotency_key, run_id=run.id, files=files
                 )

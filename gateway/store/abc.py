@@ -264,6 +264,13 @@ class StepStore(Protocol):
         """A run's steps in order: its journal."""
         ...
 
+    async def unclosed(
+        self, opened: str, closed: str, *, since: datetime, ended_before: datetime, limit: int
+    ) -> list[Step]:
+        """Succeeded `opened` steps (started since `since`) of runs that ended before
+        `ended_before`, with no later `closed` step in their run: a container not deleted."""
+        ...
+
     async def get(self, step_id: int) -> Step | None: ...
 
     async def awaiting(self, limit: int = 200) -> list[Step]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, exists, insert, select, update
 
 from gateway.store import threads
 from gateway.store.abc import ThreadItems, Usage
@@ -17,7 +17,7 @@ from gateway.store.part import Part, now_utc
 from gateway.store.records import Step
 from gateway.store.runs import END_RUN, end_run
 from gateway.store.schema import runs, steps
-from gateway.store.status import RunStatus, StepStatus
+from gateway.store.status import FINISHED, RunStatus, StepStatus
 
 # Every column a step inserted whole may leave out, with the value it then gets: rows of one
 # executemany must all name the same columns.
@@ -130,6 +130,31 @@ class Steps(Part):
 
     async def of_run(self, run_id: int) -> list[Step]:
         query = select(steps).where(steps.c.run_id == run_id).order_by(steps.c.position)
+        return [Step.from_row(row) for row in await self._rows(query)]
+
+    async def unclosed(
+        self, opened: str, closed: str, *, since: datetime, ended_before: datetime, limit: int
+    ) -> list[Step]:
+        later = steps.alias("later")
+        query = (
+            select(steps)
+            .join(runs, runs.c.id == steps.c.run_id)
+            .where(
+                steps.c.kind == "tool",  # ix_steps_kind_started_at bounds the scan
+                steps.c.started_at >= since,
+                steps.c.tool == opened,
+                steps.c.status == StepStatus.SUCCEEDED,
+                runs.c.status.in_(FINISHED),
+                runs.c.finished_at < ended_before,
+                ~exists().where(
+                    later.c.run_id == steps.c.run_id,
+                    later.c.tool == closed,
+                    later.c.position > steps.c.position,
+                ),
+            )
+            .order_by(steps.c.id)
+            .limit(limit)
+        )
         return [Step.from_row(row) for row in await self._rows(query)]
 
     async def get(self, step_id: int) -> Step | None:

@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Literal
 
@@ -196,11 +196,16 @@ class ScriptedModel:
                 status_code=step.status,
                 headers=dict(step.headers),
             )
+        cited: list[tuple[str, str, str]] = []
         for ran in step.ran:
-            container = llm_responses.container_of(body)
-            problem = self.containers.produce(container or "", ran.files)
-            if problem is not None:
-                return self._refuse(400, f"{step.describe()}: {problem}")
+            container = llm_responses.container_of(body) or ""
+            made = self.containers.produce(container, ran.files)
+            if isinstance(made, str):
+                return self._refuse(400, f"{step.describe()}: {made}")
+            # A name the code did not write is cited by an id the container does not have.
+            cited += [(container, made.get(name, f"cfile_no_{name}"), name) for name in ran.cite]
+        if cited:
+            step = replace(step, container_citations=tuple(cited))
         rendered = render(body, step, self._call_ids(step), self.model)
         return JSONResponse(rendered, headers={"x-request-id": new_id("req")})
 

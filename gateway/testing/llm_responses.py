@@ -35,7 +35,26 @@ def response_body(
                 "results": None,
             }
         )
-    if step.text is not None:
+    if step.text is not None or step.container_citations:
+        text = step.text or ""
+        annotations: list[dict[str, Any]] = [
+            {"type": "file_citation", "file_id": file_id, "filename": filename, "index": len(text)}
+            for file_id, filename in step.citations
+        ]
+        # As OpenAI writes them: a sandbox link in the text, the annotation over its span.
+        for container_id, file_id, filename in step.container_citations:
+            link = f"[{filename}](sandbox:/mnt/data/{filename})"
+            text += ("\n" if text else "") + link
+            annotations.append(
+                {
+                    "type": "container_file_citation",
+                    "container_id": container_id,
+                    "file_id": file_id,
+                    "filename": filename,
+                    "start_index": len(text) - len(link),
+                    "end_index": len(text),
+                }
+            )
         output.append(
             {
                 "type": "message",
@@ -45,16 +64,8 @@ def response_body(
                 "content": [
                     {
                         "type": "output_text",
-                        "text": step.text,
-                        "annotations": [
-                            {
-                                "type": "file_citation",
-                                "file_id": file_id,
-                                "filename": filename,
-                                "index": len(step.text),
-                            }
-                            for file_id, filename in step.citations
-                        ],
+                        "text": text,
+                        "annotations": annotations,
                         "logprobs": [],
                     }
                 ],

@@ -29,6 +29,8 @@ class ScriptedCode:
     code: str
     logs: str = ""
     files: tuple[tuple[str, bytes], ...] = ()
+    # The files of `files` the answer cites (`container_file_citation` annotations).
+    cite: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class Step:
     citations: tuple[tuple[str, str], ...] = ()
     # Code the hosted code_interpreter ran in this response (Responses API only).
     ran: tuple[ScriptedCode, ...] = ()
+    # Set by the server once the code ran: the files cited, (container id, file id, name).
+    container_citations: tuple[tuple[str, str, str], ...] = ()
 
     def describe(self) -> str:
         if self.status != 200:
@@ -101,14 +105,16 @@ def code(
     *,
     logs: str = "",
     files: dict[str, bytes] | None = None,
+    cite: list[str] | None = None,
     then: Step | None = None,
     expect: Expect | None = None,
     usage: Usage | None = None,
 ) -> Step:
     """The hosted code_interpreter runs `source` in the request's container, which then holds
-    `files` (made by the code); `then` adds calls or an answer to the same response."""
+    `files` (made by the code); the response's text cites those named in `cite` as OpenAI
+    does (`container_file_citation` annotations); `then` adds calls or an answer to it."""
     base = then if then is not None else Step()
-    ran = ScriptedCode(source, logs, tuple((files or {}).items()))
+    ran = ScriptedCode(source, logs, tuple((files or {}).items()), tuple(cite or ()))
     return Step(
         calls=base.calls,
         text=base.text,

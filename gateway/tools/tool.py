@@ -60,6 +60,7 @@ HTML = Html()
 ToolFunction = Callable[..., Awaitable[Any]]
 RecoverFunction = Callable[[ToolContext[Any, Any], dict[str, Any]], Awaitable[Any | None]]
 DescribeFunction = Callable[[Any], str]
+FilesFunction = Callable[[dict[str, Any], Any], dict[str, bytes]]
 
 
 @dataclass
@@ -74,6 +75,9 @@ class Tool:
     # them by calling the tool again with its journaled arguments.
     makes_files: bool = False
     describe_function: DescribeFunction | None = None
+    # Rebuilds the files a succeeded call made from its journaled arguments and result, for
+    # a tool that must not be called again on resume to remake them (`files`).
+    files_function: FilesFunction | None = None
     _schema: dict[str, Any] | None = field(default=None, repr=False)
 
     @functools.cached_property
@@ -100,6 +104,18 @@ class Tool:
         the settings model), for a tool whose description depends on config (`sql.query`)."""
         self.describe_function = function
         return function
+
+    def files(self, function: FilesFunction) -> FilesFunction:
+        """Register what rebuilds, on resume, the run files a call made: given its journaled
+        arguments and result, no call again (decorator; `sql.query`, whose database may answer
+        differently the second time)."""
+        self.files_function = function
+        return function
+
+    @property
+    def keeps_files(self) -> bool:
+        """Whether a resumed run must rebuild files this tool made (see `restore_files`)."""
+        return self.makes_files or self.files_function is not None
 
     def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """Validated arguments in their wire form (schema names, JSON values), defaults filled

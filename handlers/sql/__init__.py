@@ -58,6 +58,7 @@ from sqlalchemy.ext.asyncio import AsyncResult, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from gateway.tools import Family, FamilySettings, PermanentToolError, ToolContext, ToolError
+from handlers.report import CSV_NAME, csv_bytes
 from handlers.sql import postgresql, sqlite
 from handlers.sql.statement import check_single_select
 
@@ -121,15 +122,38 @@ async def query(
         dict[str, Scalar] | None,
         Field(description="Values for the :name placeholders in the query"),
     ] = None,
+    save_as: Annotated[
+        str | None,
+        Field(
+            pattern=CSV_NAME,
+            description="Also save the rows as a CSV file of this name (e.g. sales.csv), for "
+            "the code interpreter or an email attachment",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     """Run one read-only SELECT on the reporting database and return its rows.
 
     The result is {"columns": [...], "rows": [[...]], "row_count": n, "truncated": bool}; rows
     past the configured row or byte limit are dropped (truncated is then true, and a "note"
-    says which limit): aggregate in SQL.
+    says which limit): aggregate in SQL. With save_as, the same rows are also a CSV file of
+    the run ("saved_as" in the result), exactly as returned.
     """
     check_single_select(query)
-    return await run_read_only(context.settings, query, parameters or {})
+    result = await run_read_only(context.settings, query, parameters or {})
+    if save_as is not None:
+        result["saved_as"] = save_as
+        context.files.update(saved_file({"save_as": save_as}, result))
+    return result
+
+
+@query.files
+def saved_file(arguments: dict[str, Any], result: Any) -> dict[str, bytes]:
+    """The CSV a call with `save_as` made, from its result: what a resumed run gets back
+    without asking the database again (which may answer differently by then)."""
+    name = arguments.get("save_as")
+    if not name:
+        return {}
+    return {name: csv_bytes(result["columns"], result["rows"])}
 
 
 @query.describe
