@@ -58,6 +58,9 @@ NEVER_LOADED = (
     "handlers.sql",
     "handlers.report",
     "handlers.gateway_runs",
+    # The knowledge library, loaders and embeddings without any collection
+    "gateway.knowledge.library",
+    "gateway.knowledge.service",
 )
 
 # The providers of the sources a gateway with the `shop` source alone does not have.
@@ -183,6 +186,11 @@ def test_gateway_serve_upgrades_a_new_store_without_importing_alembic(
     # The HTTP client (the test harness above imports it itself): by a tool's first call.
     assert [name for name in imported if name.split(".")[0] == "httpx2"] == []
     assert "rich._emoji_codes" not in imported  # the CLI's consoles print no emoji codes
+    # PostgreSQL's dialect on SQLite (the tables name SQLite's partial indexes alone; an
+    # in-process upgrade imports it with Alembic's own PostgreSQL support), and Jinja2 with
+    # no rule to compile.
+    assert "sqlalchemy.dialects.postgresql" not in imported
+    assert "jinja2" not in imported
     # Nor the other commands' modules: `gateway serve` registers its own alone.
     others = {f"gateway.cli.{name}" for name in cli.COMMANDS if name != "serve"}
     assert sorted(others & set(imported)) == []
@@ -298,3 +306,11 @@ def test_sighup_refuses_a_bad_argument_of_a_family_not_imported_yet(tmp_path: Pa
         assert process.proc.poll() is None
     finally:
         process.stop()
+
+
+def test_jinja2_is_imported_by_the_first_template_and_not_before(tmp_path: Path) -> None:
+    plain = LOG_ORDERS.replace("order {{ payload.name }}", "an order")
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "templated").mkdir()
+    assert _loaded(tmp_path / "plain", ("jinja2",), plain) == []
+    assert _loaded(tmp_path / "templated", ("jinja2",)) == ["jinja2"]  # and the run succeeded
