@@ -191,6 +191,10 @@ def test_gateway_serve_upgrades_a_new_store_without_importing_alembic(
     # no rule to compile.
     assert "sqlalchemy.dialects.postgresql" not in imported
     assert "jinja2" not in imported
+    # Nor rich: structlog is imported without it, the CLI's consoles make themselves on first
+    # use, and serve prints its summary as plain lines. (`rich` itself is listed: structlog's
+    # attempts, refused by gateway.plain_structlog.)
+    assert [name for name in imported if name.startswith("rich.")] == []
     # Nor the other commands' modules: `gateway serve` registers its own alone.
     others = {f"gateway.cli.{name}" for name in cli.COMMANDS if name != "serve"}
     assert sorted(others & set(imported)) == []
