@@ -27,7 +27,6 @@ from gateway.ruleset import load_ruleset
 from gateway.runs.executor import ExecutorFactory
 from gateway.runs.shutdown import Shutdown
 from gateway.scheduler import Scheduler
-from gateway.scheduler.reconciling import Reconciling
 from gateway.store import Store
 from gateway.store.abc import ReplicaPresence, WakeUps
 from gateway.store.lock import WorkerLock
@@ -35,6 +34,7 @@ from gateway.worker import Worker
 
 if TYPE_CHECKING:
     from gateway.knowledge.service import Indexing
+    from gateway.scheduler.reconciling import Reconciling
 
 log = structlog.get_logger(__name__)
 # What a process may do; `gateway serve --role` picks some, all by default.
@@ -144,7 +144,11 @@ class Gateway:
         if "scheduler" in roles:
             # Also with no scheduled rule yet: a rule reload may bring one.
             self.scheduler = Scheduler(store, self.rules.scheduled)
-            self.reconciling = Reconciling(store, config, self.metrics)
+            if any(source.reconcile is not None for source in config.sources.values()):
+                # Imported here: a gateway reconciling no source keeps none of it.
+                from gateway.scheduler.reconciling import Reconciling
+
+                self.reconciling = Reconciling(store, config, self.metrics)
         store.events.on_commit(self.notifier.notify_soon)
 
     async def start(self, roles: frozenset[str] = ROLES, *, migrate: bool = True) -> None:

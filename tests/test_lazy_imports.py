@@ -61,6 +61,7 @@ NEVER_LOADED = (
     # The knowledge library, loaders and embeddings without any collection
     "gateway.knowledge.library",
     "gateway.knowledge.service",
+    "gateway.reconcile",  # reconciliation: only with a source that has `reconcile:`
 )
 
 # The providers of the sources a gateway with the `shop` source alone does not have.
