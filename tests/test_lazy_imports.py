@@ -62,6 +62,8 @@ NEVER_LOADED = (
     "gateway.knowledge.library",
     "gateway.knowledge.service",
     "gateway.reconcile",  # reconciliation: only with a source that has `reconcile:`
+    "stamina",  # the PostgreSQL listener's retries: not on SQLite
+    "tenacity",
 )
 
 # The providers of the sources a gateway with the `shop` source alone does not have.
