@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import os
 import resource
@@ -33,14 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-VENV_PYTHON = REPO / ".venv" / "bin" / "python"
-
-
-def ensure_venv() -> None:
-    if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != VENV_PYTHON.parent.parent.resolve():
-        os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), __file__, *sys.argv[1:]])
+from common import Arguments, ensure_venv, write_json
 
 
 def rss_mb() -> float:
@@ -248,15 +240,13 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
 
 
 def main() -> int:
-    ensure_venv()
-    sys.path.insert(0, str(REPO))
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ensure_venv(__file__)
+    parser = Arguments(__doc__, quick={"runs": 100})
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--json", type=Path)
     parser.add_argument("--serve-model", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse()
     if args.serve_model:
         import uvicorn
 
@@ -287,8 +277,7 @@ def main() -> int:
     print(
         f"target ratio <= {target}: {'MET' if met else 'NOT MET'}; succeeded {result['succeeded']}"
     )
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+    write_json(args.json, result)
     return 0 if result["succeeded"] == result["runs"] else 1
 
 

@@ -43,9 +43,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-VENV_PYTHON = REPO / ".venv" / "bin" / "python"
+from common import REPO, Arguments, ensure_venv, write_json
+
 STAGES = ("insert", "route", "claim", "step", "finish")
 TICK = os.sysconf("SC_CLK_TCK")
 # A real webhook body (Shopify's order, ~3 KB of JSON): TOAST compresses it as it would a real one.
@@ -53,13 +52,7 @@ FIXTURE = REPO.parent / "shared" / "fixtures" / "webhooks" / "shopify" / "orders
 BODY = FIXTURE.read_bytes() if FIXTURE.exists() else b'{"order": "' + b"x" * 3000 + b'"}'
 
 
-def ensure_venv() -> None:
-    if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != VENV_PYTHON.parent.parent.resolve():
-        os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), __file__, *sys.argv[1:]])
-
-
-ensure_venv()
-sys.path.insert(0, str(REPO))
+ensure_venv(__file__)
 
 import asyncpg  # type: ignore[import-untyped]  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
@@ -279,15 +272,13 @@ if __name__ == "__main__":
         url, index, events, batch = sys.argv[2], *map(int, sys.argv[3:6])
         asyncio.run(replica(url, index, events, batch))
         sys.exit(0)
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = Arguments(__doc__, quick={"events": 200, "replicas": [1, 2], "repeat": 1})
     parser.add_argument("--events", type=int, default=2000, help="events per replica")
     parser.add_argument("--replicas", type=integers, default=[1, 2, 4])
     parser.add_argument("--batch", type=integers, default=[1, 16, 64])
     parser.add_argument("--url", default=os.environ.get(
         "GATEWAY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"))  # fmt: skip
     parser.add_argument("--repeat", type=int, default=3, help="runs per setting; best kept")
-    parser.add_argument("--json")
-    options = parser.parse_args()
+    options = parser.parse()
     found = asyncio.run(main(options))
-    if options.json:
-        Path(options.json).write_text(json.dumps({"results": found, "cpus": os.cpu_count()}))
+    write_json(options.json, {"results": found, "cpus": os.cpu_count()})

@@ -21,7 +21,6 @@ Usage:  bench/chaos [--events 2000] [--kills 3] [--outage 20] [--replicas 1]
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -35,20 +34,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-VENV_PYTHON = REPO / ".venv" / "bin" / "python"
+from common import Arguments, ensure_venv, write_json
+
 SECRET = "shpss_test_gateway_secret"
 
 
-def ensure_venv() -> None:
-    """Re-run this script under the repo's virtualenv python."""
-    if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != VENV_PYTHON.parent.parent.resolve():
-        os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), __file__, *sys.argv[1:]])
-
-
-ensure_venv()
-sys.path.insert(0, str(REPO))
+ensure_venv(__file__)
 
 import asyncpg  # type: ignore[import-untyped]  # noqa: E402
 import httpx2  # noqa: E402
@@ -200,15 +191,15 @@ def fresh_postgres(admin_url: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    quick = {"events": 200, "seconds": 10.0, "kills": 1, "outage": 4.0}
+    parser = Arguments(__doc__, quick=quick)
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=60, help="how long posting takes")
     parser.add_argument("--kills", type=int, default=3)
     parser.add_argument("--outage", type=float, default=20)
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--postgres", help="an admin URL: runs on a fresh database there")
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args(argv)
+    args = parser.parse(argv)
     if args.replicas > 1 and not args.postgres:
         parser.error("several replicas need --postgres (SQLite has one worker per file)")
 
@@ -275,8 +266,7 @@ def main(argv: list[str]) -> int:
     }
     for name, value in report.items():
         print(f"{name:>28}: {value:,}")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
+    write_json(args.json, report)
     bad = report["missing"] or report["repeated, different key"] or report["dead"]
     bad = bad or report["acknowledged"] < args.events  # a client gave up: see its traceback
     return 1 if bad or report["unfinished"] else 0

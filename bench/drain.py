@@ -41,9 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-VENV_PYTHON = REPO / ".venv" / "bin" / "python"
+from common import Arguments, ensure_venv, write_json
 
 TARGET_RATE = 2000.0
 TARGET_P50_MS = 5.0
@@ -66,14 +64,7 @@ LATENCY_RULES = """\
 """
 
 
-def ensure_venv() -> None:
-    """Re-run this script under the repo's virtualenv python."""
-    if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != VENV_PYTHON.parent.parent.resolve():
-        os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), __file__, *sys.argv[1:]])
-
-
-ensure_venv()
-sys.path.insert(0, str(REPO))
+ensure_venv(__file__)
 
 from typing import Annotated  # noqa: E402
 
@@ -269,15 +260,14 @@ def verdict(met: bool) -> str:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = Arguments(__doc__, quick={"events": 1000, "samples": 50})
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument(
         "--timeout", type=float, default=600, help="give up draining after this many seconds"
     )
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    return parser.parse_args(argv)
+    return parser.parse(argv)
 
 
 def main(argv: list[str]) -> int:
@@ -319,13 +309,7 @@ def main(argv: list[str]) -> int:
     problems = []
     if drained["runs_succeeded"] != args.events:
         problems.append(f"only {drained['runs_succeeded']} of {args.events} runs succeeded")
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {"drain": drained, "baseline": direct, "ratio": ratio, "latency": idle}, indent=2
-            )
-            + "\n"
-        )
+    write_json(args.json, {"drain": drained, "baseline": direct, "ratio": ratio, "latency": idle})
     for problem in problems:
         print(f"FAIL: {problem}")
     return 1 if problems else 0

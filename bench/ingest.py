@@ -66,10 +66,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common import BENCH, REPO, VENV_PYTHON, Arguments, ensure_venv, write_json
+
 Process = subprocess.Popen[bytes]
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-VENV_PYTHON = REPO / ".venv" / "bin" / "python"
+
 FIXTURES = REPO.parent / "shared" / "fixtures" / "webhooks" / "shopify"
 DEFAULT_BODY = FIXTURES / "orders_create.json"  # 7,336 bytes
 SMALL_BODY = FIXTURES / "customers_create.json"  # 1,061 bytes
@@ -82,12 +82,6 @@ THREADS = 2
 WARMUP_SECONDS = 2
 TARGET_RATIO = 0.35
 TARGET_P99_MS = 15.0
-
-
-def ensure_venv() -> None:
-    """Re-run this script under the repo's virtualenv python (servers and versions match)."""
-    if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != VENV_PYTHON.parent.parent.resolve():
-        os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), __file__, *sys.argv[1:]])
 
 
 # --------------------------------------------------------------------------- load generator
@@ -678,7 +672,7 @@ def verify_gateway(label: str, stats: dict[str, Any]) -> list[str]:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = Arguments(__doc__, quick={"duration": 3})
     parser.add_argument("--duration", type=int, default=10, help="seconds per target (10)")
     parser.add_argument(
         "--body",
@@ -695,7 +689,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "(an ingest process, posted to, and a worker+scheduler process on the same store), or "
         "processes (`gateway serve --processes 2`: the same split, the worker forked)",
     )
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument(
         "--store",
         choices=[*sorted(STORES), "both"],
@@ -717,7 +710,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "+parse, +store), against bare with the first body, in the same run",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, db)")
-    return parser.parse_args(argv)
+    return parser.parse(argv)
 
 
 def main(argv: list[str]) -> int:
@@ -786,30 +779,26 @@ def main(argv: list[str]) -> int:
                 f"scaling: {args.replicas} PostgreSQL replicas behind haproxy give "
                 f"{many / one:.2f}x of one ({many:.0f} vs {one:.0f} req/s)"
             )
-        if args.json:
-            args.json.write_text(
-                json.dumps(
-                    {
-                        "machine": info,
-                        "load": {
-                            "tool": "wrk",
-                            "connections": CONNECTIONS,
-                            "threads": THREADS,
-                            "duration_s": args.duration,
-                            "warmup_s": WARMUP_SECONDS,
-                            "body": str(bodies[0]),
-                            "body_bytes": bodies[0].stat().st_size,
-                            "bodies": {str(b): b.stat().st_size for b in bodies},
-                        },
-                        "store": args.store,
-                        "results": results,
-                        "targets": targets,
-                        "problems": problems,
-                    },
-                    indent=2,
-                )
-                + "\n"
-            )
+        write_json(
+            args.json,
+            {
+                "machine": info,
+                "load": {
+                    "tool": "wrk",
+                    "connections": CONNECTIONS,
+                    "threads": THREADS,
+                    "duration_s": args.duration,
+                    "warmup_s": WARMUP_SECONDS,
+                    "body": str(bodies[0]),
+                    "body_bytes": bodies[0].stat().st_size,
+                    "bodies": {str(b): b.stat().st_size for b in bodies},
+                },
+                "store": args.store,
+                "results": results,
+                "targets": targets,
+                "problems": problems,
+            },
+        )
     finally:
         for store in [*stores, *extra]:
             store.cleanup()
@@ -823,5 +812,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    ensure_venv()
+    ensure_venv(__file__)
     sys.exit(main(sys.argv[1:]))

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import random
@@ -41,19 +40,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-VENV_PYTHON = REPO / ".venv" / "bin" / "python"
+from common import Arguments, ensure_venv, write_json
+
 TMP = tempfile.gettempdir()
 
 TARGET_P50_MS = 5.0
 TARGET_P99_MS = 20.0
 TARGET_REINDEX = 0.10
-
-
-def reexec_in_venv() -> None:
-    if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != VENV_PYTHON.parent.parent.resolve():
-        os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), __file__, *sys.argv[1:]])
 
 
 def vocabulary(rng: random.Random) -> list[str]:
@@ -208,16 +201,15 @@ def verdict(ok: bool) -> str:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = Arguments(__doc__, quick={"files": 50, "queries": 100})
     parser.add_argument("--files", type=int, default=500)
     parser.add_argument("--sections", type=int, default=20)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument(
         "--embeddings", action="store_true", help="also index with embeddings, query fused"
     )
-    parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
-    return parser.parse_args(argv)
+    return parser.parse(argv)
 
 
 def main(argv: list[str]) -> int:
@@ -263,11 +255,10 @@ def main(argv: list[str]) -> int:
             f"p99 {result['fused_p99_ms']} ms (reported, no target); the vector ranking "
             f"alone: p50 {result['vector_p50_ms']} ms, p99 {result['vector_p99_ms']} ms"
         )
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
     return 0
 
 
 if __name__ == "__main__":
-    reexec_in_venv()
+    ensure_venv(__file__)
     sys.exit(main(sys.argv[1:]))

@@ -24,10 +24,7 @@ Usage:  bench/reconcile [--events 1000] [--json FILE]
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
-import os
 import platform
 import shutil
 import sys
@@ -36,21 +33,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-VENV_PYTHON = REPO / ".venv" / "bin" / "python"
+from common import Arguments, ensure_venv, write_json
+
 SECRET, TOKEN = "gh-bench-secret", "ghp_bench_token"
 HOOK = "/repos/acme/shop/hooks/123"
 
 
-def ensure_venv() -> None:
-    """Re-run this script under the repo's virtualenv python."""
-    if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != VENV_PYTHON.parent.parent.resolve():
-        os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), __file__, *sys.argv[1:]])
-
-
-ensure_venv()
-sys.path.insert(0, str(REPO))
+ensure_venv(__file__)
 
 import httpx2  # noqa: E402
 
@@ -119,10 +108,9 @@ async def baseline(api: str, fake: FakeGitHub, mode: str) -> float:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = Arguments(__doc__, quick={"events": 100})
     parser.add_argument("--events", type=int, default=1000, help="failed deliveries (<= 3000)")
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args(argv)
+    args = parser.parse(argv)
     if not 0 < args.events <= 3000:  # the loopback GitHub dates them a second apart, from 1 h ago
         parser.error("--events: between 1 and 3000")
     gateway_log.configure("warning")
@@ -150,8 +138,7 @@ def main(argv: list[str]) -> int:
                 f"{mode:9} {args.events} deliveries in {seconds:.2f} s "
                 f"({args.events / seconds:.0f}/s); the API calls alone {floor:.2f} s: {ratio:.2f}x"
             )
-    if args.json is not None:
-        args.json.write_text(json.dumps(results, indent=2))
+    write_json(args.json, results)
     return 0
 
 

@@ -26,8 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
+from common import BENCH, REPO
+
 PAGE = REPO / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench/report:begin -->", "<!-- bench/report:end -->"
 

@@ -24,27 +24,16 @@ import json
 import os
 import secrets
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-VENV_PYTHON = REPO / ".venv" / "bin" / "python"
+from common import Arguments, ensure_venv, write_json
 
-
-def ensure_venv() -> None:
-    if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != VENV_PYTHON.parent.parent.resolve():
-        os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), __file__, *sys.argv[1:]])
-
-
-ensure_venv()
-sys.path.insert(0, str(REPO))
+ensure_venv(__file__)
 
 import asyncpg  # type: ignore[import-untyped]  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
@@ -158,7 +147,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = Arguments(__doc__, quick={"events": 10_000, "seconds": 3.0})
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--body", type=int, default=1024)
@@ -167,9 +156,7 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--pause", type=float, default=0.01)
     parser.add_argument("--rest", type=float, default=1.0)
-    parser.add_argument("--json")
-    options = parser.parse_args()
+    options = parser.parse()
     found = asyncio.run(main(options))
     print(json.dumps(found, indent=1))
-    if options.json:
-        Path(options.json).write_text(json.dumps(found))
+    write_json(options.json, found)

@@ -53,14 +53,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
-
-from ingest import (  # noqa: E402
+from common import VENV_PYTHON, Arguments, ensure_venv, write_json
+from ingest import (
     DEFAULT_BODY,
     SECRET,
     SOURCE,
-    VENV_PYTHON,
     Process,
     free_port,
     loaded_io_stack,
@@ -68,13 +65,6 @@ from ingest import (  # noqa: E402
     stop_server,
     wait_ready,
 )
-
-
-def ensure_venv() -> None:
-    """Re-run this script under the repo's virtualenv python."""
-    if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != VENV_PYTHON.parent.parent.resolve():
-        os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), __file__, *sys.argv[1:]])
-
 
 TARGET_RATIO = 0.9
 TARGET_P50_MS = 5.0
@@ -386,8 +376,8 @@ def search(base: float, args: argparse.Namespace, workdir: Path) -> list[dict[st
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="10 s windows, 3 probes")
+    quick = {"duration": 10.0, "ingest_seconds": 5.0, "probes": 3, "samples": 50}
+    parser = Arguments(__doc__, quick=quick)
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per probe")
     parser.add_argument("--ingest-seconds", type=float, default=10.0)
     parser.add_argument("--probes", type=int, default=4)
@@ -399,16 +389,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--samples", type=int, default=200, help="idle latency samples")
     parser.add_argument("--body", type=Path, default=DEFAULT_BODY)
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    args = parser.parse_args(argv)
-    if args.quick:
-        given = set(argv)
-        args.duration = args.duration if "--duration" in given else 10.0
-        args.ingest_seconds = args.ingest_seconds if "--ingest-seconds" in given else 5.0
-        args.probes = args.probes if "--probes" in given else 3
-        args.samples = args.samples if "--samples" in given else 50
-    return args
+    return parser.parse(argv)
 
 
 def main(argv: list[str]) -> int:
@@ -480,12 +462,12 @@ def main(argv: list[str]) -> int:
             "ratio": round(ratio, 3),
             "latency": idle,
         }
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        write_json(args.json, figures)
     for problem in problems:
         print(f"FAIL: {problem}")
     return 1 if problems else 0
 
 
 if __name__ == "__main__":
-    ensure_venv()
+    ensure_venv(__file__)
     sys.exit(main(sys.argv[1:]))

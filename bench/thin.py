@@ -13,16 +13,13 @@
 The ratio thin / baseline is what fetching costs on this machine, measured in the same run;
 it is reported, not enforced.
 
-Usage:  bench/thin [--events 1000] [--timeout 600] [--json FILE]
+Usage:  bench/thin [--quick] [--events 1000] [--timeout 600] [--json FILE]
         (re-executes itself under the repo's .venv python)
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
-import os
 import platform
 import shutil
 import sys
@@ -32,9 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-VENV_PYTHON = REPO / ".venv" / "bin" / "python"
+from common import Arguments, ensure_venv, write_json
 
 RULES = """\
 - name: meter
@@ -46,14 +41,7 @@ RULES = """\
 METER = {"id": "mtr_1", "object": "billing.meter", "status": "active"}
 
 
-def ensure_venv() -> None:
-    """Re-run this script under the repo's virtualenv python."""
-    if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != VENV_PYTHON.parent.parent.resolve():
-        os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), __file__, *sys.argv[1:]])
-
-
-ensure_venv()
-sys.path.insert(0, str(REPO))
+ensure_venv(__file__)
 
 import orjson  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
@@ -147,11 +135,10 @@ async def drain(workdir: Path, api: str, bodies: list[bytes], limit: float) -> f
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = Arguments(__doc__, quick={"events": 100})
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--timeout", type=float, default=600.0)
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args(argv)
+    args = parser.parse(argv)
     gateway_log.configure("warning")
     results: dict[str, Any] = {"events": args.events, "machine": platform.platform()}
     with serve_in_thread(stripe_api()) as api:
@@ -168,8 +155,7 @@ def main(argv: list[str]) -> int:
             )
     results["ratio"] = round(results["thin"]["seconds"] / results["baseline"]["seconds"], 2)
     print(f"thin / baseline: {results['ratio']}x the time")
-    if args.json is not None:
-        args.json.write_text(json.dumps(results, indent=2))
+    write_json(args.json, results)
     return 0
 
 

@@ -306,7 +306,7 @@ def read(
     if isinstance(handlers, dict):
         problems += _check_handlers(handlers, doc)
     for name in expanded.get("mcp") or {}:
-        if problem := server_name_problem(str(name), set(FAMILIES)):
+        if problem := server_name_problem(str(name), FAMILIES):
             problems.append(f"{doc.where(('mcp', name))}: mcp.{name}: {problem}")
     for at, message in knowledge_problems(config.knowledge, config.models):
         problems.append(f"{doc.where(at)}: {'.'.join(map(str, at))}: {message}")

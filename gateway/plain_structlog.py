@@ -1,11 +1,11 @@
 """structlog for the `gateway` program, without rich's traceback machinery: the gateway writes
 JSON logs, and its console logs (other commands' warnings) print tracebacks plainly.
 
-structlog's `dev` and `tracebacks` modules import `rich.traceback` and `rich.pretty` when rich
-is installed (the CLI needs rich for its tables), and with them pygments and attrs: 3.7 MB
+structlog's `dev` and `tracebacks` modules import rich, `rich.traceback` and `rich.pretty` when
+rich is installed (the CLI needs rich for its tables), and with them pygments and attrs: 6 MB
 resident in every `gateway serve` (docs/benchmarks.md, memory). Importing this module first
-imports structlog with those two hidden, so it settles for its plain traceback formatter;
-they stay importable by anyone else afterwards (typer's error pages).
+imports structlog with rich hidden, so it settles for its plain traceback formatter; rich
+stays importable by anyone else afterwards (the CLI's consoles, typer's error pages).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 
-HIDDEN = frozenset({"rich.traceback", "rich.pretty"})
+HIDDEN = frozenset({"rich", "rich.traceback", "rich.pretty"})
 
 
 class _Hide:

@@ -11,7 +11,7 @@ import signal
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -19,7 +19,6 @@ from gateway import tracing
 from gateway.config import Config
 from gateway.errors import ConfigError
 from gateway.ingest.endpoint import IngestEndpoint
-from gateway.knowledge.service import Indexing
 from gateway.metrics import Metrics
 from gateway.retention.disk import Probe, free_bytes
 from gateway.retention.service import RetentionService
@@ -28,11 +27,14 @@ from gateway.ruleset import load_ruleset
 from gateway.runs.executor import ExecutorFactory
 from gateway.runs.shutdown import Shutdown
 from gateway.scheduler import Scheduler
-from gateway.scheduler.reconciling import Reconciling
 from gateway.store import Store
 from gateway.store.abc import ReplicaPresence, WakeUps
 from gateway.store.lock import WorkerLock
 from gateway.worker import Worker
+
+if TYPE_CHECKING:
+    from gateway.knowledge.service import Indexing
+    from gateway.scheduler.reconciling import Reconciling
 
 log = structlog.get_logger(__name__)
 # What a process may do; `gateway serve --role` picks some, all by default.
@@ -134,11 +136,19 @@ class Gateway:
             self._outlast(self.worker)
             self._lock = store.worker_lock()
             if config.knowledge:
+                # Imported here: a gateway without collections keeps none of it (its loaders,
+                # splitter, embeddings and models' settings).
+                from gateway.knowledge.service import Indexing
+
                 self.indexing = Indexing(config.knowledge, config.models, config.base_dir)
         if "scheduler" in roles:
             # Also with no scheduled rule yet: a rule reload may bring one.
             self.scheduler = Scheduler(store, self.rules.scheduled)
-            self.reconciling = Reconciling(store, config, self.metrics)
+            if any(source.reconcile is not None for source in config.sources.values()):
+                # Imported here: a gateway reconciling no source keeps none of it.
+                from gateway.scheduler.reconciling import Reconciling
+
+                self.reconciling = Reconciling(store, config, self.metrics)
         store.events.on_commit(self.notifier.notify_soon)
 
     async def start(self, roles: frozenset[str] = ROLES, *, migrate: bool = True) -> None:

@@ -309,3 +309,31 @@ def test_a_redelivery_racing_a_fetch_reconciliation_is_stored_once(
     events = {e.delivery_id: e.received_via for e in stored_events(config, "gh")}
     assert events == {failed[0]["guid"]: "webhook", failed[1]["guid"]: "reconcile",
                       failed[2]["guid"]: "reconcile"}  # fmt: skip
+
+
+# A body as GitHub may format it: spaces after separators, non-ASCII and slashes escaped, a
+# decimal written out. Parsing and serialising it again gives other bytes.
+FORMATTED_PUSH = (
+    b'{"ref": "refs/heads/main", "n": "push-caf\\u00e9",\n'
+    b' "compare": "https:\\/\\/github.com\\/acme\\/shop", "size": 1.50}'
+)
+
+
+def test_a_fetched_delivery_is_stored_as_the_bytes_github_sent(
+    tmp_path: Path, fake: tuple[FakeGitHub, str]
+) -> None:
+    from gateway.app import create_app
+
+    github_api, api = fake
+    config = write_config(tmp_path, source(api, mode="fetch"))
+    failed = github_api.send_body("push", FORMATTED_PUSH)  # no gateway yet
+    record = run_once(config, "gh")
+    assert record is not None and (record.status, record.stored) == ("succeeded", 1), record
+
+    [event] = stored_events(config, "gh")
+    assert event.body == FORMATTED_PUSH
+    # The same bytes under the same delivery: GitHub's own redelivery later is a duplicate.
+    with serve_in_thread(create_app(config, roles=frozenset({"ingest"}))) as url:
+        github_api.target = url + "/hooks/gh"
+        assert github_api.send_again(failed)["status_code"] == 200
+    assert [e.received_via for e in stored_events(config, "gh")] == ["reconcile"]

@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from gateway.store import Store
 
 app = typer.Typer(help="Webhook-to-assistant automation gateway.", no_args_is_help=True)
-console = terminal.console()
-err = terminal.console(stderr=True)
+console = terminal.console_on_first_use()
+err = terminal.console_on_first_use(stderr=True)
 T = TypeVar("T")
 
 ConfigOption = Annotated[

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from gateway import terminal
 from gateway.cli.common import ConfigOption, app, console, err, load_config, problems
 from gateway.errors import ConfigError
 
@@ -125,7 +126,7 @@ def serve(
         raise typer.Exit(1) from None
     port = port if port is not None else cfg.port
     for line in startup.summary(cfg, application.state.gateway.rules, chosen, listen, port):
-        err.print(line, markup=False, highlight=False, soft_wrap=True)
+        terminal.line(line)
     # Everything loaded so far lives as long as the process: keep it out of the collector's
     # scans, and collect less often. Parsing a webhook allocates hundreds of objects that die
     # young; with the default thresholds, collections cost more than the parse (bench/ingest).
@@ -140,11 +141,7 @@ def serve(
         worker = WorkerProcess(cfg, behind)
         worker.attach(application.state.gateway)
         worker.fork()
-        err.print(
-            f"worker process: pid {worker.pid} (roles: {', '.join(sorted(behind))})",
-            markup=False,
-            highlight=False,
-        )
+        terminal.line(f"worker process: pid {worker.pid} (roles: {', '.join(sorted(behind))})")
 
     def stop_when_worker_gone(uvicorn_server: Any) -> None:
         if worker is not None:

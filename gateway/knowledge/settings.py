@@ -26,7 +26,11 @@ class KnowledgeConfig(Protocol):
 
 def handlers_with_knowledge(config: KnowledgeConfig) -> dict[str, dict[str, Any]]:
     """The `handlers:` blocks, with the `knowledge` family's completed from `knowledge:` and
-    `models:`: what the `knowledge.search` tool searches and embeds queries with."""
+    `models:`: what the `knowledge.search` tool searches and embeds queries with. Without
+    collections or a block of its own the family is left out: its settings would be the
+    defaults, and validating them at start would import the library for nothing."""
+    if not config.knowledge and "knowledge" not in config.handlers:
+        return dict(config.handlers)
     own = dict(config.handlers.get("knowledge") or {})
     own.update(
         collections={name: c.model_dump() for name, c in config.knowledge.items()},

@@ -6,6 +6,7 @@ Each server is reached over streamable HTTP (`url`) or as a subprocess over stdi
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -65,7 +66,7 @@ class McpServerConfig(BaseModel):
         return self
 
 
-def server_name_problem(name: str, families: set[str] | frozenset[str]) -> str | None:
+def server_name_problem(name: str, families: Container[str]) -> str | None:
     """Why `name` cannot name an MCP server (its tools are `NAME.TOOL`), or None."""
     if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
         return f"MCP server name {name!r} may only use letters, digits, _ and -"

@@ -8,6 +8,7 @@ A failed delivery whose `guid` is not stored is either redelivered by GitHub (`P
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -121,20 +122,21 @@ class GitHubReconciler(Reconciler):
         """Store the request GitHub kept for `delivery`; True if it was not stored before."""
         response = await self._call("GET", f"/deliveries/{delivery['id']}")
         request = (response.json() or {}).get("request") or {}
-        payload = request.get("payload")
-        if payload is None:
+        # The payload's bytes as the answer holds them, not parsed and serialised again: a
+        # later real delivery of the same event then has the same bytes, so the same dedup key.
+        shown = raw_member(response.text, "request", "payload")
+        if request.get("payload") is None or shown is None:
             raise ProviderApiError(f"GitHub kept no request payload for delivery {delivery['id']}")
         headers = {str(k).lower(): str(v) for k, v in (request.get("headers") or {}).items()}
         headers.setdefault("x-github-delivery", str(delivery["guid"]))
         headers.setdefault("x-github-event", str(delivery.get("event") or "unknown"))
-        body = orjson.dumps(payload)
+        body = shown.encode()
         try:
-            # GitHub keeps the payload parsed: its signature tells whether these are the very
-            # bytes it sent (then a later real delivery has the same dedup key).
+            # The signature tells whether these are the very bytes GitHub sent.
             self.sender.verify(headers, body, time.time())
         except SignatureInvalid:
-            log.warning("reconcile.body_reserialized", source=self.name, guid=delivery["guid"])
-        return await self.keep(headers, body, payload, datetime.now(UTC))
+            log.warning("reconcile.signature_mismatch", source=self.name, guid=delivery["guid"])
+        return await self.keep(headers, body, orjson.loads(body), datetime.now(UTC))
 
     async def _call(self, method: str, url: str) -> httpx2.Response:
         import httpx2
@@ -167,6 +169,44 @@ class GitHubReconciler(Reconciler):
             max_wait=self.settings.max_wait,
             sleep=self.sleep,
         )
+
+
+_VALUE = json.JSONDecoder()
+
+
+def raw_member(document: str, *path: str) -> str | None:
+    """The text of the value at `path` (keys of nested objects) in the JSON `document`, as it
+    is written there; None if it has no such member. A key given twice counts last, as in a
+    parser. `document` must be valid JSON (read by a parser first)."""
+    at = _past_space(document, 0)
+    for key in path:
+        if document[at : at + 1] != "{":
+            return None
+        found = None
+        at = _past_space(document, at + 1)
+        while document[at : at + 1] == '"':
+            name, at = _VALUE.raw_decode(document, at)
+            at = _past_space(document, _past_space(document, at) + 1)  # past the colon
+            if name == key:
+                found = at
+            _, at = _VALUE.raw_decode(document, at)
+            at = _past_space(document, at)
+            if document[at : at + 1] == ",":
+                at = _past_space(document, at + 1)
+        if found is None:
+            return None
+        at = found
+    _, end = _VALUE.raw_decode(document, at)
+    return document[at:end]
+
+
+def _past_space(document: str, at: int) -> int:
+    while document[at : at + 1] in _SPACE:
+        at += 1
+    return at
+
+
+_SPACE = frozenset(" \t\n\r")
 
 
 def _when(delivery: dict[str, Any]) -> datetime:

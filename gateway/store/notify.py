@@ -13,7 +13,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import stamina
 import structlog
 from sqlalchemy.engine import make_url
 
@@ -141,6 +140,10 @@ class Notifier:
             await self._listening_changed.wait()
 
     async def _listen(self) -> None:
+        # Imported by the listener, which only PostgreSQL stores start: stamina and tenacity
+        # are 0.7 MB resident a gateway on SQLite need not keep (docs/benchmarks.md, memory).
+        import stamina
+
         while True:
             # Backoff from min to max while the connection fails; over again once it was up.
             async for attempt in stamina.retry_context(

@@ -1,8 +1,9 @@
 """A loopback GitHub: one webhook's deliveries, as GitHub's REST API shows and redelivers them.
 
-`send` makes GitHub deliver an event to the gateway (or fail to, while it is `down`);
-`GET .../deliveries` lists them newest first by cursor (`Link: <...>; rel="next"`),
-`GET .../deliveries/{id}` shows one with its request, `POST .../deliveries/{id}/attempts`
+`send` makes GitHub deliver an event to the gateway (or fail to, while it is `down`), `send_body`
+an event whose body is given as the bytes to send; `GET .../deliveries` lists them newest first
+by cursor (`Link: <...>; rel="next"`), `GET .../deliveries/{id}` shows one with its request (the
+payload being the very bytes sent, inside the JSON answer), `POST .../deliveries/{id}/attempts`
 queues a redelivery that `send_redeliveries` sends. `fail_next` answers the next API call
 with an error (a 429 or 403 rate limit, a 500) once.
 """
@@ -34,6 +35,7 @@ class FakeGitHub:
         self.hook = hook
         self.signer = PROVIDERS["github"](SourceConfig(provider="github", secret=secret))
         self.deliveries: list[dict[str, Any]] = []  # oldest first
+        self.bodies: dict[int, bytes] = {}  # each delivery's body, by delivery id
         self.requests: list[tuple[str, str]] = []  # (method, path?query) of each API call
         self.redeliveries: list[int] = []  # delivery ids asked again, not yet sent
         self.failures: list[tuple[int, dict[str, str]]] = []
@@ -59,8 +61,12 @@ class FakeGitHub:
 
     def send(self, event: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Deliver a new event (a new guid) to `target`, recording how it went."""
+        return self.send_body(event, orjson.dumps(payload))
+
+    def send_body(self, event: str, body: bytes) -> dict[str, Any]:
+        """Deliver a new event whose body is `body`, as formatted (spaces, escapes)."""
         self.clock += timedelta(seconds=1)
-        return self._deliver(str(uuid.uuid4()), event, orjson.dumps(payload), redelivery=False)
+        return self._deliver(str(uuid.uuid4()), event, body, redelivery=False)
 
     def send_redeliveries(self) -> list[dict[str, Any]]:
         """Send every redelivery asked for, as GitHub does shortly after answering 202."""
@@ -71,7 +77,7 @@ class FakeGitHub:
 
     def send_again(self, delivery: dict[str, Any]) -> dict[str, Any]:
         """Redeliver `delivery` now (as someone clicking "Redeliver" in GitHub's settings)."""
-        body = orjson.dumps(delivery["request"]["payload"])
+        body = self.bodies[delivery["id"]]
         return self._deliver(delivery["guid"], delivery["event"], body, redelivery=True)
 
     def fail_next(self, status: int, headers: dict[str, str] | None = None) -> None:
@@ -112,6 +118,7 @@ class FakeGitHub:
         }
         with self._lock:
             self.deliveries.append(delivery)
+            self.bodies[delivery["id"]] = body
         return delivery
 
     def _find(self, delivery_id: int) -> dict[str, Any] | None:
@@ -156,7 +163,10 @@ class FakeGitHub:
         delivery = self._find(int(request.path_params["id"]))
         if delivery is None:
             return JSONResponse({"message": "Not Found"}, status_code=404)
-        return JSONResponse(delivery)
+        # GitHub shows the payload it sent as it sent it: the body's bytes inside the answer.
+        shown = {**delivery, "request": {**delivery["request"], "payload": _PAYLOAD}}
+        raw = orjson.dumps(shown).replace(orjson.dumps(_PAYLOAD), self.bodies[delivery["id"]], 1)
+        return Response(raw, media_type="application/json")
 
     async def attempt(self, request: Request) -> Response:
         if (refused := await self._refused(request)) is not None:
@@ -167,6 +177,10 @@ class FakeGitHub:
         with self._lock:
             self.redeliveries.append(delivery_id)
         return JSONResponse({}, status_code=202)
+
+
+# Where a delivery's body goes in the JSON answer showing it.
+_PAYLOAD = "\x00payload\x00"
 
 
 def _summary(delivery: dict[str, Any]) -> dict[str, Any]:

@@ -20,8 +20,6 @@ import structlog
 
 from gateway.config import Config, SourceConfig
 from gateway.errors import FetchError
-from gateway.ingest.providers.standard import StandardSettings
-from gateway.ingest.providers.stripe import StripeSettings
 from gateway.metrics import Metrics
 from gateway.runs.policy import decide
 from gateway.store import Event, Fetch, Store
@@ -33,6 +31,9 @@ log = structlog.get_logger(__name__)
 
 def stripe_fetcher(source: SourceConfig) -> Fetcher | None:
     """The fetcher of a Stripe source with `fetch: thin`, else None."""
+    # The provider's module only in a gateway with such a source (docs/benchmarks.md, memory).
+    from gateway.ingest.providers.stripe import StripeSettings
+
     settings = StripeSettings.model_validate(source.model_extra or {})
     if settings.fetch != "thin":
         return None
@@ -44,6 +45,8 @@ def stripe_fetcher(source: SourceConfig) -> Fetcher | None:
 
 def openai_fetcher(source: SourceConfig) -> Fetcher | None:
     """The fetcher of a `standard` source with `fetch: openai`, else None."""
+    from gateway.ingest.providers.standard import StandardSettings
+
     settings = StandardSettings.model_validate(source.model_extra or {})
     if settings.fetch != "openai":
         return None

@@ -137,10 +137,16 @@ def tool(
 
 
 class Tools(Mapping[str, Tool]):
-    """Every registered tool by name, from every family the entry points and the program add."""
+    """Every registered tool by name, from every family the entry points and the program add.
+
+    A lookup loads the family its name starts with (`jira.create_issue`: the `jira` entry point)
+    and no other; listing loads them all.
+    """
 
     def __getitem__(self, name: str) -> Tool:
-        FAMILIES.load()
+        FAMILIES.load_name(name.partition(".")[0])
+        if name not in _TOOLS:  # a tool registered under another family's entry point
+            FAMILIES.load()
         return _TOOLS[name]
 
     def __iter__(self) -> Iterator[str]:
