@@ -33,9 +33,11 @@ class Part:
         insert = postgresql.insert if self.dialect.name == "postgresql" else sqlite.insert
         return insert(table)
 
-    async def _rows(self, query: Executable) -> list[Row[Any]]:
+    async def _rows(
+        self, query: Executable, parameters: dict[str, Any] | None = None
+    ) -> list[Row[Any]]:
         async with self.engine.connect() as conn:
-            return list(await conn.execute(query))
+            return list(await conn.execute(query, parameters))
 
     async def _first(self, query: Executable) -> Row[Any] | None:
         async with self.engine.connect() as conn:

@@ -44,6 +44,11 @@ RELEASE_ORPHANS = text(
     f"  AND classid = {presence.NAMESPACE} AND objsubid = 2"
     "  AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
 )
+# The earliest retry or wait, for the worker's idle wait.
+NEXT_DUE = select(func.min(runs.c.next_attempt_at)).where(
+    runs.c.status.in_((RunStatus.PENDING, RunStatus.WAITING)),
+    runs.c.next_attempt_at.is_not(None),
+)
 END_RUN = (
     update(runs)
     .where(runs.c.id == bindparam("b_run_id"))
@@ -158,11 +163,7 @@ class Runs(Part):
         return await self.journal.apply(change)
 
     async def next_due(self) -> datetime | None:
-        query = select(func.min(runs.c.next_attempt_at)).where(
-            runs.c.status.in_((RunStatus.PENDING, RunStatus.WAITING)),
-            runs.c.next_attempt_at.is_not(None),
-        )
-        value: datetime | None = await self._scalar(query)
+        value: datetime | None = await self._scalar(NEXT_DUE)
         if value is not None and value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         return value
