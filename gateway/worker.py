@@ -99,19 +99,16 @@ class Worker:
         self.outcomes = services.outcomes
         # One executor per rule kind: the worker hands each claimed run to its kind's.
         factories = {"actions": ActionsExecutor, **(executors or {})}
-        self.executors: dict[str, Executor] = {
-            kind: make(services) for kind, make in factories.items()
-        }
+        self.executors: dict[str, Executor] = {k: make(services) for k, make in factories.items()}
         self.dispatch = Dispatch(store, self.outcomes, self.executors, self.tools.prepare)
         self.concurrency = config.worker.concurrency
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._sleep = sleep
         self._events_ready, self._runs_ready = asyncio.Event(), asyncio.Event()
         self._active: dict[int, asyncio.Task[None]] = {}
-        # Slots promised to a claim in flight (routing too): claims never exceed the slots.
-        self._reserved = 0
-        # Runs whose last step is done and whose final commit is on its way (`_finishing_run`).
-        self._finishing = 0
+        # Slots promised to a claim in flight (routing too; claims never exceed the slots), and
+        # runs whose last step is done and whose final commit is on its way (`_finishing_run`).
+        self._reserved = self._finishing = 0
         # The last claim filled every free slot: more runs are waiting.
         self._backlog = False
         # Events this process just stored, handed over by the writer: routed without being
@@ -366,13 +363,16 @@ class Worker:
             task.add_done_callback(functools.partial(self._done, run.id, run.ordering_key))
 
     def _done(self, run_id: int, key: str | None, _task: asyncio.Task[None]) -> None:
+        full = len(self._active) >= self.concurrency  # the run loop waited without a slot
         self._active.pop(run_id, None)
         # A run that retries, waits or stops may be claimable again (or due); one that
         # finished, only the next run with its ordering key.
-        if run_id not in self._finished or key is not None:
-            self._claimable.changed()
+        changed = run_id not in self._finished or key is not None
         self._finished.discard(run_id)
-        self._runs_ready.set()  # a slot is free
+        if changed:
+            self._claimable.changed()
+        if changed or full or self._backlog:
+            self._runs_ready.set()  # a slot is free, and a claim may find a run for it
 
     async def _renew_loop(self) -> None:
         while True:
