@@ -69,6 +69,12 @@ def test_the_poll_claims_again_even_when_nothing_announced_a_change() -> None:
     assert claimable.maybe
 
 
+@pytest.fixture(autouse=True)
+def no_poll(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No fallback poll within a test: what is claimed was claimed for a reason."""
+    monkeypatch.setattr(worker_module, "FALLBACK_POLL_SECONDS", 60.0)
+
+
 async def succeeded(store: Store, count: int) -> None:
     for _ in range(1000):
         if await store.runs.count("succeeded") >= count:
@@ -90,9 +96,8 @@ def count_claims(worker: Worker) -> list[int]:
 
 
 async def test_a_stream_of_events_is_claimed_by_the_routing_commits_alone(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    monkeypatch.setattr(worker_module, "FALLBACK_POLL_SECONDS", 60.0)
     (tmp_path / "rules.yaml").write_text(RULE)
     async with worker_on(tmp_path) as (store, worker):
         store.events.on_commit(worker.notify_events)
@@ -109,9 +114,8 @@ async def test_a_stream_of_events_is_claimed_by_the_routing_commits_alone(
 
 
 async def test_runs_another_process_queued_are_claimed_when_it_says_so(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    monkeypatch.setattr(worker_module, "FALLBACK_POLL_SECONDS", 60.0)
     (tmp_path / "rules.yaml").write_text(RULE)
     async with worker_on(tmp_path) as (store, worker):
         await worker.start()
@@ -125,9 +129,8 @@ async def test_runs_another_process_queued_are_claimed_when_it_says_so(
 
 
 async def test_the_next_run_of_a_key_and_a_retry_are_claimed_without_a_wake_up(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    monkeypatch.setattr(worker_module, "FALLBACK_POLL_SECONDS", 60.0)
     (tmp_path / "rules.yaml").write_text(KEYED_RULE)
     FAILURES["keyed-0"] = [ToolError("busy", retry_after=0.05)]
     async with worker_on(tmp_path) as (store, worker):
