@@ -20,13 +20,17 @@ a gateway can take for a whole window without its backlog growing, against the d
            its run's success as read from the store file (across processes with --split or
            --processes).
 
+Each probe also reports the CPU time (utime + stime from /proc) of each gateway process per
+stored event; with --split or --processes the second figure is the worker's cost per run, the
+steady measure on a shared machine. --rate R makes only one probe, at R posts/s, and prints it.
+
 Target (reported, not enforced): highest sustained rate >= 0.9x the ingest rate of the same
 run. The load generator is this process (uvloop, raw HTTP/1.1): it competes with the gateway
 for the same cores in both measurements, so compare the ratio, not the rates, across machines.
 Exit status 1 if a post was answered with anything but 202 or a probe lost an event.
 
 Usage:  bench/sustain [--quick] [--duration 60] [--probes 4] [--split | --processes]
-                      [--json FILE]
+                      [--rate POSTS_PER_S] [--json FILE]
         (--quick: 10 s windows, 3 probes; re-executes itself under the repo's .venv python)
 """
 
@@ -59,8 +63,10 @@ from ingest import (
     SECRET,
     SOURCE,
     Process,
+    cpu_seconds,
     free_port,
     loaded_io_stack,
+    process_tree,
     start_server,
     stop_server,
     wait_ready,
@@ -242,6 +248,9 @@ def probe(rate: float, args: argparse.Namespace, workdir: Path, bodies: Bodies) 
     bounded; then how long the gateway took to finish what was left."""
     procs, port = start_gateway(workdir, topology(args))
     sampler = Sampler(workdir / "gateway.db")
+    # Each gateway process (with --processes, the door then its forked worker), and its CPU.
+    pids = [pid for proc in procs for pid in process_tree(proc.pid)]
+    cpu = [cpu_seconds([pid]) for pid in pids]
     try:
         sampler.start()
         posted = run_posts(port, bodies, rate, args.duration, args.connections)
@@ -250,6 +259,7 @@ def probe(rate: float, args: argparse.Namespace, workdir: Path, bodies: Bodies) 
         while sum(backlog(workdir / "gateway.db")[:2]) and time.monotonic() - cleared < 120:
             time.sleep(0.1)
         cleared_s = time.monotonic() - cleared
+        cpu = [cpu_seconds([pid]) - before for pid, before in zip(pids, cpu, strict=True)]
         sampler.done.set()
         _, _, stored = backlog(workdir / "gateway.db")
     finally:
@@ -273,6 +283,9 @@ def probe(rate: float, args: argparse.Namespace, workdir: Path, bodies: Bodies) 
         "backlog_growth_per_s": round(grew, 1),
         "backlog_peak_last_third": peak,
         "cleared_after_s": round(cleared_s, 2),
+        # CPU per stored event of each process (door first), posting and clearing the rest:
+        # with a worker process, its figure is what the worker costs per run.
+        "cpu_us_per_event": [round(c / max(1, stored) * 1e6) for c in cpu],
         "sustained": sustained,
     }
 
@@ -357,7 +370,8 @@ def search(base: float, args: argparse.Namespace, workdir: Path) -> list[dict[st
             f"probe {index}: {result['rate']:.0f}/s ({fraction:.2f}x) posted "
             f"{result['posted_per_s']:.0f}/s, backlog growth {result['backlog_growth_per_s']}/s, "
             f"peak {result['backlog_peak_last_third']}: "
-            f"{'sustained' if result['sustained'] else 'not'}",
+            f"{'sustained' if result['sustained'] else 'not'}; CPU per event by process "
+            f"{', '.join(f'{us} us' for us in result['cpu_us_per_event'])}",
             file=sys.stderr,
         )
         if result["sustained"]:
@@ -387,6 +401,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     topologies.add_argument(
         "--processes", action="store_true", help="`gateway serve --processes 2`"
     )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="only one probe at this many posts/s, for its CPU per event (no search, no latency)",
+    )
     parser.add_argument("--samples", type=int, default=200, help="idle latency samples")
     parser.add_argument("--body", type=Path, default=DEFAULT_BODY)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -397,6 +416,14 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="bench-sustain-"))
     load_before = os.getloadavg()
+    if args.rate:
+        try:
+            result = probe(args.rate, args, workdir, Bodies(args.body, "rate"))
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        result.pop("backlog")
+        print(f"load average before: {load_before}; {json.dumps(result)}")
+        return 0
     try:
         door = ingest_rate(args, workdir / "ingest", Bodies(args.body, "ingest"))
         probes = search(door["per_s"], args, workdir)

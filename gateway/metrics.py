@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Label children kept per metric, at most (a rule or tool name is a label; they are few).
+CHILDREN_MAX = 4096
 
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.requests = Counter(
             "gateway_webhook_requests",
             "Webhook requests by source and HTTP status",
@@ -139,6 +145,17 @@ class Metrics:
             ["source"],
             registry=self.registry,
         )
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, kept: the worker counts every run and step, and looking a
+        child up validates and locks each time."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            if len(self._children) >= CHILDREN_MAX:
+                self._children.clear()
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def circuit_changed(self, downstream: str, is_open: bool) -> None:
         self.circuit_open.labels(downstream).set(1 if is_open else 0)

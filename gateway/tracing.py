@@ -7,7 +7,7 @@ Optional: install the `tracing` extra and set `tracing:` in gateway.yaml. Withou
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 _tracer: Any = None
@@ -51,13 +51,20 @@ def configure(settings: dict[str, Any] | None, *, exporter: Any = None) -> bool:
     return True
 
 
-@contextmanager
-def span(name: str, **attributes: Any) -> Iterator[Any]:
+# What `span` gives when tracing is off: no generator built and stepped per span (a run's
+# three spans were 2 % of the worker's samples, bench/sustain).
+_OFF: AbstractContextManager[Any] = nullcontext()
+
+
+def span(name: str, **attributes: Any) -> AbstractContextManager[Any]:
     """A span named `name` under the current one (no-op when tracing is off)."""
     if _tracer is None:
-        with nullcontext() as nothing:
-            yield nothing
-        return
+        return _OFF
+    return _span(name, attributes)
+
+
+@contextmanager
+def _span(name: str, attributes: dict[str, Any]) -> Iterator[Any]:
     with _tracer.start_as_current_span(name) as current:
         for key, value in attributes.items():
             if value is not None:

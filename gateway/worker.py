@@ -16,28 +16,26 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
 
 import structlog
 
-from gateway import tracing
 from gateway.config import Config
 from gateway.knowledge.settings import handlers_with_knowledge
 from gateway.mcp.catalogue import Catalogue
 from gateway.metrics import Metrics
 from gateway.retrying import RetryOverride
 from gateway.rules.loader import RuleSet
-from gateway.rules.model import Rule
 from gateway.rules.plan import NoRuleFits, plan, routed_status
-from gateway.rules.scope import reads_payload, scope_for
 from gateway.runs.actions import ActionsExecutor
 from gateway.runs.circuit import Circuits
+from gateway.runs.claimable import Claimable
+from gateway.runs.dispatch import Dispatch
 from gateway.runs.executor import Executor, ExecutorFactory, RunServices
 from gateway.runs.retry import RetryPolicy
 from gateway.runs.shutdown import drain
 from gateway.store import Event, NewEvent, NewRun, Run, Store, Stored
-from gateway.store.notify import wait_for_work, wait_until_set
-from gateway.store.status import EventStatus, RunStatus
+from gateway.store.notify import wait_until_set
+from gateway.store.status import FINISHED, EventStatus, RunStatus
 from gateway.thin.fetching import Fetching
 from gateway.tools import TOOLS, Tool, Toolbox
 
@@ -48,6 +46,8 @@ log = structlog.get_logger(__name__)
 FALLBACK_POLL_SECONDS = 1.0
 # Events handed over by the writer and not yet routed, at most (the pending scan finds more).
 ARRIVED_MAX = 4096
+# Pending events routed per commit by the scan; a shorter page means none were left.
+SCAN_PAGE = 500
 # Events kept for the runs about to start, so a run does not read its event back (oldest go).
 ROUTED_MAX = 4096
 # Under a backlog, how long the worker waits for more free slots to claim them together.
@@ -70,6 +70,8 @@ class Worker:
         notify: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
+        # Whether a claim could find anything: claims and `next_due` reads only after a change.
+        self._claimable = Claimable(FALLBACK_POLL_SECONDS)
         # Tells the other replicas that there are new runs (NOTIFY on PostgreSQL).
         self._notify_others = notify or (lambda: None)
         self.lease_seconds = config.worker.lease_seconds
@@ -89,34 +91,30 @@ class Worker:
             self.tools,
             self.metrics,
             RetryPolicy(config, rule_retry=self._rule_retry),
-            wake=self.notify_runs,
+            wake=functools.partial(self.notify_runs, retry=True),
             finishing=self._finishing_run,
-            circuits=Circuits(
-                config.retry.circuit, store.runs, on_change=self.metrics.circuit_changed
-            ),
+            circuits=Circuits(config.retry.circuit, store.runs, on_change=self._circuit_changed),
             draining=lambda: self.draining,
         )
         self.outcomes = services.outcomes
         # One executor per rule kind: the worker hands each claimed run to its kind's.
         factories = {"actions": ActionsExecutor, **(executors or {})}
-        self.executors: dict[str, Executor] = {
-            kind: make(services) for kind, make in factories.items()
-        }
+        self.executors: dict[str, Executor] = {k: make(services) for k, make in factories.items()}
+        self.dispatch = Dispatch(store, self.outcomes, self.executors, self.tools.prepare)
         self.concurrency = config.worker.concurrency
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._sleep = sleep
         self._events_ready, self._runs_ready = asyncio.Event(), asyncio.Event()
         self._active: dict[int, asyncio.Task[None]] = {}
-        # Slots promised to a claim in flight (routing too): claims never exceed the slots.
-        self._reserved = 0
-        # Runs whose last step is done and whose final commit is on its way (`_finishing_run`).
-        self._finishing = 0
+        # Slots promised to a claim in flight (routing too; claims never exceed the slots), and
+        # runs whose last step is done and whose final commit is on its way (`_finishing_run`).
+        self._reserved = self._finishing = 0
         # The last claim filled every free slot: more runs are waiting.
         self._backlog = False
         # Events this process just stored, handed over by the writer: routed without being
         # read back. The pending scan finds whatever does not fit, and other processes' events.
         self._arrived: deque[Event] = deque()
-        self._scan = True
+        self._scan, self._routing = True, False
         # Events of runs routed or claimed here, so running them needs no read (ROUTED_MAX).
         self._routed: OrderedDict[int, Event] = OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
@@ -124,6 +122,9 @@ class Worker:
         self.files, self.on_run_end = self.outcomes.files, self.outcomes.on_run_end
         self.fetching = Fetching(store, config, self.metrics, wake_routing=self.notify_events)
         self._no_rule = NoRuleFits()
+        # Runs of this worker that finished (no retry, no wait): nothing new to claim after them.
+        self._finished: set[int] = set()
+        self.on_run_end.append(self._run_ended)
 
     def _rule_retry(self, name: str) -> RetryOverride | None:
         return getattr(self.rules.by_name.get(name), "retry", None)
@@ -200,13 +201,25 @@ class Worker:
             self._scan = True
         self._events_ready.set()
 
-    def notify_runs(self) -> None:
+    def notify_runs(self, *, retry: bool = False) -> None:
+        """Runs may be claimable (new, requeued, a `retry` scheduled here, another process's):
+        claim again. On SQLite no other process schedules retries: `next_due` holds."""
+        self._claimable.changed(due=retry or not self.store.dialect.single_writer)
         self._runs_ready.set()
 
     def announce_runs(self) -> None:
         """New or requeued runs: wake this worker and every other replica's."""
-        self._runs_ready.set()
+        self.notify_runs()
         self._notify_others()
+
+    def _circuit_changed(self, name: str, is_open: bool) -> None:
+        self.metrics.circuit_changed(name, is_open)
+        if not is_open:
+            self._claimable.changed()  # the runs it parked are about to be due
+
+    def _run_ended(self, run_id: int, status: str) -> None:
+        if status in FINISHED and run_id in self._active:
+            self._finished.add(run_id)
 
     # ------------------------------------------------------------------ routing
 
@@ -215,20 +228,27 @@ class Worker:
             if not await wait_until_set(self._events_ready, FALLBACK_POLL_SECONDS):
                 self._scan = True  # nothing for a while: look for events nobody announced
             self._events_ready.clear()
+            # The routing commit claims too: the run loop leaves the claim to it meanwhile.
+            self._routing = True
             try:
                 while self._arrived:
                     page = [self._arrived.popleft() for _ in range(min(500, len(self._arrived)))]
                     await self.route_events(page)
                 if self._scan:
                     self._scan = False
-                    while await self.route_pending():
+                    # A short page: none were left (later ones set `_events_ready` again).
+                    while await self.route_pending() == SCAN_PAGE:
                         pass
             except Exception as exc:  # the store is down: try again on the next wake
                 log.error("worker.route_failed", error=str(exc))
                 self._scan = True  # what was in hand is pending in the store
+                self._routing = False
                 await self._sleep(FALLBACK_POLL_SECONDS)
+            finally:
+                self._routing = False
+                self._runs_ready.set()
 
-    async def route_pending(self, limit: int = 500) -> int:
+    async def route_pending(self, limit: int = SCAN_PAGE) -> int:
         """Route every pending event (up to `limit`) in one commit; how many there were."""
         pending = await self.store.events.pending(limit)
         if pending:
@@ -251,9 +271,11 @@ class Worker:
         free = self._free()
         self._reserved += free
         try:
+            mark = self._claimable.claiming()
             created, claimed = await self.store.runs.route_and_claim(
                 routes, (self.owner, free, self.lease_seconds)
             )
+            self._claimable.claimed(mark, free, len(claimed))
             for event, (_, planned, status), run_ids in zip(pending, routes, created, strict=True):
                 if run_ids is None:
                     continue  # another replica routed it first: nothing to say
@@ -294,19 +316,25 @@ class Worker:
                 # hardly a delay when they are long (bench/assistants).
                 await self._linger(max(1, self.concurrency // 4))
                 free = self._free()
-            if free > 0:
+            if free > 0 and self._claimable.maybe and not self._routing:
                 self._reserved += free
                 try:
+                    mark = self._claimable.claiming()
                     claimed = await self.store.runs.claim(self.owner, free, self.lease_seconds)
+                    self._claimable.claimed(mark, free, len(claimed))
                     await self._start(claimed)
                 except Exception as exc:
+                    self._claimable.changed()  # try again after the next wait
                     log.error("worker.claim_failed", error=str(exc))
                 finally:
                     self._reserved -= free
             self._backlog = bool(claimed) and len(claimed) == free
             if self._backlog:
                 continue  # there may be more: claim again once slots free up
-            await self._wait_for_work()
+            slot_free = len(self._active) < self.concurrency
+            await self._claimable.wait(
+                self._runs_ready, self.store.runs.next_due, slot_free=slot_free
+            )
 
     async def _linger(self, slots: int) -> None:
         deadline = time.monotonic() + CLAIM_LINGER_SECONDS
@@ -332,21 +360,19 @@ class Worker:
         for run in claimed:
             task = asyncio.create_task(self._execute_guarded(run), name=f"run-{run.id}")
             self._active[run.id] = task
-            task.add_done_callback(functools.partial(self._done, run.id))
+            task.add_done_callback(functools.partial(self._done, run.id, run.ordering_key))
 
-    def _done(self, run_id: int, _task: asyncio.Task[None]) -> None:
+    def _done(self, run_id: int, key: str | None, _task: asyncio.Task[None]) -> None:
+        full = len(self._active) >= self.concurrency  # the run loop waited without a slot
         self._active.pop(run_id, None)
-        # A finished run frees a slot, and perhaps the next run with its ordering key.
-        self._runs_ready.set()
-
-    async def _wait_for_work(self) -> None:
-        due = None
-        if len(self._active) < self.concurrency:
-            try:
-                due = await self.store.runs.next_due()
-            except Exception as exc:  # the store is down: poll again after the fallback wait
-                log.error("worker.next_due_failed", error=str(exc))
-        await wait_for_work(self._runs_ready, due, FALLBACK_POLL_SECONDS)
+        # A run that retries, waits or stops may be claimable again (or due); one that
+        # finished, only the next run with its ordering key.
+        changed = run_id not in self._finished or key is not None
+        self._finished.discard(run_id)
+        if changed:
+            self._claimable.changed()
+        if changed or full or self._backlog:
+            self._runs_ready.set()  # a slot is free, and a claim may find a run for it
 
     async def _renew_loop(self) -> None:
         while True:
@@ -365,36 +391,10 @@ class Worker:
                 await self.outcomes.retry_or_dead(run, f"internal error: {exc}", None)
 
     async def execute(self, run: Run) -> None:
-        started = time.perf_counter()
         rule = self.rules.by_name.get(run.rule)
         event = self._routed.get(run.event_id) or await self.store.events.get(run.event_id)
         if rule is None or event is None:
             missing = f"rule {run.rule!r} is not loaded" if rule is None else "event is gone"
             await self.outcomes.end(run, RunStatus.FAILED, missing)
             return
-        scope = scope_for(event, now=run.created_at, parse=reads_payload(rule))
-        structlog.contextvars.bind_contextvars(run_id=run.id, event_id=event.id)
-        with (
-            tracing.span("event", event_id=event.id, source=event.source, type=event.type),
-            tracing.span("run", run_id=run.id, rule=run.rule, attempt=run.attempt),
-        ):
-            await self._execute(run, rule, event, scope, started)
-
-    async def _execute(
-        self, run: Run, rule: Rule, event: Event, scope: dict[str, Any], started: float
-    ) -> None:
-        try:
-            executor = self.executors.get(rule.kind)
-            if executor is None:
-                await self.outcomes.end(
-                    run, RunStatus.FAILED, f"no {rule.kind} backend is configured"
-                )
-                return
-            # A resumed run's journal, read once: its executor rebuilds from it and resumes.
-            journal = [] if run.fresh else await self.store.steps.of_run(run.id)
-            if not await self.outcomes.prepared(run, self.tools.prepare(rule.tools)):
-                return
-            await executor.execute(run, rule, event, scope, journal)
-        finally:
-            log.debug("run.executed", ms=round((time.perf_counter() - started) * 1000, 2))
-            structlog.contextvars.unbind_contextvars("run_id", "event_id")
+        await self.dispatch.run(run, rule, event)

@@ -203,9 +203,8 @@ class Journal:
             return STOP
         await self._answered(call, failed=False)
         values = call.step_values()
-        self.metrics.step_seconds.labels(tool.name, StepStatus.SUCCEEDED).observe(
-            values["duration_ms"] / 1000
-        )
+        seconds = self.metrics.child(self.metrics.step_seconds, tool.name, StepStatus.SUCCEEDED)
+        seconds.observe(values["duration_ms"] / 1000)
         result = _jsonable(result)
         done = {**values, "status": StepStatus.SUCCEEDED, "result": result, "error": None}
         if call.deferrable:

@@ -79,6 +79,6 @@ class Outcomes:
         # every other ending stays at info.
         report = log.debug if status == RunStatus.SUCCEEDED else log.info
         report("run.ended", run_id=run.id, rule=run.rule, status=status)
-        self.metrics.runs.labels(run.rule, status).inc()
+        self.metrics.child(self.metrics.runs, run.rule, status).inc()
         for callback in self.on_run_end:
             callback(run.id, status)

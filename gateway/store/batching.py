@@ -116,6 +116,7 @@ class Journal(GroupCommit[Change, Any]):
         super().__init__(max_batch)
         self._engine = engine
         self._sync: Engine | None = None
+        self._held: Connection | None = None  # used only on the journal's thread
         self._thread: ThreadPoolExecutor | None = None
         if dialect.name == "sqlite":
             self._sync = database.sqlite_sync_engine(engine.url.database)
@@ -125,6 +126,9 @@ class Journal(GroupCommit[Change, Any]):
         await super().stop()
         if self._thread is not None:
             self._thread.shutdown(wait=True)
+        if self._held is not None:
+            self._held.close()
+            self._held = None
         if self._sync is not None:
             self._sync.dispose()
 
@@ -145,8 +149,17 @@ class Journal(GroupCommit[Change, Any]):
 
     def _commit_sqlite(self, batch: list[Change]) -> list[Any]:
         assert self._sync is not None
-        with self._sync.begin() as conn:
-            return self._run_batch(conn, batch)
+        # One connection held by the journal's thread: checking it out of the pool and back in
+        # (a reset each time) cost as much as a short batch's statements (bench/sustain).
+        if self._held is None:
+            self._held = self._sync.connect()
+        try:
+            with self._held.begin():
+                return self._run_batch(self._held, batch)
+        except Exception:
+            self._held.close()  # whatever state it is in, the next batch starts afresh
+            self._held = None
+            raise
 
     async def _commit(self, batch: list[tuple[Change, asyncio.Future[Any]]]) -> None:
         changes = [change for change, _ in batch]

@@ -39,9 +39,11 @@ class Part:
 
         return sqlite.insert(table)
 
-    async def _rows(self, query: Executable) -> list[Row[Any]]:
+    async def _rows(
+        self, query: Executable, parameters: dict[str, Any] | None = None
+    ) -> list[Row[Any]]:
         async with self.engine.connect() as conn:
-            return list(await conn.execute(query))
+            return list(await conn.execute(query, parameters))
 
     async def _first(self, query: Executable) -> Row[Any] | None:
         async with self.engine.connect() as conn:

@@ -44,6 +44,15 @@ RELEASE_ORPHANS = text(
     f"  AND classid = {presence.NAMESPACE} AND objsubid = 2"
     "  AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
 )
+# Which of the events being routed are still pending (built once: routing commits often).
+STILL_PENDING = select(events.c.id).where(
+    events.c.id.in_(bindparam("b_ids", expanding=True)), events.c.status == EventStatus.PENDING
+)
+# The earliest retry or wait, for the worker's idle wait.
+NEXT_DUE = select(func.min(runs.c.next_attempt_at)).where(
+    runs.c.status.in_((RunStatus.PENDING, RunStatus.WAITING)),
+    runs.c.next_attempt_at.is_not(None),
+)
 END_RUN = (
     update(runs)
     .where(runs.c.id == bindparam("b_run_id"))
@@ -69,6 +78,11 @@ class Runs(Part):
     def __init__(self, engine: AsyncEngine, journal: Journal, dialect: Dialect) -> None:
         super().__init__(engine, journal, dialect)
         self._claimable = claiming.claimable(dialect)
+        self._still_pending = STILL_PENDING
+        if dialect.skip_locked:
+            # Replicas routing the same page: each event goes to whoever locks it first; the
+            # others skip it. (SQLite's IMMEDIATE transactions already serialise.)
+            self._still_pending = STILL_PENDING.with_for_update(skip_locked=True)
 
     # ------------------------------------------------------------------ routing
 
@@ -81,14 +95,7 @@ class Runs(Part):
     ) -> tuple[list[list[int] | None], list[Run]]:
         def change(conn: Connection) -> tuple[list[list[int] | None], list[Run]]:
             ids = [event_id for event_id, _, _ in routes]
-            query = select(events.c.id).where(
-                events.c.id.in_(ids), events.c.status == EventStatus.PENDING
-            )
-            if self.dialect.skip_locked:
-                # Replicas routing the same page: each event goes to whoever locks it first;
-                # the others skip it. (SQLite's IMMEDIATE transactions already serialise.)
-                query = query.with_for_update(skip_locked=True)
-            still = {row.id for row in conn.execute(query)}
+            still = {row.id for row in conn.execute(self._still_pending, {"b_ids": ids})}
             mine = [(e, planned, status) for e, planned, status in routes if e in still]
             if mine:
                 conn.execute(MARK_EVENT, [{"b_id": e, "b_status": status} for e, _, status in mine])
@@ -158,11 +165,7 @@ class Runs(Part):
         return await self.journal.apply(change)
 
     async def next_due(self) -> datetime | None:
-        query = select(func.min(runs.c.next_attempt_at)).where(
-            runs.c.status.in_((RunStatus.PENDING, RunStatus.WAITING)),
-            runs.c.next_attempt_at.is_not(None),
-        )
-        value: datetime | None = await self._scalar(query)
+        value: datetime | None = await self._scalar(NEXT_DUE)
         if value is not None and value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         return value
