@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from gateway.cli.common import ConfigOption, app, console, err, load_config, problems
+from gateway.config import MAX_PROCESSES
 from gateway.errors import ConfigError
 
 
@@ -52,9 +53,9 @@ def serve(
         int | None,
         typer.Option(
             min=1,
-            max=2,
-            help="2: the worker and scheduler in a second process on the same store "
-            "(default from config, server.processes)",
+            max=MAX_PROCESSES,
+            help="N > 1: the worker and scheduler in N - 1 more processes on the same store, "
+            "splitting worker.concurrency (default from config, server.processes)",
         ),
     ] = None,
     insecure: Annotated[
@@ -133,24 +134,30 @@ def serve(
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-    worker = None
+    gateway = application.state.gateway
+    workers = []
     if behind:
-        from gateway.worker_process import WorkerProcess
+        from gateway.worker_process import fork_workers
 
-        worker = WorkerProcess(cfg, behind)
-        worker.attach(application.state.gateway)
-        worker.fork()
-        err.print(
-            f"worker process: pid {worker.pid} (roles: {', '.join(sorted(behind))})",
-            markup=False,
-            highlight=False,
-        )
+        workers = fork_workers(cfg, behind, count - 1, startup.worker_lock(cfg, behind))
+        for worker in workers:
+            worker.attach(gateway)
+            err.print(
+                f"worker process: pid {worker.pid} (roles: {', '.join(sorted(worker.roles))}, "
+                f"concurrency {worker.config.worker.concurrency})",
+                markup=False,
+                highlight=False,
+            )
 
     def stop_when_worker_gone(uvicorn_server: Any) -> None:
-        if worker is not None:
-            worker.on_gone = lambda: setattr(uvicorn_server, "should_exit", True)
+        def gone() -> None:
+            gateway.shutdown.begin()  # the other worker processes drain, all at once
+            uvicorn_server.should_exit = True
+
+        for worker in workers:
+            worker.on_gone = gone
 
     server.serve(application, cfg.server, host=listen, port=port, on_server=stop_when_worker_gone)
-    if worker is not None and worker.failed:
-        err.print("[red]stopped:[/red] the worker process died; exiting", highlight=False)
+    if any(worker.failed for worker in workers):
+        err.print("[red]stopped:[/red] a worker process died; exiting", highlight=False)
         raise typer.Exit(1)

@@ -38,6 +38,13 @@ class WorkerLock:
         os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
         self._fd = fd
 
+    def hand_over(self) -> None:
+        """Close this process's descriptor, leaving the lock to the children forked while it
+        was held: they share it, and the kernel drops it when the last of them exits."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
     def release(self) -> None:
         if self._fd is None:
             return
