@@ -360,3 +360,30 @@ def test_server_processes_in_the_config_starts_the_worker_process(
         assert all(alive(pid) for pid in worker_pids(gateway))
     finally:
         gateway.stop()
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_the_workers_metrics_show_on_the_doors_metrics(
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+    downstream: tuple[CountingDownstream, str],
+    count: int,
+) -> None:
+    server, url = downstream
+    gateway = start(write_config, tmp_path, url, count)
+    try:
+        post_events(gateway, server)
+        deadline = time.monotonic() + 20
+        while statuses(tmp_path) != ["succeeded"] * EVENTS:
+            assert time.monotonic() < deadline, gateway.output()
+            time.sleep(0.05)
+        text = httpx2.get(f"{gateway.url}/metrics").text
+        said = re.search(r"metrics of every process: (\S+)", gateway.output())
+        assert said is not None, gateway.output()
+        assert Path(said.group(1)).is_dir()
+    finally:
+        gateway.stop()
+    assert not Path(said.group(1)).exists()  # the door removed its private folder
+    # Counted in the worker processes (each ran some of them), summed on the door's page.
+    assert f'gateway_runs_total{{rule="notify",status="succeeded"}} {EVENTS}.0' in text, text
+    assert f'gateway_webhook_requests_total{{source="shop",status="202"}} {EVENTS}.0' in text

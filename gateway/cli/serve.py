@@ -71,10 +71,18 @@ def serve(
 
     from gateway import allocator, log, server
     from gateway import insecure as settings
+
+    cfg = load_config(config)
+    count = processes if processes is not None else cfg.server.processes
+    metrics_folder = None
+    if count > 1:
+        from gateway.metrics_sharing import share
+
+        # Before the metrics are imported: the workers' series on the door's /metrics.
+        metrics_folder = share()
     from gateway.app import create_app
     from gateway.runtime import ROLES
 
-    cfg = load_config(config)
     log.configure(log_level, redact_fields=cfg.redact_fields)
     listen = host or cfg.host
     refused = settings.refused(cfg, listen, insecure=insecure)
@@ -106,7 +114,6 @@ def serve(
     allocator.cap_arenas()
     from gateway import startup
 
-    count = processes if processes is not None else cfg.server.processes
     door, behind = startup.split_roles(chosen, count)
     for problem in startup.problems(cfg, chosen, processes=count):
         err.print(f"[red]not starting:[/red] {problem}", highlight=False, soft_wrap=True)
@@ -148,6 +155,11 @@ def serve(
                 markup=False,
                 highlight=False,
             )
+    if metrics_folder is not None:
+        from gateway.metrics_sharing import MetricsFolder
+
+        gateway.companions.append(MetricsFolder(metrics_folder))  # removed after the workers
+        err.print(f"metrics of every process: {metrics_folder}", markup=False, highlight=False)
 
     def stop_when_worker_gone(uvicorn_server: Any) -> None:
         def gone() -> None:
