@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -84,6 +86,13 @@ class GatewayProcesses:
     def cpu_seconds(self) -> float:
         """User and system CPU time of the gateway's processes so far, threads included."""
         return sum(cpu_seconds(pid) for pid in self.pids)
+
+    def run_span(self) -> float:
+        """Seconds from the first run's start to the last run's end (the store's clock)."""
+        with sqlite3.connect(self.workdir / "gateway.db") as db:
+            query = "SELECT min(started_at), max(finished_at) FROM runs"
+            first, last = db.execute(query).fetchone()
+        return (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds()
 
     def rss_mb(self) -> list[float]:
         """Resident memory of each of the gateway's processes now, the door first."""
