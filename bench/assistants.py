@@ -195,7 +195,7 @@ def bench_served(args: argparse.Namespace) -> dict[str, object]:
             started = time.perf_counter()
             succeeded = asyncio.run(store_and_wait(gateway.store_url, args.runs))
             elapsed = time.perf_counter() - started
-            cpu = gateway.cpu_seconds() - cpu_started
+            used = [b - a for a, b in zip(cpu_started, gateway.cpu_seconds(), strict=True)]
             rss = gateway.rss_mb()
             span = gateway.run_span()
     finally:
@@ -207,8 +207,10 @@ def bench_served(args: argparse.Namespace) -> dict[str, object]:
     return result(
         args,
         elapsed,
-        cpu,
+        sum(used),
         succeeded,
+        # Each process's share of a core over the run: near 1.0, that process is the limit.
+        cores_by_process=[round(cpu / elapsed, 2) for cpu in used],
         rss_mb_by_process=rss,
         runs_span_s=round(span, 2),
         span_ratio_to_ideal=span_ratio,
@@ -363,7 +365,8 @@ def main() -> int:
     served = args.processes is not None
     result = bench_served(args) if served else asyncio.run(bench(args))
     memory = (
-        f"{result['rss_mb_by_process']} MB; runs' span {result['runs_span_s']} s "
+        f"{result['rss_mb_by_process']} MB; cores {result['cores_by_process']}; "
+        f"runs' span {result['runs_span_s']} s "
         f"({result['span_ratio_to_ideal']}x)"
         if served
         else f"{result['rss_first_quarter_mb']} / {result['rss_last_quarter_mb']} MB"

@@ -83,9 +83,10 @@ class GatewayProcesses:
                 time.sleep(0.05)
         raise TimeoutError(f"gateway not ready after {timeout} s")
 
-    def cpu_seconds(self) -> float:
-        """User and system CPU time of the gateway's processes so far, threads included."""
-        return sum(cpu_seconds(pid) for pid in self.pids)
+    def cpu_seconds(self) -> list[float]:
+        """User and system CPU time of each of the gateway's processes so far (the door
+        first), threads included."""
+        return [cpu_seconds(pid) for pid in self.pids]
 
     def run_span(self) -> float:
         """Seconds from the first run's start to the last run's end (the store's clock)."""
