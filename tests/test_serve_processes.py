@@ -363,7 +363,7 @@ def test_server_processes_in_the_config_starts_the_worker_process(
 
 
 @pytest.mark.parametrize("count", [2, 3])
-def test_the_workers_metrics_show_on_the_doors_metrics(
+def test_every_worker_process_is_woken_and_counted_on_the_doors_metrics(
     write_config: Callable[..., Path],
     tmp_path: Path,
     downstream: tuple[CountingDownstream, str],
@@ -372,6 +372,11 @@ def test_the_workers_metrics_show_on_the_doors_metrics(
     server, url = downstream
     gateway = start(write_config, tmp_path, url, count)
     try:
+        # Each worker process listens for the door's wake-ups on a socket of its own.
+        wake = tmp_path / "gateway.db.wake"
+        assert sorted(os.listdir(wake)) == sorted(
+            f"{pid}.sock" for pid in worker_pids(gateway, count - 1)
+        )
         post_events(gateway, server)
         deadline = time.monotonic() + 20
         while statuses(tmp_path) != ["succeeded"] * EVENTS:
