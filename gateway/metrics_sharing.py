@@ -7,6 +7,7 @@ must run before anything imports it (the metrics, the app).
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import sys
@@ -26,6 +27,8 @@ def share() -> Path | None:
         raise RuntimeError("prometheus_client was imported before its mode was chosen")
     folder = Path(tempfile.mkdtemp(prefix="gateway-metrics-"))
     os.environ[FOLDER] = str(folder)
+    # Also when serve stops before its workers start (the children leave by os._exit).
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return folder
 
 

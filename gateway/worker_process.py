@@ -70,6 +70,7 @@ def fork_workers(
     finally:
         if lock is not None:
             lock.hand_over()
+    workers[0].followers = workers[1:]
     return workers
 
 
@@ -85,8 +86,10 @@ class WorkerProcess:
     def __init__(self, config: Config, roles: frozenset[str], *, first: bool = True) -> None:
         self.config = config
         self.roles = roles
-        # Started (and resuming the runs left running) before its siblings are let go.
+        # Started (and resuming the runs left running) before its siblings, `followers`, are
+        # let go: they must not claim before it has taken over what was running.
         self.first = first
+        self.followers: list[WorkerProcess] = []
         self.pid: int | None = None
         self.on_gone: Callable[[], None] = lambda: None
         self.failed = False  # died on its own, not asked to stop
@@ -97,7 +100,6 @@ class WorkerProcess:
         self._reaped = False
         self._started = False
         self._ended = asyncio.Event()
-        self._answered = asyncio.Event()  # started, or ended
 
     def attach(self, gateway: Gateway) -> None:
         gateway.companions.append(self)
@@ -121,13 +123,16 @@ class WorkerProcess:
     # ------------------------------------------------------------------ Companion
 
     async def start(self) -> None:
-        """The store is open and migrated: let the child open it too, and watch it. The
-        first child is waited for: its siblings must not claim before it resumed the runs."""
-        channel = self._watch()
-        with contextlib.suppress(OSError):  # already gone: the end of the stream says so
-            channel.send(GO)
+        """The store is open and migrated: watch the child, and let it open the store too if
+        it is the first (the others go once it has started)."""
+        self._watch()
         if self.first:
-            await self._answered.wait()
+            self._go()
+
+    def _go(self) -> None:
+        if self._channel is not None:
+            with contextlib.suppress(OSError):  # already gone: the end of the stream says so
+                self._channel.send(GO)
 
     def unready(self) -> str | None:
         if not self._alive:
@@ -173,7 +178,8 @@ class WorkerProcess:
         try:
             if channel.recv(16):
                 self._started = True
-                self._answered.set()
+                for follower in self.followers:
+                    follower._go()
                 return
         except BlockingIOError:
             return
@@ -182,7 +188,6 @@ class WorkerProcess:
         self._close()
         self._alive = False
         self._ended.set()
-        self._answered.set()
         if self._stopping:
             return
         self.failed = True
