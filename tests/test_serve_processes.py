@@ -23,11 +23,12 @@ import httpx2
 import pytest
 
 from gateway import startup
+from gateway.store.lock import WorkerAlreadyRunning, WorkerLock
 from gateway.testing.downstream import CountingDownstream
 from gateway.worker_process import shares, worker_roles
 from tests.fixtures import requires_fixtures, shopify_order
 from tests.live import live_gateway
-from tests.process import GatewayProcess
+from tests.process import GatewayProcess, wait_until
 from tests.test_shutdown import RULE
 
 pytestmark = [requires_fixtures, pytest.mark.slow]
@@ -131,6 +132,18 @@ def settle(
     assert len(server.effects) == EVENTS
 
 
+def free(database: Path) -> bool:
+    """Whether the SQLite worker lock of `database` can be taken (then it is let go again);
+    the kernel drops a dead process's lock a moment after the process is gone."""
+    lock = WorkerLock(str(database))
+    try:
+        lock.acquire()
+    except WorkerAlreadyRunning:
+        return False
+    lock.release()
+    return True
+
+
 def wait_gone(pid: int, seconds: float) -> float:
     began = time.monotonic()
     while alive(pid):
@@ -168,7 +181,10 @@ def test_kill_9_of_the_door_stops_the_worker_process_and_loses_nothing(
     gateway, [child] = in_flight(write_config, tmp_path, downstream)
 
     gateway.kill()
+    # The worker lock the door took is the child's now: no second worker while it drains.
+    assert not free(tmp_path / "gateway.db")
     wait_gone(child, 15 + 5)  # it drains (grace 15 s) and exits
+    wait_until(lambda: free(tmp_path / "gateway.db"), timeout=5)  # and then it is free
     assert "worker_process.parent_gone" in gateway.output()
 
     server, _ = downstream
