@@ -201,8 +201,8 @@ def bench_served(args: argparse.Namespace) -> dict[str, object]:
     finally:
         model_proc.terminate()
         model_proc.wait()
-    # The span leaves out storing the events from outside and routing them in before the
-    # first run: what the in-process bench (events routed before its clock) compares with.
+    # The span leaves out storing the events from outside and what comes before the first
+    # run: nearer what the in-process bench (events stored before its clock) measures.
     span_ratio = round(span / ideal_seconds(args), 3)
     return result(
         args,
