@@ -29,6 +29,8 @@ from gateway.worker_process import shares, worker_roles
 from tests.fixtures import requires_fixtures, shopify_order
 from tests.live import live_gateway
 from tests.process import GatewayProcess, wait_until
+from tests.test_replicas import pg_url  # noqa: F401 (fixture)
+from tests.test_replicas import query as pg_query
 from tests.test_shutdown import RULE
 
 pytestmark = [requires_fixtures, pytest.mark.slow]
@@ -49,6 +51,7 @@ def start(
     count: int = 2,
     grace: float = 15,
     rule: str = RULE,
+    **overrides: Any,
 ) -> GatewayProcess:
     (tmp_path / "rules").mkdir(exist_ok=True)
     (tmp_path / "rules" / "rules.yaml").write_text(rule.replace("URL", url))
@@ -56,6 +59,7 @@ def start(
         handlers={"http": {"allow_hosts": ["127.0.0.1"], "timeout": 30}},
         shutdown_grace=grace,
         worker=CONCURRENCY,
+        **overrides,
     )
     return GatewayProcess(config, None, *processes(count)).start()
 
@@ -408,3 +412,30 @@ def test_every_worker_process_is_woken_and_counted_on_the_doors_metrics(
     # Counted in the worker processes (each ran some of them), summed on the door's page.
     assert f'gateway_runs_total{{rule="notify",status="succeeded"}} {EVENTS}.0' in text, text
     assert f'gateway_webhook_requests_total{{source="shop",status="202"}} {EVENTS}.0' in text
+
+
+def test_two_worker_processes_on_postgresql_handle_each_event_once(
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+    downstream: tuple[CountingDownstream, str],
+    pg_url: str,  # noqa: F811
+) -> None:
+    server, url = downstream
+    server.delay = 0.5  # each worker process holds some runs while the other claims
+    gateway = start(write_config, tmp_path, url, 3, store=pg_url)
+    owners: set[str] = set()  # the processes seen running runs (an owner is host:pid:...)
+    try:
+        post_events(gateway, server)
+        deadline = time.monotonic() + 30
+        while len(pg_query(pg_url, "SELECT id FROM runs WHERE status = 'succeeded'")) < EVENTS:
+            assert time.monotonic() < deadline, gateway.output()
+            running = pg_query(pg_url, "SELECT lease_owner FROM runs WHERE status = 'running'")
+            owners |= {row["lease_owner"].split(":")[1] for row in running}
+            time.sleep(0.05)
+        text = httpx2.get(f"{gateway.url}/metrics").text
+    finally:
+        gateway.stop()
+    assert len(owners) == 2  # both worker processes ran some
+    assert len(server.effects) == EVENTS
+    assert set(server.attempts.values()) == {1}
+    assert f'gateway_runs_total{{rule="notify",status="succeeded"}} {EVENTS}.0' in text
