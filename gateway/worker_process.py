@@ -80,7 +80,7 @@ class WorkerProcess:
     A `gateway.runtime.Companion` of the door's gateway: started with it (the child then
     opens the store), told of SIGTERM (it drains as the door does), of each rule reload, and
     stopped with it. If the child dies on its own, /readyz says so and `on_gone` runs (the
-    serve command stops the door and exits non-zero, for the supervisor to restart both).
+    serve command stops the door and exits non-zero, for the supervisor to restart them all).
     """
 
     def __init__(self, config: Config, roles: frozenset[str], *, first: bool = True) -> None:
