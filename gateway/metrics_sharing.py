@@ -24,7 +24,10 @@ def share() -> Path | None:
     if FOLDER in os.environ:
         return None
     if "prometheus_client" in sys.modules:
-        raise RuntimeError("prometheus_client was imported before its mode was chosen")
+        raise RuntimeError(  # a plugin imported it: the operator can name the folder instead
+            "prometheus_client was imported before --processes could choose its multiprocess "
+            "mode; set PROMETHEUS_MULTIPROC_DIR to an empty folder of your own"
+        )
     folder = Path(tempfile.mkdtemp(prefix="gateway-metrics-"))
     os.environ[FOLDER] = str(folder)
     # Also when serve stops before its workers start (the children leave by os._exit).
