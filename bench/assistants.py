@@ -9,10 +9,16 @@ every run succeeded, its ratio to the ideal, peak RSS sampled during the run (me
 stay flat: the first and last quarter of samples are compared), and the CPU time the
 gateway's process spent per run (what still compares on a machine shared with other work).
 
+With --processes N the runs go through a real `gateway serve --processes N` (N - 1 worker
+processes splitting the concurrency): the bench waits for it to be ready, stores the events
+from its own process (their datagram wakes the workers), polls the store until every run
+succeeded, and reports the CPU time of all the gateway's processes per run (from /proc).
+
 Target (reported, not enforced): within 1.2x the ideal at concurrency 16, 1.3x at 64;
 memory flat.
 
-Usage:  bench/assistants [--runs 1000] [--latency 0.2] [--concurrency 64] [--json FILE]
+Usage:  bench/assistants [--runs 1000] [--latency 0.2] [--concurrency 64] [--processes N]
+                         [--json FILE]
 """
 
 from __future__ import annotations
@@ -22,7 +28,6 @@ import asyncio
 import math
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -106,12 +111,6 @@ def model_app(latency: float) -> Any:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_ready(url: str, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -121,6 +120,122 @@ def wait_ready(url: str, timeout: float = 20) -> None:
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"{url} did not answer")
+
+
+def start_model(latency: float) -> tuple[subprocess.Popen[bytes], str]:
+    """The model in its own process, as a remote model would be: in the gateway's process it
+    would compete for the GIL and add its own latency to every turn."""
+    from served import free_port
+
+    port = free_port()
+    model_proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve-model", str(port), "--latency", str(latency)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url + "/v1/models")
+    return model_proc, url
+
+
+RULE = {
+    "name": "bench",
+    "on": {"source": "bench", "event": "*"},
+    "assistant": {"prompt": "Event {{ event.id }}", "tools": ["log.record"]},
+}
+
+
+def ideal_seconds(args: argparse.Namespace) -> float:
+    return float(math.ceil(args.runs / args.concurrency) * 2 * args.latency)
+
+
+def result(
+    args: argparse.Namespace, elapsed: float, cpu: float, succeeded: int, **more: object
+) -> dict[str, object]:
+    ideal = ideal_seconds(args)
+    return {
+        "runs": args.runs,
+        "succeeded": succeeded,
+        "latency_s": args.latency,
+        "concurrency": args.concurrency,
+        "processes": args.processes,
+        "elapsed_s": round(elapsed, 2),
+        "ideal_s": round(ideal, 2),
+        "ratio_to_ideal": round(elapsed / ideal, 3),
+        # What holds on a shared machine: the gateway's CPU per run, whatever the wall time.
+        "cpu_s": round(cpu, 2),
+        "cpu_ms_per_run": round(cpu * 1000 / args.runs, 2),
+        "load_average": os.getloadavg()[0],
+        **more,
+    }
+
+
+def bench_served(args: argparse.Namespace) -> dict[str, object]:
+    """The runs through `gateway serve --processes N`, timed from the events' commit."""
+    from served import GatewayProcesses
+
+    model_proc, url = start_model(args.latency)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-assistants-"))
+    print(f"store: {workdir / 'gateway.db'}", file=sys.stderr)
+    document = {
+        "models": {"default": {"api": "responses", "base_url": f"{url}/v1", "model": "m"}},
+        "worker": {"concurrency": args.concurrency},
+    }
+    try:
+        with GatewayProcesses(workdir, document, [RULE], args.processes) as gateway:
+            cpu_started = gateway.cpu_seconds()
+            started = time.perf_counter()
+            succeeded = asyncio.run(store_and_wait(gateway.store_url, args.runs))
+            elapsed = time.perf_counter() - started
+            used = [b - a for a, b in zip(cpu_started, gateway.cpu_seconds(), strict=True)]
+            rss = gateway.rss_mb()
+            span = gateway.run_span()
+    finally:
+        model_proc.terminate()
+        model_proc.wait()
+    # The span leaves out storing the events from outside and what comes before the first
+    # run: nearer what the in-process bench (events stored before its clock) measures.
+    span_ratio = round(span / ideal_seconds(args), 3)
+    return result(
+        args,
+        elapsed,
+        sum(used),
+        succeeded,
+        # Each process's share of a core over the run: near 1.0, that process is the limit.
+        cores_by_process=[round(cpu / elapsed, 2) for cpu in used],
+        rss_mb_by_process=rss,
+        runs_span_s=round(span, 2),
+        span_ratio_to_ideal=span_ratio,
+    )
+
+
+async def store_and_wait(store_url: str, count: int) -> int:
+    """Store `count` events (a datagram wakes the gateway's workers), and wait until as many
+    runs succeeded, looking every 20 ms."""
+    import orjson
+
+    from gateway.store import NewEvent, Store
+
+    store = Store(store_url)
+    await store.open(migrate=False)
+    notifier = store.wake_ups()
+    store.events.on_commit(notifier.notify_soon)
+    now = datetime.now(UTC)
+    await asyncio.gather(
+        *(
+            store.events.add(
+                NewEvent("bench", "generic", "tick", f"d{n}", {}, orjson.dumps({"n": n}), now)
+            )
+            for n in range(count)
+        )
+    )
+    succeeded = 0
+    while succeeded < count:
+        await asyncio.sleep(0.02)
+        succeeded = await store.runs.count("succeeded")
+    await notifier.stop()
+    await store.close()
+    return succeeded
 
 
 async def bench(args: argparse.Namespace) -> dict[str, object]:
@@ -136,18 +251,7 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
 
     log.configure("warning", json=False)
     latency = args.latency
-
-    # The model runs in its own process, as a remote model would: in this process it would
-    # compete with the gateway for the GIL and add its own latency to every turn.
-    port = free_port()
-    # A long-lived child started once, not waited for here: Popen returns at once.
-    model_proc = subprocess.Popen(  # noqa: ASYNC220
-        [sys.executable, __file__, "--serve-model", str(port), "--latency", str(latency)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(url + "/v1/models")
+    model_proc, url = start_model(latency)
     workdir = Path(tempfile.mkdtemp(prefix="bench-assistants-"))
     print(f"store: {workdir / 'gateway.db'}", file=sys.stderr)
     try:
@@ -164,13 +268,7 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
                 "worker": {"concurrency": args.concurrency},
             }
         )
-        rule = Rule.model_validate(
-            {
-                "name": "bench",
-                "on": {"source": "bench", "event": "*"},
-                "assistant": {"prompt": "Event {{ event.id }}", "tools": ["log.record"]},
-            }
-        )
+        rule = Rule.model_validate(RULE)
         store = Store(config.store_url)
         await store.open()
         now = datetime.now(UTC)
@@ -217,26 +315,18 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
         model_proc.terminate()
         model_proc.wait()
 
-    ideal = math.ceil(args.runs / args.concurrency) * 2 * latency
     quarter = max(1, len(samples) // 4)
     first = sum(samples[:quarter]) / quarter
     last = sum(samples[-quarter:]) / quarter
-    return {
-        "runs": args.runs,
-        "succeeded": succeeded,
-        "latency_s": latency,
-        "concurrency": args.concurrency,
-        "elapsed_s": round(elapsed, 2),
-        "ideal_s": round(ideal, 2),
-        "ratio_to_ideal": round(elapsed / ideal, 3),
-        # What holds on a shared machine: the gateway's CPU per run, whatever the wall time.
-        "cpu_s": round(cpu, 2),
-        "cpu_ms_per_run": round(cpu * 1000 / args.runs, 2),
-        "load_average": os.getloadavg()[0],
-        "rss_first_quarter_mb": round(first, 1),
-        "rss_last_quarter_mb": round(last, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-    }
+    return result(
+        args,
+        elapsed,
+        cpu,
+        succeeded,
+        rss_first_quarter_mb=round(first, 1),
+        rss_last_quarter_mb=round(last, 1),
+        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    )
 
 
 def main() -> int:
@@ -245,6 +335,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--processes", type=int, help="through `gateway serve --processes N` (N - 1 workers)"
+    )
     parser.add_argument("--serve-model", type=int, help=argparse.SUPPRESS)
     args = parser.parse()
     if args.serve_model:
@@ -259,17 +352,25 @@ def main() -> int:
             access_log=False,
         )
         return 0
-    result = asyncio.run(bench(args))
-    print(
-        "| runs | concurrency | model latency | elapsed | ideal | ratio | CPU per run "
-        "| RSS first/last quarter |"
+    served = args.processes is not None
+    result = bench_served(args) if served else asyncio.run(bench(args))
+    memory = (
+        f"{result['rss_mb_by_process']} MB; cores {result['cores_by_process']}; "
+        f"runs' span {result['runs_span_s']} s "
+        f"({result['span_ratio_to_ideal']}x)"
+        if served
+        else f"{result['rss_first_quarter_mb']} / {result['rss_last_quarter_mb']} MB"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     print(
-        f"| {result['runs']} | {result['concurrency']} | {result['latency_s']} s "
-        f"| {result['elapsed_s']} s | {result['ideal_s']} s | {result['ratio_to_ideal']}x "
-        f"| {result['cpu_ms_per_run']} ms "
-        f"| {result['rss_first_quarter_mb']} / {result['rss_last_quarter_mb']} MB |"
+        "| runs | concurrency | processes | model latency | elapsed | ideal | ratio "
+        "| CPU per run | load | RSS (first/last quarter, or by process at the end) |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        f"| {result['runs']} | {result['concurrency']} | {args.processes or 'in-process'} "
+        f"| {result['latency_s']} s | {result['elapsed_s']} s | {result['ideal_s']} s "
+        f"| {result['ratio_to_ideal']}x | {result['cpu_ms_per_run']} ms "
+        f"| {result['load_average']:.2f} | {memory} |"
     )
     # Issue 22: 1.2x at concurrency 16, 1.3x at 64 (more turns wait for the same core).
     target = 1.2 if args.concurrency <= 16 else 1.3

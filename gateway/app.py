@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -153,8 +153,7 @@ def create_app(
             await gateway.retention.observe()
         except Exception as exc:  # the store is down: /readyz says so; metrics still answer
             log.warning("metrics.queue_stats_failed", error=str(exc))
-        registry = gateway.metrics.registry
-        return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        return PlainTextResponse(gateway.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     hooks = RefuseWhenDraining(gateway.shutdown, gateway.ingest)
     app = GatewayApp(

@@ -47,6 +47,7 @@ from gateway.retrying import RetryConfig, RetryPolicy, Seconds
 from gateway.tools import FAMILIES
 
 DEFAULT_PATH = Path("gateway.yaml")
+MAX_PROCESSES = 8  # `server.processes`: the door and up to 7 worker processes
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -118,9 +119,8 @@ class ServerConfig(BaseModel):
     keep_alive_timeout: int = Field(5, ge=1)
     # Connections served at once; a request on a connection beyond them is answered 503.
     max_connections: int = Field(1000, ge=1)
-    # 2: the worker and scheduler run in a child process beside the door, on the second core
-    # (`gateway serve --processes`, docs/deploy.md).
-    processes: int = Field(1, ge=1, le=2)
+    # N > 1: the door and N - 1 worker processes splitting `worker.concurrency` (docs/deploy.md).
+    processes: int = Field(1, ge=1, le=MAX_PROCESSES)
 
     @model_validator(mode="after")
     def _idle_within_header_timeout(self) -> ServerConfig:

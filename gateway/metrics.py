@@ -1,10 +1,17 @@
-"""Prometheus metrics, one registry per app so several apps can live in one process (tests)."""
+"""Prometheus metrics, one registry per app so several apps can live in one process (tests).
+
+With worker processes (`gateway serve --processes N`, gateway.metrics_sharing) the values are
+kept in files and /metrics reads every process's: counters and histograms are summed, each
+gauge is combined as its `multiprocess_mode` says (ignored in a single process).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from gateway.metrics_sharing import shared
 
 # Label children kept per metric, at most (a rule or tool name is a label; they are few).
 CHILDREN_MAX = 4096
@@ -100,6 +107,7 @@ class Metrics:
             "1 while a downstream's circuit is open (its runs wait), 0 once a probe closed it",
             ["downstream"],
             registry=self.registry,
+            multiprocess_mode="max",  # open in any worker process
         )
         self.budget_reached = Counter(
             "gateway_budget_reached_total",
@@ -113,25 +121,32 @@ class Metrics:
             "for an open circuit, thin events being fetched",
             ["queue"],
             registry=self.registry,
+            multiprocess_mode="mostrecent",
         )
         self.queue_age = Gauge(
             "gateway_queue_oldest_seconds",
             "Age of the oldest waiting item, by queue",
             ["queue"],
             registry=self.registry,
+            multiprocess_mode="mostrecent",
         )
         self.store_bytes = Gauge(
-            "gateway_store_bytes", "Bytes the store's database takes", registry=self.registry
+            "gateway_store_bytes",
+            "Bytes the store's database takes",
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
         )
         self.disk_free = Gauge(
             "gateway_disk_free_bytes",
             "Free bytes on the file system of a SQLite store",
             registry=self.registry,
+            multiprocess_mode="mostrecent",
         )
         self.disk_low = Gauge(
             "gateway_disk_below_floor",
             "1 while free disk space is under retention.min_free_bytes (webhooks answered 503)",
             registry=self.registry,
+            multiprocess_mode="mostrecent",
         )
         self.pruned = Counter(
             "gateway_pruned",
@@ -156,6 +171,17 @@ class Metrics:
                 self._children.clear()
             found = self._children[key] = metric.labels(*labels)
         return found
+
+    def exposition(self) -> bytes:
+        """What /metrics answers: this registry, or every process's metrics where they are
+        shared (the door of `gateway serve --processes N`)."""
+        if not shared():
+            return generate_latest(self.registry)
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        everyone = CollectorRegistry()
+        MultiProcessCollector(everyone)  # type: ignore[no-untyped-call]  # untyped upstream
+        return generate_latest(everyone)
 
     def circuit_changed(self, downstream: str, is_open: bool) -> None:
         self.circuit_open.labels(downstream).set(1 if is_open else 0)

@@ -96,8 +96,13 @@ class Gateway:
         # PostgreSQL: a replica's presence, so that its runs are taken over once it is gone.
         self.presence: ReplicaPresence | None = None
         self._reloads: set[asyncio.Task[None]] = set()
-        # `gateway serve --processes 2`: the worker process beside this door.
+        # `gateway serve --processes N`: the worker processes beside this door.
         self.companions: list[Companion] = []
+        # In one of those worker processes (gateway.worker_process): the door took the SQLite
+        # worker lock for them all before forking, and only the first resumes the runs left
+        # running (another would take over its siblings' runs).
+        self.lock_inherited = False
+        self.resumes_runs = True
 
     def _build(self, roles: frozenset[str]) -> None:
         """The parts `roles` need, built once: a later start reuses them (same roles only)."""
@@ -134,7 +139,7 @@ class Gateway:
             store.events.on_commit(self.worker.notify_events)
             store.events.settle_unmatched(self.worker.unmatched)
             self._outlast(self.worker)
-            self._lock = store.worker_lock()
+            self._lock = None if self.lock_inherited else store.worker_lock()
             if config.knowledge:
                 # Imported here: a gateway without collections keeps none of it (its loaders,
                 # splitter, embeddings and models' settings).
@@ -166,7 +171,7 @@ class Gateway:
             if self.presence is not None:
                 await self.presence.start()  # before claiming: its claims need its lock
             if self.worker is not None:
-                await self.worker.start()
+                await self.worker.start(resume=self.resumes_runs)
                 if self.indexing is not None:
                     self.indexing.start(self.store.knowledge)
                 if self.notifier is not None:

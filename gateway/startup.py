@@ -23,15 +23,22 @@ def sqlite_path(config: Config) -> Path | None:
     return Path(url[len(prefix) :].split("?", 1)[0])
 
 
-# What a second process (`--processes 2`) runs; the door keeps ingest.
+# What the worker processes (`--processes N`) run; the door keeps ingest.
 BEHIND_THE_DOOR = frozenset({"worker", "scheduler"})
 
 
 def split_roles(roles: frozenset[str], processes: int) -> tuple[frozenset[str], frozenset[str]]:
-    """The roles of this process and of the worker process (none with one process)."""
+    """The roles of this process and of the worker processes (none with one process)."""
     if processes < 2:
         return roles, frozenset()
     return roles - BEHIND_THE_DOOR, roles & BEHIND_THE_DOOR
+
+
+def worker_lock(config: Config, behind: frozenset[str]) -> WorkerLock | None:
+    """The SQLite worker lock the door takes for its worker processes (they inherit it), or
+    None: PostgreSQL, or no worker among them."""
+    database = sqlite_path(config)
+    return WorkerLock(str(database)) if database is not None and "worker" in behind else None
 
 
 def problems(config: Config, roles: Collection[str], *, processes: int = 1) -> list[str]:
@@ -40,8 +47,16 @@ def problems(config: Config, roles: Collection[str], *, processes: int = 1) -> l
         door, behind = split_roles(frozenset(roles), processes)
         if "ingest" not in door or not behind:
             return [
-                f"--processes {processes} runs ingest here and the worker and scheduler in a "
-                f"second process; roles {', '.join(sorted(roles))} leave nothing to split"
+                f"--processes {processes} runs ingest here and the worker and scheduler in "
+                f"other processes; roles {', '.join(sorted(roles))} leave nothing to split"
+            ]
+        workers = processes - 1
+        if workers > 1 and "worker" not in behind:
+            return [f"--processes {processes}: more than one worker process needs the worker role"]
+        if workers > config.worker.concurrency:
+            return [
+                f"--processes {processes}: worker.concurrency {config.worker.concurrency} is "
+                f"split among {workers} worker processes; it must be at least {workers}"
             ]
     database = sqlite_path(config)
     if database is None:

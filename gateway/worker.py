@@ -152,9 +152,9 @@ class Worker:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self) -> None:
-        if self.store.dialect.single_writer:
-            # One worker per SQLite database: whatever was running belonged to a dead process.
+    async def start(self, *, resume: bool = True) -> None:
+        if self.store.dialect.single_writer and resume:
+            # One worker per SQLite file (or the first to start): the running runs' owner died.
             resumed = await self.store.runs.expire_leases()
             if resumed:
                 log.info("worker.resume", runs=resumed)

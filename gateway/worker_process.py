@@ -1,9 +1,12 @@
-"""`gateway serve --processes 2`: the worker and scheduler in a child process on the same store,
-so the door (this process) and the worker each have a core's worth of GIL.
+"""`gateway serve --processes N`: the worker (and the scheduler) in N - 1 child processes on
+the same store, so the door (this process) and each worker have a core's worth of GIL.
 
-The child is forked after the imports (their pages shared) and before any loop or thread. A
-socket pair ties the two: the child starts once the parent has opened (and migrated) the
-store, and each side sees the other's death, `kill -9` included, as the end of the stream.
+The children are forked after the imports (their pages shared) and before any loop or thread.
+A socket pair ties each to the door: a child starts once the door has opened (and migrated)
+the store, and each side sees the other's death, `kill -9` included, as the end of the stream.
+On SQLite the door takes the worker lock before forking and the children inherit it: held
+while any of them lives. The first child starts alone (it resumes the runs left running),
+then the others; the scheduler runs in the first only, `worker.concurrency` is split.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NoReturn
 
 import structlog
@@ -23,6 +26,7 @@ from gateway.config import Config
 from gateway.errors import ConfigError
 from gateway.runs.shutdown import SIGNALS
 from gateway.runtime import Gateway
+from gateway.store.lock import WorkerLock
 from gateway.store.notify import wait_until_set
 
 log = structlog.get_logger(__name__)
@@ -33,18 +37,59 @@ STARTED = b"s"  # to the parent: the worker runs
 EXIT_MARGIN_SECONDS = 5.0
 
 
+def worker_roles(behind: frozenset[str], count: int) -> list[frozenset[str]]:
+    """The roles of each of `count` worker processes: the scheduler runs in the first only,
+    so that a schedule fires once per tick, not once per process."""
+    return [behind if n == 0 else behind - {"scheduler"} for n in range(count)]
+
+
+def shares(concurrency: int, count: int) -> list[int]:
+    """`worker.concurrency` split among `count` worker processes: the gateway as a whole runs
+    as many runs at once as with one process, whatever `--processes` says."""
+    return [concurrency // count + (n < concurrency % count) for n in range(count)]
+
+
+def fork_workers(
+    config: Config, behind: frozenset[str], count: int, lock: WorkerLock | None
+) -> list[WorkerProcess]:
+    """Fork `count` worker processes running `behind` (each waits for `start`): call before
+    any event loop or thread. The first has the scheduler; each gets its share of
+    `worker.concurrency`; on SQLite they share the worker `lock`, taken here."""
+    if lock is not None:
+        lock.acquire()
+    workers: list[WorkerProcess] = []
+    try:
+        roles = worker_roles(behind, count)
+        for n, share in enumerate(shares(config.worker.concurrency, count)):
+            worker = config.worker.model_copy(update={"concurrency": share})
+            process = WorkerProcess(
+                config.model_copy(update={"worker": worker}), roles[n], first=n == 0
+            )
+            process.fork(siblings=workers, lock_inherited=lock is not None)
+            workers.append(process)
+    finally:
+        if lock is not None:
+            lock.hand_over()
+    workers[0].followers = workers[1:]
+    return workers
+
+
 class WorkerProcess:
-    """The child process running `roles` (worker, scheduler) for the door in this process.
+    """A child process running `roles` (worker, scheduler) for the door in this process.
 
     A `gateway.runtime.Companion` of the door's gateway: started with it (the child then
     opens the store), told of SIGTERM (it drains as the door does), of each rule reload, and
     stopped with it. If the child dies on its own, /readyz says so and `on_gone` runs (the
-    serve command stops the door and exits non-zero, for the supervisor to restart both).
+    serve command stops the door and exits non-zero, for the supervisor to restart them all).
     """
 
-    def __init__(self, config: Config, roles: frozenset[str]) -> None:
+    def __init__(self, config: Config, roles: frozenset[str], *, first: bool = True) -> None:
         self.config = config
         self.roles = roles
+        # Started (and resuming the runs left running) before its siblings, `followers`, are
+        # let go: they must not claim before it has taken over what was running.
+        self.first = first
+        self.followers: list[WorkerProcess] = []
         self.pid: int | None = None
         self.on_gone: Callable[[], None] = lambda: None
         self.failed = False  # died on its own, not asked to stop
@@ -60,13 +105,17 @@ class WorkerProcess:
         gateway.companions.append(self)
         gateway.shutdown.on_begin.append(self.terminate)
 
-    def fork(self) -> None:
-        """Fork the child (it waits for `start`): call before any event loop or thread."""
+    def fork(self, *, siblings: Sequence[WorkerProcess] = (), lock_inherited: bool = False) -> None:
+        """Fork the child (it waits for `start`): call before any event loop or thread.
+        `lock_inherited`: the SQLite worker lock is held, and the child inherits it."""
         parent_end, child_end = socket.socketpair()
         pid = os.fork()
         if pid == 0:
             parent_end.close()
-            _child(self.config, self.roles, child_end)
+            for sibling in siblings:  # else the door's death would not end their streams
+                if sibling._channel is not None:
+                    sibling._channel.close()
+            _child(self.config, self.roles, child_end, first=self.first, inherited=lock_inherited)
         child_end.close()
         self.pid, self._channel, self._alive = pid, parent_end, True
         log.info("worker_process.forked", pid=pid, roles=sorted(self.roles))
@@ -74,10 +123,16 @@ class WorkerProcess:
     # ------------------------------------------------------------------ Companion
 
     async def start(self) -> None:
-        """The store is open and migrated: let the child open it too, and watch it."""
-        channel = self._watch()
-        with contextlib.suppress(OSError):  # already gone: the end of the stream says so
-            channel.send(GO)
+        """The store is open and migrated: watch the child, and let it open the store too if
+        it is the first (the others go once it has started)."""
+        self._watch()
+        if self.first:
+            self._go()
+
+    def _go(self) -> None:
+        if self._channel is not None:
+            with contextlib.suppress(OSError):  # already gone: the end of the stream says so
+                self._channel.send(GO)
 
     def unready(self) -> str | None:
         if not self._alive:
@@ -123,6 +178,8 @@ class WorkerProcess:
         try:
             if channel.recv(16):
                 self._started = True
+                for follower in self.followers:
+                    follower._go()
                 return
         except BlockingIOError:
             return
@@ -169,11 +226,13 @@ class WorkerProcess:
 # ---------------------------------------------------------------------- in the child
 
 
-def _child(config: Config, roles: frozenset[str], channel: socket.socket) -> NoReturn:
+def _child(
+    config: Config, roles: frozenset[str], channel: socket.socket, *, first: bool, inherited: bool
+) -> NoReturn:
     """The forked child's whole life: serve `roles` until told to stop, then exit."""
     code = 1
     try:
-        code = _run(_serve(config, roles, channel))
+        code = _run(_serve(config, roles, channel, first=first, inherited=inherited))
     except BaseException:
         log.exception("worker_process.failed")
     finally:
@@ -192,10 +251,13 @@ def _run(main: Coroutine[Any, Any, int]) -> int:
         return runner.run(main)
 
 
-async def _serve(config: Config, roles: frozenset[str], channel: socket.socket) -> int:
+async def _serve(
+    config: Config, roles: frozenset[str], channel: socket.socket, *, first: bool, inherited: bool
+) -> int:
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
     gateway = Gateway(config)
+    gateway.lock_inherited, gateway.resumes_runs = inherited, first
 
     def stop() -> None:
         gateway.shutdown.begin()

@@ -11,6 +11,7 @@ import yaml
 from gateway import config as config_module
 from gateway.app import create_app
 from gateway.config import Config
+from gateway.testing.downstream import CountingDownstream, counting_downstream
 from gateway.testing.server import serve_in_thread
 from tests.fixtures import SIGNED_AT, TEST_SOURCES, Fixture
 from tests.postgres import fresh_database
@@ -89,6 +90,13 @@ def gateway(config: Config) -> Iterator[Gateway]:
         gw = Gateway(url, app, now)
         yield gw
         gw.client.close()
+
+
+@pytest.fixture
+def downstream() -> Iterator[tuple[CountingDownstream, str]]:
+    """A loopback downstream that counts each effect and attempt (`CountingDownstream`)."""
+    with counting_downstream() as served:
+        yield served
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ rule that acts once per event, and running `reconcile` with its waits recorded."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +11,6 @@ from gateway import config as config_module
 from gateway.config import Config
 from gateway.reconcile import reconcile
 from gateway.store import Event, Reconciliation, Store
-from gateway.testing.downstream import CountingDownstream
-from gateway.testing.server import serve_in_thread
 
 GITHUB_SECRET = "gh-webhook-secret"
 GITHUB_TOKEN = "ghp_loopback_token"
@@ -33,13 +29,6 @@ RULES = """
     - http.request: {method: POST, url: "URL/effect", json: {event: "{{ payload.data.object.id }}"}}
 """
 HANDLERS = {"http": {"allow_hosts": ["127.0.0.1"]}}
-
-
-@contextmanager
-def downstream() -> Iterator[tuple[CountingDownstream, str]]:
-    server = CountingDownstream()
-    with serve_in_thread(server.app) as url:
-        yield server, url
 
 
 def write_config(tmp_path: Path, sources: dict[str, Any], store: str | None = None) -> Config:

@@ -80,6 +80,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
     for layer in (
         # Foundations: the version, the error tree, logging, metrics, YAML, entry points.
         "gateway errors backoff build nesting redaction log yamlfile problems plugins metrics"
+        " metrics_sharing"
         " tracing allocator plain_structlog",
         "issue_keys",
         "tools",  # typed tool functions and their registry

@@ -3,7 +3,6 @@ commit is retried (bounded) before the run is given up to a retry or a takeover.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,6 @@ import pytest
 
 from gateway.runs.persist import persist
 from gateway.testing.downstream import CountingDownstream
-from gateway.testing.server import serve_in_thread
 from tests.live import live_gateway
 
 RULE = """
@@ -20,13 +18,6 @@ RULE = """
   actions:
     - http.request: {method: POST, url: "URL/effect", json: {order: "{{ payload.name }}"}}
 """
-
-
-@pytest.fixture
-def downstream() -> Iterator[tuple[CountingDownstream, str]]:
-    server = CountingDownstream()
-    with serve_in_thread(server.app) as url:
-        yield server, url
 
 
 async def no_sleep(seconds: float) -> None:

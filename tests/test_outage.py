@@ -5,14 +5,11 @@ runs wait behind the open circuit meanwhile, and none is dead."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from prometheus_client import generate_latest
 
 from gateway.testing.downstream import CountingDownstream
-from gateway.testing.server import serve_in_thread
 from tests.live import live_gateway
 
 OUTAGE_SECONDS = 3.0
@@ -33,13 +30,6 @@ SCALED = {
     },
     "worker": {"backoff_base": 0.05, "backoff_max": 0.5},
 }
-
-
-@pytest.fixture
-def downstream() -> Iterator[tuple[CountingDownstream, str]]:
-    server = CountingDownstream()
-    with serve_in_thread(server.app) as url:
-        yield server, url
 
 
 def test_a_downstream_outage_under_load_loses_and_repeats_nothing(

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from gateway.reconcile import github
+from gateway.testing.downstream import counting_downstream
 from gateway.testing.fake_github import FakeGitHub
 from gateway.testing.server import serve_in_thread
 from tests.live import live_gateway
@@ -21,7 +22,6 @@ from tests.reconciling import (
     HANDLERS,
     RULES,
     Waits,
-    downstream,
     run_once,
     stored_events,
     write_config,
@@ -55,7 +55,7 @@ def test_events_github_failed_to_deliver_while_the_gateway_was_down_are_acted_on
 ) -> None:
     github_api, api = fake
     monkeypatch.setattr(github, "PAGE_SIZE", 2)  # five deliveries: three pages, by cursor
-    with downstream() as (effects, url):
+    with counting_downstream() as (effects, url):
         rules = RULES.replace("URL", url)
         with live_gateway(tmp_path, rules, handlers=HANDLERS, sources=plain()) as gw:
             github_api.target = gw.url + "/hooks/gh"
@@ -236,7 +236,7 @@ def test_failed_only_false_also_recovers_deliveries_another_receiver_answered(
     tmp_path: Path, fake: tuple[FakeGitHub, str]
 ) -> None:
     github_api, api = fake
-    with downstream() as (_, url):
+    with counting_downstream() as (_, url):
         github_api.target = url + "/effect"  # answered 200, but not by this gateway
         github_api.send("push", push(1))
     only_failed = run_once(write_config(tmp_path, source(api, mode="fetch")), "gh")

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from gateway.reconcile import stripe as stripe_reconciler
+from gateway.testing.downstream import counting_downstream
 from gateway.testing.fake_stripe import FakeStripe
 from gateway.testing.server import serve_in_thread
 from tests.live import live_gateway
@@ -23,7 +24,6 @@ from tests.reconciling import (
     STRIPE_KEY,
     STRIPE_SECRET,
     Waits,
-    downstream,
     run_once,
     stored_events,
     write_config,
@@ -54,7 +54,7 @@ def test_events_stripe_could_not_deliver_while_the_gateway_was_down_are_acted_on
 ) -> None:
     stripe_api, api = fake
     monkeypatch.setattr(stripe_reconciler, "PAGE_SIZE", 2)  # five events: three pages
-    with downstream() as (effects, url):
+    with counting_downstream() as (effects, url):
         rules = RULES.replace("URL", url)
         with live_gateway(tmp_path, rules, handlers=HANDLERS, sources=source(None)) as gw:
             stripe_api.target = gw.url + "/hooks/pay"

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx2
 import pytest
 
 from gateway.testing.downstream import CountingDownstream
-from gateway.testing.server import serve_in_thread
 from tests.fixtures import requires_fixtures, shopify_order
 from tests.live import live_gateway
 from tests.process import GatewayProcess
@@ -26,13 +25,6 @@ RULE = """
     - http.request: {method: POST, url: "URL/effect", json: {order: "{{ payload.id }}"}}
 """
 EVENTS = 6
-
-
-@pytest.fixture
-def slow() -> Iterator[tuple[CountingDownstream, str]]:
-    server = CountingDownstream()
-    with serve_in_thread(server.app) as url:
-        yield server, url
 
 
 def start(
@@ -89,9 +81,9 @@ def restart_until_settled(gateway: GatewayProcess, tmp_path: Path) -> None:
 def test_sigterm_lets_calls_in_flight_finish_and_repeats_none(
     write_config: Callable[..., Path],
     tmp_path: Path,
-    slow: tuple[CountingDownstream, str],
+    downstream: tuple[CountingDownstream, str],
 ) -> None:
-    server, url = slow
+    server, url = downstream
     server.delay = 1.5
     gateway = start(write_config, tmp_path, url, grace=15)
     post_events(gateway, server)
@@ -108,9 +100,9 @@ def test_sigterm_lets_calls_in_flight_finish_and_repeats_none(
 def test_calls_longer_than_the_grace_period_resume_once_with_the_same_key(
     write_config: Callable[..., Path],
     tmp_path: Path,
-    slow: tuple[CountingDownstream, str],
+    downstream: tuple[CountingDownstream, str],
 ) -> None:
-    server, url = slow
+    server, url = downstream
     server.delay = 3.0
     gateway = start(write_config, tmp_path, url, grace=0.3)
     post_events(gateway, server)
@@ -138,9 +130,9 @@ def test_draining_fails_readiness_and_refuses_webhooks(tmp_path: Path) -> None:
 def test_a_draining_worker_finishes_the_call_in_flight_and_hands_over_the_next_step(
     write_config: Callable[..., Path],
     tmp_path: Path,
-    slow: tuple[CountingDownstream, str],
+    downstream: tuple[CountingDownstream, str],
 ) -> None:
-    server, url = slow
+    server, url = downstream
     server.delay = 1.5
     two_steps = RULE + '    - http.request: {method: POST, url: "URL/effect", json: {step: 2}}\n'
     gateway = start(write_config, tmp_path, url, grace=15, rule=two_steps)

@@ -9,6 +9,7 @@ import typer
 
 from gateway import terminal
 from gateway.cli.common import ConfigOption, app, console, err, load_config, problems
+from gateway.config import MAX_PROCESSES
 from gateway.errors import ConfigError
 
 
@@ -53,9 +54,9 @@ def serve(
         int | None,
         typer.Option(
             min=1,
-            max=2,
-            help="2: the worker and scheduler in a second process on the same store "
-            "(default from config, server.processes)",
+            max=MAX_PROCESSES,
+            help="N > 1: the worker and scheduler in N - 1 more processes on the same store, "
+            "splitting worker.concurrency (default from config, server.processes)",
         ),
     ] = None,
     insecure: Annotated[
@@ -71,10 +72,18 @@ def serve(
 
     from gateway import allocator, log, server
     from gateway import insecure as settings
+
+    cfg = load_config(config)
+    count = processes if processes is not None else cfg.server.processes
+    metrics_folder = None
+    if count > 1:
+        from gateway.metrics_sharing import share
+
+        # Before the metrics are imported: the workers' series on the door's /metrics.
+        metrics_folder = share()
     from gateway.app import create_app
     from gateway.runtime import ROLES
 
-    cfg = load_config(config)
     log.configure(log_level, redact_fields=cfg.redact_fields)
     listen = host or cfg.host
     refused = settings.refused(cfg, listen, insecure=insecure)
@@ -106,7 +115,6 @@ def serve(
     allocator.cap_arenas()
     from gateway import startup
 
-    count = processes if processes is not None else cfg.server.processes
     door, behind = startup.split_roles(chosen, count)
     for problem in startup.problems(cfg, chosen, processes=count):
         err.print(f"[red]not starting:[/red] {problem}", highlight=False, soft_wrap=True)
@@ -134,20 +142,33 @@ def serve(
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-    worker = None
+    gateway = application.state.gateway
+    workers = []
     if behind:
-        from gateway.worker_process import WorkerProcess
+        from gateway.worker_process import fork_workers
 
-        worker = WorkerProcess(cfg, behind)
-        worker.attach(application.state.gateway)
-        worker.fork()
-        terminal.line(f"worker process: pid {worker.pid} (roles: {', '.join(sorted(behind))})")
+        workers = fork_workers(cfg, behind, count - 1, startup.worker_lock(cfg, behind))
+        for worker in workers:
+            worker.attach(gateway)
+            terminal.line(
+                f"worker process: pid {worker.pid} (roles: {', '.join(sorted(worker.roles))}, "
+                f"concurrency {worker.config.worker.concurrency})"
+            )
+    if metrics_folder is not None:
+        from gateway.metrics_sharing import MetricsFolder
+
+        gateway.companions.append(MetricsFolder(metrics_folder))  # removed after the workers
+        terminal.line(f"metrics of every process: {metrics_folder}")
 
     def stop_when_worker_gone(uvicorn_server: Any) -> None:
-        if worker is not None:
-            worker.on_gone = lambda: setattr(uvicorn_server, "should_exit", True)
+        def gone() -> None:
+            gateway.shutdown.begin()  # the other worker processes drain, all at once
+            uvicorn_server.should_exit = True
+
+        for worker in workers:
+            worker.on_gone = gone
 
     server.serve(application, cfg.server, host=listen, port=port, on_server=stop_when_worker_gone)
-    if worker is not None and worker.failed:
-        err.print("[red]stopped:[/red] the worker process died; exiting", highlight=False)
+    if any(worker.failed for worker in workers):
+        err.print("[red]stopped:[/red] a worker process died; exiting", highlight=False)
         raise typer.Exit(1)

@@ -1,7 +1,9 @@
 """The one-worker rule of SQLite: an exclusive lock file beside the database.
 
 SQLite has a single writer and no `SKIP LOCKED`, and a worker starting there takes over every
-running run, so a second worker process on the same file must refuse to start.
+running run, so a second worker on the same file must refuse to start. The worker processes
+of one `gateway serve --processes N` are one worker to this rule: the door takes the lock and
+they inherit it (`hand_over`), the first of them alone taking over what was running.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from gateway.errors import WorkerAlreadyRunning as WorkerAlreadyRunning
 class WorkerLock:
     """`<database>.worker.lock`, held with `flock` while the worker runs.
 
-    The kernel releases it when the process dies, even by `kill -9`: no stale lock to clean up.
+    The kernel releases it when the process dies (the last of the processes sharing it), even
+    by `kill -9`: no stale lock to clean up.
     """
 
     def __init__(self, database: str) -> None:
@@ -37,6 +40,13 @@ class WorkerLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
         self._fd = fd
+
+    def hand_over(self) -> None:
+        """Close this process's descriptor, leaving the lock to the children forked while it
+        was held: they share it, and the kernel drops it when the last of them exits."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def release(self) -> None:
         if self._fd is None:

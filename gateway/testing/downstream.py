@@ -8,11 +8,15 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+
+from gateway.testing.server import serve_in_thread
 
 
 class CountingDownstream:
@@ -74,6 +78,14 @@ class CountingDownstream:
             effects = dict(self.effects)
             by_event = {event: sorted(keys) for event, keys in self.keys_by_event.items()}
         return JSONResponse({"effects": effects, "by_event": by_event, "refused": self.refused})
+
+
+@contextmanager
+def counting_downstream() -> Iterator[tuple[CountingDownstream, str]]:
+    """A `CountingDownstream` on loopback (uvicorn in a thread), and its URL."""
+    server = CountingDownstream()
+    with serve_in_thread(server.app) as url:
+        yield server, url
 
 
 def _event_of(body: bytes) -> str | None:
