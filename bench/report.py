@@ -142,7 +142,12 @@ def sustain_rows(sustain: dict[str, Any]) -> list[Row]:
     return [
         Row(
             "`bench/sustain`",
-            "highest rate with a bounded backlog through a `log.record` rule, vs the door alone",
+            "highest rate with a bounded backlog through a `log.record` rule, vs the door alone"
+            + (
+                ""
+                if sustain.get("topology", "").startswith("one process")
+                else f" (`{sustain['topology']}`)"
+            ),
             ratio,
             f"{ratio:.2f}x ({sustain['sustained_per_s']:,.0f} events/s)",
             "≥ 0.9x",
@@ -197,6 +202,8 @@ BENCHES: list[tuple[str, list[str], list[str], Callable[[dict[str, Any]], list[R
         ingest_rows,
     ),
     ("sustain", [], ["--quick"], sustain_rows),
+    # the worker in a process of its own beside the door (`gateway serve --processes 2`)
+    ("sustain", ["--processes"], ["--quick", "--processes"], sustain_rows),
     ("drain", ["--events", "10000", "--samples", "200"], ["--events", "2000"], drain_rows),
     (
         "assistants",
