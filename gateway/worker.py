@@ -202,8 +202,8 @@ class Worker:
         self._events_ready.set()
 
     def notify_runs(self, *, retry: bool = False) -> None:
-        """Runs may be claimable (new, requeued, a `retry` scheduled here, another process's):
-        claim again. On SQLite no other process schedules retries: `next_due` holds."""
+        """Runs may be claimable (new, requeued, a `retry` scheduled here, another process's).
+        On SQLite `next_due` is kept: another worker process claims the retries it scheduled."""
         self._claimable.changed(due=retry or not self.store.dialect.single_writer)
         self._runs_ready.set()
 
