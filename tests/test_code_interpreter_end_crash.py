@@ -5,10 +5,11 @@ again, hears it is gone, and journals that once."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +53,9 @@ def test_a_deletion_cut_short_by_kill_9_is_journaled_once_by_the_restarted_gatew
             [run] = _runs(config)
             assert run["status"] == "succeeded"
             assert "code_interpreter.delete" not in _tools(config, run["id"])
-            # The sweep takes runs that ended SWEEP_SETTLE ago (their own deletion is done).
-            time.sleep(teardown.SWEEP_SETTLE.total_seconds() + 1)
+            # The sweep takes runs that ended SWEEP_SETTLE ago (their own deletion is done):
+            # the run's end moved back by that much, rather than waited for.
+            _ended_earlier(tmp_path / "gateway.db", run["id"], teardown.SWEEP_SETTLE)
             model.containers.delete_hold = 0.0
             gateway = GatewayProcess(config).start()
             _cli(config, "fire", "later")  # the first assistant run of the process sweeps
@@ -68,6 +70,13 @@ def test_a_deletion_cut_short_by_kill_9_is_journaled_once_by_the_restarted_gatew
     [deleted] = [s for s in _steps(config, run["id"]) if s["tool"] == "code_interpreter.delete"]
     assert deleted["status"] == "succeeded"
     assert deleted["result"] == {"container_id": container, "outcome": "already gone"}
+
+
+def _ended_earlier(database: Path, run_id: int, by: timedelta) -> None:
+    with sqlite3.connect(database) as db:
+        [(finished,)] = db.execute("SELECT finished_at FROM runs WHERE id = ?", (run_id,))
+        earlier = datetime.fromisoformat(finished) - by - timedelta(seconds=1)
+        db.execute("UPDATE runs SET finished_at = ? WHERE id = ?", (str(earlier), run_id))
 
 
 def _cli(config: Path, *arguments: str) -> str:
