@@ -17,6 +17,16 @@ from tests.fixtures import SIGNED_AT, TEST_SOURCES, Fixture
 from tests.postgres import fresh_database
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files that spawn gateway processes (marked `slow`) first, each file's tests in order.
+
+    The suite runs one process per core, a file at a time on each (pyproject's addopts): the
+    longest files started last would leave one core busy for minutes while the other idles.
+    """
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: order kept within
+
+
 @pytest.fixture
 def write_config(tmp_path: Path) -> Callable[..., Path]:
     """Write a gateway.yaml in tmp_path with every test source; keyword args override keys."""
