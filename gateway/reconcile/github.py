@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from gateway.errors import SignatureInvalid
 from gateway.reconcile.api import ProviderApiError, ProviderBusy, patiently, rate_limit_wait
 from gateway.reconcile.base import Reconciler, Tally, log
@@ -136,7 +134,8 @@ class GitHubReconciler(Reconciler):
             self.sender.verify(headers, body, time.time())
         except SignatureInvalid:
             log.warning("reconcile.signature_mismatch", source=self.name, guid=delivery["guid"])
-        return await self.keep(headers, body, orjson.loads(body), datetime.now(UTC))
+        # The payload as the answer's parse already has it: the same text, parsed once.
+        return await self.keep(headers, body, request["payload"], datetime.now(UTC))
 
     async def _call(self, method: str, url: str) -> httpx2.Response:
         import httpx2
