@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.errors import StoreUnavailable
 from gateway.store import database
 from gateway.store.database import Dialect
+from gateway.store.write_gate import WriteGate
 
 T = TypeVar("T")
 Item = TypeVar("Item")
@@ -118,7 +119,10 @@ class Journal(GroupCommit[Change, Any]):
         self._sync: Engine | None = None
         self._held: Connection | None = None  # used only on the journal's thread
         self._thread: ThreadPoolExecutor | None = None
+        self._gate: WriteGate | None = None
         if dialect.name == "sqlite":
+            assert engine.url.database is not None
+            self._gate = WriteGate(engine.url.database)
             self._sync = database.sqlite_sync_engine(engine.url.database)
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
 
@@ -131,6 +135,8 @@ class Journal(GroupCommit[Change, Any]):
             self._held = None
         if self._sync is not None:
             self._sync.dispose()
+        if self._gate is not None:
+            self._gate.close()
 
     async def apply(self, change: Callable[[Connection], T]) -> T:
         result: T = await self._submit(change)
@@ -153,8 +159,10 @@ class Journal(GroupCommit[Change, Any]):
         # (a reset each time) cost as much as a short batch's statements (bench/sustain).
         if self._held is None:
             self._held = self._sync.connect()
+        assert self._gate is not None
         try:
-            with self._held.begin():
+            # Taken before SQLite's lock: the event writer is woken when this one lets go.
+            with self._gate.held(), self._held.begin():
                 return self._run_batch(self._held, batch)
         except Exception:
             self._held.close()  # whatever state it is in, the next batch starts afresh

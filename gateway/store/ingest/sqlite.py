@@ -16,6 +16,7 @@ from functools import cache
 from gateway.errors import StoreUnavailable
 from gateway.store.ingest.rows import COLUMNS, Found, Key, missing, outcomes, rows
 from gateway.store.records import NewEvent, Stored
+from gateway.store.write_gate import WriteGate
 
 _ROW = "(" + ",".join("?" * len(COLUMNS)) + ")"
 
@@ -62,6 +63,8 @@ class SqliteBatchWriter:
         self._path = path
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-ingest")
         self._db: sqlite3.Connection | None = None
+        # Taken around each write: the journal's writer is woken when this one lets go.
+        self._gate = WriteGate(path)
 
     def open(self) -> None:
         self._thread.submit(self._connect).result()
@@ -71,6 +74,7 @@ class SqliteBatchWriter:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+            self._gate.close()
 
         self._thread.submit(disconnect).result()
 
@@ -95,6 +99,12 @@ class SqliteBatchWriter:
         db = self._db
         if db is None:
             raise StoreUnavailable("the SQLite ingest connection is closed")
+        with self._gate.held():
+            return self._insert_held(db, batch, params)
+
+    def _insert_held(
+        self, db: sqlite3.Connection, batch: list[NewEvent], params: list[object]
+    ) -> tuple[dict[Key, Found], dict[Key, Found]]:
         try:
             db.execute("BEGIN IMMEDIATE")
             inserted: dict[Key, Found] = {}

@@ -1,0 +1,102 @@
+"""The SQLite write gate: the event writer and the journal take turns through it.
+
+SQLite's own busy handler sleeps 1-100 ms between tries, and under the door's stream of
+commits the worker's journal kept losing (bench/writers, docs/benchmarks.md). Writers that
+hold the gate are woken the moment it is let go; these tests hold it and check who waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import multiprocessing
+import os
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from gateway.store import Store
+from gateway.store.write_gate import WriteGate
+from tests.test_plan import store as store  # the fixture: a store on a fresh SQLite file
+from tests.test_store import new_event
+
+# Long enough for a write that does not wait for the gate to be over many times.
+SETTLE_SECONDS = 0.3
+
+
+def gate_of(tmp_path: Path) -> WriteGate:
+    return WriteGate(str(tmp_path / "gateway.db"))
+
+
+async def test_the_event_writer_waits_while_another_writer_holds_the_gate(
+    store: Store, tmp_path: Path
+) -> None:
+    gate = gate_of(tmp_path)
+    with gate.held():
+        writing = asyncio.ensure_future(store.events.add(new_event("gated-1")))
+        await asyncio.sleep(SETTLE_SECONDS)
+        assert not writing.done(), "the event was written while another writer held the gate"
+    stored = await asyncio.wait_for(writing, 10)
+    assert not stored.duplicate
+    assert (await store.events.get(stored.id)) is not None
+
+
+async def test_the_journal_waits_while_another_writer_holds_the_gate(
+    store: Store, tmp_path: Path
+) -> None:
+    stored = await store.events.add(new_event("gated-2"))
+    gate = gate_of(tmp_path)
+    with gate.held():
+        applying = asyncio.ensure_future(
+            store.journal.apply(
+                lambda conn: conn.execute(
+                    text("UPDATE events SET status = 'error' WHERE id = :id"), {"id": stored.id}
+                )
+            )
+        )
+        await asyncio.sleep(SETTLE_SECONDS)
+        assert not applying.done(), "the journal committed while another writer held the gate"
+    await asyncio.wait_for(applying, 10)
+    event = await store.events.get(stored.id)
+    assert event is not None and event.status == "error"
+
+
+def _take_and_release(path: str, gate: WriteGate, taken: multiprocessing.Queue[str]) -> None:
+    with gate.held():
+        taken.put(path)
+
+
+def test_a_forked_process_opens_its_own_gate_and_waits_for_the_parents(tmp_path: Path) -> None:
+    # A descriptor inherited across fork is the parent's open file: flock would let the child
+    # in beside the parent. The gate reopens its file in the child.
+    gate = gate_of(tmp_path)
+    taken: multiprocessing.Queue[str] = multiprocessing.get_context("fork").Queue()
+    with gate.held():
+        child = multiprocessing.get_context("fork").Process(
+            target=_take_and_release, args=(gate.path, gate, taken)
+        )
+        child.start()
+        child.join(SETTLE_SECONDS)
+        assert child.is_alive(), "the child took the gate the parent holds"
+        assert taken.empty()
+    child.join(10)
+    assert child.exitcode == 0
+    assert taken.get(timeout=5) == gate.path
+    gate.close()
+
+
+def test_two_gates_of_one_process_exclude_each_other(tmp_path: Path) -> None:
+    # The event writer and the journal of one process are two writers: each has its own gate.
+    first, second = gate_of(tmp_path), gate_of(tmp_path)
+    with first.held():
+        fd = os.open(second.path, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+    with second.held():
+        pass
+    first.close()
+    second.close()
