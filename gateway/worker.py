@@ -228,8 +228,6 @@ class Worker:
             if not await wait_until_set(self._events_ready, FALLBACK_POLL_SECONDS):
                 self._scan = True  # nothing for a while: look for events nobody announced
             self._events_ready.clear()
-            # The routing commit claims too: the run loop leaves the claim to it meanwhile.
-            self._routing = True
             try:
                 while self._arrived:
                     page = [self._arrived.popleft() for _ in range(min(500, len(self._arrived)))]
@@ -242,10 +240,8 @@ class Worker:
             except Exception as exc:  # the store is down: try again on the next wake
                 log.error("worker.route_failed", error=str(exc))
                 self._scan = True  # what was in hand is pending in the store
-                self._routing = False
                 await self._sleep(FALLBACK_POLL_SECONDS)
             finally:
-                self._routing = False
                 self._runs_ready.set()
 
     async def route_pending(self, limit: int = SCAN_PAGE) -> int:
@@ -270,6 +266,9 @@ class Worker:
             routes.append((event.id, planned, routed_status(planned)))
         free = self._free()
         self._reserved += free
+        # The routing commit claims the free slots: the run loop leaves the claim to it
+        # meanwhile. Only then: while the page is read, or when no slot is free, it claims.
+        self._routing = free > 0
         try:
             mark = self._claimable.claiming()
             created, claimed = await self.store.runs.route_and_claim(
@@ -287,6 +286,7 @@ class Worker:
             await self._start(claimed)
         finally:
             self._reserved -= free
+            self._routing = False
         taken = {run.id for run in claimed}
         if any(run_id not in taken for run_ids in created for run_id in run_ids or ()):
             self.announce_runs()  # runs left for this worker's next claim or another replica
@@ -328,9 +328,10 @@ class Worker:
                     log.error("worker.claim_failed", error=str(exc))
                 finally:
                     self._reserved -= free
-            self._backlog = bool(claimed) and len(claimed) == free
-            if self._backlog:
-                continue  # there may be more: claim again once slots free up
+                # Only a claim says whether runs are waiting: with no slot free, none was made.
+                self._backlog = bool(claimed) and len(claimed) == free
+            if self._backlog and self._free() > 0 and not self._routing:
+                continue  # more runs are waiting and a slot is free: claim again
             slot_free = len(self._active) < self.concurrency
             await self._claimable.wait(
                 self._runs_ready, self.store.runs.next_due, slot_free=slot_free

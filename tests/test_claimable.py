@@ -28,6 +28,12 @@ RULE = """
   actions:
     - test.record: {label: "{{ event.delivery_id }}"}
 """
+LOG_RULE = """
+- name: record
+  on: {source: shop, event: orders/create}
+  actions:
+    - log.record: {message: "{{ event.delivery_id }}"}
+"""
 KEYED_RULE = """
 - name: record
   on: {source: shop, event: orders/create}
@@ -142,3 +148,70 @@ async def test_the_next_run_of_a_key_and_a_retry_are_claimed_without_a_wake_up(
         await worker.stop()
     # The first failed once and was retried when due; the others waited for it, in order.
     assert [c["label"] for c in CALLS] == ["keyed-0", "keyed-0", "keyed-1", "keyed-2"]
+
+
+def count_commits(store: Store) -> list[int]:
+    """The size of each journal commit (group commit: many changes, one transaction)."""
+    sizes: list[int] = []
+    commit = store.journal._commit
+
+    async def counted(batch: list[Any]) -> None:
+        sizes.append(len(batch))
+        await commit(batch)
+
+    store.journal._commit = counted  # type: ignore[method-assign]
+    return sizes
+
+
+async def test_under_a_backlog_the_next_claim_joins_the_commit_of_the_runs_that_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A claim that filled every slot says runs are waiting. That must hold while no slot is
+    # free (no claim was made then): the runs about to finish wake the claim, which goes into
+    # their journal commit instead of a commit of its own after it (bench/sustain's worker
+    # process lost a commit per batch of runs to this).
+    (tmp_path / "rules.yaml").write_text(LOG_RULE)
+    # The runs outlast the claim's linger, as 16 runs of a 7 KB order do in a worker process.
+    monkeypatch.setattr(worker_module, "CLAIM_LINGER_SECONDS", 0.0)
+    async with worker_on(tmp_path, concurrency=4) as (store, worker):
+        for n in range(40):
+            await store.events.add(new_event(f"backlog-{n}"))
+        commits = count_commits(store)
+        await worker.start()
+        await succeeded(store, 40)
+        await worker.stop()
+    # log.record has no side effects: a run is one commit, of its step and its end. The 4
+    # runs of a batch finish in one commit, with the claim of the next 4 in it (5 changes):
+    # about 11 commits after the routing commit, which claimed the first 4. A claim of its
+    # own after each batch was 20.
+    assert len(commits) <= 40 // 4 + 4, str(commits)
+
+
+async def test_runs_waiting_are_claimed_while_a_routing_scan_reads_its_page(
+    tmp_path: Path,
+) -> None:
+    # The routing commit claims free slots, so the run loop leaves the claim to it, but only
+    # while that commit is on its way: reading the page can take a while under a stream, and
+    # the slots stayed empty meanwhile.
+    (tmp_path / "rules.yaml").write_text(RULE)
+    async with worker_on(tmp_path) as (store, worker):
+        await worker.start()
+        await asyncio.sleep(0.05)  # the first claim and scan came back empty
+        reading, release = asyncio.Event(), asyncio.Event()
+        pending = store.events.pending
+
+        async def slow_pending(limit: int) -> Any:
+            reading.set()
+            await release.wait()
+            return await pending(limit)
+
+        store.events.pending = slow_pending  # type: ignore[method-assign,assignment]
+        worker.notify_events()  # a scan begins, and its read hangs
+        await asyncio.wait_for(reading.wait(), 5)
+        stored = await store.events.add(new_event("waiting"))
+        await store.runs.add([NewRun(event_id=stored.id, rule="record", kind="actions")])
+        worker.notify_runs()
+        await asyncio.wait_for(succeeded(store, 1), 5)
+        release.set()
+        await worker.stop()
+    assert [c["label"] for c in CALLS] == ["waiting"]

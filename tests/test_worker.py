@@ -269,10 +269,15 @@ def test_an_argument_naming_a_missing_field_fails_the_run_with_the_reason(
 
 
 @asynccontextmanager
-async def worker_on(folder: Path) -> AsyncIterator[tuple[Store, Worker]]:
+async def worker_on(folder: Path, concurrency: int = 16) -> AsyncIterator[tuple[Store, Worker]]:
     """A worker (not started) on a fresh SQLite store, with the rules in `folder`."""
     config = Config.model_validate(
-        {"store": f"sqlite:///{folder / 'gateway.db'}", "rules": str(folder), "sources": {}}
+        {
+            "store": f"sqlite:///{folder / 'gateway.db'}",
+            "rules": str(folder),
+            "sources": {},
+            "worker": {"concurrency": concurrency},
+        }
     )
     store = Store(config.store_url)
     await store.open()
