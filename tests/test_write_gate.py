@@ -11,6 +11,8 @@ import asyncio
 import fcntl
 import multiprocessing
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -100,3 +102,26 @@ def test_two_gates_of_one_process_exclude_each_other(tmp_path: Path) -> None:
         pass
     first.close()
     second.close()
+
+
+def test_a_writer_that_lets_the_gate_go_comes_after_the_one_waiting(tmp_path: Path) -> None:
+    # The door commits back to back: with the gate alone it took it again before the woken
+    # journal ran. Through the turnstile the waiting writer goes first.
+    door, journal = gate_of(tmp_path), gate_of(tmp_path)
+    order: list[str] = []
+
+    def journal_writes() -> None:
+        with journal.held():
+            order.append("journal")
+
+    waiting = threading.Thread(target=journal_writes)
+    with door.held():
+        order.append("door")
+        waiting.start()
+        time.sleep(SETTLE_SECONDS)  # the journal waits for the gate, holding the turnstile
+    with door.held():
+        order.append("door again")
+    waiting.join(10)
+    assert order == ["door", "journal", "door again"]
+    door.close()
+    journal.close()

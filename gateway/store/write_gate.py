@@ -1,11 +1,11 @@
-"""Taking turns at a SQLite file's one write lock: `flock` on a file beside the database.
+"""Taking turns at a SQLite file's one write lock: `flock` on files beside the database.
 
 SQLite lets one writer in at a time; a writer that finds the lock taken waits in its busy
-handler, which sleeps 1, 2, 5, ... up to 100 ms between tries. Under a stream of the door's
-commits a second writer (the worker's journal, in the same process or another) kept losing:
-in bench/writers it made 35-79 commits/s beside the door, p99 0.3-0.5 s, and in bench/sustain
-the worker fell behind with a third of the machine idle. Writers that hold the gate while
-they write are woken by the kernel the moment the holder lets go, and alternate.
+handler, which sleeps 1, 2, 5, ... up to 100 ms between tries. Beside the door's stream of
+commits the worker's journal lost for up to a second (bench/writers: 55-430 journal commits/s,
+max 80-1,133 ms), and in bench/sustain the door's p99 reached 2.3 s with a third of the
+machine idle. Writers that hold the gate are woken the moment it is let go, and a turnstile
+makes them alternate (bench/writers: 716-861 journal commits/s beside the door, max 7-20 ms).
 
 The two hot writers take it: the event writer's thread (`ingest.sqlite`) and the journal's
 thread (`batching.Journal`). Rare writes (migrations, schedules, retention) do not; one of
@@ -21,34 +21,48 @@ from collections.abc import Iterator
 
 
 class WriteGate:
-    """`<database>.write.lock`, held with `flock` around each write transaction.
+    """`<database>.write.lock`, held with `flock` around each write transaction, entered
+    through the turnstile `<database>.write.queue`.
+
+    The turnstile makes writers alternate: a writer takes the queue, then the gate, then
+    lets the queue go. A writer that just let the gate go and wants it again must take the
+    queue first, which the writer waiting for the gate holds, so it comes after that one.
+    The gate alone let the door, committing back to back, take it again before the woken
+    waiter ran (bench/writers).
 
     One gate per writer: `flock` excludes open files, not processes or threads, so two
-    writers sharing one descriptor would not exclude each other. The file is opened on first
-    use in each process: a descriptor inherited across `fork` would be shared with the parent.
+    writers sharing one descriptor would not exclude each other. The files are opened on
+    first use in each process: a descriptor inherited across `fork` would be the parent's.
     """
 
     def __init__(self, database: str) -> None:
         self.path = database + ".write.lock"
-        self._fd: int | None = None
+        self.queue_path = database + ".write.queue"
+        self._fds: tuple[int, int] | None = None
         self._pid = 0
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
-        fd = self._open()
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        queue, gate = self._open()
+        fcntl.flock(queue, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(gate, fcntl.LOCK_EX)
+        finally:
+            fcntl.flock(queue, fcntl.LOCK_UN)
         try:
             yield
         finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            fcntl.flock(gate, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        if self._fd is not None and self._pid == os.getpid():
-            os.close(self._fd)
-        self._fd = None
+        if self._fds is not None and self._pid == os.getpid():
+            for fd in self._fds:
+                os.close(fd)
+        self._fds = None
 
-    def _open(self) -> int:
-        if self._fd is None or self._pid != os.getpid():
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    def _open(self) -> tuple[int, int]:
+        if self._fds is None or self._pid != os.getpid():
+            flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+            self._fds = (os.open(self.queue_path, flags, 0o644), os.open(self.path, flags, 0o644))
             self._pid = os.getpid()
-        return self._fd
+        return self._fds
