@@ -3,9 +3,9 @@
 SQLite lets one writer in at a time; a writer that finds the lock taken waits in its busy
 handler, which sleeps 1, 2, 5, ... up to 100 ms between tries. Beside the door's stream of
 commits the worker's journal lost for up to a second (bench/writers: 55-430 journal commits/s,
-max 80-1,133 ms), and in bench/sustain the door's p99 reached 2.3 s with a third of the
+max 54-1,133 ms), and in bench/sustain the door's p99 reached 2.3 s with a third of the
 machine idle. Writers that hold the gate are woken the moment it is let go, and a turnstile
-makes them alternate (bench/writers: 716-861 journal commits/s beside the door, max 7-20 ms).
+makes them alternate (bench/writers: 716-862 journal commits/s beside the door, max 7-20 ms).
 
 The two hot writers take it: the event writer's thread (`ingest.sqlite`) and the journal's
 thread (`batching.Journal`). Rare writes (migrations, schedules, retention) do not; one of
