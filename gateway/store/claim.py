@@ -5,7 +5,6 @@ Built once at import: building these statements cost more than running them (ben
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -102,4 +101,4 @@ def take(
     params = {"b_ids": ids, "b_owner": owner, "b_now": now, "b_expires": expires}
     conn.execute(TAKE_RUNS, params)
     rows = conn.execute(SELECT_RUNS, {"b_ids": ids})
-    return [replace(Run.from_row(row), fresh=row.id in fresh) for row in rows]
+    return [Run.from_row(row, fresh=row.id in fresh) for row in rows]

@@ -144,7 +144,7 @@ class Run:
     retry_since: datetime | None = None
 
     @classmethod
-    def from_row(cls, row: Any) -> Run:
+    def from_row(cls, row: Any, *, fresh: bool = False) -> Run:
         return cls(
             id=row.id,
             event_id=row.event_id,
@@ -164,6 +164,7 @@ class Run:
             output_tokens=row.output_tokens,
             cost=row.cost,
             retry_since=utc(getattr(row, "retry_since", None)),
+            fresh=fresh,
         )
 
 
