@@ -34,6 +34,10 @@ def split_roles(roles: frozenset[str], processes: int) -> tuple[frozenset[str], 
     return roles - BEHIND_THE_DOOR, roles & BEHIND_THE_DOOR
 
 
+# Beyond `shutdown_grace`, how long the worker processes of a dead door may take to exit.
+ORPHANS_EXIT_SECONDS = 5.0
+
+
 def worker_lock(config: Config, behind: frozenset[str]) -> WorkerLock | None:
     """The SQLite worker lock the door takes for its worker processes (they inherit it), or
     None: PostgreSQL, or no worker among them."""
@@ -69,7 +73,8 @@ def problems(config: Config, roles: Collection[str], *, processes: int = 1) -> l
     if "worker" in roles:
         lock = WorkerLock(str(database))
         try:
-            lock.acquire()
+            # A dead door's worker processes finish their runs, then exit: follow them.
+            lock.acquire(orphans_wait=config.shutdown_grace + ORPHANS_EXIT_SECONDS)
         except WorkerAlreadyRunning as exc:
             return [str(exc)]
         except OSError as exc:

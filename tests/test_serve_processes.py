@@ -196,6 +196,25 @@ def test_kill_9_of_the_door_stops_the_worker_process_and_loses_nothing(
     assert set(server.attempts.values()) == {1}  # the calls in flight finished, none twice
 
 
+def test_a_gateway_restarted_right_after_a_kill_9_of_the_door_follows_its_worker_process(
+    write_config: Callable[..., Path], tmp_path: Path, downstream: tuple[CountingDownstream, str]
+) -> None:
+    gateway, [child] = in_flight(write_config, tmp_path, downstream)
+
+    gateway.kill()
+    # A supervisor starts it again at once, while the dead door's worker process still holds
+    # the worker lock and finishes its calls: the new gateway waits for it, then starts.
+    server, _ = downstream
+    restarted = GatewayProcess(gateway.config, None, *processes(2)).start()
+    try:
+        assert not alive(child)
+        assert "worker_lock.orphaned" in restarted.output()
+        wait_until(lambda: statuses(tmp_path) == ["succeeded"] * EVENTS, timeout=30)
+    finally:
+        restarted.stop()
+    assert set(server.attempts.values()) == {1}  # the calls in flight finished, none twice
+
+
 def test_kill_9_of_the_worker_process_stops_the_door_non_zero_and_loses_nothing(
     write_config: Callable[..., Path], tmp_path: Path, downstream: tuple[CountingDownstream, str]
 ) -> None:
