@@ -163,6 +163,8 @@ class Worker:
             asyncio.create_task(self._run_loop(), name="worker-runs"),
             asyncio.create_task(self._renew_loop(), name="worker-leases"),
         ]
+        for executor in self.executors.values():
+            executor.start()  # its own background work (an assistant's container sweep)
         self.fetching.start()
         self.notify_events()
 
@@ -266,9 +268,7 @@ class Worker:
             routes.append((event.id, planned, routed_status(planned)))
         free = self._free()
         self._reserved += free
-        # The routing commit claims the free slots: the run loop leaves the claim to it
-        # meanwhile. Only then: while the page is read, or when no slot is free, it claims.
-        self._routing = free > 0
+        self._routing = free > 0  # its commit claims: the run loop leaves the claim to it
         try:
             mark = self._claimable.claiming()
             created, claimed = await self.store.runs.route_and_claim(
@@ -311,9 +311,8 @@ class Worker:
             claimed: list[Run] = []
             free = self._free()
             if self._backlog and self._active and free < max(1, self.concurrency // 4):
-                # Under a backlog, let a few more slots free up before claiming (a few ms at
-                # most): fewer, larger claim commits when runs are short (bench/drain), and
-                # hardly a delay when they are long (bench/assistants).
+                # Under a backlog, let a few more slots free up (a few ms at most): fewer, larger
+                # claims when runs are short (bench/drain), hardly a delay when long (assistants).
                 await self._linger(max(1, self.concurrency // 4))
                 free = self._free()
             if free > 0 and self._claimable.maybe and not self._routing:
@@ -328,8 +327,7 @@ class Worker:
                     log.error("worker.claim_failed", error=str(exc))
                 finally:
                     self._reserved -= free
-                # Only a claim says whether runs are waiting: with no slot free, none was made.
-                self._backlog = bool(claimed) and len(claimed) == free
+                self._backlog = bool(claimed) and len(claimed) == free  # only a claim can tell
             if self._backlog and self._free() > 0 and not self._routing:
                 continue  # more runs are waiting and a slot is free: claim again
             slot_free = len(self._active) < self.concurrency

@@ -58,7 +58,7 @@ def test_a_deletion_cut_short_by_kill_9_is_journaled_once_by_the_restarted_gatew
             _ended_earlier(tmp_path / "gateway.db", run["id"], teardown.SWEEP_SETTLE)
             model.containers.delete_hold = 0.0
             gateway = GatewayProcess(config).start()
-            _cli(config, "fire", "later")  # the first assistant run of the process sweeps
+            _cli(config, "fire", "later")  # runs go on beside the sweep made at start
             wait_until(lambda: "code_interpreter.delete" in _tools(config, run["id"]))
         finally:
             gateway.stop()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
     import openai
 
 log = structlog.get_logger(__name__)
-# How often, at most, a run's start also sweeps the containers a crash left undeleted.
+# How often the containers a crash left undeleted are swept for (at start, then this often).
 SWEEP_EVERY_SECONDS = 300.0
 
 
@@ -54,8 +53,7 @@ class AssistantRunner:
         self.tools = tools if tools is not None else services.tools
         self._make = make
         self._backends: dict[str, Backend] = {}
-        self._sweep: asyncio.Task[int] | None = None
-        self._swept_at = -SWEEP_EVERY_SECONDS
+        self._sweeping: asyncio.Task[None] | None = None
 
     @classmethod
     def factory(
@@ -67,11 +65,22 @@ class AssistantRunner:
     ) -> ExecutorFactory:
         return lambda services: cls(config, services, make=make, tools=tools)
 
+    def start(self) -> None:
+        """Sweep for the containers of runs that ended just before a crash (teardown.sweep)
+        as the worker starts and every SWEEP_EVERY_SECONDS after, runs or none: a quiet
+        gateway left them to expire at OpenAI."""
+        self._sweeping = asyncio.create_task(self._sweep_loop(), name="container-sweep")
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await sweep(self.services.store, self._client_of)  # logs its own errors
+            await asyncio.sleep(SWEEP_EVERY_SECONDS)
+
     async def aclose(self) -> None:
-        if self._sweep is not None:
-            self._sweep.cancel()
-            with contextlib.suppress(asyncio.CancelledError):  # sweep logs its own errors
-                await self._sweep
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeping
         for backend in self._backends.values():
             await backend.aclose()
         self._backends.clear()
@@ -122,7 +131,6 @@ class AssistantRunner:
         self, run: Run, rule: Rule, event: Event, scope: dict[str, Any], journal: list[Step]
     ) -> None:
         assert rule.assistant is not None
-        self._sweep_now_and_then()
         await self.services.journal.restore_files(run, rule.assistant.tools, journal)
         conversation = Conversation(self, run, rule, scope)
         await conversation.run(journal)
@@ -142,15 +150,6 @@ class AssistantRunner:
                 await delete_container(hosted.client, store, hosted.run.id, hosted.container_id)
         except Exception as exc:
             log.error("container.release_failed", container=hosted.container_id, error=str(exc))
-
-    def _sweep_now_and_then(self) -> None:
-        """With the first run of the process, and at most every SWEEP_EVERY_SECONDS after:
-        delete the containers of runs that ended just before a crash (teardown.sweep)."""
-        now = time.monotonic()
-        if now - self._swept_at < SWEEP_EVERY_SECONDS:
-            return
-        self._swept_at = now
-        self._sweep = asyncio.create_task(sweep(self.services.store, self._client_of))
 
     def _client_of(self, made: Step) -> openai.AsyncOpenAI | None:
         """The client of the profile that made a container, if it is still a Responses one."""

@@ -28,6 +28,9 @@ class ActionsExecutor:
         self.outcomes = services.outcomes
         self.tools = services.tools
 
+    def start(self) -> None:
+        pass
+
     async def aclose(self) -> None:
         pass
 

@@ -74,6 +74,9 @@ class Executor(Protocol):
         It ends the run through `RunServices.outcomes` (or the journal), or leaves it paused.
         """
 
+    def start(self) -> None:
+        """Begin the executor's own background work, if any; called once the worker starts."""
+
     async def aclose(self) -> None:
         """Release what the executor opened (model clients); called once the worker stops."""
 
