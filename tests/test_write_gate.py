@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from gateway.errors import StoreUnavailable
 from gateway.store import Store
 from gateway.store.write_gate import WriteGate
 from tests.test_plan import store as store  # the fixture: a store on a fresh SQLite file
@@ -125,3 +126,33 @@ def test_a_writer_that_lets_the_gate_go_comes_after_the_one_waiting(tmp_path: Pa
     assert order == ["door", "journal", "door again"]
     door.close()
     journal.close()
+
+
+def test_a_writer_gives_up_after_the_wait_with_a_clear_error(tmp_path: Path) -> None:
+    # A gateway process stopped mid-commit keeps the gate: the others fail as SQLite's own
+    # busy_timeout would, not hang (WAIT_SECONDS, 10 s; 0.4 s here).
+    holder, waiter = gate_of(tmp_path), WriteGate(str(tmp_path / "gateway.db"), wait=0.4)
+    with holder.held():
+        began = time.monotonic()
+        error = r"another writer has held .*write\.lock"
+        with pytest.raises(StoreUnavailable, match=error), waiter.held():
+            pass
+        assert time.monotonic() - began >= 0.4
+    # At the edge: a gate let go within the wait is taken.
+    taken, order = threading.Event(), []
+
+    def hold_a_while() -> None:
+        with holder.held():
+            taken.set()
+            time.sleep(0.2)
+            order.append("holder done")
+
+    briefly = threading.Thread(target=hold_a_while)
+    briefly.start()
+    taken.wait(5)
+    with waiter.held():
+        order.append("waiter")
+    briefly.join(5)
+    assert order == ["holder done", "waiter"]
+    holder.close()
+    waiter.close()

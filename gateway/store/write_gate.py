@@ -4,8 +4,9 @@ SQLite lets one writer in at a time; a writer that finds the lock taken waits in
 handler, which sleeps 1, 2, 5, ... up to 100 ms between tries. Beside the door's stream of
 commits the worker's journal lost for up to a second (bench/writers: 55-430 journal commits/s,
 max 54-1,133 ms), and in bench/sustain the door's p99 reached 2.3 s with a third of the
-machine idle. Writers that hold the gate are woken the moment it is let go, and a turnstile
-makes them alternate (bench/writers: 716-862 journal commits/s beside the door, max 7-20 ms).
+machine idle. Writers that hold the gate take it within a pause of its release, and a
+turnstile makes them alternate (bench/writers: 665-834 journal commits/s beside the door,
+max 8-19 ms).
 
 The two hot writers take it: the event writer's thread (`ingest.sqlite`) and the journal's
 thread (`batching.Journal`). Rare writes (migrations, schedules, retention) do not; one of
@@ -17,7 +18,20 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from collections.abc import Iterator
+
+from gateway.errors import StoreUnavailable
+
+# How long a writer waits for the gate before the store counts as unavailable: SQLite's own
+# busy_timeout (a writer frozen mid-commit, a `gateway` process stopped by a debugger).
+WAIT_SECONDS = 10.0
+# Tries of a taken lock: the first after this long, then twice as long each time, up to the
+# last. flock has no timeout; a blocking one cannot be given up. These pauses are a small
+# part of a commit (0.2-1 ms), so a waiter takes the gate within about one pause of its
+# release (bench/writers).
+FIRST_PAUSE_SECONDS = 0.00005
+LAST_PAUSE_SECONDS = 0.0002
 
 
 class WriteGate:
@@ -35,7 +49,8 @@ class WriteGate:
     first use in each process: a descriptor inherited across `fork` would be the parent's.
     """
 
-    def __init__(self, database: str) -> None:
+    def __init__(self, database: str, *, wait: float = WAIT_SECONDS) -> None:
+        self.wait = wait
         self.path = database + ".write.lock"
         self.queue_path = database + ".write.queue"
         self._fds: tuple[int, int] | None = None
@@ -43,10 +58,12 @@ class WriteGate:
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
+        """Hold the gate for the block; `StoreUnavailable` after `wait` seconds without it."""
         queue, gate = self._open()
-        fcntl.flock(queue, fcntl.LOCK_EX)
+        deadline = time.monotonic() + self.wait
+        _take(queue, deadline, self.path)
         try:
-            fcntl.flock(gate, fcntl.LOCK_EX)
+            _take(gate, deadline, self.path)
         finally:
             fcntl.flock(queue, fcntl.LOCK_UN)
         try:
@@ -66,3 +83,19 @@ class WriteGate:
             self._fds = (os.open(self.queue_path, flags, 0o644), os.open(self.path, flags, 0o644))
             self._pid = os.getpid()
         return self._fds
+
+
+def _take(fd: int, deadline: float, path: str) -> None:
+    pause = FIRST_PAUSE_SECONDS
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise StoreUnavailable(
+                    f"another writer has held {path} for {WAIT_SECONDS:g} s: the store is "
+                    "locked (a gateway process stopped mid-commit?)"
+                ) from None
+            time.sleep(pause)
+            pause = min(pause * 2, LAST_PAUSE_SECONDS)
