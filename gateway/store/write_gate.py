@@ -4,9 +4,10 @@ SQLite lets one writer in at a time; a writer that finds the lock taken waits in
 handler, which sleeps 1, 2, 5, ... up to 100 ms between tries. Beside the door's stream of
 commits the worker's journal lost for up to a second (bench/writers: 55-430 journal commits/s,
 max 54-1,133 ms), and in bench/sustain the door's p99 reached 2.3 s with a third of the
-machine idle. Writers that hold the gate take it within a pause of its release, and a
-turnstile makes them alternate (bench/writers: 665-834 journal commits/s beside the door,
-max 8-19 ms).
+machine idle. Writers of one process take turns in the order they asked (a ticket lock,
+no polling); across processes they try a flock turnstile every 50-200 us and alternate
+(bench/writers: 665-834 journal commits/s beside the door, max 8-19 ms). Either way a writer
+gives up after 10 s, as SQLite's busy_timeout would.
 
 The two hot writers take it: the event writer's thread (`ingest.sqlite`) and the journal's
 thread (`batching.Journal`). Rare writes (migrations, schedules, retention) do not; one of
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import threading
 import time
 from collections.abc import Iterator
 
@@ -58,18 +60,29 @@ class WriteGate:
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
-        """Hold the gate for the block; `StoreUnavailable` after `wait` seconds without it."""
-        queue, gate = self._open()
+        """Hold the gate for the block; `StoreUnavailable` after `wait` seconds without it.
+
+        The writers of this process take turns first, in the order they asked, waiting
+        without polling (the event writer and the journal of one process would otherwise
+        poll against each other, each try needing the GIL); then the one whose turn it is
+        takes the files' locks, against other processes."""
         deadline = time.monotonic() + self.wait
-        _take(queue, deadline, self.path)
+        turns = _turns_of(self.path)
+        if not turns.take(self.wait):
+            raise _unavailable(self.path)
         try:
-            _take(gate, deadline, self.path)
+            queue, gate = self._open()
+            _take(queue, deadline, self.path)
+            try:
+                _take(gate, deadline, self.path)
+            finally:
+                fcntl.flock(queue, fcntl.LOCK_UN)
+            try:
+                yield
+            finally:
+                fcntl.flock(gate, fcntl.LOCK_UN)
         finally:
-            fcntl.flock(queue, fcntl.LOCK_UN)
-        try:
-            yield
-        finally:
-            fcntl.flock(gate, fcntl.LOCK_UN)
+            turns.give()
 
     def close(self) -> None:
         if self._fds is not None and self._pid == os.getpid():
@@ -85,6 +98,52 @@ class WriteGate:
         return self._fds
 
 
+class _Turns:
+    """The writers of one database in this process, served in the order they asked (a
+    ticket lock); one that gave up is skipped when its turn comes."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._next = self._serving = 0
+        self._abandoned: set[int] = set()
+
+    def take(self, timeout: float) -> bool:
+        with self._changed:
+            ticket = self._next
+            self._next += 1
+            if self._changed.wait_for(lambda: self._serving == ticket, timeout):
+                return True
+            self._abandoned.add(ticket)
+            return False
+
+    def give(self) -> None:
+        with self._changed:
+            self._serving += 1
+            while self._serving in self._abandoned:
+                self._abandoned.remove(self._serving)
+                self._serving += 1
+            self._changed.notify_all()
+
+
+_TURNS: dict[str, _Turns] = {}
+_TURNS_GUARD = threading.Lock()
+
+
+def _forgotten_in_child() -> None:
+    # A child forked while a writer of the parent held its turn would wait for it forever.
+    global _TURNS_GUARD
+    _TURNS_GUARD = threading.Lock()
+    _TURNS.clear()
+
+
+os.register_at_fork(after_in_child=_forgotten_in_child)
+
+
+def _turns_of(path: str) -> _Turns:
+    with _TURNS_GUARD:
+        return _TURNS.setdefault(path, _Turns())
+
+
 def _take(fd: int, deadline: float, path: str) -> None:
     pause = FIRST_PAUSE_SECONDS
     while True:
@@ -93,9 +152,13 @@ def _take(fd: int, deadline: float, path: str) -> None:
             return
         except BlockingIOError:
             if time.monotonic() >= deadline:
-                raise StoreUnavailable(
-                    f"another writer has held {path} for {WAIT_SECONDS:g} s: the store is "
-                    "locked (a gateway process stopped mid-commit?)"
-                ) from None
+                raise _unavailable(path) from None
             time.sleep(pause)
             pause = min(pause * 2, LAST_PAUSE_SECONDS)
+
+
+def _unavailable(path: str) -> StoreUnavailable:
+    return StoreUnavailable(
+        f"another writer has held {path} for {WAIT_SECONDS:g} s: the store is locked "
+        "(a gateway process stopped mid-commit?)"
+    )
