@@ -311,8 +311,7 @@ class Worker:
             claimed: list[Run] = []
             free = self._free()
             if self._backlog and self._active and free < max(1, self.concurrency // 4):
-                # Under a backlog, let a few more slots free up (a few ms at most): fewer, larger
-                # claims when runs are short (bench/drain), hardly a delay when long (assistants).
+                # Under a backlog, let a few more slots free up (at most a few ms): larger claims.
                 await self._linger(max(1, self.concurrency // 4))
                 free = self._free()
             if free > 0 and self._claimable.maybe and not self._routing:
@@ -328,8 +327,10 @@ class Worker:
                 finally:
                     self._reserved -= free
                 self._backlog = bool(claimed) and len(claimed) == free  # only a claim can tell
-            if self._backlog and self._free() > 0 and not self._routing:
-                continue  # more runs are waiting and a slot is free: claim again
+                if self._backlog:
+                    continue  # more runs are waiting: claim again as slots free up
+            elif not self._claimable.maybe:  # a claim since (the routing's) took all there was
+                self._backlog = False
             slot_free = len(self._active) < self.concurrency
             await self._claimable.wait(
                 self._runs_ready, self.store.runs.next_due, slot_free=slot_free

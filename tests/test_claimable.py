@@ -215,3 +215,23 @@ async def test_runs_waiting_are_claimed_while_a_routing_scan_reads_its_page(
         release.set()
         await worker.stop()
     assert [c["label"] for c in CALLS] == ["waiting"]
+
+
+async def test_a_backlog_a_routing_claim_emptied_does_not_keep_the_claim_loop_spinning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The run loop's backlog mark said "claim again"; a routing commit's claim came back
+    # short meanwhile (nothing left to claim), so the run loop made no claim. It must wait,
+    # not go round without awaiting anything until the poll: the event loop froze that long.
+    monkeypatch.setattr(worker_module, "FALLBACK_POLL_SECONDS", 2.0)
+    (tmp_path / "rules.yaml").write_text(RULE)
+    async with worker_on(tmp_path) as (_, worker):
+        await worker.start()
+        await asyncio.sleep(0.05)  # the first claim came back empty: settled
+        worker._backlog = True
+        worker._runs_ready.set()
+        began = time.monotonic()
+        await asyncio.sleep(0.01)
+        frozen = time.monotonic() - began
+        await worker.stop()
+    assert frozen < 1.0, f"the event loop was held {frozen:.1f} s"
