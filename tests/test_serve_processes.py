@@ -77,11 +77,12 @@ def in_flight(
     tmp_path: Path,
     downstream: tuple[CountingDownstream, str],
     count: int = 2,
+    delay: float = 1.5,
 ) -> tuple[GatewayProcess, list[int]]:
     """A gateway of `count` processes whose EVENTS runs are all in flight (each call takes
-    1.5 s downstream), and its worker processes' pids."""
+    `delay` seconds downstream), and its worker processes' pids."""
     server, url = downstream
-    server.delay = 1.5
+    server.delay = delay
     gateway = start(write_config, tmp_path, url, count)
     children = worker_pids(gateway, count - 1)
     post_events(gateway, server)
@@ -199,7 +200,9 @@ def test_kill_9_of_the_door_stops_the_worker_process_and_loses_nothing(
 def test_a_gateway_restarted_right_after_a_kill_9_of_the_door_follows_its_worker_process(
     write_config: Callable[..., Path], tmp_path: Path, downstream: tuple[CountingDownstream, str]
 ) -> None:
-    gateway, [child] = in_flight(write_config, tmp_path, downstream)
+    # Calls of 6 s: the worker process is still finishing them once the new gateway has
+    # imported itself and looks at the lock (about 1.5 s).
+    gateway, [child] = in_flight(write_config, tmp_path, downstream, delay=6.0)
 
     gateway.kill()
     # A supervisor starts it again at once, while the dead door's worker process still holds
