@@ -161,7 +161,7 @@ class Journal(GroupCommit[Change, Any]):
             self._held = self._sync.connect()
         assert self._gate is not None
         try:
-            # Taken before SQLite's lock: the event writer is woken when this one lets go.
+            # Taken before SQLite's lock: this writer and the event writer take turns.
             with self._gate.held(), self._held.begin():
                 return self._run_batch(self._held, batch)
         except Exception:

@@ -69,12 +69,12 @@ class WriteGate:
         deadline = time.monotonic() + self.wait
         turns = _turns_of(self.path)
         if not turns.take(self.wait):
-            raise _unavailable(self.path)
+            raise _unavailable(self.path, self.wait)
         try:
             queue, gate = self._open()
-            _take(queue, deadline, self.path)
+            _take(queue, deadline, self)
             try:
-                _take(gate, deadline, self.path)
+                _take(gate, deadline, self)
             finally:
                 fcntl.flock(queue, fcntl.LOCK_UN)
             try:
@@ -144,7 +144,7 @@ def _turns_of(path: str) -> _Turns:
         return _TURNS.setdefault(path, _Turns())
 
 
-def _take(fd: int, deadline: float, path: str) -> None:
+def _take(fd: int, deadline: float, gate: WriteGate) -> None:
     pause = FIRST_PAUSE_SECONDS
     while True:
         try:
@@ -152,13 +152,13 @@ def _take(fd: int, deadline: float, path: str) -> None:
             return
         except BlockingIOError:
             if time.monotonic() >= deadline:
-                raise _unavailable(path) from None
+                raise _unavailable(gate.path, gate.wait) from None
             time.sleep(pause)
             pause = min(pause * 2, LAST_PAUSE_SECONDS)
 
 
-def _unavailable(path: str) -> StoreUnavailable:
+def _unavailable(path: str, wait: float) -> StoreUnavailable:
     return StoreUnavailable(
-        f"another writer has held {path} for {WAIT_SECONDS:g} s: the store is locked "
+        f"another writer has held {path} for {wait:g} s: the store is locked "
         "(a gateway process stopped mid-commit?)"
     )

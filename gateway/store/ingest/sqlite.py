@@ -63,7 +63,7 @@ class SqliteBatchWriter:
         self._path = path
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-ingest")
         self._db: sqlite3.Connection | None = None
-        # Taken around each write: the journal's writer is woken when this one lets go.
+        # Taken around each write: this writer and the journal take turns (write_gate).
         self._gate = WriteGate(path)
 
     def open(self) -> None:
