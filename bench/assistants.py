@@ -241,7 +241,7 @@ async def store_and_wait(store_url: str, count: int) -> int:
 async def bench(args: argparse.Namespace) -> dict[str, object]:
     import orjson
 
-    from gateway import log
+    from gateway import collector, log
     from gateway.assistant.runner import AssistantRunner
     from gateway.config import Config
     from gateway.rules.loader import RuleSet
@@ -293,6 +293,7 @@ async def bench(args: argparse.Namespace) -> dict[str, object]:
                 finished.set()
 
         worker.on_run_end.append(ended)
+        collector.settle()  # as `gateway serve` does once started
         samples: list[float] = []
 
         async def sample() -> None:

@@ -75,6 +75,7 @@ from typing import Annotated  # noqa: E402
 
 from pydantic import Field  # noqa: E402
 
+from gateway import collector  # noqa: E402
 from gateway import log as gateway_log  # noqa: E402
 from gateway.app import create_app  # noqa: E402
 from gateway.config import Config, SourceConfig  # noqa: E402
@@ -167,6 +168,7 @@ async def drain(workdir: Path, count: int, limit_s: float = 600) -> dict[str, An
                 finished.set()
 
         worker.on_run_end.append(on_end)
+        collector.settle()  # as `gateway serve` does once started
         started, cpu = time.perf_counter(), cpu_seconds()
         await worker.start()
         await asyncio.wait_for(finished.wait(), limit_s)

@@ -49,6 +49,7 @@ from starlette.requests import Request  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
+from gateway import collector  # noqa: E402
 from gateway import log as gateway_log  # noqa: E402
 from gateway.config import Config  # noqa: E402
 from gateway.rules.loader import load as load_rules  # noqa: E402
@@ -118,6 +119,7 @@ async def drain(workdir: Path, api: str, bodies: list[bytes], limit: float) -> f
         )
     )
     worker = Worker(store, load_rules(rules_dir), config)
+    collector.settle()  # as `gateway serve` does once started
     started = time.perf_counter()
     await worker.start()
     try:

@@ -81,7 +81,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         # Foundations: the version, the error tree, logging, metrics, YAML, entry points.
         "gateway errors backoff build nesting redaction log yamlfile problems plugins metrics"
         " metrics_sharing"
-        " tracing allocator plain_structlog",
+        " tracing allocator collector plain_structlog",
         "issue_keys",
         "tools",  # typed tool functions and their registry
         # settings; mcp: the MCP servers whose tools rules call

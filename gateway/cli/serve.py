@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from typing import Annotated, Any
 
 import typer
@@ -70,7 +69,7 @@ def serve(
     """Run the gateway: webhook ingest, health and metrics."""
     import structlog
 
-    from gateway import allocator, log, server
+    from gateway import allocator, collector, log, server
     from gateway import insecure as settings
 
     cfg = load_config(config)
@@ -135,13 +134,9 @@ def serve(
     port = port if port is not None else cfg.port
     for line in startup.summary(cfg, application.state.gateway.rules, chosen, listen, port):
         terminal.line(line)
-    # Everything loaded so far lives as long as the process: keep it out of the collector's
-    # scans, and collect less often. Parsing a webhook allocates hundreds of objects that die
-    # young; with the default thresholds, collections cost more than the parse (bench/ingest).
-    # Frozen before the fork, the worker process shares these pages instead of copying them.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    # Everything loaded so far lives as long as the process; frozen before the fork, the
+    # worker processes share these pages instead of copying them.
+    collector.settle()
     gateway = application.state.gateway
     workers = []
     if behind:
