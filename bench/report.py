@@ -149,7 +149,12 @@ def sustain_rows(sustain: dict[str, Any]) -> list[Row]:
                 else f" (`{sustain['topology']}`)"
             ),
             ratio,
-            f"{ratio:.2f}x ({sustain['sustained_per_s']:,.0f} events/s)",
+            f"{ratio:.2f}x ({sustain['sustained_per_s']:,.0f} events/s)"
+            + (
+                f"; the cores' ceiling {room['ceiling_ratio']:.2f}x"
+                if (room := sustain.get("capacity"))
+                else ""
+            ),
             "≥ 0.9x",
             ratio >= 0.9,
         )

@@ -23,6 +23,11 @@ a gateway can take for a whole window without its backlog growing, against the d
 Each probe also reports the CPU time (utime + stime from /proc) of each gateway process per
 stored event; with --split or --processes the second figure is the worker's cost per run, the
 steady measure on a shared machine. --rate R makes only one probe, at R posts/s, and prints it.
+  capacity the CPU per event of the busiest probe (each gateway process, and this process as
+           the load generator, which shares the cores) turned into the highest rate the
+           machine's cores could sustain at that cost, as a fraction of the door alone: when it
+           is under the target, no scheduling meets the target on this machine without cheaper
+           events or more cores.
 
 Target (reported, not enforced): highest sustained rate >= 0.9x the ingest rate of the same
 run. The load generator is this process (uvloop, raw HTTP/1.1): it competes with the gateway
@@ -253,7 +258,9 @@ def probe(rate: float, args: argparse.Namespace, workdir: Path, bodies: Bodies) 
     cpu = [cpu_seconds([pid]) for pid in pids]
     try:
         sampler.start()
+        generated = time.process_time()  # this process: the load generator and the sampler
         posted = run_posts(port, bodies, rate, args.duration, args.connections)
+        generated = time.process_time() - generated
         posting = [(t, e + r) for t, e, r in sampler.samples if t <= posted.seconds]
         cleared = time.monotonic()
         while sum(backlog(workdir / "gateway.db")[:2]) and time.monotonic() - cleared < 120:
@@ -286,6 +293,9 @@ def probe(rate: float, args: argparse.Namespace, workdir: Path, bodies: Bodies) 
         # CPU per stored event of each process (door first), posting and clearing the rest:
         # with a worker process, its figure is what the worker costs per run.
         "cpu_us_per_event": [round(c / max(1, stored) * 1e6) for c in cpu],
+        # What posting cost this process (HMAC, HTTP), per post answered: its share of the
+        # machine that the gateway did not get.
+        "generator_us_per_post": round(generated / max(1, posted.answered) * 1e6),
         "sustained": sustained,
     }
 
@@ -342,7 +352,10 @@ def ingest_rate(args: argparse.Namespace, workdir: Path, bodies: Bodies) -> dict
     procs, port = start_gateway(workdir, [["--role", "ingest"]])
     try:
         run_posts(port, bodies, None, 1.0, args.connections)  # warm-up
+        door_cpu, generated = cpu_seconds([procs[0].pid]), time.process_time()
         posted = run_posts(port, bodies, None, args.ingest_seconds, args.connections)
+        door_cpu = cpu_seconds([procs[0].pid]) - door_cpu
+        generated = time.process_time() - generated
         io_stack = loaded_io_stack(procs[0].pid)
     finally:
         for proc in procs:
@@ -352,6 +365,37 @@ def ingest_rate(args: argparse.Namespace, workdir: Path, bodies: Bodies) -> dict
         "answered": posted.answered,
         "accepted": posted.accepted,
         "io": io_stack,
+        "cpu_us_per_request": round(door_cpu / max(1, posted.answered) * 1e6),
+        "generator_us_per_post": round(generated / max(1, posted.answered) * 1e6),
+    }
+
+
+def capacity(door: dict[str, Any], probes: list[dict[str, Any]]) -> dict[str, Any]:
+    """The highest rate this machine could sustain at the CPU per event measured in the
+    busiest probe (the gateway's processes and the load generator, which shares the cores;
+    a process at most one core), as a fraction of the door alone: above the target,
+    scheduling is what is left; below it, no scheduling reaches the target without cheaper
+    events, more processes or more cores."""
+    busiest = max(probes, key=lambda p: p["posted_per_s"])
+    gateway_us = sum(busiest["cpu_us_per_event"])
+    total_us = gateway_us + busiest["generator_us_per_post"]
+    cores = os.cpu_count() or 1
+    machine = cores * 1e6 / total_us if total_us else 0.0
+    # A gateway process runs Python on one core at a time (the GIL; SQLite's fsync and the
+    # kernel's share of a request are the little it spends beside it).
+    process = min((1e6 / us for us in busiest["cpu_us_per_event"] if us), default=machine)
+    ceiling = min(machine, process)
+    base = door["per_s"]
+    return {
+        "at_per_s": busiest["posted_per_s"],
+        "gateway_us_per_event": busiest["cpu_us_per_event"],
+        "generator_us_per_post": busiest["generator_us_per_post"],
+        "cores": cores,
+        "bound": "one core per process" if process < machine else "the machine's cores",
+        "ceiling_per_s": round(ceiling),
+        "ceiling_ratio": round(ceiling / base, 3) if base else 0.0,
+        # Cores the target rate would need at these costs.
+        "cores_at_target": round(TARGET_RATIO * base * total_us / 1e6, 2),
     }
 
 
@@ -442,6 +486,7 @@ def main(argv: list[str]) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     best = max((p["rate"] for p in probes if p["sustained"]), default=0.0)
+    room = capacity(door, probes)
     ratio = best / door["per_s"] if door["per_s"] else 0.0
     p50 = idle["after_202"]["p50_ms"]
     shape = "door + worker processes" if args.split else "one process, all roles"
@@ -451,7 +496,11 @@ def main(argv: list[str]) -> int:
         f"{platform.python_version()}, load average {load_before[0]:.2f} before, "
         f"{os.getloadavg()[0]:.2f} after; server {door['io']}"
     )
-    print(f"ingest   door alone (--role ingest): {door['per_s']:.0f} req/s")
+    print(
+        f"ingest   door alone (--role ingest): {door['per_s']:.0f} req/s, "
+        f"{door['cpu_us_per_request']} us of CPU per request in the door, "
+        f"{door['generator_us_per_post']} us in the load generator"
+    )
     for p in probes:
         print(
             f"sustain  {shape}, {p['rate']:.0f}/s ({p['fraction']:.2f}x) for "
@@ -466,6 +515,14 @@ def main(argv: list[str]) -> int:
         f"(target >= {TARGET_RATIO}: {'met' if ratio >= TARGET_RATIO else 'MISSED'}); idle "
         f"202 -> handler p50 {p50} ms (target <= {TARGET_P50_MS:g}: "
         f"{'met' if p50 <= TARGET_P50_MS else 'MISSED'})"
+    )
+    costs = " + ".join(f"{us} us" for us in room["gateway_us_per_event"])
+    print(
+        f"capacity at {room['at_per_s']:.0f}/s: {costs} (gateway processes) + "
+        f"{room['generator_us_per_post']} us (load generator) of CPU per event: "
+        f"at most {room['ceiling_per_s']}/s ({room['bound']}, {room['cores']} cores) = "
+        f"{room['ceiling_ratio']:.2f}x of the door alone; {TARGET_RATIO}x would need "
+        f"{room['cores_at_target']} cores"
     )
     print(
         f"latency  {shape}, idle, 202 -> run succeeded (read from the store): p50 "
@@ -487,6 +544,7 @@ def main(argv: list[str]) -> int:
             "probes": probes,
             "sustained_per_s": best,
             "ratio": round(ratio, 3),
+            "capacity": room,
             "latency": idle,
         }
         write_json(args.json, figures)
