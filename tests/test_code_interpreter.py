@@ -385,6 +385,8 @@ def test_a_containers_api_outage_retries_the_run_and_a_refusal_fails_it(
         [run] = gw.finished_runs(1)
         assert run.status == "succeeded", run.error
         assert run.attempt == 2
+        # Its container is deleted once it has ended: only then may the next call fail.
+        gw.wait_for(lambda: deleted_at_the_end(gw.steps(run.id)))
 
         model.containers.fail_next(400)  # refused for good: the run fails, saying why
         fire(gw, tmp_path, "weekly-report-hosted")
