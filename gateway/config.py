@@ -89,10 +89,7 @@ class EvalConfig(BaseModel):
 class WorkerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    # Runs in progress at once. A run holds its slot while the store commits its claim, so
-    # cheap runs go at most this many per commit cycle: with 16 the worker fell behind at 450
-    # (one process) and 750 `log.record` runs/s (--processes 2) on 2 cores; with 64 it took
-    # all the door did (docs/benchmarks.md, bench/sustain).
+    # Runs in progress at once; a slot is held through its claim's commit (docs/operations.md).
     concurrency: int = Field(64, ge=1)
     max_attempts: int | None = Field(None, ge=1)
     backoff_base: float | None = Field(None, gt=0)
