@@ -60,6 +60,9 @@ def configure(
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        # One write per line: print() writes the line, then its newline, and with stderr a
+        # pipe (systemd, a container) each is a write(2) of its own, so the processes of
+        # `--processes N` split each other's lines into invalid JSON.
+        logger_factory=structlog.WriteLoggerFactory(stream or sys.stderr),
         cache_logger_on_first_use=True,
     )

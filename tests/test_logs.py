@@ -83,3 +83,41 @@ print(out.getvalue())
     assert "command.failed" in done.stdout
     assert "Traceback (most recent call last):" in done.stdout
     assert "ZeroDivisionError: division by zero" in done.stdout
+
+
+INTERLEAVED = """
+import os, sys
+from gateway import log
+import structlog
+
+log.configure("info")  # to stderr, a pipe here as under systemd or a container runtime
+children = []
+for n in range(3):
+    pid = os.fork()
+    if pid == 0:
+        logger = structlog.get_logger("test")
+        for i in range(2000):
+            logger.info("run.ended", process=n, i=i, status="succeeded")
+        os._exit(0)
+    children.append(pid)
+for pid in children:
+    os.waitpid(pid, 0)
+"""
+
+
+def test_processes_sharing_stderr_never_split_each_others_lines() -> None:
+    """`gateway serve --processes N` writes every process's log to one stderr: each line must
+    reach it in one write, or two processes' lines interleave into invalid JSON."""
+    done = subprocess.run(
+        [sys.executable, "-c", INTERLEAVED], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stderr.splitlines()
+    broken = []
+    for line in lines:
+        try:
+            json.loads(line)
+        except ValueError:
+            broken.append(line)
+    assert broken == []
+    assert len(lines) == 6000
