@@ -326,31 +326,38 @@ def test_a_killed_replicas_runs_are_finished_by_another_without_repeats(
                 f"{gateways[0].url}/hooks/shop2", content=order.body, headers=order.headers
             ).raise_for_status()
             wait_for(lambda: len(model.requests) >= 2, 20, "the second model turn")
-            acked = post_all([g.url for g in gateways], planned)
-            wait_for(lambda: len(server.requests) >= 30, 20, "runs in flight")
-
             [owner] = query(
                 pg_url,
                 "SELECT r.lease_owner FROM runs r WHERE r.rule = 'warehouse'",
             )
             victim = next(g for g in gateways if f":{g.proc.pid}:" in str(owner[0]))  # type: ignore[union-attr]
-            held = query(
-                pg_url,
-                "SELECT id FROM runs WHERE status = 'running' AND lease_owner = $1",
-                owner[0],
-            )
+
+            def held() -> list[Any]:
+                return query(
+                    pg_url,
+                    "SELECT id FROM runs WHERE status = 'running' AND lease_owner = $1",
+                    owner[0],
+                )
+
+            acked = post_all([g.url for g in gateways], planned)
+            # With enough slots the other replicas alone can make the first 30 calls: wait
+            # for the one that dies to hold some of these runs too.
+            wait_for(lambda: len(server.requests) >= 30 and len(held()) >= 2, 20, "runs in flight")
+            held_runs = held()
             victim.kill()
             killed_at = time.monotonic()
             wait_for(lambda: unfinished(pg_url) == 0, 40, "the dead replica's runs")
             recovered = time.monotonic() - killed_at
 
-    print(f"kill -9: {len(held)} runs held by the dead replica, all done {recovered:.1f} s later")
-    assert len(held) >= 2, "the killed replica held only the assistant run"
+    print(
+        f"kill -9: {len(held_runs)} runs held by the dead replica, all done {recovered:.1f} s later"
+    )
+    assert len(held_runs) >= 2, "the killed replica held only the assistant run"
     assert len(acked) == HELD
     assert scalar(pg_url, "SELECT count(*) FROM events") == HELD + 1, "an event was lost"
     statuses = query(pg_url, "SELECT status, count(*) AS n FROM runs GROUP BY status")
     assert {r["status"]: r["n"] for r in statuses} == {"succeeded": HELD + 1}
-    ids = [r["id"] for r in held]
+    ids = [r["id"] for r in held_runs]
     taken_over = query(pg_url, "SELECT attempt FROM runs WHERE id = ANY($1::bigint[])", ids)
     assert max(r["attempt"] for r in taken_over) >= 2, "nobody took the dead replica's runs over"
 
