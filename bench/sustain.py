@@ -24,10 +24,10 @@ Each probe also reports the CPU time (utime + stime from /proc) of each gateway 
 stored event; with --split or --processes the second figure is the worker's cost per run, the
 steady measure on a shared machine. --rate R makes only one probe, at R posts/s, and prints it.
   capacity the CPU per event of the busiest probe (each gateway process, and this process as
-           the load generator, which shares the cores) turned into the highest rate the
-           machine's cores could sustain at that cost, as a fraction of the door alone: when it
-           is under the target, no scheduling meets the target on this machine without cheaper
-           events or more cores.
+           the load generator, which shares the cores) turned into the highest rate the machine
+           could sustain at that cost (its cores; one core per gateway process, the GIL), as a
+           fraction of the door alone: when it is under the target, no scheduling meets the
+           target on this machine without cheaper events, more processes or more cores.
 
 Target (reported, not enforced): highest sustained rate >= 0.9x the ingest rate of the same
 run. The load generator is this process (uvloop, raw HTTP/1.1): it competes with the gateway
