@@ -453,7 +453,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=200, help="idle latency samples")
     parser.add_argument("--body", type=Path, default=DEFAULT_BODY)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    return parser.parse(argv)
+    args = parser.parse(argv)
+    if args.probes < 1:  # the search and the capacity line need one probe at least
+        parser.error("--probes must be at least 1")
+    return args
 
 
 def main(argv: list[str]) -> int:
