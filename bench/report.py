@@ -151,7 +151,7 @@ def sustain_rows(sustain: dict[str, Any]) -> list[Row]:
             ratio,
             f"{ratio:.2f}x ({sustain['sustained_per_s']:,.0f} events/s)"
             + (
-                f"; the cores' ceiling {room['ceiling_ratio']:.2f}x"
+                f"; ceiling {room['ceiling_ratio']:.2f}x ({room.get('bound', 'the cores')})"
                 if (room := sustain.get("capacity"))
                 else ""
             ),

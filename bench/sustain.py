@@ -28,6 +28,9 @@ steady measure on a shared machine. --rate R makes only one probe, at R posts/s,
            could sustain at that cost (its cores; one core per gateway process, the GIL), as a
            fraction of the door alone: when it is under the target, no scheduling meets the
            target on this machine without cheaper events, more processes or more cores.
+           Beside it, the write lock: how long the event writer and the journal each held
+           SQLite's one write lock per event (gateway_store_write_seconds, from /metrics),
+           the highest rate one writer at a time allows, however many cores.
 
 Target (reported, not enforced): highest sustained rate >= 0.9x the ingest rate of the same
 run. The load generator is this process (uvloop, raw HTTP/1.1): it competes with the gateway
@@ -58,6 +61,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -248,6 +252,19 @@ def growth(points: list[tuple[float, int]], seconds: float) -> tuple[float, int]
     return rise / (seconds / 3), max(last)
 
 
+def gate_seconds(port: int) -> dict[str, float]:
+    """Seconds each writer has held SQLite's write lock so far, from the door's /metrics
+    (every process's, with --processes): gateway_store_write_seconds_sum, phase hold."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    held: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("gateway_store_write_seconds_sum{") and 'phase="hold"' in line:
+            writer = line.split('writer="', 1)[1].split('"', 1)[0]
+            held[writer] = held.get(writer, 0.0) + float(line.rsplit(" ", 1)[1])
+    return held
+
+
 def probe(rate: float, args: argparse.Namespace, workdir: Path, bodies: Bodies) -> dict[str, Any]:
     """Post at `rate` for --duration seconds; the backlog over time, and whether it stayed
     bounded; then how long the gateway took to finish what was left."""
@@ -257,6 +274,7 @@ def probe(rate: float, args: argparse.Namespace, workdir: Path, bodies: Bodies) 
     pids = [pid for proc in procs for pid in process_tree(proc.pid)]
     cpu = [cpu_seconds([pid]) for pid in pids]
     try:
+        held = gate_seconds(port)
         sampler.start()
         generated = time.process_time()  # this process: the load generator and the sampler
         posted = run_posts(port, bodies, rate, args.duration, args.connections)
@@ -267,6 +285,7 @@ def probe(rate: float, args: argparse.Namespace, workdir: Path, bodies: Bodies) 
             time.sleep(0.1)
         cleared_s = time.monotonic() - cleared
         cpu = [cpu_seconds([pid]) - before for pid, before in zip(pids, cpu, strict=True)]
+        held = {w: s - held.get(w, 0.0) for w, s in gate_seconds(port).items()}
         sampler.done.set()
         _, _, stored = backlog(workdir / "gateway.db")
     finally:
@@ -296,6 +315,9 @@ def probe(rate: float, args: argparse.Namespace, workdir: Path, bodies: Bodies) 
         # What posting cost this process (HMAC, HTTP), per post answered: its share of the
         # machine that the gateway did not get.
         "generator_us_per_post": round(generated / max(1, posted.answered) * 1e6),
+        # How long each writer held SQLite's one write lock per stored event: the store's
+        # share of a second that events cannot outgrow, whatever the cores (`capacity`).
+        "gate_us_per_event": {w: round(s / max(1, stored) * 1e6) for w, s in held.items()},
         "sustained": sustained,
     }
 
@@ -384,14 +406,25 @@ def capacity(door: dict[str, Any], probes: list[dict[str, Any]]) -> dict[str, An
     # A gateway process runs Python on one core at a time (the GIL; SQLite's fsync and the
     # kernel's share of a request are the little it spends beside it).
     process = min((1e6 / us for us in busiest["cpu_us_per_event"] if us), default=machine)
-    ceiling = min(machine, process)
+    # One writer at a time: the events' and the journal's holds of the write lock add up.
+    gate_us = sum(busiest.get("gate_us_per_event", {}).values())
+    gate = 1e6 / gate_us if gate_us else float("inf")
+    ceiling = min(machine, process, gate)
     base = door["per_s"]
     return {
         "at_per_s": busiest["posted_per_s"],
         "gateway_us_per_event": busiest["cpu_us_per_event"],
         "generator_us_per_post": busiest["generator_us_per_post"],
         "cores": cores,
-        "bound": "one core per process" if process < machine else "the machine's cores",
+        "gate_us_per_event": busiest.get("gate_us_per_event", {}),
+        "gate_per_s": round(gate) if gate_us else None,
+        "bound": (
+            "SQLite's write lock"
+            if gate <= min(machine, process)
+            else "one core per process"
+            if process < machine
+            else "the machine's cores"
+        ),
         "ceiling_per_s": round(ceiling),
         "ceiling_ratio": round(ceiling / base, 3) if base else 0.0,
         # Cores the target rate would need at these costs.
@@ -527,6 +560,13 @@ def main(argv: list[str]) -> int:
         f"{room['ceiling_ratio']:.2f}x of the door alone; {TARGET_RATIO}x would need "
         f"{room['cores_at_target']} cores"
     )
+    if room["gate_per_s"]:
+        holds = " + ".join(f"{w} {us} us" for w, us in room["gate_us_per_event"].items())
+        print(
+            f"write lock at {room['at_per_s']:.0f}/s: {holds} held per event (SQLite's one "
+            f"writer at a time): at most {room['gate_per_s']}/s = "
+            f"{room['gate_per_s'] / door['per_s']:.2f}x of the door alone"
+        )
     print(
         f"latency  {shape}, idle, 202 -> run succeeded (read from the store): p50 "
         f"{across['p50_ms']} ms, p90 {across['p90_ms']} ms, max {across['max_ms']} ms"

@@ -148,6 +148,14 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="mostrecent",
         )
+        self.store_writes = Histogram(
+            "gateway_store_write_seconds",
+            "SQLite's one write lock, per commit of the event writer (events) and the journal:"
+            " the wait for it and the hold",
+            ["writer", "phase"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5, 10.0),
+            registry=self.registry,
+        )
         self.pruned = Counter(
             "gateway_pruned",
             "History removed by the retention job: bodies, runs, event_rows, threads, pages",
@@ -171,6 +179,11 @@ class Metrics:
                 self._children.clear()
             found = self._children[key] = metric.labels(*labels)
         return found
+
+    def store_write(self, writer: str, waited: float, held: float) -> None:
+        """One turn of SQLite's write lock (`Store.observe_writes`), on the writer's thread."""
+        self.child(self.store_writes, writer, "wait").observe(waited)
+        self.child(self.store_writes, writer, "hold").observe(held)
 
     def exposition(self) -> bytes:
         """What /metrics answers: this registry, or every process's metrics where they are

@@ -77,6 +77,7 @@ class Gateway:
             tracing.configure(config.tracing)
         self.store = Store(config.store_url)
         self.metrics = Metrics()
+        self.store.observe_writes(self.metrics.store_write)
         # The pruning job (scheduler role) and the free-disk floor ingest and /readyz obey.
         self.retention = RetentionService(config, self.store, self.metrics, probe=disk_probe)
         self.ingest = IngestEndpoint(

@@ -54,3 +54,10 @@ def test_requests_rejections_runs_steps_and_queues_are_counted(tmp_path: Path) -
     assert sample(text, 'gateway_step_seconds_count{outcome="failed",tool="test.record"}') == 1
     assert sample(text, 'gateway_queue_depth{queue="events"}') == 0
     assert sample(text, 'gateway_queue_depth{queue="runs"}') == 0
+    # SQLite's write lock: each commit of the event writer and of the journal, wait and hold.
+    for writer in ("events", "journal"):
+        for phase in ("wait", "hold"):
+            labels = f'{{phase="{phase}",writer="{writer}"}}'
+            assert sample(text, f"gateway_store_write_seconds_count{labels}") >= 1
+        held = f'gateway_store_write_seconds_sum{{phase="hold",writer="{writer}"}}'
+        assert sample(text, held) > 0

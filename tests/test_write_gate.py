@@ -156,3 +156,35 @@ def test_a_writer_gives_up_after_the_wait_with_a_clear_error(tmp_path: Path) -> 
     assert order == ["holder done", "waiter"]
     holder.close()
     waiter.close()
+
+
+async def test_each_turn_is_told_with_its_wait_and_hold(store: Store, tmp_path: Path) -> None:
+    # What gateway_store_write_seconds shows: how long each writer waited for the gate, and
+    # held it. An observer that fails does not fail the write.
+    turns: list[tuple[str, float, float]] = []
+
+    def observe(writer: str, waited: float, held: float) -> None:
+        turns.append((writer, waited, held))
+        if len(turns) == 1:
+            raise RuntimeError("a broken metric")
+
+    store.observe_writes(observe)
+    gate = gate_of(tmp_path)
+    with gate.held():
+        writing = asyncio.ensure_future(store.events.add(new_event("observed-1")))
+        await asyncio.sleep(SETTLE_SECONDS)
+    stored = await asyncio.wait_for(writing, 10)
+    assert (await store.events.get(stored.id)) is not None
+    [(writer, waited, held)] = turns
+    assert writer == "events"
+    assert waited >= SETTLE_SECONDS * 0.9, "the wait for the gate another writer held"
+    assert 0 < held < waited
+
+    await store.journal.apply(
+        lambda conn: conn.execute(
+            text("UPDATE events SET status = 'error' WHERE id = :id"), {"id": stored.id}
+        )
+    )
+    assert [writer for writer, _, _ in turns] == ["events", "journal"]
+    assert turns[1][1] < SETTLE_SECONDS and turns[1][2] > 0
+    gate.close()

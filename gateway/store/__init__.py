@@ -12,6 +12,9 @@ from __future__ import annotations
 from gateway.store import without_orm  # noqa: F401
 # isort: on
 
+import functools
+from collections.abc import Callable
+
 from sqlalchemy import text
 
 from gateway.errors import SchemaMismatch
@@ -147,6 +150,13 @@ class Store:
                 raise SchemaMismatch(revision, head)
         self.writer.start()
         self.journal.start()
+
+    def observe_writes(self, observe: Callable[[str, float, float], None]) -> None:
+        """Tell `observe(writer, waited, held)` of each turn of SQLite's one write lock, by
+        the event writer ("events") and the journal ("journal"), in seconds; on their
+        threads. Nothing on PostgreSQL, where writers do not take turns."""
+        self.writer.observe_writes(functools.partial(observe, "events"))
+        self.journal.observe_writes(functools.partial(observe, "journal"))
 
     async def close(self) -> None:
         await self.journal.stop()

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.errors import StoreUnavailable
 from gateway.store import database
 from gateway.store.database import Dialect
-from gateway.store.write_gate import WriteGate
+from gateway.store.write_gate import Observer, WriteGate
 
 T = TypeVar("T")
 Item = TypeVar("Item")
@@ -125,6 +125,11 @@ class Journal(GroupCommit[Change, Any]):
             self._gate = WriteGate(engine.url.database)
             self._sync = database.sqlite_sync_engine(engine.url.database)
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+
+    def observe_writes(self, observe: Observer) -> None:
+        """Tell `observe` of each commit's wait for the write gate and its hold (SQLite)."""
+        if self._gate is not None:
+            self._gate.observe = observe
 
     async def stop(self) -> None:
         await super().stop()

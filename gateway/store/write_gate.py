@@ -21,7 +21,7 @@ import fcntl
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from gateway.errors import StoreUnavailable
 
@@ -34,6 +34,9 @@ WAIT_SECONDS = 10.0
 # release (bench/writers).
 FIRST_PAUSE_SECONDS = 0.00005
 LAST_PAUSE_SECONDS = 0.0002
+
+Observer = Callable[[float, float], None]
+"""Told of each turn: seconds waited for the gate, seconds it was held (the writer's thread)."""
 
 
 class WriteGate:
@@ -57,6 +60,8 @@ class WriteGate:
         self.queue_path = database + ".write.queue"
         self._fds: tuple[int, int] | None = None
         self._pid = 0
+        # Each turn's wait and hold (`Store.observe_writes`: gateway_store_write_seconds).
+        self.observe: Observer | None = None
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
@@ -66,7 +71,8 @@ class WriteGate:
         without polling (the event writer and the journal of one process would otherwise
         poll against each other, each try needing the GIL); then the one whose turn it is
         takes the files' locks, against other processes."""
-        deadline = time.monotonic() + self.wait
+        asked = time.monotonic()
+        deadline = asked + self.wait
         turns = _turns_of(self.path)
         if not turns.take(self.wait):
             raise _unavailable(self.path, self.wait)
@@ -77,10 +83,14 @@ class WriteGate:
                 _take(gate, deadline, self)
             finally:
                 fcntl.flock(queue, fcntl.LOCK_UN)
+            taken = time.monotonic()
             try:
                 yield
             finally:
                 fcntl.flock(gate, fcntl.LOCK_UN)
+                if self.observe is not None:
+                    with contextlib.suppress(Exception):  # a metric never fails a write
+                        self.observe(taken - asked, time.monotonic() - taken)
         finally:
             turns.give()
 

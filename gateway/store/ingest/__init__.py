@@ -24,6 +24,7 @@ from gateway.store.ingest.sqlite import SqliteBatchWriter
 from gateway.store.records import NewEvent, Stored
 from gateway.store.schema import check_fits
 from gateway.store.status import EventStatus
+from gateway.store.write_gate import Observer
 
 log = structlog.get_logger(__name__)
 Pending = tuple[NewEvent, "asyncio.Future[Stored]"]
@@ -55,6 +56,11 @@ class EventWriter(GroupCommit[NewEvent, Stored]):
         them, and hand them to nobody: routing an event no rule takes cost the worker a
         commit of its own per batch (bench/ingest, all roles, no rule)."""
         self._unmatched = unmatched
+
+    def observe_writes(self, observe: Observer) -> None:
+        """Tell `observe` of each commit's wait for the write gate and its hold (SQLite)."""
+        if isinstance(self._batches, SqliteBatchWriter):
+            self._batches.observe_writes(observe)
 
     def start(self) -> None:
         self._batches.open()

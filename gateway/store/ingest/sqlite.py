@@ -16,7 +16,7 @@ from functools import cache
 from gateway.errors import StoreUnavailable
 from gateway.store.ingest.rows import COLUMNS, Found, Key, missing, outcomes, rows
 from gateway.store.records import NewEvent, Stored
-from gateway.store.write_gate import WriteGate
+from gateway.store.write_gate import Observer, WriteGate
 
 _ROW = "(" + ",".join("?" * len(COLUMNS)) + ")"
 
@@ -68,6 +68,9 @@ class SqliteBatchWriter:
 
     def open(self) -> None:
         self._thread.submit(self._connect).result()
+
+    def observe_writes(self, observe: Observer) -> None:
+        self._gate.observe = observe
 
     def close(self) -> None:
         def disconnect() -> None:
