@@ -553,3 +553,38 @@ def test_an_unreachable_store_is_left_to_the_in_process_upgrade_at_once() -> Non
     started = time.monotonic()
     assert not database.upgrade_apart("postgresql://nobody@127.0.0.1:9/none")
     assert time.monotonic() - started < 10
+
+
+async def test_sqlite_inserts_a_page_of_runs_in_a_few_statements(tmp_path: Path) -> None:
+    # SQLAlchemy sent a row at a time when RETURNING's order had to follow the parameters:
+    # 29 INSERTs per journal commit under bench/sustain. Now one per piece of 2^k rows, and
+    # each id still belongs to the run given at its place.
+    from sqlalchemy import event
+
+    store = Store(f"sqlite:///{tmp_path / 'gateway.db'}")
+    await store.open()
+    try:
+        stored = await store.events.add(new_event("runs-in-pieces"))
+        inserts: list[str] = []
+
+        def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+            if statement.startswith("INSERT INTO runs"):
+                inserts.append(statement)
+
+        assert store.journal._sync is not None
+        event.listen(store.journal._sync, "before_cursor_execute", seen)
+        plan = [
+            NewRun(event_id=stored.id, rule=f"rule-{n}", kind="actions", ordering_key=f"k{n % 3}")
+            for n in range(37)
+        ]
+        ids = await store.runs.add(plan)
+        assert len(inserts) == 3, "37 runs: pieces of 32, 4 and 1 rows"
+        assert ids == sorted(ids) and len(set(ids)) == 37
+        for run_id, new in zip(ids, plan, strict=True):
+            run = await store.runs.get(run_id)
+            assert run is not None
+            assert (run.rule, run.ordering_key) == (new.rule, new.ordering_key)
+            assert run.status == "pending"
+            assert run.created_at.tzinfo is not None
+    finally:
+        await store.close()

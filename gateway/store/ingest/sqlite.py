@@ -47,7 +47,7 @@ def _insert_rows(size: int) -> str:
     )
 
 
-def _sqlite_time(value: datetime) -> str:
+def sqlite_time(value: datetime) -> str:
     # The text form SQLAlchemy's SQLite DateTime reads back (naive UTC); isoformat makes the
     # same text as strftime("%Y-%m-%d %H:%M:%S.%f") in half the time.
     utc = value if value.tzinfo is UTC else value.astimezone(UTC)
@@ -91,7 +91,7 @@ class SqliteBatchWriter:
     async def write(self, batch: list[NewEvent]) -> list[Stored]:
         # Parameters are built here, on the event loop, so the writer thread needs the GIL as
         # little as possible: it mostly waits in SQLite, which runs without it.
-        params = [value for row in rows(batch, _sqlite_time) for value in row]
+        params = [value for row in rows(batch, sqlite_time) for value in row]
         loop = asyncio.get_running_loop()
         inserted, existing = await loop.run_in_executor(self._thread, self._insert, batch, params)
         return outcomes(batch, inserted, existing)
