@@ -13,7 +13,7 @@ import os
 import secrets
 import socket
 import time
-from collections import OrderedDict, deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 
@@ -31,6 +31,7 @@ from gateway.runs.circuit import Circuits
 from gateway.runs.claimable import Claimable
 from gateway.runs.dispatch import Dispatch
 from gateway.runs.executor import Executor, ExecutorFactory, RunServices
+from gateway.runs.in_hand import EventsInHand
 from gateway.runs.retry import RetryPolicy
 from gateway.runs.shutdown import drain
 from gateway.store import Event, NewEvent, NewRun, Run, Store, Stored
@@ -48,8 +49,6 @@ FALLBACK_POLL_SECONDS = 1.0
 ARRIVED_MAX = 4096
 # Pending events routed per commit by the scan; a shorter page means none were left.
 SCAN_PAGE = 500
-# Events kept for the runs about to start, so a run does not read its event back (oldest go).
-ROUTED_MAX = 4096
 # Under a backlog, how long the worker waits for more free slots to claim them together.
 CLAIM_LINGER_SECONDS = 0.005
 
@@ -115,8 +114,8 @@ class Worker:
         # read back. The pending scan finds whatever does not fit, and other processes' events.
         self._arrived: deque[Event] = deque()
         self._scan, self._routing = True, False
-        # Events of runs routed or claimed here, so running them needs no read (ROUTED_MAX).
-        self._routed: OrderedDict[int, Event] = OrderedDict()
+        # Events of runs routed or claimed here, until those runs start: they need no read.
+        self.in_hand = EventsInHand()
         self._tasks: list[asyncio.Task[None]] = []
         # The runs' files in memory, and callbacks told about each run that ends.
         self.files, self.on_run_end = self.outcomes.files, self.outcomes.on_run_end
@@ -278,8 +277,8 @@ class Worker:
             for event, (_, planned, status), run_ids in zip(pending, routes, created, strict=True):
                 if run_ids is None:
                     continue  # another replica routed it first: nothing to say
-                if run_ids:
-                    self._routed[event.id] = replace(event, status=status)
+                to_start = sum(new.status == RunStatus.PENDING for new in planned)
+                self.in_hand.keep(replace(event, status=status), to_start)
                 # Debug: a line per event costs the hot path as much as routing it (bench/sustain).
                 rules = [r.rule for r in planned]
                 log.debug("event.routed", event_id=event.id, rules=rules, runs=run_ids)
@@ -348,15 +347,13 @@ class Worker:
 
     async def _start(self, claimed: list[Run]) -> None:
         """Run what was claimed, after reading the events not in hand in one query."""
-        missing = {run.event_id for run in claimed if run.event_id not in self._routed}
+        missing = Counter(run.event_id for run in claimed if run.event_id not in self.in_hand)
         if missing:
             try:
-                for event in await self.store.events.by_ids(missing):
-                    self._routed[event.id] = event
+                for event in await self.store.events.by_ids(set(missing)):
+                    self.in_hand.keep(event, missing[event.id])
             except Exception as exc:  # each run reads its own event, or fails and retries
                 log.warning("worker.events_read_failed", error=str(exc))
-        while len(self._routed) > ROUTED_MAX:
-            self._routed.popitem(last=False)
         for run in claimed:
             task = asyncio.create_task(self._execute_guarded(run), name=f"run-{run.id}")
             self._active[run.id] = task
@@ -392,7 +389,7 @@ class Worker:
 
     async def execute(self, run: Run) -> None:
         rule = self.rules.by_name.get(run.rule)
-        event = self._routed.get(run.event_id) or await self.store.events.get(run.event_id)
+        event = self.in_hand.take(run.event_id) or await self.store.events.get(run.event_id)
         if rule is None or event is None:
             missing = f"rule {run.rule!r} is not loaded" if rule is None else "event is gone"
             await self.outcomes.end(run, RunStatus.FAILED, missing)

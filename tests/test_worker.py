@@ -17,6 +17,7 @@ from gateway import cli
 from gateway import worker as worker_module
 from gateway.config import Config
 from gateway.rules.loader import load as load_rules
+from gateway.runs.in_hand import EventsInHand
 from gateway.store import Store
 from gateway.tools import TOOLS, PermanentToolError, ToolContext, ToolError
 from gateway.worker import Worker
@@ -287,6 +288,14 @@ async def worker_on(folder: Path, concurrency: int = 16) -> AsyncIterator[tuple[
         await store.close()
 
 
+async def succeeded(store: Store, count: int, timeout: float = 5) -> None:
+    """Wait until `count` runs succeeded (or `timeout` seconds passed)."""
+    for _ in range(int(timeout / 0.01)):
+        if await store.runs.count("succeeded") >= count:
+            return
+        await asyncio.sleep(0.01)
+
+
 async def test_only_events_no_rule_fits_are_settled_at_ingest_by_the_rules_in_force(
     tmp_path: Path,
 ) -> None:
@@ -347,10 +356,7 @@ async def test_events_that_did_not_fit_in_hand_are_not_overtaken_by_later_ones(
         for one in stored[3:]:
             worker.notify_events([one])
         await worker.start()
-        for _ in range(500):
-            if await store.runs.count("succeeded") == 5:
-                break
-            await asyncio.sleep(0.01)
+        await succeeded(store, 5)
         await worker.stop()
         runs = sorted(await store.runs.find(limit=10), key=lambda run: run.id)
     assert [run.event_id for run in runs] == [one.id for one in stored]
@@ -376,3 +382,38 @@ async def test_an_event_whose_routing_crashed_is_marked_error_and_still_listed(
     assert event is not None
     assert event.status == "error"
     assert EventModel.of(event).status == "error"
+
+
+HELD_RULE = """
+- name: held
+  on: {source: shop, event: orders/create}
+  actions:
+    - test.record: {label: "held"}
+"""
+
+
+async def test_a_backlog_keeps_the_oldest_events_in_hand_and_none_once_their_runs_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The worker kept the last 4,096 events it routed and dropped the oldest: claims take the
+    # oldest runs first, so in a backlog it dropped the very events the next claims needed,
+    # and after the load it held the last 4,096 bodies for good.
+    (tmp_path / "rules.yaml").write_text(HELD_RULE)
+    async with worker_on(tmp_path, concurrency=2) as (store, worker):
+        worker.in_hand = EventsInHand(limit=8)
+        stored = [await store.events.add(new_event(f"held-{n}")) for n in range(30)]
+        reads: list[int] = []
+        by_ids = store.events.by_ids
+
+        async def counted(ids: Any) -> Any:
+            reads.extend(ids)
+            return await by_ids(ids)
+
+        monkeypatch.setattr(store.events, "by_ids", counted)
+        await worker.start()
+        await succeeded(store, 30)
+        await worker.stop()
+        assert await store.runs.count("succeeded") == 30
+    # Routed in one page: the first 8 held, the runs of the rest read theirs as claimed.
+    assert sorted(reads) == [one.id for one in stored[8:]]
+    assert len(worker.in_hand) == 0, "events held after their runs started"
