@@ -524,7 +524,7 @@ async def test_listener_reconnects_after_its_connection_is_killed(postgres_url: 
 def test_a_sqlite_batch_is_written_in_few_statement_shapes() -> None:
     """Each size of a batch was its own prepared statement, all kept (~3 MB after a load):
     a batch is now written in pieces of 2^k rows, contiguous, in order, at most 9 of them."""
-    from gateway.store.ingest.sqlite import chunks
+    from gateway.store.sqlite_values import chunks
 
     sizes: set[int] = set()
     for count in range(501):  # the ingest writer's largest batch is 500

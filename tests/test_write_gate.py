@@ -243,3 +243,31 @@ async def test_a_batch_larger_than_one_statement_goes_in_pieces(
     assert [s.duplicate for s in stored] == [False] * count + [True]
     assert len({s.id for s in stored[:-1]}) == count and stored[-1].id == stored[3].id
     gate.close()
+
+
+async def test_a_duplicate_whose_stored_row_is_gone_by_the_lookup_is_stored_after_all(
+    store: Store,
+) -> None:
+    # The INSERT skips a duplicate; which row it duplicates is read after the gate is let go.
+    # Should retention have removed that row in between, the event is stored after all, not
+    # answered as a duplicate of nothing (nor a crash).
+    from gateway.store.ingest.rows import rows
+    from gateway.store.sqlite_values import sqlite_time
+
+    writer = store.writer._batches
+    assert isinstance(writer, SqliteBatchWriter) and writer._db is not None
+    batch = [new_event("gone-1"), new_event("gone-2")]
+    params = [value for row in rows(batch, sqlite_time) for value in row]
+    # As if the INSERT had stored gone-1 alone (id 41) and skipped gone-2, whose row is gone.
+    db = writer._db
+    db.execute("INSERT INTO events (id, source, provider, type, dedup_key, delivery_id,"
+               " received_at, headers, body) VALUES (41, 'shop', 'shopify', 'orders/create',"
+               " 'gone-1', 'gone-1', '2026-11-25 12:30:15.123456', '{}', x'7b7d')")  # fmt: skip
+    inserted, existing = await asyncio.get_running_loop().run_in_executor(
+        writer._thread, writer._found, db, batch, params, 41, 1
+    )
+    assert existing == {}
+    assert inserted[("shop", "gone-1")] == (41, "gone-1")
+    again = inserted[("shop", "gone-2")][0]
+    event = await store.events.get(again)
+    assert event is not None and event.delivery_id == "gone-2" and again > 41

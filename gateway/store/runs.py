@@ -18,10 +18,10 @@ from gateway.store import presence
 from gateway.store.abc import Claim, Route
 from gateway.store.batching import Journal
 from gateway.store.database import Dialect
-from gateway.store.ingest.sqlite import chunks, sqlite_time
 from gateway.store.part import Part, now_utc
 from gateway.store.records import NewRun, Run
 from gateway.store.schema import events, runs
+from gateway.store.sqlite_values import chunks, sqlite_value
 from gateway.store.status import FINISHED, EventStatus, RunStatus
 
 INSERT_RUNS = insert(runs).returning(runs.c.id, sort_by_parameter_order=True)
@@ -377,10 +377,3 @@ def _insert_runs_statement(size: int) -> str:
     row = "(" + ",".join("?" * len(RUN_COLUMNS)) + ")"
     columns = ",".join(RUN_COLUMNS)
     return f"INSERT INTO runs ({columns}) VALUES " + ",".join([row] * size) + " RETURNING id"
-
-
-def sqlite_value(value: object) -> object:
-    """A value as SQLAlchemy would bind it on SQLite: a datetime as its text (naive UTC)."""
-    if isinstance(value, datetime):
-        return sqlite_time(value)
-    return str(value) if isinstance(value, str) else value

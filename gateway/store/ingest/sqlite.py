@@ -17,12 +17,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from functools import cache
 
 from gateway.errors import StoreUnavailable
 from gateway.store.ingest.rows import COLUMNS, Found, Key, missing, outcomes, rows
 from gateway.store.records import NewEvent, Stored
+from gateway.store.sqlite_values import chunks, sqlite_time
 from gateway.store.write_gate import Observer, WriteGate
 
 _ROW = "(" + ",".join("?" * len(COLUMNS)) + ")"
@@ -30,22 +30,6 @@ _ROW = "(" + ",".join("?" * len(COLUMNS)) + ")"
 # shapes, ~6 KB each); a larger batch goes in pieces of 2^k rows (`chunks`) in a transaction.
 ONE_STATEMENT_MAX = 64
 _LOOKUP = "SELECT id, delivery_id FROM events WHERE source = ? AND dedup_key = ?"
-
-
-def chunks(count: int) -> list[tuple[int, int]]:
-    """`count` rows as (start, size) pieces whose sizes are powers of two, largest first.
-
-    sqlite3 keeps each distinct statement prepared, and a batch of n rows is its own statement:
-    batches of every size from 1 to 500 kept ~3 MB of prepared inserts after a load
-    (bench/ingest). In pieces of 2^k rows a batch takes at most 9 statements, all cached.
-    """
-    pieces, start = [], 0
-    for bit in reversed(range(count.bit_length())):
-        size = 1 << bit
-        if count & size:
-            pieces.append((start, size))
-            start += size
-    return pieces
 
 
 @cache
@@ -60,13 +44,6 @@ def _insert_batch(size: int) -> str:
 @cache
 def _insert_rows(size: int) -> str:
     return _insert_batch(size) + " RETURNING id, source, dedup_key, delivery_id"
-
-
-def sqlite_time(value: datetime) -> str:
-    # The text form SQLAlchemy's SQLite DateTime reads back (naive UTC); isoformat makes the
-    # same text as strftime("%Y-%m-%d %H:%M:%S.%f") in half the time.
-    utc = value if value.tzinfo is UTC else value.astimezone(UTC)
-    return utc.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 class SqliteBatchWriter:
@@ -123,30 +100,46 @@ class SqliteBatchWriter:
         with self._gate.held():
             # Its own transaction (the connection autocommits): durable once the call returns.
             cursor = db.execute(_insert_batch(len(batch)), params)
-        return self._found(db, batch, cursor.lastrowid or 0, cursor.rowcount)
+        return self._found(db, batch, params, cursor.lastrowid or 0, cursor.rowcount)
 
-    @staticmethod
     def _found(
-        db: sqlite3.Connection, batch: list[NewEvent], last: int, count: int
+        self,
+        db: sqlite3.Connection,
+        batch: list[NewEvent],
+        params: list[object],
+        last: int,
+        count: int,
     ) -> tuple[dict[Key, Found], dict[Key, Found]]:
         """Which events one INSERT stored (`count` rows, the last with id `last`) and which it
         skipped as stored before. SQLite has one writer and numbers a statement's rows in
         VALUES order, so stored rows have consecutive ids."""
         if count == len(batch):
             first = last - count + 1
-            inserted = {
+            stored = {
                 (new.source, new.dedup_key): (first + n, new.delivery_id)
                 for n, new in enumerate(batch)
             }
-            return inserted, {}
+            return stored, {}
         # Some were there already (or twice in the batch): read each key's row, committed.
-        found: dict[Key, Found] = {}
-        for key in sorted({(new.source, new.dedup_key) for new in batch}):
-            event_id, delivery_id = db.execute(_LOOKUP, key).fetchone()
-            found[key] = (event_id, delivery_id)
         ours = range(last - count + 1, last + 1) if count else range(0)
-        inserted = {key: row for key, row in found.items() if row[0] in ours}
-        return inserted, {key: row for key, row in found.items() if row[0] not in ours}
+        inserted: dict[Key, Found] = {}
+        existing: dict[Key, Found] = {}
+        gone: set[Key] = set()
+        for key in sorted({(new.source, new.dedup_key) for new in batch}):
+            row = db.execute(_LOOKUP, key).fetchone()
+            if row is None:
+                gone.add(key)  # removed since the INSERT skipped it (retention): store it now
+            else:
+                (inserted if row[0] in ours else existing)[key] = (row[0], row[1])
+        if gone:
+            again = [n for n, new in enumerate(batch) if (new.source, new.dedup_key) in gone]
+            width = len(COLUMNS)
+            values = [v for n in again for v in params[n * width : (n + 1) * width]]
+            with self._gate.held():
+                more, also = self._insert_held(db, [batch[n] for n in again], values)
+            inserted.update(more)
+            existing.update(also)
+        return inserted, existing
 
     def _insert_held(
         self, db: sqlite3.Connection, batch: list[NewEvent], params: list[object]
