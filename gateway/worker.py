@@ -351,7 +351,7 @@ class Worker:
         if missing:
             try:
                 for event in await self.store.events.by_ids(set(missing)):
-                    self.in_hand.keep(event, missing[event.id])
+                    self.in_hand.keep(event, missing[event.id], claimed=True)
             except Exception as exc:  # each run reads its own event, or fails and retries
                 log.warning("worker.events_read_failed", error=str(exc))
         for run in claimed:

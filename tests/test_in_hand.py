@@ -41,3 +41,6 @@ def test_when_full_the_oldest_stay_unless_held_longer_than_stale() -> None:
     assert hand.keep(event(3), 1)
     assert [n for n in (1, 2, 3) if n in hand] == [2, 3]
     assert hand.take(2) is not None and 2 in hand, "one of its two runs started"
+    # Read for runs just claimed: held even when full, until they start.
+    assert hand.keep(event(4), 2, claimed=True) and len(hand) == 3
+    assert hand.take(4) is not None and hand.take(4) is not None and len(hand) == 2

@@ -52,8 +52,11 @@ class EventsInHand:
     def __contains__(self, event_id: int) -> bool:
         return event_id in self._held
 
-    def keep(self, event: Event, runs: int) -> bool:
-        """Hold `event` for `runs` more runs about to start here; whether it is held."""
+    def keep(self, event: Event, runs: int, *, claimed: bool = False) -> bool:
+        """Hold `event` for `runs` more runs about to start here; whether it is held.
+
+        `claimed`: read for runs just claimed, which start at once: held even when full (at
+        most the worker's slots more), or each of those runs would read it again."""
         if runs <= 0:
             return event.id in self._held
         held = self._held.get(event.id)
@@ -61,7 +64,7 @@ class EventsInHand:
             held.runs += runs
             return True
         now = self._clock()
-        if len(self._held) >= self.limit:
+        if len(self._held) >= self.limit and not claimed:
             oldest = next(iter(self._held.values()))
             if now - oldest.since < self.stale:
                 return False
