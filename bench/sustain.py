@@ -200,18 +200,24 @@ def gateway_config(workdir: Path) -> Path:
 
 def start_gateway(workdir: Path, roles: list[list[str]]) -> tuple[list[Process], int]:
     """One `gateway serve` per entry of `roles` (its --role flags); the first one's port."""
+    procs, ports = start_gateways(workdir, roles)
+    return procs, ports[0]
+
+
+def start_gateways(workdir: Path, roles: list[list[str]]) -> tuple[list[Process], list[int]]:
+    """One `gateway serve` per entry of `roles` (its --role flags), and each one's port."""
     config = gateway_config(workdir)
     gateway = str(VENV_PYTHON.parent / "gateway")
     procs: list[Process] = []
-    port = 0
+    ports: list[int] = []
     for index, flags in enumerate(roles):
         port_here = free_port()
         command = [gateway, "serve", "--config", str(config), "--port", str(port_here), *flags]
         log_file = workdir / f"gateway.{index}.log"
         procs.append(start_server(command, log_file, cwd=workdir))
         wait_ready(f"http://127.0.0.1:{port_here}/readyz", procs[-1], log_file)
-        port = port or port_here
-    return procs, port
+        ports.append(port_here)
+    return procs, ports
 
 
 def backlog(db: Path) -> tuple[int, int, int]:
@@ -252,11 +258,14 @@ def growth(points: list[tuple[float, int]], seconds: float) -> tuple[float, int]
     return rise / (seconds / 3), max(last)
 
 
-def gate_seconds(port: int) -> dict[str, float]:
-    """Seconds each writer has held SQLite's write lock so far, from the door's /metrics
-    (every process's, with --processes): gateway_store_write_seconds_sum, phase hold."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
-        text = answer.read().decode()
+def gate_seconds(ports: list[int]) -> dict[str, float]:
+    """Seconds each writer has held SQLite's write lock so far, from every gateway's /metrics
+    (the door's has its worker processes', with --processes): gateway_store_write_seconds_sum,
+    phase hold, summed."""
+    text = ""
+    for port in ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+            text += answer.read().decode()
     held: dict[str, float] = {}
     for line in text.splitlines():
         if line.startswith("gateway_store_write_seconds_sum{") and 'phase="hold"' in line:
@@ -268,13 +277,14 @@ def gate_seconds(port: int) -> dict[str, float]:
 def probe(rate: float, args: argparse.Namespace, workdir: Path, bodies: Bodies) -> dict[str, Any]:
     """Post at `rate` for --duration seconds; the backlog over time, and whether it stayed
     bounded; then how long the gateway took to finish what was left."""
-    procs, port = start_gateway(workdir, topology(args))
+    procs, ports = start_gateways(workdir, topology(args))
+    port = ports[0]
     sampler = Sampler(workdir / "gateway.db")
     # Each gateway process (with --processes, the door then its forked worker), and its CPU.
     pids = [pid for proc in procs for pid in process_tree(proc.pid)]
     cpu = [cpu_seconds([pid]) for pid in pids]
     try:
-        held = gate_seconds(port)
+        held = gate_seconds(ports)
         sampler.start()
         generated = time.process_time()  # this process: the load generator and the sampler
         posted = run_posts(port, bodies, rate, args.duration, args.connections)
@@ -285,7 +295,7 @@ def probe(rate: float, args: argparse.Namespace, workdir: Path, bodies: Bodies) 
             time.sleep(0.1)
         cleared_s = time.monotonic() - cleared
         cpu = [cpu_seconds([pid]) - before for pid, before in zip(pids, cpu, strict=True)]
-        held = {w: s - held.get(w, 0.0) for w, s in gate_seconds(port).items()}
+        held = {w: s - held.get(w, 0.0) for w, s in gate_seconds(ports).items()}
         sampler.done.set()
         _, _, stored = backlog(workdir / "gateway.db")
     finally:
