@@ -277,8 +277,8 @@ class Worker:
             for event, (_, planned, status), run_ids in zip(pending, routes, created, strict=True):
                 if run_ids is None:
                     continue  # another replica routed it first: nothing to say
-                to_start = sum(new.status == RunStatus.PENDING for new in planned)
-                self.in_hand.keep(replace(event, status=status), to_start)
+                if to_start := sum(new.status == RunStatus.PENDING for new in planned):
+                    self.in_hand.keep(replace(event, status=status), to_start)
                 # Debug: a line per event costs the hot path as much as routing it (bench/sustain).
                 rules = [r.rule for r in planned]
                 log.debug("event.routed", event_id=event.id, rules=rules, runs=run_ids)
