@@ -21,7 +21,7 @@ from gateway.store.database import Dialect
 from gateway.store.part import Part, now_utc
 from gateway.store.records import NewRun, Run
 from gateway.store.schema import events, runs
-from gateway.store.sqlite_values import chunks, sqlite_value
+from gateway.store.sqlite_values import chunks, insert_rows, sqlite_value
 from gateway.store.status import FINISHED, EventStatus, RunStatus
 
 INSERT_RUNS = insert(runs).returning(runs.c.id, sort_by_parameter_order=True)
@@ -374,6 +374,4 @@ def _insert_runs_sqlite(conn: Connection, rows: list[dict[str, Any]]) -> list[in
 
 @cache
 def _insert_runs_statement(size: int) -> str:
-    row = "(" + ",".join("?" * len(RUN_COLUMNS)) + ")"
-    columns = ",".join(RUN_COLUMNS)
-    return f"INSERT INTO runs ({columns}) VALUES " + ",".join([row] * size) + " RETURNING id"
+    return insert_rows("runs", RUN_COLUMNS, size) + " RETURNING id"

@@ -3,7 +3,14 @@ writer's batches (`ingest.sqlite`) and the runs a routing page inserts (`runs`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
+
+
+def insert_rows(table: str, columns: Sequence[str], size: int) -> str:
+    """`INSERT INTO table (columns) VALUES (?, ...), ...` for `size` rows (qmark style)."""
+    row = "(" + ",".join("?" * len(columns)) + ")"
+    return f"INSERT INTO {table} ({','.join(columns)}) VALUES " + ",".join([row] * size)
 
 
 def chunks(count: int) -> list[tuple[int, int]]:

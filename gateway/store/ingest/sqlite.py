@@ -22,10 +22,9 @@ from functools import cache
 from gateway.errors import StoreUnavailable
 from gateway.store.ingest.rows import COLUMNS, Found, Key, missing, outcomes, rows
 from gateway.store.records import NewEvent, Stored
-from gateway.store.sqlite_values import chunks, sqlite_time
+from gateway.store.sqlite_values import chunks, insert_rows, sqlite_time
 from gateway.store.write_gate import Observer, WriteGate
 
-_ROW = "(" + ",".join("?" * len(COLUMNS)) + ")"
 # Events per batch written in one statement of their own size (at most this many prepared
 # shapes, ~6 KB each); a larger batch goes in pieces of 2^k rows (`chunks`) in a transaction.
 ONE_STATEMENT_MAX = 64
@@ -34,11 +33,7 @@ _LOOKUP = "SELECT id, delivery_id FROM events WHERE source = ? AND dedup_key = ?
 
 @cache
 def _insert_batch(size: int) -> str:
-    return (
-        f"INSERT INTO events ({','.join(COLUMNS)}) VALUES "
-        + ",".join([_ROW] * size)
-        + " ON CONFLICT (source, dedup_key) DO NOTHING"
-    )
+    return insert_rows("events", COLUMNS, size) + " ON CONFLICT (source, dedup_key) DO NOTHING"
 
 
 @cache
@@ -94,10 +89,9 @@ class SqliteBatchWriter:
         db = self._db
         if db is None:
             raise StoreUnavailable("the SQLite ingest connection is closed")
-        if len(batch) > ONE_STATEMENT_MAX:
-            with self._gate.held():
-                return self._insert_held(db, batch, params)
         with self._gate.held():
+            if len(batch) > ONE_STATEMENT_MAX:
+                return self._insert_held(db, batch, params)
             # Its own transaction (the connection autocommits): durable once the call returns.
             cursor = db.execute(_insert_batch(len(batch)), params)
         return self._found(db, batch, params, cursor.lastrowid or 0, cursor.rowcount)
