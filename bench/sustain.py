@@ -29,8 +29,9 @@ steady measure on a shared machine. --rate R makes only one probe, at R posts/s,
            fraction of the door alone: when it is under the target, no scheduling meets the
            target on this machine without cheaper events, more processes or more cores.
            Beside it, the write lock: how long the event writer and the journal each held
-           SQLite's one write lock per event (gateway_store_write_seconds, from /metrics),
-           the highest rate one writer at a time allows, however many cores.
+           SQLite's one write lock per event (gateway_store_write_seconds, from /metrics;
+           the event writer's is its INSERT call, an upper bound), the highest rate one
+           writer at a time allows, however many cores.
 
 Target (reported, not enforced): highest sustained rate >= 0.9x the ingest rate of the same
 run. The load generator is this process (uvloop, raw HTTP/1.1): it competes with the gateway

@@ -151,7 +151,7 @@ class Metrics:
         self.store_writes = Histogram(
             "gateway_store_write_seconds",
             "SQLite's one write lock, per commit of the event writer (events) and the journal:"
-            " the wait for it and the hold",
+            " the wait for it and the hold (the event writer's: its INSERT call, at most)",
             ["writer", "phase"],
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5, 10.0),
             registry=self.registry,

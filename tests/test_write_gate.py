@@ -271,3 +271,119 @@ async def test_a_duplicate_whose_stored_row_is_gone_by_the_lookup_is_stored_afte
     again = inserted[("shop", "gone-2")][0]
     event = await store.events.get(again)
     assert event is not None and event.delivery_id == "gone-2" and again > 41
+
+
+def _gate_free(path: str) -> bool:
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # lets go of the lock, if taken
+
+
+async def test_the_event_writer_inserts_after_its_turn_without_holding_the_gate(
+    store: Store, tmp_path: Path
+) -> None:
+    # The INSERT is one call into SQLite, which takes and lets go of its own lock inside it.
+    # Held around the call, the gate stayed held until the writer had the GIL back from the
+    # event loop: 125 us per event against SQLite's 45 (bench/sustain's write lock line).
+    writer = store.writer._batches
+    assert isinstance(writer, SqliteBatchWriter) and writer._db is not None
+    gate = gate_of(tmp_path)
+    free_while: dict[str, bool] = {}
+
+    def traced(sql: str) -> None:  # runs inside the call, as the statement starts
+        free_while[sql.split()[0]] = _gate_free(gate.path)
+
+    writer._db.set_trace_callback(traced)
+    with gate.held():  # still waits for its turn behind a writer holding the gate
+        writing = asyncio.ensure_future(store.events.add(new_event("ungated-1")))
+        await asyncio.sleep(SETTLE_SECONDS)
+        assert not writing.done(), "the event was written before its turn"
+    stored = await asyncio.wait_for(writing, 10)
+    writer._db.set_trace_callback(None)
+    assert free_while == {"INSERT": True}, "the gate was held during the INSERT"
+    assert (await store.events.get(stored.id)) is not None
+    gate.close()
+
+
+def _hold_sqlite_lock(path: Path, seconds: float, began: threading.Event) -> None:
+    # A writer that takes no turn at the gate (retention, a migration, another tool).
+    import sqlite3
+
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("BEGIN IMMEDIATE")
+    began.set()
+    time.sleep(seconds)
+    db.execute("COMMIT")
+    db.close()
+
+
+async def test_gated_writers_wait_for_sqlites_lock_in_short_pauses_not_its_busy_handler(
+    store: Store, tmp_path: Path
+) -> None:
+    # Whose turn it is may find SQLite's lock taken for the length of another writer's call:
+    # its connection does not sleep in SQLite's busy handler (1, 2, 5 ... 100 ms between
+    # tries) but tries again after the gate's pauses of 50-200 us, and writes once it is free.
+    writer = store.writer._batches
+    assert isinstance(writer, SqliteBatchWriter) and writer._db is not None
+    assert writer._db.execute("PRAGMA busy_timeout").fetchone() == (0,)
+    assert (
+        await store.journal.apply(lambda conn: conn.exec_driver_sql("PRAGMA busy_timeout").scalar())
+        == 0
+    )
+    began = threading.Event()
+    holder = threading.Thread(
+        target=_hold_sqlite_lock, args=(tmp_path / "gateway.db", SETTLE_SECONDS, began)
+    )
+    holder.start()
+    began.wait(5)
+    adding = asyncio.ensure_future(store.events.add(new_event("paused-1")))
+    applying = asyncio.ensure_future(
+        store.journal.apply(lambda conn: conn.exec_driver_sql("UPDATE events SET status = status"))
+    )
+    await asyncio.sleep(SETTLE_SECONDS / 2)
+    assert not adding.done() and not applying.done(), "written while SQLite's lock was taken"
+    stored = await asyncio.wait_for(adding, 10)
+    await asyncio.wait_for(applying, 10)
+    holder.join(5)
+    assert (await store.events.get(stored.id)) is not None
+
+
+def test_a_gated_writer_gives_up_on_sqlites_lock_after_the_wait(tmp_path: Path) -> None:
+    # At the edge of the wait (10 s; 0.4 s here): a lock held past it fails the write with a
+    # clear error, and nothing is written; a lock let go within it is waited for.
+    import sqlite3
+
+    from gateway.store.write_gate import begin_immediate
+
+    path = tmp_path / "gateway.db"
+    sqlite3.connect(path).execute("PRAGMA journal_mode=WAL").close()
+    gate = WriteGate(str(path), wait=0.4)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA busy_timeout=0")
+    began = threading.Event()
+    holder = threading.Thread(target=_hold_sqlite_lock, args=(path, 1.0, began))
+    holder.start()
+    began.wait(5)
+    started = time.monotonic()
+    with pytest.raises(
+        StoreUnavailable, match=r"SQLite's write lock on .*gateway\.db stayed taken for 0\.4 s"
+    ):
+        begin_immediate(db, gate)
+    assert time.monotonic() - started >= 0.4  # and before the holder let go: no transaction
+    assert not db.in_transaction
+    holder.join(5)
+    began.clear()
+    holder = threading.Thread(target=_hold_sqlite_lock, args=(path, 0.2, began))
+    holder.start()
+    began.wait(5)
+    begin_immediate(db, gate)  # let go within the wait
+    assert db.in_transaction
+    db.execute("ROLLBACK")
+    holder.join(5)
+    db.close()
+    gate.close()

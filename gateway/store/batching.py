@@ -123,7 +123,7 @@ class Journal(GroupCommit[Change, Any]):
         if dialect.name == "sqlite":
             assert engine.url.database is not None
             self._gate = WriteGate(engine.url.database)
-            self._sync = database.sqlite_sync_engine(engine.url.database)
+            self._sync = database.sqlite_sync_engine(engine.url.database, self._gate)
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
 
     def observe_writes(self, observe: Observer) -> None:

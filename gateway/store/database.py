@@ -6,7 +6,9 @@ SQLite and PostgreSQL share all code; the differences are the few flags in `Dial
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
+import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, StaticPool
 
 from gateway.errors import SchemaMismatch
+from gateway.store import write_gate
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -114,11 +117,12 @@ def write_engine(engine: AsyncEngine, dialect: Dialect) -> AsyncEngine:
     return writer
 
 
-def sqlite_sync_engine(path: str | None) -> Engine:
+def sqlite_sync_engine(path: str | None, gate: write_gate.WriteGate) -> Engine:
     """A synchronous engine on one pysqlite connection, for the journal's own thread.
 
     Its transactions begin IMMEDIATE, like the async write engine's, and it stores values
-    exactly as the async engines read them (same dialect, same JSON serializer).
+    exactly as the async engines read them (same dialect, same JSON serializer). It is a
+    gated writer (`gate`): it begins in the gate's short pauses, not SQLite's busy handler.
     """
     if not path:
         raise ValueError("the SQLite store needs a file path")
@@ -131,8 +135,19 @@ def sqlite_sync_engine(path: str | None) -> Engine:
     )
     event.listen(engine, "connect", _sqlite_pragmas)
     event.listen(engine, "connect", _manual_transactions)
-    event.listen(engine, "begin", _begin_immediate)
+    event.listen(engine, "connect", _no_busy_wait)
+    event.listen(engine, "begin", functools.partial(_begin_gated, gate))
     return engine
+
+
+def _no_busy_wait(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.execute(f"PRAGMA busy_timeout={write_gate.NO_BUSY_WAIT}")
+
+
+def _begin_gated(gate: write_gate.WriteGate, connection: Connection) -> None:
+    raw = connection.connection.dbapi_connection
+    assert isinstance(raw, sqlite3.Connection)
+    write_gate.begin_immediate(raw, gate)
 
 
 def _manual_transactions(dbapi_connection: Any, _record: Any) -> None:

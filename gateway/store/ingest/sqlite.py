@@ -4,18 +4,22 @@ Measured (bench/ingest) at about a fifth of the CPU per event of the same insert
 SQLAlchemy and aiosqlite; `sqlite3` releases the GIL while SQLite works, so the commit runs
 beside the event loop instead of competing with it. Same table, same semantics.
 
-While it holds the write gate the writer makes one call into SQLite: every call returns to
-wait for the GIL, which the event loop holds most of the time under load, and the gate (and
-every other writer) waits with it. A batch of up to `ONE_STATEMENT_MAX` events is one INSERT
-that is its own transaction; which rows it skipped as duplicates is read after the gate is let
-go. (BEGIN, four pieces with RETURNING and COMMIT held the gate 169 us per event at 3,800
-posts/s, where SQLite alone takes 45: bench/sustain's write lock line.)
+A batch is one call into SQLite: every call returns to wait for the GIL, which the event loop
+holds most of the time under load, and whatever lock the writer holds waits with it. A batch
+of up to `ONE_STATEMENT_MAX` events is one INSERT that is its own transaction, made after the
+writer's turn at the write gate and without holding it (`WriteGate.turn`): SQLite takes and
+lets go of its lock inside the call. Which rows it skipped as duplicates is read afterwards.
+(BEGIN, four pieces with RETURNING and COMMIT under the gate held it 169 us per event at 3,800
+posts/s, the one INSERT under the gate 125, where SQLite alone takes 45: bench/sustain's
+write lock line.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 
@@ -23,7 +27,17 @@ from gateway.errors import StoreUnavailable
 from gateway.store.ingest.rows import COLUMNS, Found, Key, missing, outcomes, rows
 from gateway.store.records import NewEvent, Stored
 from gateway.store.sqlite_values import chunks, insert_rows, sqlite_time
-from gateway.store.write_gate import Observer, WriteGate
+from gateway.store.write_gate import (
+    FIRST_PAUSE_SECONDS,
+    LAST_PAUSE_SECONDS,
+    NO_BUSY_WAIT,
+    Observer,
+    WriteGate,
+    begin_immediate,
+    is_busy,
+    sqlite_locked,
+    until_not_busy,
+)
 
 # Events per batch written in one statement of their own size (at most this many prepared
 # shapes, ~6 KB each); a larger batch goes in pieces of 2^k rows (`chunks`) in a transaction.
@@ -72,7 +86,7 @@ class SqliteBatchWriter:
         db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
-        db.execute("PRAGMA busy_timeout=10000")
+        db.execute(f"PRAGMA busy_timeout={NO_BUSY_WAIT}")  # waits in the gate's pauses instead
         self._db = db
 
     async def write(self, batch: list[NewEvent]) -> list[Stored]:
@@ -89,12 +103,36 @@ class SqliteBatchWriter:
         db = self._db
         if db is None:
             raise StoreUnavailable("the SQLite ingest connection is closed")
-        with self._gate.held():
-            if len(batch) > ONE_STATEMENT_MAX:
+        if len(batch) > ONE_STATEMENT_MAX:
+            with self._gate.held():
                 return self._insert_held(db, batch, params)
-            # Its own transaction (the connection autocommits): durable once the call returns.
-            cursor = db.execute(_insert_batch(len(batch)), params)
+        cursor = self._insert_one(db, _insert_batch(len(batch)), params)
         return self._found(db, batch, params, cursor.lastrowid or 0, cursor.rowcount)
+
+    def _insert_one(self, db: sqlite3.Connection, sql: str, params: list[object]) -> sqlite3.Cursor:
+        """One INSERT, its own transaction (the connection autocommits): durable once the call
+        returns. Made after the writer's turn, without the gate; should another gated writer
+        have taken SQLite's lock first (the journal, whose turn came next), wait for the turn
+        after it."""
+        gate = self._gate
+        asked = time.monotonic()
+        deadline = asked + gate.wait
+        pause = FIRST_PAUSE_SECONDS
+        while True:
+            gate.turn(deadline)
+            started = time.monotonic()
+            try:
+                cursor = db.execute(sql, params)
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise
+                if started >= deadline:
+                    raise sqlite_locked(gate) from exc
+                time.sleep(pause)  # a writer that takes no turn (retention, a migration)
+                pause = min(pause * 2, LAST_PAUSE_SECONDS)
+                continue
+            gate.told(started - asked, time.monotonic() - started)
+            return cursor
 
     def _found(
         self,
@@ -119,8 +157,14 @@ class SqliteBatchWriter:
         inserted: dict[Key, Found] = {}
         existing: dict[Key, Found] = {}
         gone: set[Key] = set()
+        deadline = time.monotonic() + self._gate.wait
+
+        def lookup(key: Key) -> Found | None:
+            row: Found | None = db.execute(_LOOKUP, key).fetchone()
+            return row
+
         for key in sorted({(new.source, new.dedup_key) for new in batch}):
-            row = db.execute(_LOOKUP, key).fetchone()
+            row = until_not_busy(functools.partial(lookup, key), self._gate, deadline)
             if row is None:
                 gone.add(key)  # removed since the INSERT skipped it (retention): store it now
             else:
@@ -139,7 +183,7 @@ class SqliteBatchWriter:
         self, db: sqlite3.Connection, batch: list[NewEvent], params: list[object]
     ) -> tuple[dict[Key, Found], dict[Key, Found]]:
         try:
-            db.execute("BEGIN IMMEDIATE")
+            begin_immediate(db, self._gate)
             inserted: dict[Key, Found] = {}
             width = len(COLUMNS)
             for start, size in chunks(len(batch)):
