@@ -5,15 +5,20 @@ Built once at import: building these statements cost more than running them (ben
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Sequence
+from dataclasses import fields
+from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Row, Select, bindparam, func, or_, select, text, update
 
 from gateway.store.database import Dialect
 from gateway.store.part import now_utc
 from gateway.store.records import Run
 from gateway.store.schema import UNFINISHED, runs
+from gateway.store.sqlite_values import sqlite_datetime, sqlite_time
 from gateway.store.status import RunStatus
 
 # A run is claimable when no earlier run with its ordering key is unfinished. Two queries,
@@ -98,7 +103,61 @@ def take(
     # Never started before: no journal to read back (what the worker skips).
     fresh = {row.id for row in found if row.started_at is None}
     expires = now + timedelta(seconds=lease)
+    if conn.dialect.name == "sqlite":
+        return _take_sqlite(conn, ids, fresh, owner, now, expires)
+    return _take_core(conn, ids, fresh, owner, now, expires)
+
+
+def _take_core(
+    conn: Connection,
+    ids: list[int],
+    fresh: set[int],
+    owner: str,
+    now: datetime,
+    expires: datetime,
+) -> list[Run]:
+    """Put the runs `ids` under `owner`'s lease and read them back (PostgreSQL)."""
     params = {"b_ids": ids, "b_owner": owner, "b_now": now, "b_expires": expires}
     conn.execute(TAKE_RUNS, params)
     rows = conn.execute(SELECT_RUNS, {"b_ids": ids})
     return [Run.from_row(row, fresh=row.id in fresh) for row in rows]
+
+
+# `Run`'s fields in its order, `fresh` left out (the claim knows it): a taken run's row as
+# `UPDATE ... RETURNING` gives it on SQLite, where TAKE_RUNS, SELECT_RUNS and `Run.from_row`
+# over SQLAlchemy's rows cost 15 us per run (a claim of 33: 720 us, 510 of them those).
+_RUN_COLUMNS = [f.name for f in fields(Run) if f.name != "fresh"]
+_TAKE_RUNS_SQLITE = (
+    "UPDATE runs SET status = ?, lease_owner = ?, lease_expires_at = ?, attempt = attempt + 1,"
+    " started_at = coalesce(started_at, ?) WHERE id IN (SELECT value FROM json_each(?))"
+    f" RETURNING {', '.join(_RUN_COLUMNS)}"
+)
+
+
+def _run_of(row: Sequence[Any], fresh: bool) -> Run:
+    (id_, event_id, rule, kind, mode, status, key, attempt, next_attempt_at, created_at,
+     started_at, finished_at, error, thread_key, input_tokens, output_tokens, cost,
+     retry_since) = row  # fmt: skip
+    return Run(id_, event_id, rule, kind, mode, status, key, attempt,
+               sqlite_datetime(next_attempt_at), sqlite_datetime(created_at),  # type: ignore[arg-type]
+               sqlite_datetime(started_at), sqlite_datetime(finished_at), error, thread_key,
+               input_tokens, output_tokens, cost, fresh, sqlite_datetime(retry_since))  # fmt: skip
+
+
+def _take_sqlite(
+    conn: Connection,
+    ids: list[int],
+    fresh: set[int],
+    owner: str,
+    now: datetime,
+    expires: datetime,
+) -> list[Run]:
+    """`_take_core` as one statement through the DB-API, in the transaction of `conn`: the
+    same rows changed the same way, the same `Run`s (tests/test_claim.py holds them equal)."""
+    params = (RunStatus.RUNNING.value, owner, sqlite_time(expires), sqlite_time(now),
+              orjson.dumps(ids).decode())  # fmt: skip
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    taken = raw.cursor().execute(_TAKE_RUNS_SQLITE, params).fetchall()
+    taken.sort(key=itemgetter(0))  # RETURNING's order is not the ids'
+    return [_run_of(row, row[0] in fresh) for row in taken]

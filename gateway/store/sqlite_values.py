@@ -1,5 +1,6 @@
-"""Values and statements as the SQLite writers that bypass SQLAlchemy send them: the event
-writer's batches (`ingest.sqlite`) and the runs a routing page inserts (`runs`)."""
+"""Values and statements as the SQLite writers that bypass SQLAlchemy send them and read them
+back: the event writer's batches (`ingest.sqlite`), the runs a routing page inserts (`runs`)
+and the runs a claim takes (`claim`)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,12 @@ def sqlite_time(value: datetime) -> str:
     # same text as strftime("%Y-%m-%d %H:%M:%S.%f") in half the time.
     utc = value if value.tzinfo is UTC else value.astimezone(UTC)
     return utc.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def sqlite_datetime(text: str | None) -> datetime | None:
+    """A datetime column's text as SQLAlchemy's SQLite DateTime reads it, zoned UTC (the store
+    writes UTC only; `records.utc`)."""
+    return None if text is None else datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 def sqlite_value(value: object) -> object:
