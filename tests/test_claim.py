@@ -20,7 +20,7 @@ from tests.test_store import routed_runs
 NOW = datetime(2026, 12, 1, 16, 30, 0, 123456, tzinfo=UTC)
 EXPIRES = NOW + timedelta(seconds=30)
 
-Take = Callable[[Connection, list[int], set[int], str, datetime, datetime], list[Run]]
+Take = Callable[[Connection, claiming.Taking], list[Run]]
 
 
 async def _taken_by(store: Store, take: Take, ids: list[int], fresh: set[int]) -> Any:
@@ -29,7 +29,7 @@ async def _taken_by(store: Store, take: Take, ids: list[int], fresh: set[int]) -
     def change(conn: Connection) -> Any:
         outer = conn.begin_nested()  # the journal's transaction stays as it was
         try:
-            taken = take(conn, ids, fresh, "worker-1", NOW, EXPIRES)
+            taken = take(conn, claiming.Taking(ids, fresh, "worker-1", NOW, EXPIRES))
             rows = [tuple(row) for row in conn.execute(select(runs).order_by(runs.c.id))]
         finally:
             outer.rollback()

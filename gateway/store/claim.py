@@ -6,7 +6,7 @@ Built once at import: building these statements cost more than running them (ben
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import Any
@@ -100,27 +100,31 @@ def take(
     ids = [row.id for row in found]
     if not ids:
         return []
-    # Never started before: no journal to read back (what the worker skips).
     fresh = {row.id for row in found if row.started_at is None}
-    expires = now + timedelta(seconds=lease)
+    taking = Taking(ids, fresh, owner, now, now + timedelta(seconds=lease))
     if conn.dialect.name == "sqlite":
-        return _take_sqlite(conn, ids, fresh, owner, now, expires)
-    return _take_core(conn, ids, fresh, owner, now, expires)
+        return _take_sqlite(conn, taking)
+    return _take_core(conn, taking)
 
 
-def _take_core(
-    conn: Connection,
-    ids: list[int],
-    fresh: set[int],
-    owner: str,
-    now: datetime,
-    expires: datetime,
-) -> list[Run]:
-    """Put the runs `ids` under `owner`'s lease and read them back (PostgreSQL)."""
-    params = {"b_ids": ids, "b_owner": owner, "b_now": now, "b_expires": expires}
+@dataclass(frozen=True)
+class Taking:
+    """Runs found claimable, to put under `owner`'s lease until `expires`."""
+
+    ids: list[int]
+    fresh: set[int]  # never started before: no journal to read back (what the worker skips)
+    owner: str
+    now: datetime
+    expires: datetime
+
+
+def _take_core(conn: Connection, taking: Taking) -> list[Run]:
+    """Put the runs under the lease and read them back (PostgreSQL)."""
+    ids, now = taking.ids, taking.now
+    params = {"b_ids": ids, "b_owner": taking.owner, "b_now": now, "b_expires": taking.expires}
     conn.execute(TAKE_RUNS, params)
     rows = conn.execute(SELECT_RUNS, {"b_ids": ids})
-    return [Run.from_row(row, fresh=row.id in fresh) for row in rows]
+    return [Run.from_row(row, fresh=row.id in taking.fresh) for row in rows]
 
 
 # `Run`'s fields in its order, `fresh` left out (the claim knows it): a taken run's row as
@@ -144,20 +148,13 @@ def _run_of(row: Sequence[Any], fresh: bool) -> Run:
                input_tokens, output_tokens, cost, fresh, sqlite_datetime(retry_since))  # fmt: skip
 
 
-def _take_sqlite(
-    conn: Connection,
-    ids: list[int],
-    fresh: set[int],
-    owner: str,
-    now: datetime,
-    expires: datetime,
-) -> list[Run]:
+def _take_sqlite(conn: Connection, taking: Taking) -> list[Run]:
     """`_take_core` as one statement through the DB-API, in the transaction of `conn`: the
     same rows changed the same way, the same `Run`s (tests/test_claim.py holds them equal)."""
-    params = (RunStatus.RUNNING.value, owner, sqlite_time(expires), sqlite_time(now),
-              orjson.dumps(ids).decode())  # fmt: skip
+    params = (RunStatus.RUNNING.value, taking.owner, sqlite_time(taking.expires),
+              sqlite_time(taking.now), orjson.dumps(taking.ids).decode())  # fmt: skip
     raw = conn.connection.dbapi_connection
     assert raw is not None
     taken = raw.cursor().execute(_TAKE_RUNS_SQLITE, params).fetchall()
     taken.sort(key=itemgetter(0))  # RETURNING's order is not the ids'
-    return [_run_of(row, row[0] in fresh) for row in taken]
+    return [_run_of(row, row[0] in taking.fresh) for row in taken]
