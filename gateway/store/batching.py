@@ -106,8 +106,9 @@ class Journal(GroupCommit[Change, Any]):
 
     A change is a plain function of a SQLAlchemy `Connection`. On SQLite the whole batch runs
     on one thread over one pysqlite connection (a statement through aiosqlite costs a thread
-    hop each; bench/assistants measured 0.6 ms per statement); on PostgreSQL it runs through
-    the async engine's `run_sync`. If a shared transaction fails, its changes are retried one
+    hop each; bench/assistants measured 0.6 ms per statement), the rows of its `Bulk` changes
+    made into the DB-API's values before the write gate is taken (`Prepared`); on PostgreSQL
+    it runs through the async engine's `run_sync`. If a shared transaction fails, its changes are retried one
     by one, so one bad change fails only its own caller.
     """
 
@@ -120,6 +121,8 @@ class Journal(GroupCommit[Change, Any]):
         self._held: Connection | None = None  # used only on the journal's thread
         self._thread: ThreadPoolExecutor | None = None
         self._gate: WriteGate | None = None
+        # Bulk statements as the DB-API takes them on SQLite, by statement and parameter names.
+        self._prepared: dict[tuple[Any, tuple[str, ...]], Prepared | None] = {}
         if dialect.name == "sqlite":
             assert engine.url.database is not None
             self._gate = WriteGate(engine.url.database)
@@ -147,18 +150,37 @@ class Journal(GroupCommit[Change, Any]):
         result: T = await self._submit(change)
         return result
 
-    def _run_batch(self, conn: Connection, batch: list[Change]) -> list[Any]:
+    def _run_batch(
+        self, conn: Connection, batch: list[Change], groups: list[Group] | None = None
+    ) -> list[Any]:
         # Rows of the same prepared statement from many runs go out as one executemany.
-        grouped: dict[int, tuple[Any, list[dict[str, Any]]]] = {}
-        for change in batch:
-            if isinstance(change, Bulk):
-                for statement, params in change.rows:
-                    grouped.setdefault(id(statement), (statement, []))[1].append(params)
-        for statement, rows in grouped.values():
-            conn.execute(statement, rows)
+        raw = None
+        for statement, rows in _grouped(batch) if groups is None else groups:
+            if isinstance(statement, Prepared):
+                if raw is None:
+                    raw = conn.connection.dbapi_connection
+                    assert raw is not None
+                raw.executemany(statement.sql, rows)
+            else:
+                conn.execute(statement, rows)
         return [None if isinstance(change, Bulk) else change(conn) for change in batch]
 
-    def _commit_sqlite(self, batch: list[Change]) -> list[Any]:
+    def _prepared_groups(self, batch: list[Change]) -> list[Group]:
+        """The batch's rows as `_run_batch` sends them, made while the gate is free: on SQLite
+        each statement's rows as the DB-API takes them (`Prepared`), where SQLAlchemy's
+        executemany spent most of its time on each row's parameters with the lock held."""
+        assert self._sync is not None
+        groups = _grouped(batch)
+        for n, (statement, rows) in enumerate(groups):
+            prepared = self._prepared.get((statement, tuple(rows[0])), _UNKNOWN)
+            if prepared is _UNKNOWN:
+                prepared = Prepared.of(statement, list(rows[0]), self._sync.dialect)
+                self._prepared[(statement, tuple(rows[0]))] = prepared
+            if isinstance(prepared, Prepared) and all(row.keys() == rows[0].keys() for row in rows):
+                groups[n] = (prepared, [prepared.values(row) for row in rows])
+        return groups
+
+    def _commit_sqlite(self, batch: list[Change], groups: list[Group]) -> list[Any]:
         assert self._sync is not None
         # One connection held by the journal's thread: checking it out of the pool and back in
         # (a reset each time) cost as much as a short batch's statements (bench/sustain).
@@ -168,7 +190,7 @@ class Journal(GroupCommit[Change, Any]):
         try:
             # Taken before SQLite's lock: this writer and the event writer take turns.
             with self._gate.held(), self._held.begin():
-                return self._run_batch(self._held, batch)
+                return self._run_batch(self._held, batch, groups)
         except Exception:
             self._held.close()  # whatever state it is in, the next batch starts afresh
             self._held = None
@@ -179,7 +201,10 @@ class Journal(GroupCommit[Change, Any]):
         try:
             if self._thread is not None:
                 loop = asyncio.get_running_loop()
-                results = await loop.run_in_executor(self._thread, self._commit_sqlite, changes)
+                groups = self._prepared_groups(changes)
+                results = await loop.run_in_executor(
+                    self._thread, self._commit_sqlite, changes, groups
+                )
             else:
                 async with self._engine.begin() as conn:
                     results = await conn.run_sync(self._run_batch, changes)
@@ -195,3 +220,63 @@ class Journal(GroupCommit[Change, Any]):
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
+
+
+Group = tuple[Any, list[Any]]
+"""A statement and its rows for one executemany: SQLAlchemy's statement and parameter dicts,
+or a `Prepared` and its rows of values."""
+_UNKNOWN: Any = object()
+
+
+def _grouped(batch: list[Change]) -> list[Group]:
+    """The rows of a batch's `Bulk` changes by statement, in the order statements first come."""
+    grouped: dict[int, tuple[Any, list[Any]]] = {}
+    for change in batch:
+        if isinstance(change, Bulk):
+            for statement, params in change.rows:
+                grouped.setdefault(id(statement), (statement, []))[1].append(params)
+    return list(grouped.values())
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A statement as the DB-API takes it (qmark): its SQL, and how a row of named parameters
+    becomes its values, as SQLAlchemy's executemany would make them (each type's bind
+    processor: datetimes and JSON as text; a bound default where the row names no value)."""
+
+    sql: str
+    names: tuple[str, ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+    defaults: dict[str, Any]
+
+    @classmethod
+    def of(cls, statement: Any, keys: list[str], dialect: Any) -> Prepared | None:
+        """None for a statement SQLAlchemy must run itself (a default computed in Python, an
+        expanding parameter, another paramstyle)."""
+        compiled = statement.compile(dialect=dialect, column_keys=keys)
+        names = compiled.positiontup
+        if (
+            dialect.paramstyle != "qmark"
+            or names is None
+            or compiled.insert_prefetch
+            or compiled.update_prefetch
+            or compiled.literal_execute_params
+            or compiled.post_compile_params
+        ):
+            return None
+        binds = [compiled.binds[name] for name in names]
+        processors = tuple(b.type.dialect_impl(dialect).bind_processor(dialect) for b in binds)
+        named = zip(names, binds, strict=True)
+        defaults = {name: bind.effective_value for name, bind in named if name not in keys}
+        return cls(compiled.string, tuple(names), processors, defaults)
+
+    def values(self, row: dict[str, Any]) -> tuple[Any, ...]:
+        defaults = self.defaults
+        return tuple(
+            (value if process is None else process(value))
+            for value, process in zip(
+                (row[n] if n in row else defaults[n] for n in self.names),
+                self.processors,
+                strict=True,
+            )
+        )
