@@ -108,3 +108,31 @@ def test_a_statement_with_a_default_made_in_python_is_left_to_sqlalchemy() -> No
         "2026-12-01 16:45:01.234567",
     )
     assert batching.Prepared.of(text("UPDATE t SET n = :n"), ["n"], dialect) is not None
+
+
+async def test_statements_made_per_call_are_not_kept_past_the_limit(tmp_path: Path) -> None:
+    # Bulk changes carry a handful of module-level statements; one built per call is compiled
+    # each time once the journal keeps PREPARED_MAX of them, not kept for good.
+    from sqlalchemy import bindparam, update
+
+    from gateway.store.schema import events
+    from tests.test_store import new_event
+
+    store = Store(f"sqlite:///{tmp_path / 'gateway.db'}")
+    await store.open()
+    try:
+        stored = await store.events.add(new_event("made-per-call"))
+        statuses = ["routed", "pending"]
+        for n in range(batching.PREPARED_MAX + 3):
+            statement = (
+                update(events)
+                .where(events.c.id == bindparam("b_id"))
+                .values(status=bindparam("b_status"))
+            )
+            row = {"b_id": stored.id, "b_status": statuses[n % 2]}
+            await store.journal.apply(batching.Bulk(((statement, row),)))
+        assert len(store.journal._prepared) == batching.PREPARED_MAX
+        event = await store.events.get(stored.id)
+        assert event is not None and event.status == statuses[(batching.PREPARED_MAX + 2) % 2]
+    finally:
+        await store.close()

@@ -108,8 +108,8 @@ class Journal(GroupCommit[Change, Any]):
     on one thread over one pysqlite connection (a statement through aiosqlite costs a thread
     hop each; bench/assistants measured 0.6 ms per statement), the rows of its `Bulk` changes
     made into the DB-API's values before the write gate is taken (`Prepared`); on PostgreSQL
-    it runs through the async engine's `run_sync`. If a shared transaction fails, its changes are retried one
-    by one, so one bad change fails only its own caller.
+    it runs through the async engine's `run_sync`. If a shared transaction fails, its changes
+    are retried one by one, so one bad change fails only its own caller.
     """
 
     name = "journal"
@@ -172,10 +172,12 @@ class Journal(GroupCommit[Change, Any]):
         assert self._sync is not None
         groups = _grouped(batch)
         for n, (statement, rows) in enumerate(groups):
-            prepared = self._prepared.get((statement, tuple(rows[0])), _UNKNOWN)
+            key = (statement, tuple(rows[0]))
+            prepared = self._prepared.get(key, _UNKNOWN)
             if prepared is _UNKNOWN:
                 prepared = Prepared.of(statement, list(rows[0]), self._sync.dialect)
-                self._prepared[(statement, tuple(rows[0]))] = prepared
+                if len(self._prepared) < PREPARED_MAX:
+                    self._prepared[key] = prepared
             if isinstance(prepared, Prepared) and all(row.keys() == rows[0].keys() for row in rows):
                 groups[n] = (prepared, [prepared.values(row) for row in rows])
         return groups
@@ -221,6 +223,11 @@ class Journal(GroupCommit[Change, Any]):
             if not future.done():
                 future.set_result(result)
 
+
+# Statements kept prepared by the journal (each with its set of parameter names): Bulk changes
+# use a handful of module-level statements; past this many, one made per call is compiled
+# each time rather than kept for good.
+PREPARED_MAX = 256
 
 Group = tuple[Any, list[Any]]
 """A statement and its rows for one executemany: SQLAlchemy's statement and parameter dicts,
