@@ -28,14 +28,10 @@ from gateway.store.ingest.rows import COLUMNS, Found, Key, missing, outcomes, ro
 from gateway.store.records import NewEvent, Stored
 from gateway.store.sqlite_values import chunks, insert_rows, sqlite_time
 from gateway.store.write_gate import (
-    FIRST_PAUSE_SECONDS,
-    LAST_PAUSE_SECONDS,
     NO_BUSY_WAIT,
     Observer,
     WriteGate,
     begin_immediate,
-    is_busy,
-    sqlite_locked,
     until_not_busy,
 )
 
@@ -117,22 +113,19 @@ class SqliteBatchWriter:
         gate = self._gate
         asked = time.monotonic()
         deadline = asked + gate.wait
-        pause = FIRST_PAUSE_SECONDS
-        while True:
+        started = asked
+
+        def after_turn() -> sqlite3.Cursor:
+            nonlocal started
             gate.turn(deadline)
             started = time.monotonic()
-            try:
-                cursor = db.execute(sql, params)
-            except sqlite3.OperationalError as exc:
-                if not is_busy(exc):
-                    raise
-                if started >= deadline:
-                    raise sqlite_locked(gate) from exc
-                time.sleep(pause)  # a writer that takes no turn (retention, a migration)
-                pause = min(pause * 2, LAST_PAUSE_SECONDS)
-                continue
-            gate.told(started - asked, time.monotonic() - started)
-            return cursor
+            return db.execute(sql, params)
+
+        # Busy again: a writer that takes no turn (retention, a migration), or the one whose
+        # turn came next and took SQLite's lock first; each try takes a turn anew.
+        cursor = until_not_busy(after_turn, gate, deadline)
+        gate.told(started - asked, time.monotonic() - started)
+        return cursor
 
     def _found(
         self,
