@@ -11,6 +11,7 @@ import yaml
 from gateway import config as config_module
 from gateway.app import create_app
 from gateway.config import Config
+from gateway.store import Store
 from gateway.testing.downstream import CountingDownstream, counting_downstream
 from gateway.testing.server import serve_in_thread
 from tests.fixtures import SIGNED_AT, TEST_SOURCES, Fixture
@@ -125,3 +126,14 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
         return
     async with fresh_database() as url:
         yield url
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    """The store on `store_url`, opened (migrated) and closed after the test."""
+    opened = Store(store_url)
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()

@@ -381,7 +381,7 @@ def test_kill_9_while_actions_run_then_restart_handles_every_event_once(
         finally:
             restarted.stop()
 
-    assert read_db(database, "SELECT status, count(*) FROM events GROUP BY status") == [
+    assert read_db(database, "SELECT status, count(*) FROM event_status GROUP BY status") == [
         ("routed", 2 * EVENTS)
     ]
     assert read_db(database, "SELECT status, count(*) FROM runs GROUP BY status") == [

@@ -115,7 +115,7 @@ async def test_statements_made_per_call_are_not_kept_past_the_limit(tmp_path: Pa
     # each time once the journal keeps PREPARED_MAX of them, not kept for good.
     from sqlalchemy import bindparam, update
 
-    from gateway.store.schema import events
+    from gateway.store.schema import event_status
     from tests.test_store import new_event
 
     store = Store(f"sqlite:///{tmp_path / 'gateway.db'}")
@@ -125,8 +125,8 @@ async def test_statements_made_per_call_are_not_kept_past_the_limit(tmp_path: Pa
         statuses = ["routed", "pending"]
         for n in range(batching.PREPARED_MAX + 3):
             statement = (
-                update(events)
-                .where(events.c.id == bindparam("b_id"))
+                update(event_status)
+                .where(event_status.c.event_id == bindparam("b_id"))
                 .values(status=bindparam("b_status"))
             )
             row = {"b_id": stored.id, "b_status": statuses[n % 2]}

@@ -4,7 +4,7 @@ events marked as reconciled, and a whole Stripe reconciliation on each."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,29 +13,9 @@ import pytest
 from gateway.store import NewEvent, ReconcileStatus, Store
 from gateway.testing.fake_stripe import FakeStripe
 from gateway.testing.server import serve_in_thread
-from tests.postgres import fresh_database
 from tests.reconciling import STRIPE_KEY, STRIPE_SECRET, run_once, stored_events, write_config
 
 NOW = datetime(2026, 12, 1, 0, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'gateway.db'}"
-        return
-    async with fresh_database() as url:
-        yield url
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    opened = Store(store_url)
-    await opened.open()
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 @pytest.fixture

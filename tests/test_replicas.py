@@ -388,7 +388,7 @@ def test_two_schedulers_fire_one_event_per_period(tmp_path: Path, pg_url: str) -
     # A firing stored just before the replicas stopped is routed at the next start (stored
     # events are never lost): a worker-only replica routes and runs what is left.
     with replicas(config, 1, "worker"):
-        pending = "SELECT count(*) FROM events WHERE status = 'pending'"
+        pending = "SELECT count(*) FROM event_status WHERE status = 'pending'"
         wait_for(lambda: scalar(pg_url, pending) == 0 and unfinished(pg_url) == 0, 20, "the rest")
     rows = query(
         pg_url,
@@ -519,4 +519,4 @@ def test_postgres_restart_under_load_gives_503s_then_recovers_losing_nothing(
 
 
 def pending_events(url: str) -> int:
-    return int(scalar(url, "SELECT count(*) FROM events WHERE status = 'pending'"))
+    return int(scalar(url, "SELECT count(*) FROM event_status WHERE status = 'pending'"))

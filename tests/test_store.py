@@ -20,26 +20,6 @@ from gateway.store.runs import insert_runs
 from tests.postgres import fresh_database
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A store URL on an empty database of each backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'gateway.db'}"
-        return
-    async with fresh_database() as url:
-        yield url
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    opened = Store(store_url)
-    await opened.open()
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
 @pytest.fixture
 async def postgres_url() -> AsyncIterator[str]:
     async with fresh_database() as url:

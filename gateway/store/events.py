@@ -14,18 +14,19 @@ from gateway.store.database import Dialect
 from gateway.store.ingest import EventWriter
 from gateway.store.part import Part
 from gateway.store.records import Event, NewEvent, Stored
-from gateway.store.schema import events
+from gateway.store.schema import event_status, events
 from gateway.store.status import EventStatus
 
+# An event with its status (`event_status`, a row of its own): what every read selects.
+EVENTS = select(*events.c, event_status.c.status).join_from(events, event_status)
 # Built once: the worker scans after every wake-up, and building the statement cost more
 # than running it on a short page (bench/sustain).
 PENDING = (
-    select(events)
-    .where(events.c.status == EventStatus.PENDING)
-    .order_by(events.c.id)
+    EVENTS.where(event_status.c.status == EventStatus.PENDING)
+    .order_by(event_status.c.event_id)
     .limit(bindparam("b_limit"))
 )
-BY_IDS = select(events).where(events.c.id.in_(bindparam("b_ids", expanding=True)))
+BY_IDS = EVENTS.where(events.c.id.in_(bindparam("b_ids", expanding=True)))
 
 
 class Events(Part):
@@ -47,7 +48,7 @@ class Events(Part):
         self.writer.settle_unmatched(unmatched)
 
     async def get(self, event_id: int) -> Event | None:
-        row = await self._first(select(events).where(events.c.id == event_id))
+        row = await self._first(EVENTS.where(events.c.id == event_id))
         return Event.from_row(row) if row else None
 
     async def find(
@@ -61,11 +62,14 @@ class Events(Part):
         until: datetime | None = None,
         before: int | None = None,
     ) -> list[Event]:
-        query = select(events).order_by(events.c.id.desc()).limit(limit)
+        # Newest first; filtered by status, in the order of the status index (the same ids),
+        # which a sort of every event in that status would cost otherwise.
+        newest = event_status.c.event_id if status else events.c.id
+        query = EVENTS.order_by(newest.desc()).limit(limit)
         if source:
             query = query.where(events.c.source == source)
         if status:
-            query = query.where(events.c.status == status)
+            query = query.where(event_status.c.status == status)
         if type:
             query = query.where(events.c.type == type)
         if since is not None:
@@ -73,7 +77,7 @@ class Events(Part):
         if until is not None:
             query = query.where(events.c.received_at < until.astimezone(UTC))
         if before is not None:
-            query = query.where(events.c.id < before)
+            query = query.where(newest < before)
         return [Event.from_row(row) for row in await self._rows(query)]
 
     async def pending(self, limit: int = 500) -> list[Event]:
@@ -86,7 +90,11 @@ class Events(Part):
 
     async def set_status(self, event_id: int, status: str) -> None:
         def change(conn: Connection) -> None:
-            conn.execute(update(events).where(events.c.id == event_id).values(status=status))
+            conn.execute(
+                update(event_status)
+                .where(event_status.c.event_id == event_id)
+                .values(status=status)
+            )
 
         await self.journal.apply(change)
 

@@ -9,15 +9,16 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select, update
 
+from gateway.store.events import EVENTS
 from gateway.store.fetch import Fetch
 from gateway.store.part import Part, now_utc
 from gateway.store.records import Event, utc
-from gateway.store.schema import event_fetches, events
+from gateway.store.schema import event_fetches, event_status, events
 from gateway.store.status import EventStatus
 
 
 class Fetches(Part):
-    """`FetchStore` on `event_fetches` and the `fetched` column of `events`."""
+    """`FetchStore` on `event_fetches`, the `fetched` column of `events` and `event_status`."""
 
     async def begin(self, event_ids: Sequence[int]) -> list[int]:
         """Take pending events out of routing to fetch their object first, due now; the ids
@@ -29,11 +30,11 @@ class Fetches(Part):
         def change(conn: Connection) -> list[int]:
             taken = list(
                 conn.execute(
-                    update(events)
-                    .where(events.c.id.in_(list(event_ids)))
-                    .where(events.c.status == EventStatus.PENDING)
+                    update(event_status)
+                    .where(event_status.c.event_id.in_(list(event_ids)))
+                    .where(event_status.c.status == EventStatus.PENDING)
                     .values(status=EventStatus.FETCHING)
-                    .returning(events.c.id)
+                    .returning(event_status.c.event_id)
                 ).scalars()
             )
             if taken:
@@ -55,8 +56,8 @@ class Fetches(Part):
         now = now_utc()
         due = (
             select(event_fetches.c.event_id)
-            .join(events, events.c.id == event_fetches.c.event_id)
-            .where(events.c.status == EventStatus.FETCHING)
+            .join(event_status, event_status.c.event_id == event_fetches.c.event_id)
+            .where(event_status.c.status == EventStatus.FETCHING)
             .where(event_fetches.c.next_attempt_at <= now)
             .order_by(event_fetches.c.next_attempt_at)
             .limit(limit)
@@ -75,7 +76,7 @@ class Fetches(Part):
                 .values(next_attempt_at=now + timedelta(seconds=lease))
             )
             rows = conn.execute(
-                select(events, *_FETCH_COLUMNS)
+                EVENTS.add_columns(*_FETCH_COLUMNS)
                 .join(event_fetches, events.c.id == event_fetches.c.event_id)
                 .where(events.c.id.in_(ids))
                 .order_by(events.c.id)
@@ -91,11 +92,15 @@ class Fetches(Part):
 
         def change(conn: Connection) -> bool:
             done = conn.execute(
-                update(events)
-                .where(events.c.id == event_id, events.c.status == EventStatus.FETCHING)
-                .values(fetched=obj, status=EventStatus.PENDING)
+                update(event_status)
+                .where(
+                    event_status.c.event_id == event_id,
+                    event_status.c.status == EventStatus.FETCHING,
+                )
+                .values(status=EventStatus.PENDING)
             ).rowcount
             if done:
+                conn.execute(update(events).where(events.c.id == event_id).values(fetched=obj))
                 conn.execute(
                     update(event_fetches)
                     .where(event_fetches.c.event_id == event_id)
@@ -133,8 +138,11 @@ class Fetches(Part):
 
         def change(conn: Connection) -> None:
             conn.execute(
-                update(events)
-                .where(events.c.id == event_id, events.c.status == EventStatus.FETCHING)
+                update(event_status)
+                .where(
+                    event_status.c.event_id == event_id,
+                    event_status.c.status == EventStatus.FETCHING,
+                )
                 .values(status=EventStatus.FETCH_FAILED)
             )
             conn.execute(
@@ -152,8 +160,11 @@ class Fetches(Part):
 
         def change(conn: Connection) -> bool:
             again = conn.execute(
-                update(events)
-                .where(events.c.id == event_id, events.c.status == EventStatus.FETCH_FAILED)
+                update(event_status)
+                .where(
+                    event_status.c.event_id == event_id,
+                    event_status.c.status == EventStatus.FETCH_FAILED,
+                )
                 .values(status=EventStatus.FETCHING)
             ).rowcount
             if again:
@@ -174,8 +185,8 @@ class Fetches(Part):
         """When the earliest fetch becomes due (for the worker's timer)."""
         query = (
             select(func.min(event_fetches.c.next_attempt_at))
-            .join(events, events.c.id == event_fetches.c.event_id)
-            .where(events.c.status == EventStatus.FETCHING)
+            .join(event_status, event_status.c.event_id == event_fetches.c.event_id)
+            .where(event_status.c.status == EventStatus.FETCHING)
         )
         return utc(await self._scalar(query))
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    Column,
     Connection,
     DateTime,
     LargeBinary,
@@ -30,8 +31,9 @@ from sqlalchemy import (
     update,
 )
 
+from gateway.store.events import EVENTS
 from gateway.store.part import Part, now_utc
-from gateway.store.schema import events, runs, steps, thread_items
+from gateway.store.schema import event_status, events, runs, steps, thread_items
 from gateway.store.status import UNROUTED, RunStatus
 
 # Runs that are over and handled: these age out. Dead runs wait for an operator's retry.
@@ -53,7 +55,7 @@ class Retention(Part):
         source: str | None = None,
         other_than: Sequence[str] = (),
     ) -> list[Row]:
-        query = _old_events(select(events), before, limit, source, other_than)
+        query = _old_events(EVENTS, before, limit, source, other_than)
         return [plain("events", row._mapping) for row in await self._rows(query)]
 
     async def prune_bodies_before(
@@ -64,7 +66,9 @@ class Retention(Part):
         source: str | None = None,
         other_than: Sequence[str] = (),
     ) -> int:
-        chosen = _old_events(select(events.c.id), before, limit, source, other_than)
+        chosen = _old_events(
+            select(events.c.id).join_from(events, event_status), before, limit, source, other_than
+        )
 
         def change(conn: Connection) -> int:
             return _strip(conn, list(conn.execute(chosen).scalars()))
@@ -163,7 +167,10 @@ class Retention(Part):
             target = TABLES[table]
             for row in values:
                 present = conn.execute(select(target.c.id).where(target.c.id == row["id"])).first()
-                if present is None:
+                if present is None and table == "events":
+                    _insert_event(conn, row)
+                    changed += 1
+                elif present is None:
                     conn.execute(insert(target).values(**row))
                     changed += 1
                 elif table == "events":
@@ -278,7 +285,7 @@ def _old_events(
         query.where(
             events.c.pruned_at.is_(None),
             events.c.received_at < before.astimezone(UTC),
-            events.c.status.notin_(UNROUTED),
+            event_status.c.status.notin_(UNROUTED),
             ~unfinished_run,
         )
         .order_by(events.c.received_at)
@@ -329,10 +336,29 @@ def _delete_runs(conn: Connection, ids: list[int]) -> int:
     return int(conn.execute(delete(runs).where(runs.c.id.in_(ids))).rowcount)
 
 
+def _insert_event(conn: Connection, row: Row) -> None:
+    """An archived event back whole, with the status it was archived in (an archive made
+    before migration 0014 has no `received_status`: the status then stands for it, as 0014
+    left it for every event stored before it)."""
+    values = dict(row)
+    status = values.pop("status", None) or values.get("received_status") or "pending"
+    values.setdefault("received_status", status)
+    conn.execute(insert(events).values(**values))  # the trigger adds its status row
+    conn.execute(
+        update(event_status).where(event_status.c.event_id == row["id"]).values(status=status)
+    )
+
+
+def _columns(table: str) -> list[Column[Any]]:
+    """What an archived row of `table` holds: its columns, and an event's status with it."""
+    columns = list(TABLES[table].columns)
+    return [*columns, event_status.c.status] if table == "events" else columns
+
+
 def plain(table: str, row: Mapping[Any, Any]) -> Row:
     """A row as JSON-ready values: bytes as base64, times as ISO 8601."""
     out: Row = {}
-    for column in TABLES[table].columns:
+    for column in _columns(table):
         value = row.get(column.name)
         if value is not None and isinstance(column.type, LargeBinary):
             value = base64.b64encode(value).decode()
@@ -345,7 +371,7 @@ def plain(table: str, row: Mapping[Any, Any]) -> Row:
 def typed(table: str, row: Row) -> Row:
     """The inverse of `plain`: values as the table's columns take them."""
     out: Row = {}
-    for column in TABLES[table].columns:
+    for column in _columns(table):
         if column.name not in row:
             continue
         value = row[column.name]

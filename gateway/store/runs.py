@@ -20,7 +20,7 @@ from gateway.store.batching import Journal
 from gateway.store.database import Dialect
 from gateway.store.part import Part, now_utc
 from gateway.store.records import NewRun, Run
-from gateway.store.schema import events, runs
+from gateway.store.schema import event_status, events, runs
 from gateway.store.sqlite_values import chunks, insert_rows, sqlite_value
 from gateway.store.status import FINISHED, EventStatus, RunStatus
 
@@ -36,7 +36,9 @@ RUN_COLUMNS = (
 # Rows per statement at most: 10 variables each, far under SQLite's 32,766.
 SQLITE_PIECE_MAX = 1024
 MARK_EVENT = (
-    update(events).where(events.c.id == bindparam("b_id")).values(status=bindparam("b_status"))
+    update(event_status)
+    .where(event_status.c.event_id == bindparam("b_id"))
+    .values(status=bindparam("b_status"))
 )
 # Transaction-scoped advisory locks on ordering keys (two-int form, namespace "gate"), taken
 # in one order so that two transactions never wait for each other's keys.
@@ -57,8 +59,9 @@ RELEASE_ORPHANS = text(
     "  AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
 )
 # Which of the events being routed are still pending (built once: routing commits often).
-STILL_PENDING = select(events.c.id).where(
-    events.c.id.in_(bindparam("b_ids", expanding=True)), events.c.status == EventStatus.PENDING
+STILL_PENDING = select(event_status.c.event_id).where(
+    event_status.c.event_id.in_(bindparam("b_ids", expanding=True)),
+    event_status.c.status == EventStatus.PENDING,
 )
 # The earliest retry or wait, for the worker's idle wait.
 NEXT_DUE = select(func.min(runs.c.next_attempt_at)).where(
@@ -107,7 +110,7 @@ class Runs(Part):
     ) -> tuple[list[list[int] | None], list[Run]]:
         def change(conn: Connection) -> tuple[list[list[int] | None], list[Run]]:
             ids = [event_id for event_id, _, _ in routes]
-            still = {row.id for row in conn.execute(self._still_pending, {"b_ids": ids})}
+            still = {row.event_id for row in conn.execute(self._still_pending, {"b_ids": ids})}
             mine = [(e, planned, status) for e, planned, status in routes if e in still]
             if mine:
                 conn.execute(MARK_EVENT, [{"b_id": e, "b_status": status} for e, _, status in mine])
@@ -289,9 +292,9 @@ class Runs(Part):
 
     async def queue_stats(self) -> dict[str, tuple[int, datetime | None]]:
         queries = {
-            "events": select(func.count(), func.min(events.c.received_at)).where(
-                events.c.status == EventStatus.PENDING
-            ),
+            "events": select(func.count(), func.min(events.c.received_at))
+            .join_from(events, event_status)
+            .where(event_status.c.status == EventStatus.PENDING),
             "runs": select(func.count(), func.min(runs.c.created_at)).where(
                 runs.c.status.in_((RunStatus.PENDING, RunStatus.RUNNING))
             ),
@@ -302,9 +305,9 @@ class Runs(Part):
                 runs.c.status == RunStatus.WAITING
             ),
             # Thin events whose object is being fetched (and retried) before routing.
-            "fetches": select(func.count(), func.min(events.c.received_at)).where(
-                events.c.status == EventStatus.FETCHING
-            ),
+            "fetches": select(func.count(), func.min(events.c.received_at))
+            .join_from(events, event_status)
+            .where(event_status.c.status == EventStatus.FETCHING),
         }
         stats: dict[str, tuple[int, datetime | None]] = {}
         async with self.engine.connect() as conn:

@@ -55,7 +55,9 @@ events = Table(
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("headers", JSON, nullable=False),
     Column("body", LargeBinary, nullable=False),
-    Column("status", String(20), nullable=False, server_default=EventStatus.PENDING.value),
+    # How the door settled it: pending, or unmatched, or fetching (a thin event). Written once;
+    # its status since then is `event_status`'s, which a trigger starts from this (0014).
+    Column("received_status", String(20), nullable=False, server_default=EventStatus.PENDING.value),
     # When the retention job pruned the raw body and headers (the row stays for dedup).
     Column("pruned_at", DateTime(timezone=True), nullable=True),
     # A thin event's full object, fetched from the provider's API before routing (0013): kept
@@ -66,7 +68,6 @@ events = Table(
     # Named in 0001, when the delivery id was the key; 0004 renamed the column under it
     # (SQLite renames a constraint only by rebuilding the table).
     UniqueConstraint("source", "dedup_key", name="uq_events_source_delivery"),
-    Index("ix_events_status_id", "status", "id"),
     Index("ix_events_received_at", "received_at"),
     Index("ix_events_source_delivery_id", "source", "delivery_id"),
     Index(
@@ -76,10 +77,31 @@ events = Table(
     ),
 )
 
+# An event's status now: a row of its own, so that routing an event (its one change on the
+# hot path) writes a few bytes, not the whole event. SQLite rewrites a whole record to change
+# one column of it, reading and writing its 7 KB body's overflow pages: 70-120 us per event
+# where this narrow row takes 11-30 (benchmarks.md, "The event's status in a row of its own").
+# Triggers of migration 0014 insert the row with each event (from `received_status`, so every
+# writer of events gets it, in the same statement) and the foreign key deletes it with the event.
+event_status = Table(
+    "event_status",
+    metadata,
+    Column("event_id", Id, ForeignKey("events.id", ondelete="CASCADE"), primary_key=True),
+    Column("status", String(20), nullable=False),
+    Index("ix_event_status_status_id", "status", "event_id"),
+)
+
+# The column of `events` each field of `NewEvent` fills, where the names differ.
+_COLUMN_OF = {"status": "received_status"}
+_FIELD_OF = {column: field for field, column in _COLUMN_OF.items()}
 # The columns a new event fills, in the table's order: what the ingest writers insert.
 NEW_EVENT_COLUMNS = tuple(
-    column.name for column in events.columns if column.name in {f.name for f in fields(NewEvent)}
+    column.name
+    for column in events.columns
+    if _FIELD_OF.get(column.name, column.name) in {f.name for f in fields(NewEvent)}
 )
+# The field of `NewEvent` each of those columns takes its value from.
+NEW_EVENT_FIELDS = tuple(_FIELD_OF.get(name, name) for name in NEW_EVENT_COLUMNS)
 # Those of text, with their lengths, read from the table: what `check_fits` holds each value to.
 _TEXT = [
     (column.name, column.type.length)
@@ -96,7 +118,7 @@ def check_fits(new: NewEvent) -> None:
     refuses it for the whole statement, which carries a batch of other requests' events.
     """
     for name, length in _TEXT:
-        _check_text(name, getattr(new, name), length)
+        _check_text(name, getattr(new, _FIELD_OF.get(name, name)), length)
     for key, value in new.headers.items():
         _check_text(f"header {key[:40]!r}", key, None)
         _check_text(f"header {key[:40]!r}", value, None)

@@ -13,7 +13,7 @@ import orjson
 from sqlalchemy import JSON, DateTime
 
 from gateway.store.records import NewEvent, Stored
-from gateway.store.schema import NEW_EVENT_COLUMNS, events
+from gateway.store.schema import NEW_EVENT_COLUMNS, NEW_EVENT_FIELDS, events
 
 COLUMNS = NEW_EVENT_COLUMNS
 Key = tuple[str, str]
@@ -21,7 +21,7 @@ Key = tuple[str, str]
 Found = tuple[int, str]
 """An event already stored: its id and the delivery id it came with."""
 
-_VALUES = attrgetter(*COLUMNS)
+_VALUES = attrgetter(*NEW_EVENT_FIELDS)
 _JSON = [i for i, name in enumerate(COLUMNS) if isinstance(events.c[name].type, JSON)]
 _TIMES = [i for i, name in enumerate(COLUMNS) if isinstance(events.c[name].type, DateTime)]
 
