@@ -20,7 +20,6 @@ from gateway.redaction import REDACTED, Redactor
 from gateway.store import NewEvent, NewRun, Store, database
 from gateway.store.records import EvalSummary
 from tests.test_cli_store import revision
-from tests.test_store import store, store_url  # noqa: F401
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
 
@@ -34,7 +33,7 @@ def order(number: int, price: str) -> NewEvent:
     return NewEvent("shop", "shopify", "orders/create", f"d{number}", {}, body, NOW)
 
 
-async def test_deleting_an_eval_forgets_its_events_runs_and_steps_only(store: Store) -> None:  # noqa: F811
+async def test_deleting_an_eval_forgets_its_events_runs_and_steps_only(store: Store) -> None:
     kept = (await store.events.add(order(1, "5"))).id
     copied = (await store.events.add(order(2, "5"))).id
     for event_id in (kept, copied):
@@ -50,7 +49,7 @@ async def test_deleting_an_eval_forgets_its_events_runs_and_steps_only(store: St
     assert await store.evals.latest(10) == []
 
 
-async def test_a_kept_mcp_tool_list_replaces_the_last(store: Store) -> None:  # noqa: F811
+async def test_a_kept_mcp_tool_list_replaces_the_last(store: Store) -> None:
     assert await store.evals.listing("gh") is None
     await store.evals.keep_listing("gh", {"lookup": {"name": "lookup"}})
     await store.evals.keep_listing("gh", {"add": {"name": "add"}})

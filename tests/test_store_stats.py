@@ -6,14 +6,14 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from gateway.store import NewRun, RunStatus, Store
-from tests.test_store import new_event, store, store_url  # noqa: F401 (fixtures)
+from tests.test_store import new_event
 
 
 def minute_floor(moment: datetime) -> datetime:
     return moment.replace(second=0, microsecond=0)
 
 
-async def test_events_are_counted_by_source_per_bucket(store: Store) -> None:  # noqa: F811
+async def test_events_are_counted_by_source_per_bucket(store: Store) -> None:
     base = minute_floor(datetime.now(UTC)) - timedelta(minutes=10)
     for n, (seconds, source) in enumerate([(5, "shop"), (20, "shop"), (40, "pay"), (65, "shop")]):
         event = replace(new_event(f"d{n}", source=source), received_at=base + timedelta(0, seconds))
@@ -31,7 +31,7 @@ async def test_events_are_counted_by_source_per_bucket(store: Store) -> None:  #
 
 
 async def test_runs_are_counted_by_status_and_usage_summed_per_rule_and_day(
-    store: Store,  # noqa: F811
+    store: Store,
 ) -> None:
     stored = await store.events.add(new_event("d1"))
     plan = [
@@ -59,7 +59,7 @@ async def test_runs_are_counted_by_status_and_usage_summed_per_rule_and_day(
 
 
 async def test_action_latency_runs_from_the_events_arrival_to_its_first_tool_call(
-    store: Store,  # noqa: F811
+    store: Store,
 ) -> None:
     arrived = datetime.now(UTC) - timedelta(seconds=2)
     stored = await store.events.add(replace(new_event("d1"), received_at=arrived))
@@ -80,7 +80,7 @@ async def test_action_latency_runs_from_the_events_arrival_to_its_first_tool_cal
     assert idle > run
 
 
-async def test_steps_awaiting_approval_are_listed_oldest_first(store: Store) -> None:  # noqa: F811
+async def test_steps_awaiting_approval_are_listed_oldest_first(store: Store) -> None:
     stored = await store.events.add(new_event("d1"))
     plan = [NewRun(event_id=stored.id, rule=f"r{n}", kind="assistant") for n in range(2)]
     runs = await store.runs.route(stored.id, plan, "routed")

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway.store import RunStatus, Store
-from tests.test_store import routed_runs, store, store_url  # noqa: F401  (fixtures)
+from tests.test_store import routed_runs
 
 MADE, DELETED = "code_interpreter.container", "code_interpreter.delete"
 
@@ -25,7 +25,7 @@ def step(tool: str, container: str, status: str = "succeeded") -> dict[str, Any]
 
 
 async def test_only_containers_of_ended_runs_with_no_later_deletion_are_unclosed(
-    store: Store,  # noqa: F811
+    store: Store,
 ) -> None:
     ended, deleted, again, running, failed_to_make = await routed_runs(
         store, ["a", "b", "c", "d", "e"]

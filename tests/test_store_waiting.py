@@ -7,12 +7,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from gateway.store import NewRun, RunStatus, Store
-from tests.test_store import new_event, routed_runs, store, store_url  # noqa: F401 (fixtures)
+from tests.test_store import new_event, routed_runs
 
 REASON = "circuit open: jira"
 
 
-async def test_a_waiting_run_spends_no_attempt_and_is_claimed_when_due(store: Store) -> None:  # noqa: F811
+async def test_a_waiting_run_spends_no_attempt_and_is_claimed_when_due(store: Store) -> None:
     [run_id] = await routed_runs(store, [None])
     [claimed] = await store.runs.claim("w1", 1, 60)
     assert claimed.attempt == 1
@@ -29,7 +29,7 @@ async def test_a_waiting_run_spends_no_attempt_and_is_claimed_when_due(store: St
     assert (await store.runs.queue_stats())["waiting"][0] == 1
 
 
-async def test_wake_makes_the_runs_waiting_for_that_downstream_due_now(store: Store) -> None:  # noqa: F811
+async def test_wake_makes_the_runs_waiting_for_that_downstream_due_now(store: Store) -> None:
     first, other = await routed_runs(store, [None, None])
     await store.runs.claim("w1", 2, 60)
     later = datetime.now(UTC) + timedelta(hours=1)
@@ -41,7 +41,7 @@ async def test_wake_makes_the_runs_waiting_for_that_downstream_due_now(store: St
     assert (taken.id, taken.status, taken.attempt) == (first, RunStatus.RUNNING, 1)
 
 
-async def test_a_waiting_run_holds_its_ordering_key(store: Store) -> None:  # noqa: F811
+async def test_a_waiting_run_holds_its_ordering_key(store: Store) -> None:
     first, _ = await routed_runs(store, ["order-1", "order-1"])
     await store.runs.claim("w1", 1, 60)
     await store.runs.wait(first, datetime.now(UTC) + timedelta(hours=1), REASON)
@@ -50,7 +50,7 @@ async def test_a_waiting_run_holds_its_ordering_key(store: Store) -> None:  # no
 
 
 async def test_the_failure_series_starts_at_the_first_retry_and_an_operator_retry_resets_it(
-    store: Store,  # noqa: F811
+    store: Store,
 ) -> None:
     [run_id] = await routed_runs(store, [None])
     await store.runs.claim("w1", 1, 60)
@@ -70,7 +70,7 @@ async def test_the_failure_series_starts_at_the_first_retry_and_an_operator_retr
 
 
 async def test_routing_an_event_routed_elsewhere_first_reports_it_as_not_routed_here(
-    store: Store,  # noqa: F811
+    store: Store,
 ) -> None:
     stored = await store.events.add(new_event("routed-twice"))
     plan = [NewRun(event_id=stored.id, rule="r", kind="actions")]

@@ -31,7 +31,6 @@ from tests.live import LiveGateway, live_gateway
 from tests.recording import CALLS
 
 pytestmark = [requires_fixtures, pytest.mark.usefixtures("recording")]
-store_url = test_store.store_url  # an empty database of each backend, as the store tests use
 
 
 @pytest.fixture

@@ -24,13 +24,11 @@ from gateway import config as config_module
 from gateway.config import Config, SourceConfig
 from gateway.ingest.provider import PROVIDERS, Provider, body_digest
 from gateway.store import NewEvent, Store, database
-from tests import test_store
 from tests.conftest import Gateway
 from tests.fixtures import SIGNED_AT, TEST_SOURCES, Fixture, deliverable, load, requires_fixtures
 from tests.test_ingest import stored_events
 
 pytestmark = requires_fixtures
-store_url = test_store.store_url  # an empty database of each backend, as the store tests use
 
 # Sources beside the shared test sources: GitLab's signed webhooks, and a generic HMAC sender.
 SIGNING_TOKEN = "whsec_dGhpc19pc19hX3Rlc3Rfa2V5"
