@@ -41,6 +41,11 @@ PRUNABLE = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 # The PostgreSQL advisory lock key held by the one replica pruning (any constant).
 PRUNE_LOCK = 0x6761746577617932
 TABLES = {"events": events, "runs": runs, "steps": steps}
+# What an archived row of each table holds: its columns, and an event's status with it.
+ARCHIVED: dict[str, list[Column[Any]]] = {
+    name: [*table.columns, *([event_status.c.status] if table is events else [])]
+    for name, table in TABLES.items()
+}
 Row = dict[str, Any]
 
 
@@ -349,16 +354,10 @@ def _insert_event(conn: Connection, row: Row) -> None:
     )
 
 
-def _columns(table: str) -> list[Column[Any]]:
-    """What an archived row of `table` holds: its columns, and an event's status with it."""
-    columns = list(TABLES[table].columns)
-    return [*columns, event_status.c.status] if table == "events" else columns
-
-
 def plain(table: str, row: Mapping[Any, Any]) -> Row:
     """A row as JSON-ready values: bytes as base64, times as ISO 8601."""
     out: Row = {}
-    for column in _columns(table):
+    for column in ARCHIVED[table]:
         value = row.get(column.name)
         if value is not None and isinstance(column.type, LargeBinary):
             value = base64.b64encode(value).decode()
@@ -371,7 +370,7 @@ def plain(table: str, row: Mapping[Any, Any]) -> Row:
 def typed(table: str, row: Row) -> Row:
     """The inverse of `plain`: values as the table's columns take them."""
     out: Row = {}
-    for column in _columns(table):
+    for column in ARCHIVED[table]:
         if column.name not in row:
             continue
         value = row[column.name]

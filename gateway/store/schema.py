@@ -91,9 +91,8 @@ event_status = Table(
     Index("ix_event_status_status_id", "status", "event_id"),
 )
 
-# The column of `events` each field of `NewEvent` fills, where the names differ.
-_COLUMN_OF = {"status": "received_status"}
-_FIELD_OF = {column: field for field, column in _COLUMN_OF.items()}
+# The field of `NewEvent` that fills each column of `events`, where the names differ.
+_FIELD_OF = {"received_status": "status"}
 # The columns a new event fills, in the table's order: what the ingest writers insert.
 NEW_EVENT_COLUMNS = tuple(
     column.name

@@ -57,7 +57,7 @@ def upgrade() -> None:
     op.drop_index("ix_events_status_id", table_name="events")
     # A rename in place on both (SQLite 3.25 and later): no copy of the table.
     op.execute("ALTER TABLE events RENAME COLUMN status TO received_status")
-    if op.get_context().dialect.name == "postgresql":
+    if _on_postgresql():
         op.execute(POSTGRESQL_FUNCTION)
         op.execute(POSTGRESQL_TRIGGER)
     else:
@@ -65,12 +65,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute(
-        "DROP TRIGGER IF EXISTS events_status_row"
-        + (" ON events" if op.get_context().dialect.name == "postgresql" else "")
-    )
-    if op.get_context().dialect.name == "postgresql":
+    if _on_postgresql():
+        op.execute("DROP TRIGGER IF EXISTS events_status_row ON events")
         op.execute("DROP FUNCTION IF EXISTS events_status_row()")
+    else:
+        op.execute("DROP TRIGGER IF EXISTS events_status_row")
     op.execute("ALTER TABLE events RENAME COLUMN received_status TO status")
     op.execute(
         "UPDATE events SET status ="
@@ -80,3 +79,7 @@ def downgrade() -> None:
     op.create_index("ix_events_status_id", "events", ["status", "id"])
     op.drop_index("ix_event_status_status_id", table_name="event_status")
     op.drop_table("event_status")
+
+
+def _on_postgresql() -> bool:
+    return bool(op.get_context().dialect.name == "postgresql")
