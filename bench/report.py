@@ -89,6 +89,22 @@ def ingest_rows(ingest: dict[str, Any]) -> list[Row]:
                 ratio >= 0.35 and p99 <= 15,
             )
         )
+    floor = results.get("floor-store")
+    if floor:
+        bare = results[floor.get("baseline", "bare")]
+        ratio, p99 = floor["rps"] / bare["rps"], floor["latency_us"]["p99"] / 1000
+        rows.append(
+            Row(
+                "`bench/ingest --floor`",
+                "the floor: the least any door on this stack does and still answers after a "
+                "durable commit (`bench/floor.py`: HMAC, parse, group-committed SQLite insert), "
+                "same body and load, vs the same bare endpoint",
+                ratio,
+                f"{ratio:.2f}x ({floor['rps']:,.0f} req/s), p99 {p99:.1f} ms",
+                "reported: the most the 0.35x target can have on this stack",
+                None,
+            )
+        )
     gateways = [r for n, r in results.items() if n.startswith("gateway") and "idle_rss_mb" in r]
     if gateways:
         idle = max(r["idle_rss_mb"] for r in gateways)
@@ -151,7 +167,9 @@ def sustain_rows(sustain: dict[str, Any]) -> list[Row]:
             ratio,
             f"{ratio:.2f}x ({sustain['sustained_per_s']:,.0f} events/s)"
             + (
-                f"; ceiling {room['ceiling_ratio']:.2f}x ({room.get('bound', 'the cores')})"
+                f"; ceiling {room['ceiling_ratio']:.2f}x ({room.get('bound', 'the cores')}); "
+                f"0.9x would need {room.get('cores_at_target', '?')} of {room.get('cores', '?')} "
+                "cores"
                 if (room := sustain.get("capacity"))
                 else ""
             ),
@@ -202,7 +220,7 @@ def assistants_rows(a: dict[str, Any]) -> list[Row]:
 BENCHES: list[tuple[str, list[str], list[str], Callable[[dict[str, Any]], list[Row]]]] = [
     (
         "ingest",
-        ["--store", "both", "--replicas", "2", "--duration", "10"],
+        ["--store", "both", "--replicas", "2", "--floor", "--duration", "10"],
         ["--duration", "3"],
         ingest_rows,
     ),
