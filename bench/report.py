@@ -69,15 +69,21 @@ def cpu() -> str:
 # --------------------------------------------------------------------------- rows per bench
 
 
+def against_bare(
+    results: dict[str, dict[str, Any]], target: dict[str, Any]
+) -> tuple[dict[str, Any], float, float]:
+    """The bare endpoint `target` was measured against, its req/s ratio to it and its p99 (ms)."""
+    bare = results[target.get("baseline", "bare")]
+    return bare, target["rps"] / bare["rps"], target["latency_us"]["p99"] / 1000
+
+
 def ingest_rows(ingest: dict[str, Any]) -> list[Row]:
     results = ingest.get("results") or {}
     rows = []
     for name, gw in results.items():
-        baseline = gw.get("baseline", "bare")
-        if name != "gateway" + baseline[len("bare") :]:
+        if name != "gateway" + gw.get("baseline", "bare")[len("bare") :]:
             continue  # PostgreSQL and replica targets have their own rows below
-        bare = results[baseline]
-        ratio, p99 = gw["rps"] / bare["rps"], gw["latency_us"]["p99"] / 1000
+        bare, ratio, p99 = against_bare(results, gw)
         rows.append(
             Row(
                 "`bench/ingest`",
@@ -91,8 +97,7 @@ def ingest_rows(ingest: dict[str, Any]) -> list[Row]:
         )
     floor = results.get("floor-store")
     if floor:
-        bare = results[floor.get("baseline", "bare")]
-        ratio, p99 = floor["rps"] / bare["rps"], floor["latency_us"]["p99"] / 1000
+        _, ratio, p99 = against_bare(results, floor)
         rows.append(
             Row(
                 "`bench/ingest --floor`",
