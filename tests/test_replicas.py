@@ -520,3 +520,32 @@ def test_postgres_restart_under_load_gives_503s_then_recovers_losing_nothing(
 
 def pending_events(url: str) -> int:
     return int(scalar(url, "SELECT count(*) FROM event_status WHERE status = 'pending'"))
+
+
+def test_connections_the_server_dropped_while_idle_are_replaced_without_a_503(
+    tmp_path: Path, pg_url: str, effects: tuple[Effects, str]
+) -> None:
+    """A server that ends a gateway's idle connections (a restart between bursts, a pooler's
+    idle timeout, pg_terminate_backend) costs the next webhooks nothing: the pool hands out a
+    live connection, not a dropped one. The engine does not ping on every checkout (three round
+    trips per ingest batch): a connection the server closed is known closed without one."""
+    server, url = effects
+    config = configure(tmp_path, pg_url, [effect_rule(url, order_by=False)])
+    upgrade(config)
+    # A door alone (the worker's own queries would find a dropped connection first, and
+    # SQLAlchemy would then replace the whole pool), and a worker beside it.
+    with replicas(config, 1, "ingest") as [gateway], replicas(config, 1, "worker"):
+        acked = post_all([gateway.url], deliveries("before", 60, 6))
+        wait_for(lambda: unfinished(pg_url) == 0 and pending_events(pg_url) == 0, 40, "the work")
+        ended = query(
+            pg_url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        assert len(ended) >= 2, "the gateway held fewer connections than expected"
+        time.sleep(0.5)  # the gateway's event loop reads each connection's end
+        # post_all fails on any answer but 202
+        acked += post_all([gateway.url], deliveries("after", 60, 6))
+        wait_for(lambda: unfinished(pg_url) == 0 and pending_events(pg_url) == 0, 40, "the work")
+    assert set(server.by_event()) == set(acked)
+    assert {len(keys) for keys in server.by_event().values()} == {1}

@@ -501,6 +501,46 @@ async def test_listener_reconnects_after_its_connection_is_killed(postgres_url: 
         await sender.stop()
 
 
+async def test_a_pooled_connection_is_pinged_only_after_idling_and_replaced_once_closed(
+    postgres_url: str,
+) -> None:
+    """No ping (three round trips) for a connection in steady use; a ping for one idle past
+    the threshold; a connection the server ended is replaced before anyone runs a query on it."""
+    engine, _ = database.connect(postgres_url, ping_idle_after=0.3)
+    dialect = engine.sync_engine.dialect
+    pings: list[int] = []
+    ping = dialect.do_ping
+
+    def counted(dbapi_connection: object) -> bool:
+        pings.append(1)
+        return ping(dbapi_connection)
+
+    dialect.do_ping = counted  # type: ignore[method-assign]
+
+    async def backend() -> int:
+        async with engine.connect() as conn:
+            return int((await conn.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one())
+
+    try:
+        first = await backend()
+        assert {await backend() for _ in range(20)} == {first}
+        assert pings == []
+        await asyncio.sleep(0.4)
+        assert await backend() == first
+        assert pings == [1]
+
+        admin = await asyncpg.connect(postgres_url.replace("+asyncpg", ""))
+        try:
+            await admin.execute("SELECT pg_terminate_backend($1)", first)
+        finally:
+            await admin.close()
+        await asyncio.sleep(0.1)  # the event loop reads the connection's end
+        assert await backend() != first
+        assert pings == [1]  # known closed without a round trip
+    finally:
+        await engine.dispose()
+
+
 def test_a_sqlite_batch_is_written_in_few_statement_shapes() -> None:
     """Each size of a batch was its own prepared statement, all kept (~3 MB after a load):
     a batch is now written in pieces of 2^k rows, contiguous, in order, at most 9 of them."""
