@@ -539,11 +539,21 @@ def test_connections_the_server_dropped_while_idle_are_replaced_without_a_503(
         wait_for(lambda: unfinished(pg_url) == 0 and pending_events(pg_url) == 0, 40, "the work")
         ended = query(
             pg_url,
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()",
         )
         assert len(ended) >= 2, "the gateway held fewer connections than expected"
-        time.sleep(0.5)  # the gateway's event loop reads each connection's end
+        pids = [r["pid"] for r in ended]
+        wait_for(
+            lambda: (
+                not scalar(
+                    pg_url, "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])", pids
+                )
+            ),
+            20,
+            "the ended backends to exit",
+        )
+        time.sleep(0.2)  # the gateway's event loop reads each connection's end
         # post_all fails on any answer but 202
         acked += post_all([gateway.url], deliveries("after", 60, 6))
         wait_for(lambda: unfinished(pg_url) == 0 and pending_events(pg_url) == 0, 40, "the work")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.errors import SchemaMismatch
 from gateway.store import NewEvent, NewRun, RunStatus, Store, Stored, database
@@ -501,12 +502,8 @@ async def test_listener_reconnects_after_its_connection_is_killed(postgres_url: 
         await sender.stop()
 
 
-async def test_a_pooled_connection_is_pinged_only_after_idling_and_replaced_once_closed(
-    postgres_url: str,
-) -> None:
-    """No ping (three round trips) for a connection in steady use; a ping for one idle past
-    the threshold; a connection the server ended is replaced before anyone runs a query on it."""
-    engine, _ = database.connect(postgres_url, ping_idle_after=0.3)
+def counting_pings(engine: AsyncEngine) -> list[int]:
+    """One entry per ping of `engine`'s pool (the dialect's own ping, as pool_pre_ping used)."""
     dialect = engine.sync_engine.dialect
     pings: list[int] = []
     ping = dialect.do_ping
@@ -516,28 +513,50 @@ async def test_a_pooled_connection_is_pinged_only_after_idling_and_replaced_once
         return ping(dbapi_connection)
 
     dialect.do_ping = counted  # type: ignore[method-assign]
+    return pings
 
-    async def backend() -> int:
-        async with engine.connect() as conn:
-            return int((await conn.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one())
 
+async def backend_pid(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one())
+
+
+async def test_a_pooled_connection_is_pinged_only_after_idling(postgres_url: str) -> None:
+    """No ping (three round trips) for a connection in steady use; one for a connection idle
+    past the threshold, in case its peer vanished without closing it."""
+    engine, _ = database.connect(postgres_url, ping_idle_after=1.0)
+    pings = counting_pings(engine)
     try:
-        first = await backend()
-        assert {await backend() for _ in range(20)} == {first}
+        first = await backend_pid(engine)
+        assert {await backend_pid(engine) for _ in range(20)} == {first}
         assert pings == []
-        await asyncio.sleep(0.4)
-        assert await backend() == first
+        await asyncio.sleep(1.1)
+        assert await backend_pid(engine) == first
         assert pings == [1]
-
-        admin = await asyncpg.connect(postgres_url.replace("+asyncpg", ""))
-        try:
-            await admin.execute("SELECT pg_terminate_backend($1)", first)
-        finally:
-            await admin.close()
-        await asyncio.sleep(0.1)  # the event loop reads the connection's end
-        assert await backend() != first
-        assert pings == [1]  # known closed without a round trip
     finally:
+        await engine.dispose()
+
+
+async def test_a_pooled_connection_the_server_ended_is_replaced_without_a_ping(
+    postgres_url: str,
+) -> None:
+    """A connection whose backend ended (a restart, an idle timeout, pg_terminate_backend) is
+    known closed to asyncpg: the pool replaces it before anyone runs a query on it."""
+    engine, _ = database.connect(postgres_url, ping_idle_after=3600)  # never idle long enough
+    pings = counting_pings(engine)
+    admin = await asyncpg.connect(postgres_url.replace("+asyncpg", ""))
+    try:
+        first = await backend_pid(engine)
+        await admin.execute("SELECT pg_terminate_backend($1)", first)
+        for _ in range(100):  # until the backend has exited, its socket closed
+            if not await admin.fetchval("SELECT 1 FROM pg_stat_activity WHERE pid = $1", first):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # the event loop reads the connection's end
+        assert await backend_pid(engine) != first  # no error: a live connection
+        assert pings == []
+    finally:
+        await admin.close()
         await engine.dispose()
 
 
