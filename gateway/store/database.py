@@ -80,7 +80,11 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def connect(url: str, **kwargs: Any) -> tuple[AsyncEngine, Dialect]:
+def connect(
+    url: str, *, ping_idle_after: float = PING_IDLE_AFTER, **kwargs: Any
+) -> tuple[AsyncEngine, Dialect]:
+    """The async engine for `url`, and its dialect's flags. `ping_idle_after` is PostgreSQL's
+    (checked_out_live); `kwargs` go to SQLAlchemy's `create_async_engine`."""
     full = async_url(url)
     kwargs.setdefault("json_serializer", _json)
     kwargs.setdefault("json_deserializer", orjson.loads)
@@ -95,7 +99,6 @@ def connect(url: str, **kwargs: Any) -> tuple[AsyncEngine, Dialect]:
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine, Dialect("sqlite", single_writer=True, skip_locked=False)
-    ping_idle_after = kwargs.pop("ping_idle_after", PING_IDLE_AFTER)
     engine = create_async_engine(full, pool_size=16, max_overflow=8, **kwargs)
     checked_out_live(engine, ping_idle_after)
     return engine, Dialect("postgresql", single_writer=False, skip_locked=True)
@@ -106,7 +109,7 @@ def checked_out_live(engine: AsyncEngine, ping_idle_after: float) -> None:
     for a connection in steady use.
 
     SQLAlchemy's `pool_pre_ping` pings on every checkout: BEGIN, `;`, ROLLBACK, three round
-    trips before each batch of the event writer (+17% webhooks/s without them, bench/ingest
+    trips before each batch of the event writer (+14% webhooks/s without them, bench/ingest
     --store postgresql). Instead: a connection whose server ended it (a restart, an idle
     timeout, pg_terminate_backend) is known closed to asyncpg, and is replaced at no cost; one
     idle for `ping_idle_after` seconds or more gets the dialect's ping, as `pool_pre_ping`
@@ -120,9 +123,10 @@ def checked_out_live(engine: AsyncEngine, ping_idle_after: float) -> None:
         record.info[_IDLE_SINCE] = time.monotonic()
 
     def on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        # Taken first: a connection replaced below starts again without an idle time.
+        idle_since = record.info.pop(_IDLE_SINCE, None)
         if dbapi_connection.driver_connection.is_closed():
             raise exc.DisconnectionError("the server closed this connection")
-        idle_since = record.info.pop(_IDLE_SINCE, None)
         if idle_since is None or time.monotonic() - idle_since < ping_idle_after:
             return  # opened just now, or in use a moment ago
         try:
